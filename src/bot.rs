@@ -1,0 +1,397 @@
+//! `tessera bot`: a headless participant for CI. It joins a room over the
+//! signaling protocol, sends a solid colour (or a test pattern) and a
+//! tone, and reports what it received. Its media lives in
+//! [`crate::media::bot`]; this module is the signaling client and report.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::media::bot::{dominant_frequencies, level_at, BotMedia, BotMediaConfig, BotMediaEvent, RgbFrame};
+use crate::protocol::{sdp_with_candidates, Canvas, ServerMessage, Tile};
+
+#[derive(Debug, Clone)]
+pub struct BotOptions {
+    /// WebSocket URL of the server, e.g. `ws://127.0.0.1:8080/ws`.
+    pub server: String,
+    pub room: String,
+    pub name: String,
+    pub color: Option<u32>,
+    pub pattern: String,
+    pub tone_hz: f64,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Send ICE candidates as they are found (true) or all inside the answer.
+    pub trickle: bool,
+    pub ice_addresses: Vec<String>,
+}
+
+impl Default for BotOptions {
+    fn default() -> Self {
+        BotOptions {
+            server: "ws://127.0.0.1:8080/ws".into(),
+            room: "test".into(),
+            name: "bot".into(),
+            color: Some(0xff0000),
+            pattern: "smpte".into(),
+            tone_hz: 440.0,
+            width: 320,
+            height: 240,
+            fps: 30,
+            trickle: true,
+            ice_addresses: vec!["127.0.0.1".into()],
+        }
+    }
+}
+
+/// Parse a colour: a name (red, green, blue, yellow, cyan, magenta, white,
+/// black, orange, purple) or `#rrggbb` / `rrggbb` / `0xrrggbb`.
+pub fn parse_color(s: &str) -> Result<u32> {
+    let named = match s.to_ascii_lowercase().as_str() {
+        "red" => Some(0xff0000),
+        "green" => Some(0x00ff00),
+        "blue" => Some(0x0000ff),
+        "yellow" => Some(0xffff00),
+        "cyan" => Some(0x00ffff),
+        "magenta" => Some(0xff00ff),
+        "white" => Some(0xffffff),
+        "black" => Some(0x000000),
+        "orange" => Some(0xff8000),
+        "purple" => Some(0x8000ff),
+        _ => None,
+    };
+    if let Some(c) = named {
+        return Ok(c);
+    }
+    let hex = s.trim_start_matches('#').trim_start_matches("0x");
+    if hex.len() != 6 {
+        bail!("colour `{s}` is not a name or #rrggbb");
+    }
+    u32::from_str_radix(hex, 16).with_context(|| format!("colour `{s}` is not a name or #rrggbb"))
+}
+
+#[derive(Debug, Default, Clone)]
+struct BotState {
+    id: Option<String>,
+    layout: Option<(Canvas, Vec<Tile>)>,
+    layouts_received: u32,
+    errors: Vec<(String, String)>,
+    connected: bool,
+    closed: bool,
+}
+
+fn lock(m: &Mutex<BotState>) -> MutexGuard<'_, BotState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the bot saw at a tile's centre.
+#[derive(Debug, Clone, Serialize)]
+pub struct TileSeen {
+    pub id: String,
+    pub name: String,
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    pub center_rgb: [u8; 3],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrequencySeen {
+    pub hz: f64,
+    pub db: f64,
+}
+
+/// `--report` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct BotReport {
+    pub room: String,
+    pub name: String,
+    pub id: Option<String>,
+    pub connected: bool,
+    pub frames: u64,
+    pub fps: f64,
+    pub fps_recent: f64,
+    pub max_frame_gap_ms: u64,
+    pub width: u32,
+    pub height: u32,
+    pub received_kbps: f64,
+    pub audio_seconds: f64,
+    pub dominant_frequencies: Vec<FrequencySeen>,
+    pub tiles: Vec<TileSeen>,
+    pub layout: Option<serde_json::Value>,
+    pub errors: Vec<serde_json::Value>,
+}
+
+pub struct Bot {
+    opts: BotOptions,
+    media: Arc<BotMedia>,
+    state: Arc<Mutex<BotState>>,
+    out: mpsc::Sender<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Bot {
+    /// Connect, join and start media. Returns once `join` is sent.
+    pub async fn connect(opts: BotOptions) -> Result<Bot> {
+        let (ev_tx, ev_rx) = mpsc::channel::<BotMediaEvent>(256);
+        let mcfg = BotMediaConfig {
+            color: opts.color,
+            pattern: opts.pattern.clone(),
+            tone_hz: opts.tone_hz,
+            width: opts.width,
+            height: opts.height,
+            fps: opts.fps,
+            ice_addresses: opts.ice_addresses.clone(),
+        };
+        let tx2 = ev_tx.clone();
+        let media = tokio::task::spawn_blocking(move || BotMedia::new(&mcfg, tx2)).await??;
+        let media = Arc::new(media);
+        let (ws, _) = tokio_tungstenite::connect_async(opts.server.as_str())
+            .await
+            .with_context(|| format!("cannot connect to {}", opts.server))?;
+        let (mut wtx, wrx) = ws.split();
+        let join = serde_json::json!({"type": "join", "room": opts.room, "name": opts.name}).to_string();
+        wtx.send(Message::Text(join)).await.context("sending join")?;
+        let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
+        // Writer: everything we send goes through one queue.
+        tokio::spawn(async move {
+            while let Some(t) = out_rx.recv().await {
+                if wtx.send(Message::Text(t)).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wtx.close().await;
+        });
+        let state = Arc::new(Mutex::new(BotState::default()));
+        let task = tokio::spawn(run(wrx, ev_rx, ev_tx, media.clone(), state.clone(), out_tx.clone(), opts.trickle));
+        Ok(Bot { opts, media, state, out: out_tx, task })
+    }
+
+    pub fn id(&self) -> Option<String> {
+        lock(&self.state).id.clone()
+    }
+
+    pub fn layout(&self) -> Option<(Canvas, Vec<Tile>)> {
+        lock(&self.state).layout.clone()
+    }
+
+    pub fn layouts_received(&self) -> u32 {
+        lock(&self.state).layouts_received
+    }
+
+    pub fn errors(&self) -> Vec<(String, String)> {
+        lock(&self.state).errors.clone()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        lock(&self.state).connected
+    }
+
+    pub fn stats(&self) -> crate::media::bot::ReceivedStats {
+        self.media.stats()
+    }
+
+    pub fn reset_max_gap(&self) {
+        self.media.reset_max_gap()
+    }
+
+    pub fn last_frame(&self) -> Option<RgbFrame> {
+        self.media.last_frame()
+    }
+
+    /// Level in dBFS of the received audio at `hz` (±10 Hz).
+    pub fn level_db(&self, hz: f64) -> Option<f64> {
+        let (bin, db) = self.media.spectrum()?;
+        Some(level_at(bin, &db, hz, 10.0))
+    }
+
+    pub fn dominant_frequencies(&self, n: usize) -> Vec<(f64, f64)> {
+        match self.media.spectrum() {
+            Some((bin, db)) => dominant_frequencies(bin, &db, n, -70.0),
+            None => Vec::new(),
+        }
+    }
+
+    /// Colours at the centre of each tile of the last layout, from the
+    /// last decoded frame (scaled if the frame is not at canvas size).
+    pub fn tiles_seen(&self) -> Vec<TileSeen> {
+        let Some((canvas, tiles)) = self.layout() else { return Vec::new() };
+        let Some(frame) = self.last_frame() else { return Vec::new() };
+        tiles
+            .iter()
+            .map(|t| {
+                let cx = ((t.x + t.width / 2) as u64 * frame.width as u64 / canvas.width.max(1) as u64) as u32;
+                let cy = ((t.y + t.height / 2) as u64 * frame.height as u64 / canvas.height.max(1) as u64) as u32;
+                TileSeen {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    x: t.x,
+                    y: t.y,
+                    width: t.width,
+                    height: t.height,
+                    center_rgb: frame.mean_around(cx, cy, 3),
+                }
+            })
+            .collect()
+    }
+
+    /// Send a raw text frame (for protocol tests).
+    pub async fn send_raw(&self, text: String) -> Result<()> {
+        self.out.send(text).await.context("signaling connection closed")
+    }
+
+    pub fn report(&self) -> BotReport {
+        let st = lock(&self.state).clone();
+        let s = self.media.stats();
+        BotReport {
+            room: self.opts.room.clone(),
+            name: self.opts.name.clone(),
+            id: st.id.clone(),
+            connected: st.connected,
+            frames: s.frames,
+            fps: s.fps,
+            fps_recent: s.fps_recent,
+            max_frame_gap_ms: s.max_frame_gap_ms,
+            width: s.width,
+            height: s.height,
+            received_kbps: s.kbps,
+            audio_seconds: s.audio_seconds,
+            dominant_frequencies: self
+                .dominant_frequencies(5)
+                .into_iter()
+                .map(|(hz, db)| FrequencySeen { hz: (hz * 10.0).round() / 10.0, db: (db * 10.0).round() / 10.0 })
+                .collect(),
+            tiles: self.tiles_seen(),
+            layout: st.layout.as_ref().map(|(c, t)| {
+                serde_json::to_value(ServerMessage::Layout { canvas: *c, tiles: t.clone() }).unwrap_or_default()
+            }),
+            errors: st.errors.iter().map(|(c, m)| serde_json::json!({"code": c, "message": m})).collect(),
+        }
+    }
+
+    /// Poll `pred` every 50 ms until it holds or `timeout` passes.
+    pub async fn wait_until(&self, timeout: Duration, mut pred: impl FnMut(&Bot) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if pred(self) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Send `leave`, close the connection and stop the media.
+    pub async fn leave(self) {
+        let _ = self.out.send(r#"{"type":"leave"}"#.to_string()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.task.abort();
+        drop(self.out);
+        let media = self.media;
+        let _ = tokio::task::spawn_blocking(move || media.shutdown()).await;
+    }
+
+    /// Drop the connection without `leave` (as a crashed client would).
+    pub async fn disconnect(self) {
+        self.task.abort();
+        drop(self.out);
+        let media = self.media;
+        let _ = tokio::task::spawn_blocking(move || media.shutdown()).await;
+    }
+}
+
+type WsRead = futures::stream::SplitStream<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+
+async fn run(
+    mut wrx: WsRead,
+    mut ev_rx: mpsc::Receiver<BotMediaEvent>,
+    ev_tx: mpsc::Sender<BotMediaEvent>,
+    media: Arc<BotMedia>,
+    state: Arc<Mutex<BotState>>,
+    out: mpsc::Sender<String>,
+    trickle: bool,
+) {
+    let mut answer: Option<String> = None;
+    let mut candidates: Vec<(u32, String)> = Vec::new();
+    let mut answer_sent = false;
+    let mut gathering_done = false;
+    loop {
+        tokio::select! {
+            msg = wrx.next() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                let Ok(m) = serde_json::from_str::<ServerMessage>(&text) else {
+                    tracing::warn!("bot: unexpected server message: {text}");
+                    continue;
+                };
+                match m {
+                    ServerMessage::Joined { id, .. } => lock(&state).id = Some(id),
+                    ServerMessage::Offer { sdp } => {
+                        if let Err(e) = media.handle_offer(&sdp, ev_tx.clone()) {
+                            lock(&state).errors.push(("bot_offer".into(), format!("{e:#}")));
+                        }
+                    }
+                    ServerMessage::Ice { candidate, sdp_mline_index } => media.add_ice(sdp_mline_index, &candidate),
+                    ServerMessage::Layout { canvas, tiles } => {
+                        let mut st = lock(&state);
+                        st.layout = Some((canvas, tiles));
+                        st.layouts_received += 1;
+                    }
+                    ServerMessage::Error { code, message } => {
+                        tracing::warn!("bot: server error {code}: {message}");
+                        lock(&state).errors.push((code.to_string(), message));
+                    }
+                }
+            }
+            ev = ev_rx.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    BotMediaEvent::Answer(sdp) => {
+                        if trickle {
+                            let _ = out.send(serde_json::json!({"type": "answer", "sdp": sdp}).to_string()).await;
+                            for (m, c) in candidates.drain(..) {
+                                let _ = out.send(serde_json::json!({"type": "ice", "candidate": c, "sdpMLineIndex": m}).to_string()).await;
+                            }
+                            answer_sent = true;
+                        } else {
+                            answer = Some(sdp);
+                        }
+                    }
+                    BotMediaEvent::Ice { mline, candidate } => {
+                        if trickle && answer_sent {
+                            let _ = out.send(serde_json::json!({"type": "ice", "candidate": candidate, "sdpMLineIndex": mline}).to_string()).await;
+                        } else {
+                            candidates.push((mline, candidate));
+                        }
+                    }
+                    BotMediaEvent::GatheringComplete => gathering_done = true,
+                    BotMediaEvent::Connected => lock(&state).connected = true,
+                    BotMediaEvent::Failed(e) => lock(&state).errors.push(("bot_media".into(), e)),
+                }
+            }
+        }
+        // Without trickle, the answer goes out once it exists AND gathering is done.
+        if !trickle && !answer_sent && gathering_done {
+            if let Some(sdp) = answer.take() {
+                let full = sdp_with_candidates(&sdp, &candidates);
+                let _ = out.send(serde_json::json!({"type": "answer", "sdp": full}).to_string()).await;
+                answer_sent = true;
+            }
+        }
+    }
+    lock(&state).closed = true;
+}

@@ -1,0 +1,14 @@
+//! tessera: a WebRTC Multipoint Control Unit on GStreamer.
+//!
+//! Data flow, module by module:
+//! `signaling` (warp, WebSocket) → `protocol` (messages, validation) →
+//! `room` (participants, grid order) → `media` (GStreamer pipelines).
+//! `layout` holds the pure grid geometry; `bot` is the headless client.
+
+pub mod bot;
+pub mod layout;
+pub mod media;
+pub mod protocol;
+pub mod room;
+pub mod server;
+pub mod signaling;

@@ -1,0 +1,252 @@
+//! Mix-minus audio: every 20 ms the room sums each participant's decoded
+//! audio ONCE, then gives each listener `total - own` (O(N), not O(N²)).
+//!
+//! Each participant's decoded audio (S16LE, 48 kHz, mono) is written into
+//! an [`InputRing`] by its pipeline's appsink; one mixer thread per room
+//! reads 20 ms from every ring, mixes, and pushes each listener's mix into
+//! that listener's appsrc (which feeds its Opus encoder).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+
+pub const RATE: usize = 48_000;
+/// Samples per mixing period (20 ms).
+pub const FRAME: usize = RATE / 50;
+/// A ring starts playing once it holds this much (absorbs jitter).
+const PREBUFFER: usize = 2 * FRAME;
+/// A ring never holds more than this; older samples are dropped (drift).
+const MAX_BUFFERED: usize = 10 * FRAME;
+
+pub fn audio_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "S16LE")
+        .field("rate", RATE as i32)
+        .field("channels", 1i32)
+        .field("layout", "interleaved")
+        .build()
+}
+
+/// Jitter-absorbing FIFO of one participant's decoded samples.
+#[derive(Debug, Default)]
+pub struct InputRing {
+    buf: VecDeque<i16>,
+    playing: bool,
+}
+
+impl InputRing {
+    pub fn push(&mut self, samples: &[i16]) {
+        self.buf.extend(samples.iter().copied());
+        if self.buf.len() > MAX_BUFFERED {
+            let excess = self.buf.len() - MAX_BUFFERED + PREBUFFER;
+            self.buf.drain(..excess.min(self.buf.len()));
+        }
+    }
+
+    /// Fill `out` with the next frame. Returns false (and leaves `out`
+    /// silent) while prebuffering or after an underrun.
+    pub fn take(&mut self, out: &mut [i16]) -> bool {
+        out.iter_mut().for_each(|s| *s = 0);
+        if !self.playing {
+            if self.buf.len() < PREBUFFER {
+                return false;
+            }
+            self.playing = true;
+        }
+        if self.buf.is_empty() {
+            self.playing = false;
+            return false;
+        }
+        let n = out.len().min(self.buf.len());
+        for (o, s) in out.iter_mut().zip(self.buf.drain(..n)) {
+            *o = s;
+        }
+        if n < out.len() {
+            self.playing = false;
+        }
+        true
+    }
+}
+
+/// Sum every input once, then give each listener everything but itself.
+/// `inputs[i]` is `None` for a participant with nothing to contribute.
+/// `outputs[i]` receives `sum - inputs[i]`, clamped to i16.
+pub fn mix_minus(inputs: &[Option<&[i16]>], total: &mut Vec<i32>, outputs: &mut [Vec<i16>]) {
+    let len = outputs.first().map(|o| o.len()).unwrap_or(0);
+    total.clear();
+    total.resize(len, 0);
+    for s in inputs.iter().flatten() {
+        for (t, v) in total.iter_mut().zip(s.iter()) {
+            *t += *v as i32;
+        }
+    }
+    for (out, own) in outputs.iter_mut().zip(inputs.iter()) {
+        match own {
+            Some(own) => {
+                for ((o, t), v) in out.iter_mut().zip(total.iter()).zip(own.iter()) {
+                    *o = (*t - *v as i32).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+                }
+            }
+            None => {
+                for (o, t) in out.iter_mut().zip(total.iter()) {
+                    *o = (*t).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+                }
+            }
+        }
+    }
+}
+
+/// One participant's place in the audio mix.
+pub struct AudioPort {
+    pub id: String,
+    pub input: Mutex<InputRing>,
+    output: gst_app::AppSrc,
+    /// True once the participant's connection is up; no mix is pushed before.
+    ready: Arc<AtomicBool>,
+}
+
+impl AudioPort {
+    pub fn push_input(&self, samples: &[i16]) {
+        self.input.lock().unwrap_or_else(|p| p.into_inner()).push(samples);
+    }
+}
+
+type Ports = Arc<RwLock<Arc<Vec<Arc<AudioPort>>>>>;
+
+/// The room's audio mixer: one thread, 20 ms ticks.
+pub struct AudioMixer {
+    ports: Ports,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AudioMixer {
+    pub fn new(room: &str) -> std::io::Result<AudioMixer> {
+        let ports: Ports = Arc::new(RwLock::new(Arc::new(Vec::new())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (ports.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("mix-{}", room.chars().take(10).collect::<String>()))
+            .spawn(move || run(p, s))?;
+        Ok(AudioMixer { ports, stop, thread: Some(thread) })
+    }
+
+    pub fn add(&self, id: &str, output: gst_app::AppSrc, ready: Arc<AtomicBool>) -> Arc<AudioPort> {
+        let port = Arc::new(AudioPort { id: id.to_string(), input: Mutex::new(InputRing::default()), output, ready });
+        let mut w = self.ports.write().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = w.iter().cloned().collect();
+        v.push(port.clone());
+        *w = Arc::new(v);
+        port
+    }
+
+    pub fn remove(&self, id: &str) {
+        let mut w = self.ports.write().unwrap_or_else(|p| p.into_inner());
+        let v: Vec<_> = w.iter().filter(|p| p.id != id).cloned().collect();
+        *w = Arc::new(v);
+    }
+}
+
+impl Drop for AudioMixer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(ports: Ports, stop: Arc<AtomicBool>) {
+    let period = Duration::from_millis(20);
+    let mut next = Instant::now();
+    let mut frames: Vec<Vec<i16>> = Vec::new();
+    let mut outs: Vec<Vec<i16>> = Vec::new();
+    let mut total = Vec::with_capacity(FRAME);
+    while !stop.load(Ordering::SeqCst) {
+        next += period;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else if now - next > Duration::from_millis(200) {
+            // Far behind (machine stalled): do not burst to catch up.
+            next = now;
+        }
+        let snapshot = ports.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let n = snapshot.len();
+        if n == 0 {
+            continue;
+        }
+        frames.resize_with(n, || vec![0; FRAME]);
+        outs.resize_with(n, || vec![0; FRAME]);
+        let mut active = vec![false; n];
+        for (i, port) in snapshot.iter().enumerate() {
+            active[i] = port.input.lock().unwrap_or_else(|p| p.into_inner()).take(&mut frames[i]);
+        }
+        let inputs: Vec<Option<&[i16]>> =
+            frames.iter().zip(active.iter()).map(|(f, a)| if *a { Some(&f[..]) } else { None }).collect();
+        mix_minus(&inputs, &mut total, &mut outs[..n]);
+        for (port, out) in snapshot.iter().zip(outs.iter()) {
+            if !port.ready.load(Ordering::Relaxed) {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(FRAME * 2);
+            for s in out {
+                bytes.extend_from_slice(&s.to_le_bytes());
+            }
+            let mut buf = gst::Buffer::from_mut_slice(bytes);
+            if let Some(b) = buf.get_mut() {
+                b.set_duration(gst::ClockTime::from_mseconds(20));
+            }
+            // Flushing or EOS while the participant leaves: nothing to do.
+            let _ = port.output.push_buffer(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_listener_gets_everyone_but_itself() {
+        let a = vec![100i16; 4];
+        let b = vec![10i16; 4];
+        let c = vec![1i16; 4];
+        let mut outs = vec![vec![0i16; 4]; 4];
+        let mut total = Vec::new();
+        mix_minus(&[Some(&a), Some(&b), Some(&c), None], &mut total, &mut outs);
+        assert_eq!(outs[0], vec![11; 4]);
+        assert_eq!(outs[1], vec![101; 4]);
+        assert_eq!(outs[2], vec![110; 4]);
+        assert_eq!(outs[3], vec![111; 4]);
+    }
+
+    #[test]
+    fn clipping_happens_after_subtraction() {
+        let loud = vec![30000i16; 2];
+        let mut outs = vec![vec![0i16; 2]; 3];
+        let mut total = Vec::new();
+        mix_minus(&[Some(&loud), Some(&loud), Some(&loud)], &mut total, &mut outs);
+        // Each hears the other two clipped, but never itself.
+        assert_eq!(outs[0], vec![i16::MAX; 2]);
+    }
+
+    #[test]
+    fn ring_prebuffers_and_recovers_from_underrun() {
+        let mut r = InputRing::default();
+        let mut out = vec![0i16; FRAME];
+        r.push(&vec![1; FRAME]);
+        assert!(!r.take(&mut out), "must prebuffer");
+        r.push(&vec![2; FRAME]);
+        assert!(r.take(&mut out));
+        assert_eq!(out[0], 1);
+        assert!(r.take(&mut out));
+        assert_eq!(out[0], 2);
+        assert!(!r.take(&mut out), "underrun returns to prebuffering");
+        r.push(&vec![3; MAX_BUFFERED * 2]);
+        assert!(r.buf.len() <= MAX_BUFFERED);
+    }
+}

@@ -1,0 +1,476 @@
+//! The media side of `tessera bot`: a headless participant on `webrtcbin`
+//! that sends test sources and analyses what it receives (frame rate,
+//! resolution, colours at tile centres, audio spectrum, bitrate).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use gst::prelude::*;
+use gst_video::prelude::*;
+use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
+use tokio::sync::mpsc;
+
+use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, vp8_rtp_caps};
+
+/// What the bot sends.
+#[derive(Debug, Clone)]
+pub struct BotMediaConfig {
+    /// 0xRRGGBB for a solid colour, or None with `pattern`.
+    pub color: Option<u32>,
+    /// A videotestsrc pattern name (e.g. `smpte`, `ball`) when `color` is None.
+    pub pattern: String,
+    pub tone_hz: f64,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub ice_addresses: Vec<String>,
+}
+
+/// Events from the bot's webrtcbin to its signaling loop.
+#[derive(Debug, Clone)]
+pub enum BotMediaEvent {
+    Answer(String),
+    Ice { mline: u32, candidate: String },
+    GatheringComplete,
+    Connected,
+    Failed(String),
+}
+
+/// Audio kept for analysis: the last second.
+const AUDIO_KEEP: usize = 48_000;
+const FFT_LEN: usize = 16_384;
+
+#[derive(Default)]
+struct Received {
+    first_frame: Option<Instant>,
+    frames: u64,
+    frame_times: VecDeque<Instant>,
+    max_gap: Duration,
+    last_frame_at: Option<Instant>,
+    width: u32,
+    height: u32,
+    last_sample: Option<gst::Sample>,
+    audio: VecDeque<f32>,
+    audio_samples: u64,
+}
+
+fn lock(m: &Mutex<Received>) -> MutexGuard<'_, Received> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An RGB frame copied out of the pipeline.
+#[derive(Debug, Clone)]
+pub struct RgbFrame {
+    pub width: u32,
+    pub height: u32,
+    /// Tightly packed RGB, `width * height * 3` bytes.
+    pub data: Vec<u8>,
+}
+
+impl RgbFrame {
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = ((y.min(self.height - 1) * self.width + x.min(self.width - 1)) * 3) as usize;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+
+    /// Mean colour of the (2r+1)² square around (x, y).
+    pub fn mean_around(&self, x: u32, y: u32, r: u32) -> [u8; 3] {
+        let mut acc = [0u64; 3];
+        let mut n = 0u64;
+        for yy in y.saturating_sub(r)..=(y + r).min(self.height - 1) {
+            for xx in x.saturating_sub(r)..=(x + r).min(self.width - 1) {
+                let p = self.pixel(xx, yy);
+                for c in 0..3 {
+                    acc[c] += p[c] as u64;
+                }
+                n += 1;
+            }
+        }
+        let n = n.max(1);
+        [(acc[0] / n) as u8, (acc[1] / n) as u8, (acc[2] / n) as u8]
+    }
+}
+
+/// Statistics of what the bot received so far.
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedStats {
+    pub frames: u64,
+    /// Frames per second since the first frame.
+    pub fps: f64,
+    /// Frames per second over the last 3 seconds.
+    pub fps_recent: f64,
+    /// Longest interval between two received frames.
+    pub max_frame_gap_ms: u64,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub kbps: f64,
+    pub audio_seconds: f64,
+}
+
+pub struct BotMedia {
+    pipeline: gst::Pipeline,
+    webrtcbin: gst::Element,
+    received: Arc<Mutex<Received>>,
+    bytes: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl BotMedia {
+    pub fn new(cfg: &BotMediaConfig, events: mpsc::Sender<BotMediaEvent>) -> Result<BotMedia> {
+        super::init()?;
+        let video_src = match cfg.color {
+            Some(rgb) => format!("videotestsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
+            None => format!("videotestsrc is-live=true pattern={}", cfg.pattern),
+        };
+        let desc = format!(
+            "webrtcbin name=webrtc bundle-policy=max-bundle latency=50 \
+             audiotestsrc is-live=true wave=sine freq={tone} volume=0.25 ! audioconvert ! audioresample \
+               ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
+               ! capsfilter name=acaps ! webrtc.sink_0 \
+             {video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoconvert \
+               ! vp8enc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
+               ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1",
+            tone = cfg.tone_hz,
+            w = cfg.width,
+            h = cfg.height,
+            fps = cfg.fps,
+        );
+        let pipeline = gst::parse::launch(&desc)
+            .context("bot pipeline does not parse")?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| anyhow::anyhow!("bot pipeline is not a pipeline"))?;
+        let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
+        restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
+        pipeline.by_name("acaps").context("acaps")?.set_property("caps", opus_rtp_caps());
+        pipeline.by_name("vcaps").context("vcaps")?.set_property("caps", vp8_rtp_caps());
+
+        let received = Arc::new(Mutex::new(Received::default()));
+        let bytes = Arc::new(AtomicU64::new(0));
+        {
+            let ev = events.clone();
+            webrtcbin.connect("on-ice-candidate", false, move |values| {
+                let mline = values[1].get::<u32>().ok()?;
+                let candidate = values[2].get::<String>().ok()?;
+                let _ = ev.try_send(BotMediaEvent::Ice { mline, candidate });
+                None
+            });
+        }
+        {
+            let ev = events.clone();
+            webrtcbin.connect_notify(Some("ice-gathering-state"), move |wb, _| {
+                let st: gst_webrtc::WebRTCICEGatheringState = wb.property("ice-gathering-state");
+                if st == gst_webrtc::WebRTCICEGatheringState::Complete {
+                    let _ = ev.try_send(BotMediaEvent::GatheringComplete);
+                }
+            });
+        }
+        {
+            let ev = events.clone();
+            webrtcbin.connect_notify(Some("connection-state"), move |wb, _| {
+                let st: gst_webrtc::WebRTCPeerConnectionState = wb.property("connection-state");
+                match st {
+                    gst_webrtc::WebRTCPeerConnectionState::Connected => {
+                        let _ = ev.try_send(BotMediaEvent::Connected);
+                    }
+                    gst_webrtc::WebRTCPeerConnectionState::Failed => {
+                        let _ = ev.try_send(BotMediaEvent::Failed("peer connection failed".into()));
+                    }
+                    _ => {}
+                }
+            });
+        }
+        {
+            let pl = pipeline.downgrade();
+            let received = received.clone();
+            let bytes = bytes.clone();
+            webrtcbin.connect_pad_added(move |_, pad| {
+                if pad.direction() != gst::PadDirection::Src {
+                    return;
+                }
+                let Some(pipeline) = pl.upgrade() else { return };
+                let b = bytes.clone();
+                pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if let Some(buf) = info.buffer() {
+                        b.fetch_add(buf.size() as u64, Ordering::Relaxed);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+                if let Err(e) = link_receiver(&pipeline, pad, received.clone()) {
+                    tracing::warn!("bot: incoming stream not analysed: {e:#}");
+                }
+            });
+        }
+        if let Some(bus) = pipeline.bus() {
+            let ev = events.clone();
+            bus.set_sync_handler(move |_, msg| {
+                if let gst::MessageView::Error(e) = msg.view() {
+                    let _ = ev.try_send(BotMediaEvent::Failed(format!("{} ({:?})", e.error(), e.debug())));
+                }
+                gst::BusSyncReply::Drop
+            });
+        }
+        pipeline.set_state(gst::State::Playing).context("bot pipeline refused to play")?;
+        Ok(BotMedia { pipeline, webrtcbin, received, bytes, started: Instant::now() })
+    }
+
+    /// Apply the server's offer and produce an answer (delivered as
+    /// [`BotMediaEvent::Answer`]).
+    pub fn handle_offer(&self, sdp: &str, events: mpsc::Sender<BotMediaEvent>) -> Result<()> {
+        let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).context("the offer does not parse")?;
+        let offer = WebRTCSessionDescription::new(WebRTCSDPType::Offer, msg);
+        let weak = self.webrtcbin.downgrade();
+        let promise = gst::Promise::with_change_func(move |_reply| {
+            let Some(wb) = weak.upgrade() else { return };
+            let weak2 = wb.downgrade();
+            let events = events.clone();
+            let p2 = gst::Promise::with_change_func(move |reply| {
+                let Some(wb) = weak2.upgrade() else { return };
+                let answer = match reply {
+                    Ok(Some(r)) => r.value("answer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()),
+                    _ => None,
+                };
+                let Some(answer) = answer else {
+                    let _ = events.try_send(BotMediaEvent::Failed("could not create an answer".into()));
+                    return;
+                };
+                wb.emit_by_name::<()>("set-local-description", &[&answer, &None::<gst::Promise>]);
+                match answer.sdp().as_text() {
+                    Ok(s) => {
+                        let _ = events.try_send(BotMediaEvent::Answer(s));
+                    }
+                    Err(e) => {
+                        let _ = events.try_send(BotMediaEvent::Failed(format!("answer SDP: {e}")));
+                    }
+                }
+            });
+            wb.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &p2]);
+        });
+        self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&offer, &promise]);
+        Ok(())
+    }
+
+    pub fn add_ice(&self, mline: u32, candidate: &str) {
+        if !candidate.is_empty() {
+            self.webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+        }
+    }
+
+    pub fn stats(&self) -> ReceivedStats {
+        let r = lock(&self.received);
+        let now = Instant::now();
+        let fps = match r.first_frame {
+            Some(t) if r.frames > 1 => (r.frames - 1) as f64 / (now - t).as_secs_f64().max(1e-3),
+            _ => 0.0,
+        };
+        let window = Duration::from_secs(3);
+        let recent = r.frame_times.iter().filter(|t| now.duration_since(**t) <= window).count();
+        let span = r.first_frame.map(|t| (now - t).min(window)).unwrap_or(window);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        ReceivedStats {
+            frames: r.frames,
+            fps,
+            fps_recent: recent as f64 / span.as_secs_f64().max(1e-3),
+            max_frame_gap_ms: r.max_gap.as_millis() as u64,
+            width: r.width,
+            height: r.height,
+            bytes,
+            kbps: bytes as f64 * 8.0 / 1000.0 / self.started.elapsed().as_secs_f64().max(1e-3),
+            audio_seconds: r.audio_samples as f64 / 48_000.0,
+        }
+    }
+
+    /// Reset the longest-gap measurement (e.g. after start-up).
+    pub fn reset_max_gap(&self) {
+        lock(&self.received).max_gap = Duration::ZERO;
+    }
+
+    /// The last decoded mixed frame, as RGB.
+    pub fn last_frame(&self) -> Option<RgbFrame> {
+        let sample = lock(&self.received).last_sample.clone()?;
+        let caps = sample.caps()?;
+        let info = gst_video::VideoInfo::from_caps(caps).ok()?;
+        let buffer = sample.buffer()?;
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).ok()?;
+        let (w, h) = (info.width(), info.height());
+        let stride = frame.plane_stride()[0] as usize;
+        let src = frame.plane_data(0).ok()?;
+        let mut data = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h as usize {
+            data.extend_from_slice(&src[y * stride..y * stride + w as usize * 3]);
+        }
+        Some(RgbFrame { width: w, height: h, data })
+    }
+
+    /// Magnitude spectrum of the last ~340 ms of received audio:
+    /// (bin width in Hz, level in dBFS per bin). None before enough audio.
+    pub fn spectrum(&self) -> Option<(f64, Vec<f64>)> {
+        let samples: Vec<f32> = {
+            let r = lock(&self.received);
+            if r.audio.len() < FFT_LEN {
+                return None;
+            }
+            r.audio.iter().skip(r.audio.len() - FFT_LEN).copied().collect()
+        };
+        Some(spectrum_db(&samples, 48_000.0))
+    }
+
+    pub fn shutdown(&self) {
+        shutdown_pipeline(&self.pipeline);
+    }
+}
+
+impl Drop for BotMedia {
+    fn drop(&mut self) {
+        shutdown_pipeline(&self.pipeline);
+    }
+}
+
+/// Hann-windowed magnitude spectrum in dBFS (a full-scale sine is ~0 dB).
+pub fn spectrum_db(samples: &[f32], rate: f64) -> (f64, Vec<f64>) {
+    use rustfft::num_complex::Complex;
+    let n = samples.len();
+    let mut buf: Vec<Complex<f32>> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let w = 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (n as f32 - 1.0)).cos();
+            Complex::new(s * w, 0.0)
+        })
+        .collect();
+    let mut planner = rustfft::FftPlanner::<f32>::new();
+    planner.plan_fft_forward(n).process(&mut buf);
+    // Hann window coherent gain 0.5; a sine of amplitude A gives A*N/4.
+    let scale = 4.0 / n as f64;
+    let db = buf[..n / 2]
+        .iter()
+        .map(|c| 20.0 * ((c.norm() as f64 * scale).max(1e-12)).log10())
+        .collect();
+    (rate / n as f64, db)
+}
+
+/// Level (dBFS) of the strongest bin within ±`tol` Hz of `freq`.
+pub fn level_at(bin_hz: f64, db: &[f64], freq: f64, tol: f64) -> f64 {
+    let lo = ((freq - tol) / bin_hz).floor().max(0.0) as usize;
+    let hi = (((freq + tol) / bin_hz).ceil() as usize).min(db.len().saturating_sub(1));
+    db[lo..=hi.max(lo)].iter().copied().fold(f64::MIN, f64::max)
+}
+
+/// The strongest spectral peaks: (frequency Hz, level dBFS), at least
+/// 30 Hz apart, above `floor_db`, strongest first.
+pub fn dominant_frequencies(bin_hz: f64, db: &[f64], max: usize, floor_db: f64) -> Vec<(f64, f64)> {
+    let mut peaks: Vec<(f64, f64)> = (1..db.len().saturating_sub(1))
+        .filter(|&i| db[i] > floor_db && db[i] >= db[i - 1] && db[i] >= db[i + 1] && i as f64 * bin_hz > 40.0)
+        .map(|i| (i as f64 * bin_hz, db[i]))
+        .collect();
+    peaks.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for p in peaks {
+        if out.iter().all(|q| (q.0 - p.0).abs() >= 30.0) {
+            out.push(p);
+            if out.len() == max {
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>) -> Result<()> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let s = caps.structure(0).context("no caps")?;
+    let media = s.get::<&str>("media").unwrap_or("");
+    let encoding = s.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
+    let (names, out_caps): (Vec<&str>, gst::Caps) = match (media, encoding.as_str()) {
+        ("video", "VP8") => (
+            vec!["queue", "rtpvp8depay", "vp8dec", "videoconvert"],
+            gst::Caps::builder("video/x-raw").field("format", "RGB").build(),
+        ),
+        ("audio", "OPUS") => (
+            vec!["queue", "rtpopusdepay", "opusdec", "audioconvert", "audioresample"],
+            gst::Caps::builder("audio/x-raw").field("format", "F32LE").field("rate", 48000i32).field("channels", 1i32).build(),
+        ),
+        _ => anyhow::bail!("unexpected stream {media}/{encoding}"),
+    };
+    let mut elements = Vec::new();
+    for n in &names {
+        elements.push(make(n)?);
+    }
+    if media == "video" {
+        // Ask for a keyframe (PLI) when the decoder cannot start.
+        if elements[2].find_property("automatic-request-sync-points").is_some() {
+            elements[2].set_property("automatic-request-sync-points", true);
+        }
+    }
+    let sink = gst_app::AppSink::builder().caps(&out_caps).sync(false).max_buffers(4).drop(true).build();
+    let is_video = media == "video";
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let mut r = lock(&received);
+                if is_video {
+                    let now = Instant::now();
+                    if let Some(last) = r.last_frame_at {
+                        r.max_gap = r.max_gap.max(now - last);
+                    }
+                    r.last_frame_at = Some(now);
+                    r.first_frame.get_or_insert(now);
+                    r.frames += 1;
+                    r.frame_times.push_back(now);
+                    while r.frame_times.len() > 300 {
+                        r.frame_times.pop_front();
+                    }
+                    if let Some(s) = sample.caps().and_then(|c| c.structure(0)) {
+                        r.width = s.get::<i32>("width").unwrap_or(0) as u32;
+                        r.height = s.get::<i32>("height").unwrap_or(0) as u32;
+                    }
+                    r.last_sample = Some(sample);
+                } else if let Some(buf) = sample.buffer() {
+                    if let Ok(map) = buf.map_readable() {
+                        let n = map.len() / 4;
+                        r.audio_samples += n as u64;
+                        for c in map.chunks_exact(4) {
+                            r.audio.push_back(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+                        }
+                        while r.audio.len() > AUDIO_KEEP {
+                            r.audio.pop_front();
+                        }
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let sink_el: gst::Element = sink.upcast();
+    pipeline.add_many(elements.iter())?;
+    pipeline.add(&sink_el)?;
+    gst::Element::link_many(elements.iter())?;
+    elements.last().context("empty chain")?.link(&sink_el)?;
+    sink_el.sync_state_with_parent()?;
+    for e in &elements {
+        e.sync_state_with_parent()?;
+    }
+    pad.link(&elements[0].static_pad("sink").context("queue sink")?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spectrum_finds_a_sine_and_its_level() {
+        let n = FFT_LEN;
+        let s: Vec<f32> = (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 660.0 * i as f32 / 48000.0).sin()).collect();
+        let (bin, db) = spectrum_db(&s, 48000.0);
+        let peaks = dominant_frequencies(bin, &db, 3, -60.0);
+        assert!((peaks[0].0 - 660.0).abs() < 5.0, "{peaks:?}");
+        let l = level_at(bin, &db, 660.0, 10.0);
+        assert!((l - 20.0 * 0.5f64.log10()).abs() < 1.5, "level {l}");
+        assert!(level_at(bin, &db, 440.0, 10.0) < l - 60.0);
+    }
+}

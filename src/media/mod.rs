@@ -1,0 +1,222 @@
+//! Media: the only module that talks to GStreamer.
+//!
+//! * [`mixer`]: one pipeline per room: a `compositor` for the grid, ONE
+//!   shared video encoder, and the mix-minus audio mixer ([`audio`]).
+//! * [`participant`]: one pipeline per participant around `webrtcbin`:
+//!   decodes what the participant sends into the room mixer, sends the
+//!   shared encoded grid and the participant's own audio mix back.
+//! * [`bot`]: a headless participant built on `webrtcbin` and test sources.
+//!
+//! Pipelines are bridged with appsink/appsrc (see docs/architecture.md).
+
+pub mod audio;
+pub mod bot;
+pub mod mixer;
+pub mod participant;
+pub mod raw;
+
+use std::sync::{Arc, Once};
+
+use anyhow::{Context, Result};
+use gst::glib;
+use gst::prelude::*;
+
+use crate::room::{EventSender, MediaFactory, ParticipantMedia, RoomMedia};
+
+/// Default real-time encoder for the shared mixed video. GStreamer's vp8enc
+/// defaults are offline settings; every one that matters is set here.
+pub const DEFAULT_VIDEO_ENCODER: &str = "vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate=1200000 \
+     lag-in-frames=0 keyframe-mode=auto keyframe-max-dist=90 error-resilient=default threads=2 \
+     buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 undershoot=95 max-quantizer=56";
+
+/// Media settings of a server.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Size and frame rate of the composed grid. Fixed for the life of a
+    /// room so joins and leaves never renegotiate the mixer.
+    pub canvas_width: u32,
+    pub canvas_height: u32,
+    pub fps: u32,
+    /// webrtcbin jitterbuffer latency (incoming RTP), milliseconds.
+    pub jitterbuffer_ms: u32,
+    /// compositor (aggregator) latency on top of upstream latency, milliseconds.
+    pub mixer_latency_ms: u32,
+    /// gst-launch fragment encoding raw video to VP8 (the shared encoder).
+    pub video_encoder: String,
+    /// Opus bitrate of each participant's mix, bits per second.
+    pub audio_bitrate: u32,
+    /// Local addresses ICE may use. Empty: every interface.
+    pub ice_addresses: Vec<String>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            canvas_width: 1280,
+            canvas_height: 720,
+            fps: 30,
+            jitterbuffer_ms: 50,
+            mixer_latency_ms: 20,
+            video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
+            audio_bitrate: 32_000,
+            ice_addresses: Vec::new(),
+        }
+    }
+}
+
+static INIT: Once = Once::new();
+
+/// Initialise GStreamer once and check that every element we use exists.
+pub fn init() -> Result<()> {
+    let mut res = Ok(());
+    INIT.call_once(|| res = gst::init().context("GStreamer failed to initialise"));
+    res?;
+    let needed = [
+        "webrtcbin", "compositor", "videotestsrc", "audiotestsrc", "vp8enc", "vp8dec", "rtpvp8pay",
+        "rtpvp8depay", "opusenc", "opusdec", "rtpopuspay", "rtpopusdepay", "appsrc", "appsink",
+        "videoconvert", "videoscale", "audioconvert", "audioresample", "capsfilter", "queue",
+    ];
+    let missing: Vec<&str> = needed.iter().copied().filter(|n| gst::ElementFactory::find(n).is_none()).collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "GStreamer elements missing: {} (install the packages listed in scripts/deps.sh)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Make an element or explain which plugin is missing.
+pub(crate) fn make(factory: &str) -> Result<gst::Element> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .with_context(|| format!("cannot create GStreamer element `{factory}`"))
+}
+
+/// The GStreamer implementation of [`MediaFactory`].
+pub struct GstMedia {
+    cfg: Arc<MediaConfig>,
+}
+
+impl GstMedia {
+    pub fn new(cfg: MediaConfig) -> Result<Self> {
+        init()?;
+        // Fail at start, not at the first join, on a bad encoder fragment.
+        gst::parse::bin_from_description(&cfg.video_encoder, true)
+            .with_context(|| format!("the video encoder `{}` does not parse", cfg.video_encoder))?;
+        Ok(GstMedia { cfg: Arc::new(cfg) })
+    }
+}
+
+impl MediaFactory for GstMedia {
+    fn create_room(&self, room: &str) -> Result<Arc<dyn RoomMedia>> {
+        Ok(Arc::new(GstRoom { mixer: Arc::new(mixer::RoomMixer::new(room, self.cfg.clone())?) }))
+    }
+}
+
+struct GstRoom {
+    mixer: Arc<mixer::RoomMixer>,
+}
+
+impl RoomMedia for GstRoom {
+    fn canvas(&self) -> (u32, u32) {
+        self.mixer.canvas()
+    }
+
+    fn add_participant(&self, id: &str, events: EventSender) -> Result<Box<dyn ParticipantMedia>> {
+        let p = participant::ParticipantPipeline::new(id, self.mixer.clone(), events)?;
+        Ok(Box::new(p))
+    }
+
+    fn set_layout(&self, tiles: &[(String, crate::layout::Rect)]) {
+        self.mixer.set_layout(tiles);
+    }
+}
+
+/// A copy of `buffer` (sharing its memory) without timestamps, so the
+/// receiving live appsrc stamps it with its own running time
+/// (`do-timestamp`): each pipeline has its own base time.
+pub(crate) fn unstamped(buffer: &gst::Buffer) -> gst::Buffer {
+    let mut b = buffer.copy();
+    {
+        let m = b.make_mut();
+        m.set_pts(gst::ClockTime::NONE);
+        m.set_dts(gst::ClockTime::NONE);
+    }
+    b
+}
+
+/// Tear a pipeline down so that nothing leaks: flush the bus, drop its
+/// handler, go to NULL (which closes webrtcbin's sockets).
+pub(crate) fn shutdown_pipeline(pipeline: &gst::Pipeline) {
+    if let Some(bus) = pipeline.bus() {
+        bus.set_flushing(true);
+        bus.unset_sync_handler();
+    }
+    if let Err(e) = pipeline.set_state(gst::State::Null) {
+        tracing::warn!("pipeline {} refused NULL: {e}", pipeline.name());
+    }
+}
+
+mod nice_ffi {
+    use std::os::raw::{c_char, c_int, c_void};
+    #[link(name = "nice")]
+    extern "C" {
+        pub fn nice_address_new() -> *mut c_void;
+        pub fn nice_address_free(addr: *mut c_void);
+        pub fn nice_address_set_from_string(addr: *mut c_void, s: *const c_char) -> c_int;
+        pub fn nice_agent_add_local_address(agent: *mut c_void, addr: *const c_void) -> c_int;
+    }
+}
+
+/// Restrict the ICE agent of `webrtcbin` to the given local addresses
+/// (before any gathering). With none given, libnice uses every interface.
+pub(crate) fn restrict_ice_addresses(webrtcbin: &gst::Element, addrs: &[String]) -> Result<()> {
+    if addrs.is_empty() {
+        return Ok(());
+    }
+    let ice: glib::Object = webrtcbin.property("ice-agent");
+    if ice.find_property("agent").is_none() {
+        anyhow::bail!("the ICE implementation of webrtcbin is not libnice; cannot restrict addresses");
+    }
+    let agent: glib::Object = ice.property("agent");
+    for a in addrs {
+        let c = std::ffi::CString::new(a.as_str()).context("ICE address contains a NUL byte")?;
+        // SAFETY: `agent` is a live NiceAgent (the property's declared type);
+        // the NiceAddress is allocated, filled and freed here, and
+        // nice_agent_add_local_address copies it.
+        unsafe {
+            let addr = nice_ffi::nice_address_new();
+            let ok = nice_ffi::nice_address_set_from_string(addr, c.as_ptr()) != 0;
+            if ok {
+                nice_ffi::nice_agent_add_local_address(agent.as_ptr() as *mut _, addr);
+            }
+            nice_ffi::nice_address_free(addr);
+            if !ok {
+                anyhow::bail!("`{a}` is not an IP address");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RTP caps we send and accept; `rtcp-fb` fields become SDP feedback lines.
+pub(crate) fn opus_rtp_caps() -> gst::Caps {
+    gst::Caps::builder("application/x-rtp")
+        .field("media", "audio")
+        .field("encoding-name", "OPUS")
+        .field("payload", 111i32)
+        .field("clock-rate", 48000i32)
+        .build()
+}
+
+pub(crate) fn vp8_rtp_caps() -> gst::Caps {
+    gst::Caps::builder("application/x-rtp")
+        .field("media", "video")
+        .field("encoding-name", "VP8")
+        .field("payload", 96i32)
+        .field("clock-rate", 90000i32)
+        .field("rtcp-fb-nack-pli", true)
+        .field("rtcp-fb-ccm-fir", true)
+        .build()
+}

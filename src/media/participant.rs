@@ -1,0 +1,451 @@
+//! One participant's pipeline around `webrtcbin`.
+//!
+//! ```text
+//!            ┌───────── webrtcbin ─────────┐
+//! mix appsrc ─ opusenc ─ rtpopuspay ─► sink_0 (m-line 0, audio)      src (Opus) ─► opusdec ─ audioconvert ─ appsink ─► mix-minus ring
+//! vp8 appsrc ─ rtpvp8pay ──────────► sink_1 (m-line 1, video)      src (VP8/H.264) ─► decoder ─ videoscale(letterbox) ─ appsink ─► compositor input
+//!            └─────────────────────────────┘
+//! ```
+//!
+//! GStreamer callbacks here never block: signaling output goes through the
+//! bounded event channel with `try_send`, closures hold weak references, and
+//! no lock of ours is held while a signal is emitted.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use anyhow::{Context, Result};
+use gst::glib;
+use gst::prelude::*;
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType, WebRTCSessionDescription};
+
+use super::audio::{audio_caps, AudioPort};
+use super::mixer::{tile_caps, RoomMixer};
+use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, unstamped, vp8_rtp_caps};
+use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
+use crate::room::{EventSender, ParticipantEvent, ParticipantMedia};
+
+/// Most ICE candidates buffered before the answer arrives.
+const MAX_PENDING_ICE: usize = 64;
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Remote {
+    None,
+    Pending,
+    Set,
+}
+
+struct SigState {
+    offer_requested: bool,
+    offer_sent: bool,
+    remote: Remote,
+    pending_ice: Vec<(u32, String)>,
+}
+
+fn lock(m: &Mutex<SigState>) -> MutexGuard<'_, SigState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct ParticipantPipeline {
+    id: String,
+    pipeline: gst::Pipeline,
+    webrtcbin: gst::Element,
+    mixer: Arc<RoomMixer>,
+    state: Arc<Mutex<SigState>>,
+    ready: Arc<AtomicBool>,
+    events: EventSender,
+}
+
+fn send(events: &EventSender, ev: ParticipantEvent) {
+    if events.try_send(ev).is_err() {
+        tracing::warn!("participant event queue full or closed; event dropped");
+    }
+}
+
+fn appsrc(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSrc> {
+    pipeline
+        .by_name(name)
+        .with_context(|| format!("{name} missing"))?
+        .downcast::<gst_app::AppSrc>()
+        .map_err(|_| anyhow::anyhow!("{name} is not an appsrc"))
+}
+
+fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink> {
+    pipeline
+        .by_name(name)
+        .with_context(|| format!("{name} missing"))?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow::anyhow!("{name} is not an appsink"))
+}
+
+impl ParticipantPipeline {
+    pub fn new(id: &str, mixer: Arc<RoomMixer>, events: EventSender) -> Result<ParticipantPipeline> {
+        let cfg = mixer.config().clone();
+        let desc = format!(
+            "webrtcbin name=webrtc bundle-policy=max-bundle latency={jb} \
+             appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 \
+               ! opusenc bitrate={ab} frame-size=20 inband-fec=true ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
+             appsrc name=vsrc is-live=true do-timestamp=true format=time max-bytes=2000000 \
+               ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1 \
+             videoconvert name=vconv ! videoscale add-borders=true ! capsfilter name=tilecaps ! appsink name=vsink sync=false max-buffers=2 drop=true \
+             audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false",
+            jb = cfg.jitterbuffer_ms,
+            ab = cfg.audio_bitrate,
+        );
+        let pipeline = gst::parse::launch(&desc)
+            .context("participant pipeline does not parse")?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| anyhow::anyhow!("participant pipeline is not a pipeline"))?;
+        pipeline.set_property("name", format!("participant-{id}"));
+        let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
+        restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
+
+        let by = |n: &str| pipeline.by_name(n).with_context(|| format!("{n} missing"));
+        by("acaps")?.set_property("caps", opus_rtp_caps());
+        by("vcaps")?.set_property("caps", vp8_rtp_caps());
+        let tilecaps = by("tilecaps")?;
+        tilecaps.set_property("caps", tile_caps(320, 180));
+        by("amixcaps")?.set_property("caps", audio_caps());
+        let asrc = appsrc(&pipeline, "asrc")?;
+        asrc.set_caps(Some(&audio_caps()));
+        asrc.set_property_from_str("leaky-type", "downstream");
+        let vsrc = appsrc(&pipeline, "vsrc")?;
+        vsrc.set_caps(Some(&gst::Caps::builder("video/x-vp8").build()));
+        vsrc.set_property_from_str("leaky-type", "downstream");
+        for (pad, caps) in [("sink_0", opus_rtp_caps()), ("sink_1", vp8_rtp_caps())] {
+            let pad = webrtcbin.static_pad(pad).with_context(|| format!("webrtcbin {pad} missing"))?;
+            let trans: gst_webrtc::WebRTCRTPTransceiver = pad.property("transceiver");
+            trans.set_property("codec-preferences", &caps);
+            trans.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv);
+        }
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let (room_in, has_video, port) =
+            mixer.add_participant(id, tilecaps, vsrc.clone(), asrc.clone(), ready.clone())?;
+        let state = Arc::new(Mutex::new(SigState {
+            offer_requested: false,
+            offer_sent: false,
+            remote: Remote::None,
+            pending_ice: Vec::new(),
+        }));
+        let p = ParticipantPipeline {
+            id: id.to_string(),
+            pipeline: pipeline.clone(),
+            webrtcbin: webrtcbin.clone(),
+            mixer: mixer.clone(),
+            state: state.clone(),
+            ready: ready.clone(),
+            events: events.clone(),
+        };
+        // From here on, an early return drops `p`, which removes the
+        // participant from the mixer and stops the pipeline.
+        p.connect_decoded_outputs(room_in, has_video, port)?;
+        p.connect_keyframe_requests(&vsrc)?;
+        p.connect_webrtc_signals();
+        p.connect_bus();
+        pipeline.set_state(gst::State::Playing).context("participant pipeline refused to play")?;
+        Ok(p)
+    }
+
+    fn connect_decoded_outputs(&self, room_in: gst_app::AppSrc, has_video: Arc<AtomicBool>, port: Arc<AudioPort>) -> Result<()> {
+        let vsink = appsink(&self.pipeline, "vsink")?;
+        vsink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
+                    if let Some(caps) = sample.caps() {
+                        if room_in.caps().as_ref().map(|c| c.as_ref()) != Some(caps) {
+                            room_in.set_caps(Some(&caps.to_owned()));
+                        }
+                    }
+                    has_video.store(true, Ordering::Relaxed);
+                    // The mixer may be flushing while the room closes.
+                    let _ = room_in.push_buffer(unstamped(&buffer));
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        let asink = appsink(&self.pipeline, "asink")?;
+        asink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buffer) = sample.buffer() {
+                        if let Ok(map) = buffer.map_readable() {
+                            let samples: Vec<i16> =
+                                map.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                            port.push_input(&samples);
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// PLI/FIR from this receiver arrive as upstream force-key-unit events
+    /// at the VP8 appsrc; turn them into a (throttled) request on the
+    /// room's shared encoder.
+    fn connect_keyframe_requests(&self, vsrc: &gst_app::AppSrc) -> Result<()> {
+        let mixer: Weak<RoomMixer> = Arc::downgrade(&self.mixer);
+        let pad = vsrc.static_pad("src").context("vsrc has no src pad")?;
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(ev) = info.event() {
+                if gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok() {
+                    if let Some(m) = mixer.upgrade() {
+                        m.request_keyframe();
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+        Ok(())
+    }
+
+    fn connect_webrtc_signals(&self) {
+        let id = self.id.clone();
+        // Offer once, when webrtcbin says negotiation is needed.
+        {
+            let state = self.state.clone();
+            let events = self.events.clone();
+            self.webrtcbin.connect("on-negotiation-needed", false, move |values| {
+                let wb = values[0].get::<gst::Element>().ok()?;
+                {
+                    let mut st = lock(&state);
+                    if st.offer_requested {
+                        return None;
+                    }
+                    st.offer_requested = true;
+                }
+                let weak = wb.downgrade();
+                let state = state.clone();
+                let events = events.clone();
+                let promise = gst::Promise::with_change_func(move |reply| {
+                    let Some(wb) = weak.upgrade() else { return };
+                    let offer = match reply {
+                        Ok(Some(r)) => r.value("offer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()),
+                        _ => None,
+                    };
+                    let Some(offer) = offer else {
+                        send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: "the server could not create an offer".into() });
+                        return;
+                    };
+                    wb.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
+                    let sdp = match offer.sdp().as_text() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: format!("offer SDP: {e}") });
+                            return;
+                        }
+                    };
+                    lock(&state).offer_sent = true;
+                    send(&events, ParticipantEvent::Send(ServerMessage::Offer { sdp }));
+                });
+                wb.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+                None
+            });
+        }
+        {
+            let events = self.events.clone();
+            self.webrtcbin.connect("on-ice-candidate", false, move |values| {
+                let mline = values[1].get::<u32>().ok()?;
+                let candidate = values[2].get::<String>().ok()?;
+                send(&events, ParticipantEvent::Send(ServerMessage::Ice { candidate, sdp_mline_index: mline }));
+                None
+            });
+        }
+        {
+            let events = self.events.clone();
+            let ready = self.ready.clone();
+            let mixer = Arc::downgrade(&self.mixer);
+            let id = id.clone();
+            self.webrtcbin.connect_notify(Some("connection-state"), move |wb, _| {
+                let st: WebRTCPeerConnectionState = wb.property("connection-state");
+                tracing::debug!(participant = %id, "connection state {st:?}");
+                match st {
+                    WebRTCPeerConnectionState::Connected => {
+                        ready.store(true, Ordering::SeqCst);
+                        // A new receiver needs a keyframe to start decoding.
+                        if let Some(m) = mixer.upgrade() {
+                            m.request_keyframe();
+                        }
+                    }
+                    WebRTCPeerConnectionState::Failed => send(
+                        &events,
+                        ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: "the peer connection failed (ICE or DTLS)".into() },
+                    ),
+                    _ => {}
+                }
+            });
+        }
+        {
+            let events = self.events.clone();
+            self.webrtcbin.connect_notify(Some("ice-connection-state"), move |wb, _| {
+                let st: gst_webrtc::WebRTCICEConnectionState = wb.property("ice-connection-state");
+                if st == gst_webrtc::WebRTCICEConnectionState::Failed {
+                    send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: "ICE failed".into() });
+                }
+            });
+        }
+        // Incoming streams: build the decoder for what arrived.
+        {
+            let pipeline = self.pipeline.downgrade();
+            let id = id.clone();
+            self.webrtcbin.connect_pad_added(move |_, pad| {
+                if pad.direction() != gst::PadDirection::Src {
+                    return;
+                }
+                let Some(pipeline) = pipeline.upgrade() else { return };
+                if let Err(e) = link_incoming(&pipeline, pad) {
+                    tracing::warn!(participant = %id, "incoming stream not used: {e:#}");
+                }
+            });
+        }
+    }
+
+    fn connect_bus(&self) {
+        let Some(bus) = self.pipeline.bus() else { return };
+        let events = self.events.clone();
+        let id = self.id.clone();
+        bus.set_sync_handler(move |_, msg| {
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    let src = e.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                    tracing::warn!(participant = %id, "pipeline error from {src}: {} ({:?})", e.error(), e.debug());
+                    send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: format!("media error: {}", e.error()) });
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::debug!(participant = %id, "pipeline warning: {}", w.error());
+                }
+                _ => {}
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
+}
+
+/// Link a new webrtcbin source pad to a decoder chain ending at the
+/// pipeline's video or audio converter.
+fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<()> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let s = caps.structure(0).context("incoming pad has no caps")?;
+    let media = s.get::<&str>("media").unwrap_or("");
+    let encoding = s.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
+    let (chain, target): (Vec<&str>, &str) = match (media, encoding.as_str()) {
+        ("video", "VP8") => (vec!["rtpvp8depay", "vp8dec"], "vconv"),
+        ("video", "H264") => (vec!["rtph264depay", "h264parse", "avdec_h264"], "vconv"),
+        ("audio", "OPUS") => (vec!["rtpopusdepay", "opusdec"], "aconv"),
+        _ => (vec![], ""),
+    };
+    let target_el = if target.is_empty() { None } else { pipeline.by_name(target) };
+    let target_free = target_el
+        .as_ref()
+        .and_then(|t| t.static_pad("sink"))
+        .map(|p| !p.is_linked())
+        .unwrap_or(false);
+    if chain.is_empty() || !target_free {
+        // Unknown codec or a second stream of a kind: consume and drop it.
+        let sink = make("fakesink")?;
+        sink.set_property("async", false);
+        sink.set_property("sync", false);
+        pipeline.add(&sink)?;
+        sink.sync_state_with_parent()?;
+        pad.link(&sink.static_pad("sink").context("fakesink pad")?)?;
+        anyhow::bail!("no decoder for {media}/{encoding} or one is already linked; dropping it");
+    }
+    let mut elements = Vec::new();
+    for f in &chain {
+        elements.push(make(f)?);
+    }
+    let queue = make("queue")?;
+    queue.set_property("max-size-time", 200_000_000u64);
+    elements.insert(0, queue);
+    pipeline.add_many(elements.iter())?;
+    gst::Element::link_many(elements.iter())?;
+    let last = elements.last().context("empty chain")?;
+    if let Some(t) = &target_el {
+        last.link(t)?;
+    }
+    for e in &elements {
+        e.sync_state_with_parent()?;
+    }
+    pad.link(&elements[0].static_pad("sink").context("queue sink")?)?;
+    Ok(())
+}
+
+impl ParticipantMedia for ParticipantPipeline {
+    fn apply_answer(&self, sdp: &str) -> Result<(), ProtocolError> {
+        {
+            let mut st = lock(&self.state);
+            if !st.offer_sent {
+                return Err(ProtocolError::new(ErrorCode::AnswerBeforeOffer, "no offer has been sent yet; wait for `offer`"));
+            }
+            if st.remote != Remote::None {
+                return Err(ProtocolError::new(ErrorCode::AnswerBeforeOffer, "the offer was already answered"));
+            }
+            st.remote = Remote::Pending;
+        }
+        let msg = match gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => {
+                lock(&self.state).remote = Remote::None;
+                return Err(ProtocolError::new(ErrorCode::InvalidSdp, "the answer SDP does not parse"));
+            }
+        };
+        let desc = WebRTCSessionDescription::new(WebRTCSDPType::Answer, msg);
+        let state = self.state.clone();
+        let weak = self.webrtcbin.downgrade();
+        let events = self.events.clone();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let failed = match reply {
+                Ok(Some(r)) => r.get::<glib::Error>("error").ok().map(|e| e.to_string()),
+                Ok(None) => None,
+                Err(e) => Some(format!("{e:?}")),
+            };
+            if let Some(err) = failed {
+                lock(&state).remote = Remote::None;
+                send(&events, ParticipantEvent::Send(ServerMessage::Error { code: ErrorCode::InvalidSdp, message: format!("the answer was refused: {err}") }));
+                return;
+            }
+            let pending = {
+                let mut st = lock(&state);
+                st.remote = Remote::Set;
+                std::mem::take(&mut st.pending_ice)
+            };
+            let Some(wb) = weak.upgrade() else { return };
+            for (mline, cand) in pending {
+                wb.emit_by_name::<()>("add-ice-candidate", &[&mline, &cand]);
+            }
+        });
+        self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&desc, &promise]);
+        Ok(())
+    }
+
+    fn add_ice(&self, sdp_mline_index: u32, candidate: &str) -> Result<(), ProtocolError> {
+        if candidate.is_empty() {
+            return Ok(()); // end-of-candidates
+        }
+        {
+            let mut st = lock(&self.state);
+            if st.remote != Remote::Set {
+                if st.pending_ice.len() >= MAX_PENDING_ICE {
+                    return Err(ProtocolError::new(ErrorCode::InvalidField, format!("more than {MAX_PENDING_ICE} candidates before the answer")));
+                }
+                st.pending_ice.push((sdp_mline_index, candidate.to_string()));
+                return Ok(());
+            }
+        }
+        self.webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&sdp_mline_index, &candidate]);
+        Ok(())
+    }
+}
+
+impl Drop for ParticipantPipeline {
+    fn drop(&mut self) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.mixer.remove_participant(&self.id);
+        shutdown_pipeline(&self.pipeline);
+    }
+}

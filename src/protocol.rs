@@ -1,0 +1,385 @@
+//! Signaling protocol: the JSON messages exchanged on `GET /ws`, their
+//! validation, and the stable error codes sent back to clients.
+//!
+//! This module knows nothing about GStreamer or warp. Every message is a
+//! JSON object with a `type` field; see `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Largest text frame the server accepts (bytes). Larger frames close the
+/// connection with WebSocket close code 1009.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest room id and display name (in characters).
+pub const MAX_ROOM_CHARS: usize = 64;
+pub const MAX_NAME_CHARS: usize = 64;
+/// SDP bodies with more lines than this are refused before any parser sees them.
+pub const MAX_SDP_LINES: usize = 2_000;
+/// Number of m-lines in every offer the server makes: 0 = audio, 1 = video.
+pub const OFFER_MLINES: u32 = 2;
+
+/// Stable error codes. The wire form is the snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MalformedJson,
+    MissingType,
+    UnknownType,
+    MissingField,
+    InvalidField,
+    UnsupportedFrame,
+    NotJoined,
+    AlreadyJoined,
+    AnswerBeforeOffer,
+    InvalidSdp,
+    UnknownMline,
+    RoomFull,
+    MediaFailed,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::MissingType => "missing_type",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::MissingField => "missing_field",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::UnsupportedFrame => "unsupported_frame",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::AnswerBeforeOffer => "answer_before_offer",
+            ErrorCode::InvalidSdp => "invalid_sdp",
+            ErrorCode::UnknownMline => "unknown_mline",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::MediaFailed => "media_failed",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A protocol-level error: a stable code plus a human readable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError { code, message: message.into() }
+    }
+
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error { code: self.code, message: self.message.clone() }
+    }
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMessage {
+    Join { room: String, name: String },
+    Answer { sdp: String },
+    /// An ICE candidate. An empty `candidate` means end-of-candidates.
+    Ice { candidate: String, sdp_mline_index: u32 },
+    Leave,
+}
+
+/// Canvas size in a layout message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canvas {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One tile of the composed grid, in canvas pixels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tile {
+    pub id: String,
+    pub name: String,
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Joined { id: String, room: String },
+    Offer { sdp: String },
+    Ice {
+        candidate: String,
+        #[serde(rename = "sdpMLineIndex")]
+        sdp_mline_index: u32,
+    },
+    Layout { canvas: Canvas, tiles: Vec<Tile> },
+    Error { code: ErrorCode, message: String },
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"serialisation failed"}"#.to_string()
+        })
+    }
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ProtocolError {
+    ProtocolError::new(code, message)
+}
+
+fn field_str<'a>(obj: &'a serde_json::Map<String, Value>, name: &str, ty: &str) -> Result<&'a str, ProtocolError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => {
+            Err(err(ErrorCode::MissingField, format!("`{ty}` needs the field `{name}`")))
+        }
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(err(ErrorCode::InvalidField, format!("`{name}` in `{ty}` must be a string"))),
+    }
+}
+
+/// Room ids: 1 to 64 characters of `A-Z a-z 0-9 - _ .`.
+pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
+    let n = room.chars().count();
+    if n == 0 || n > MAX_ROOM_CHARS {
+        return Err(err(ErrorCode::InvalidField, format!("`room` must be 1 to {MAX_ROOM_CHARS} characters")));
+    }
+    if !room.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(err(ErrorCode::InvalidField, "`room` may contain only letters, digits, `-`, `_` and `.`"));
+    }
+    Ok(())
+}
+
+/// Display names: any Unicode except control characters, 1 to 64
+/// characters after trimming.
+pub fn validate_name(name: &str) -> Result<String, ProtocolError> {
+    let trimmed = name.trim();
+    let n = trimmed.chars().count();
+    if n == 0 || n > MAX_NAME_CHARS {
+        return Err(err(ErrorCode::InvalidField, format!("`name` must be 1 to {MAX_NAME_CHARS} characters")));
+    }
+    if trimmed.chars().any(|c| c.is_control()) {
+        return Err(err(ErrorCode::InvalidField, "`name` may not contain control characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Parse and validate one text frame from a client.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(err(ErrorCode::InvalidField, format!("frame larger than {MAX_FRAME_BYTES} bytes")));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| err(ErrorCode::MalformedJson, format!("not valid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| err(ErrorCode::MalformedJson, "a message must be a JSON object"))?;
+    let ty = match obj.get("type") {
+        None | Some(Value::Null) => return Err(err(ErrorCode::MissingType, "a message needs a string field `type`")),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(err(ErrorCode::MissingType, "`type` must be a string")),
+    };
+    match ty {
+        "join" => {
+            let room = field_str(obj, "room", ty)?;
+            validate_room(room)?;
+            let name = validate_name(field_str(obj, "name", ty)?)?;
+            Ok(ClientMessage::Join { room: room.to_string(), name })
+        }
+        "answer" => {
+            let sdp = field_str(obj, "sdp", ty)?;
+            validate_answer_sdp(sdp)?;
+            Ok(ClientMessage::Answer { sdp: sdp.to_string() })
+        }
+        "ice" => {
+            let candidate = field_str(obj, "candidate", ty)?;
+            if !candidate.is_empty() && !candidate.starts_with("candidate:") {
+                return Err(err(ErrorCode::InvalidField, "`candidate` must start with `candidate:` (or be empty for end-of-candidates)"));
+            }
+            if candidate.chars().any(|c| c == '\r' || c == '\n') {
+                return Err(err(ErrorCode::InvalidField, "`candidate` must be one line"));
+            }
+            let idx = match obj.get("sdpMLineIndex") {
+                None | Some(Value::Null) => {
+                    return Err(err(ErrorCode::MissingField, "`ice` needs the field `sdpMLineIndex`"))
+                }
+                Some(v) => v.as_u64().ok_or_else(|| {
+                    err(ErrorCode::InvalidField, "`sdpMLineIndex` must be a non-negative integer")
+                })?,
+            };
+            if idx >= OFFER_MLINES as u64 {
+                return Err(err(
+                    ErrorCode::UnknownMline,
+                    format!("`sdpMLineIndex` {idx} names no m-line of the offer (it has {OFFER_MLINES})"),
+                ));
+            }
+            Ok(ClientMessage::Ice { candidate: candidate.to_string(), sdp_mline_index: idx as u32 })
+        }
+        "leave" => Ok(ClientMessage::Leave),
+        other => {
+            let shown: String = other.chars().take(32).collect();
+            Err(err(ErrorCode::UnknownType, format!("unknown message type `{shown}`")))
+        }
+    }
+}
+
+/// Semantic checks on an answer before any SDP parser sees it: size, line
+/// count, one m-line per offered m-line, ICE credentials and a DTLS
+/// fingerprint for every media section (at session or media level).
+pub fn validate_answer_sdp(sdp: &str) -> Result<(), ProtocolError> {
+    let invalid = |m: &str| err(ErrorCode::InvalidSdp, m.to_string());
+    if sdp.trim().is_empty() {
+        return Err(invalid("the answer SDP is empty"));
+    }
+    let lines: Vec<&str> = sdp.lines().map(|l| l.trim_end_matches('\r')).collect();
+    if lines.len() > MAX_SDP_LINES {
+        return Err(invalid(&format!("the answer SDP has more than {MAX_SDP_LINES} lines")));
+    }
+    if !lines.first().map(|l| l.starts_with("v=0")).unwrap_or(false) {
+        return Err(invalid("the answer SDP must start with `v=0`"));
+    }
+    // Split into the session part and media sections.
+    let mut sections: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in &lines {
+        if line.is_empty() {
+            continue;
+        }
+        if line.len() < 2 || line.as_bytes()[1] != b'=' {
+            return Err(invalid(&format!("the SDP line `{}` is not of the form `x=...`", truncate(line, 40))));
+        }
+        if line.starts_with("m=") {
+            sections.push(Vec::new());
+        }
+        if let Some(last) = sections.last_mut() {
+            last.push(line);
+        }
+    }
+    let session = &sections[0];
+    let media = &sections[1..];
+    if media.len() != OFFER_MLINES as usize {
+        return Err(invalid(&format!(
+            "the answer has {} m-lines; the offer had {OFFER_MLINES} (audio, video)",
+            media.len()
+        )));
+    }
+    let has = |sec: &[&str], prefix: &str| sec.iter().any(|l| l.starts_with(prefix));
+    for (i, sec) in media.iter().enumerate() {
+        let m = sec[0];
+        let fields: Vec<&str> = m[2..].split_whitespace().collect();
+        if fields.len() < 3 {
+            return Err(invalid(&format!("m-line {i} is incomplete")));
+        }
+        let expected = if i == 0 { "audio" } else { "video" };
+        if fields[0] != expected {
+            return Err(invalid(&format!("m-line {i} is `{}`, expected `{expected}`", fields[0])));
+        }
+        // A rejected m-line (port 0) needs no transport attributes.
+        if fields[1] == "0" {
+            continue;
+        }
+        for (attr, what) in [
+            ("a=ice-ufrag:", "ICE username fragment"),
+            ("a=ice-pwd:", "ICE password"),
+            ("a=fingerprint:", "DTLS fingerprint"),
+        ] {
+            if !has(sec, attr) && !has(session, attr) {
+                return Err(invalid(&format!("m-line {i} has no {what} (`{attr}`)")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Insert `a=candidate` lines (and `a=end-of-candidates`) into an SDP for a
+/// client that does not trickle. `candidates` are (m-line index, candidate
+/// attribute value starting with `candidate:`). Candidates already present
+/// are not repeated.
+pub fn sdp_with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
+    let mut out = String::with_capacity(sdp.len() + candidates.len() * 100);
+    let mut mline: i64 = -1;
+    let lines: Vec<&str> = sdp.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()).collect();
+    let flush = |out: &mut String, mline: i64, section: &[&str]| {
+        if mline < 0 {
+            return;
+        }
+        for (idx, c) in candidates {
+            if *idx as i64 == mline {
+                let line = format!("a={c}");
+                if !section.contains(&line.as_str()) {
+                    out.push_str(&line);
+                    out.push_str("\r\n");
+                }
+            }
+        }
+        if !section.contains(&"a=end-of-candidates") {
+            out.push_str("a=end-of-candidates\r\n");
+        }
+    };
+    let mut section: Vec<&str> = Vec::new();
+    for line in lines {
+        if line.starts_with("m=") {
+            flush(&mut out, mline, &section);
+            section.clear();
+            mline += 1;
+        }
+        if mline >= 0 {
+            section.push(line);
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    flush(&mut out, mline, &section);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_parses_and_trims_name() {
+        let m = parse_client_message(r#"{"type":"join","room":"r1","name":"  Ada  "}"#).unwrap();
+        assert_eq!(m, ClientMessage::Join { room: "r1".into(), name: "Ada".into() });
+    }
+
+    #[test]
+    fn server_messages_have_the_documented_shape() {
+        let v: Value = serde_json::from_str(
+            &ServerMessage::Ice { candidate: "candidate:1".into(), sdp_mline_index: 1 }.to_json(),
+        )
+        .unwrap();
+        assert_eq!(v["type"], "ice");
+        assert_eq!(v["sdpMLineIndex"], 1);
+        let e: Value = serde_json::from_str(
+            &ServerMessage::Error { code: ErrorCode::UnknownMline, message: "x".into() }.to_json(),
+        )
+        .unwrap();
+        assert_eq!(e["code"], "unknown_mline");
+    }
+
+    #[test]
+    fn candidates_are_inserted_once_per_section() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n";
+        let out = sdp_with_candidates(sdp, &[(0, "candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into())]);
+        assert_eq!(out.matches("a=candidate:1 1 UDP").count(), 1);
+        assert_eq!(out.matches("a=end-of-candidates").count(), 2);
+        let again = sdp_with_candidates(&out, &[(0, "candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into())]);
+        assert_eq!(again.matches("a=candidate:1 1 UDP").count(), 1);
+        assert_eq!(again.matches("a=end-of-candidates").count(), 2);
+    }
+}

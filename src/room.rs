@@ -1,0 +1,369 @@
+//! Rooms and participants: who is in which room, in what order, and which
+//! tile each one has. No sockets and no GStreamer here: media is reached
+//! through the [`MediaFactory`] / [`RoomMedia`] / [`ParticipantMedia`]
+//! traits, so this module is tested with a fake media backend.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+
+use crate::layout::{self, Rect};
+use crate::protocol::{Canvas, ErrorCode, ProtocolError, ServerMessage, Tile};
+
+/// Events for one participant's signaling task, from the room and from media.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParticipantEvent {
+    /// A message to send to the client as is.
+    Send(ServerMessage),
+    /// The participant's media failed (bus error, ICE failure): remove it.
+    Failed { code: ErrorCode, message: String },
+}
+
+pub type EventSender = mpsc::Sender<ParticipantEvent>;
+
+/// Creates the media side of a room.
+pub trait MediaFactory: Send + Sync + 'static {
+    fn create_room(&self, room: &str) -> anyhow::Result<Arc<dyn RoomMedia>>;
+}
+
+/// The media side of one room (mixer, encoder).
+pub trait RoomMedia: Send + Sync {
+    /// Canvas size of the composed grid.
+    fn canvas(&self) -> (u32, u32);
+    /// Start the media of a participant. Offers and ICE candidates are
+    /// delivered on `events`.
+    fn add_participant(&self, id: &str, events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>>;
+    /// Place every participant's tile. Called with the room lock held, so
+    /// it must not block; it must not call back into the room.
+    fn set_layout(&self, tiles: &[(String, Rect)]);
+}
+
+/// The media side of one participant. Dropping it tears the media down.
+pub trait ParticipantMedia: Send + Sync {
+    fn apply_answer(&self, sdp: &str) -> Result<(), ProtocolError>;
+    fn add_ice(&self, sdp_mline_index: u32, candidate: &str) -> Result<(), ProtocolError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("room `{room}` is full ({max} participants)")]
+    Full { room: String, max: usize },
+    #[error("media could not start: {0:#}")]
+    Media(anyhow::Error),
+}
+
+impl RoomError {
+    pub fn to_protocol(&self) -> ProtocolError {
+        match self {
+            RoomError::Full { .. } => ProtocolError::new(ErrorCode::RoomFull, self.to_string()),
+            RoomError::Media(_) => ProtocolError::new(ErrorCode::MediaFailed, self.to_string()),
+        }
+    }
+}
+
+struct Member {
+    id: String,
+    name: String,
+    events: EventSender,
+}
+
+struct Members {
+    list: Vec<Member>,
+    /// Joins that passed the capacity check and are starting their media.
+    pending: usize,
+    /// Set when the room was removed from the hub; joins must retry.
+    closed: bool,
+}
+
+pub struct Room {
+    id: String,
+    media: Arc<dyn RoomMedia>,
+    members: Mutex<Members>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of our locks leaves plain data behind;
+    // keep serving rather than poisoning every later request.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Room {
+    fn layout_message(&self, members: &Members) -> (ServerMessage, Vec<(String, Rect)>) {
+        let (w, h) = self.media.canvas();
+        let rects = layout::grid(w, h, members.list.len());
+        let placed: Vec<(String, Rect)> =
+            members.list.iter().zip(rects.iter()).map(|(m, r)| (m.id.clone(), *r)).collect();
+        let tiles = members
+            .list
+            .iter()
+            .zip(rects.iter())
+            .map(|(m, r)| Tile { id: m.id.clone(), name: m.name.clone(), x: r.x, y: r.y, width: r.width, height: r.height })
+            .collect();
+        (ServerMessage::Layout { canvas: Canvas { width: w, height: h }, tiles }, placed)
+    }
+
+    /// Recompute the grid, apply it to the media and tell every member.
+    fn relayout(&self, members: &Members) {
+        let (msg, placed) = self.layout_message(members);
+        self.media.set_layout(&placed);
+        for m in &members.list {
+            if m.events.try_send(ParticipantEvent::Send(msg.clone())).is_err() {
+                tracing::warn!(room = %self.id, participant = %m.id, "event queue full; layout update dropped");
+            }
+        }
+    }
+}
+
+/// All rooms of a server.
+pub struct Hub {
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    factory: Arc<dyn MediaFactory>,
+    max_participants: usize,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(factory: Arc<dyn MediaFactory>, max_participants: usize) -> Arc<Hub> {
+        Arc::new(Hub { rooms: Mutex::new(HashMap::new()), factory, max_participants, next_id: AtomicU64::new(1) })
+    }
+
+    pub fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        lock(&self.rooms).values().map(|r| lock(&r.members).list.len()).sum()
+    }
+
+    fn get_or_create(&self, room: &str) -> Result<Arc<Room>, RoomError> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(r) = rooms.get(room) {
+            return Ok(r.clone());
+        }
+        let media = self.factory.create_room(room).map_err(RoomError::Media)?;
+        let r = Arc::new(Room {
+            id: room.to_string(),
+            media,
+            members: Mutex::new(Members { list: Vec::new(), pending: 0, closed: false }),
+        });
+        rooms.insert(room.to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// Join `room`. Sends `joined` then (asynchronously, from media) the
+    /// offer on `events`; every member gets the new `layout`. Blocking:
+    /// call it off the async runtime's worker threads.
+    pub fn join(self: &Arc<Self>, room_id: &str, name: &str, events: EventSender) -> Result<Membership, RoomError> {
+        let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        // Reserve a place; retry if the room closed under us.
+        let room = loop {
+            let room = self.get_or_create(room_id)?;
+            let mut m = lock(&room.members);
+            if m.closed {
+                continue;
+            }
+            if m.list.len() + m.pending >= self.max_participants {
+                return Err(RoomError::Full { room: room_id.to_string(), max: self.max_participants });
+            }
+            m.pending += 1;
+            drop(m);
+            break room;
+        };
+        let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string() }));
+        let media = match room.media.add_participant(&id, events.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                let mut m = lock(&room.members);
+                m.pending -= 1;
+                let empty = m.list.is_empty() && m.pending == 0;
+                drop(m);
+                if empty {
+                    self.remove_if_empty(&room);
+                }
+                return Err(RoomError::Media(e));
+            }
+        };
+        {
+            let mut m = lock(&room.members);
+            m.pending -= 1;
+            m.list.push(Member { id: id.clone(), name: name.to_string(), events });
+            room.relayout(&m);
+        }
+        tracing::info!(room = %room_id, participant = %id, name = %name, "joined");
+        Ok(Membership { hub: self.clone(), room, id, media: Some(media) })
+    }
+
+    fn remove_if_empty(&self, room: &Arc<Room>) -> Option<Arc<Room>> {
+        let mut rooms = lock(&self.rooms);
+        let mut m = lock(&room.members);
+        if m.list.is_empty() && m.pending == 0 && !m.closed {
+            m.closed = true;
+            drop(m);
+            if let Some(r) = rooms.get(&room.id) {
+                if Arc::ptr_eq(r, room) {
+                    return rooms.remove(&room.id);
+                }
+            }
+        }
+        None
+    }
+
+    /// Take a member off the grid; the others get the new layout.
+    fn leave(&self, room: &Arc<Room>, id: &str) {
+        let mut m = lock(&room.members);
+        m.list.retain(|x| x.id != id);
+        if !m.list.is_empty() {
+            room.relayout(&m);
+        }
+    }
+}
+
+/// A participant's place in a room. Dropping it leaves the room and tears
+/// the participant's media down (blocking: drop it off the async workers).
+pub struct Membership {
+    hub: Arc<Hub>,
+    room: Arc<Room>,
+    id: String,
+    media: Option<Box<dyn ParticipantMedia>>,
+}
+
+impl Membership {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn room_id(&self) -> &str {
+        &self.room.id
+    }
+
+    pub fn apply_answer(&self, sdp: &str) -> Result<(), ProtocolError> {
+        match &self.media {
+            Some(m) => m.apply_answer(sdp),
+            None => Err(ProtocolError::new(ErrorCode::NotJoined, "not in a room")),
+        }
+    }
+
+    pub fn add_ice(&self, sdp_mline_index: u32, candidate: &str) -> Result<(), ProtocolError> {
+        match &self.media {
+            Some(m) => m.add_ice(sdp_mline_index, candidate),
+            None => Err(ProtocolError::new(ErrorCode::NotJoined, "not in a room")),
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        // Take the tile away first so the mixer never shows a dead input,
+        // then stop the participant's pipeline, then the room if empty.
+        let media = self.media.take();
+        self.hub.leave(&self.room, &self.id);
+        drop(media);
+        // The removed room (if any) is dropped here, outside every lock.
+        let _removed = self.hub.remove_if_empty(&self.room);
+        tracing::info!(room = %self.room.id, participant = %self.id, "left");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Default)]
+    struct FakeFactory {
+        rooms_created: AtomicUsize,
+        layouts: Arc<Mutex<Vec<Vec<(String, Rect)>>>>,
+    }
+    struct FakeRoom {
+        layouts: Arc<Mutex<Vec<Vec<(String, Rect)>>>>,
+    }
+    struct FakeParticipant;
+
+    impl MediaFactory for FakeFactory {
+        fn create_room(&self, _room: &str) -> anyhow::Result<Arc<dyn RoomMedia>> {
+            self.rooms_created.fetch_add(1, Ordering::SeqCst);
+            Ok(Arc::new(FakeRoom { layouts: self.layouts.clone() }))
+        }
+    }
+    impl RoomMedia for FakeRoom {
+        fn canvas(&self) -> (u32, u32) {
+            (640, 360)
+        }
+        fn add_participant(&self, _id: &str, _events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>> {
+            Ok(Box::new(FakeParticipant))
+        }
+        fn set_layout(&self, tiles: &[(String, Rect)]) {
+            lock(&self.layouts).push(tiles.to_vec());
+        }
+    }
+    impl ParticipantMedia for FakeParticipant {
+        fn apply_answer(&self, _sdp: &str) -> Result<(), ProtocolError> {
+            Ok(())
+        }
+        fn add_ice(&self, _i: u32, _c: &str) -> Result<(), ProtocolError> {
+            Ok(())
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<ParticipantEvent>) -> Vec<ServerMessage> {
+        let mut v = Vec::new();
+        while let Ok(ParticipantEvent::Send(m)) = rx.try_recv() {
+            v.push(m);
+        }
+        v
+    }
+
+    #[test]
+    fn joins_and_leaves_update_every_members_layout() {
+        let f = Arc::new(FakeFactory::default());
+        let hub = Hub::new(f.clone(), 4);
+        let (tx1, mut rx1) = mpsc::channel(64);
+        let (tx2, mut rx2) = mpsc::channel(64);
+        let a = hub.join("r", "Ada", tx1).unwrap();
+        let b = hub.join("r", "Bob", tx2).unwrap();
+        let m1 = drain(&mut rx1);
+        assert!(matches!(&m1[0], ServerMessage::Joined { room, .. } if room == "r"));
+        match m1.last().unwrap() {
+            ServerMessage::Layout { tiles, .. } => {
+                assert_eq!(tiles.len(), 2);
+                assert_eq!(tiles[0].name, "Ada");
+                assert_eq!((tiles[1].x, tiles[1].width), (320, 320));
+            }
+            other => panic!("{other:?}"),
+        }
+        drain(&mut rx2);
+        drop(a);
+        match drain(&mut rx2).last().unwrap() {
+            ServerMessage::Layout { tiles, .. } => {
+                assert_eq!(tiles.len(), 1);
+                assert_eq!(tiles[0].id, b.id());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hub.room_count(), 1);
+        drop(b);
+        assert_eq!(hub.room_count(), 0);
+        // A new join creates a fresh room.
+        let (tx3, _rx3) = mpsc::channel(64);
+        let _c = hub.join("r", "Cy", tx3).unwrap();
+        assert_eq!(f.rooms_created.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_full_room_refuses_with_room_full() {
+        let hub = Hub::new(Arc::new(FakeFactory::default()), 2);
+        let keep: Vec<_> = (0..2)
+            .map(|i| {
+                let (tx, rx) = mpsc::channel(64);
+                (hub.join("r", &format!("n{i}"), tx).unwrap(), rx)
+            })
+            .collect();
+        let (tx, _rx) = mpsc::channel(64);
+        let err = hub.join("r", "late", tx).err().unwrap();
+        assert_eq!(err.to_protocol().code, ErrorCode::RoomFull);
+        assert_eq!(keep.len(), 2);
+        assert_eq!(hub.participant_count(), 2);
+    }
+}

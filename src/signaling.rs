@@ -1,0 +1,204 @@
+//! HTTP and WebSocket: warp routes and one task per signaling connection.
+//! No GStreamer here; media is reached through [`crate::room`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use warp::ws::{Message, WebSocket};
+use warp::Filter;
+
+use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
+use crate::room::{Hub, Membership, ParticipantEvent};
+
+/// WebSocket close code for a frame over [`MAX_FRAME_BYTES`].
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Hard limit in the WebSocket codec; frames between MAX_FRAME_BYTES and
+/// this are read and refused with 1009, larger ones end the connection.
+const CODEC_LIMIT: usize = 1024 * 1024;
+
+/// Filters: the routes of a server.
+pub fn routes(
+    hub: Arc<Hub>,
+    web_dir: PathBuf,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    let with_hub = warp::any().map(move || hub.clone());
+    let health = warp::path("healthz").and(warp::path::end()).and(warp::get()).and(with_hub.clone()).map(|hub: Arc<Hub>| {
+        warp::reply::json(&serde_json::json!({
+            "status": "ok",
+            "rooms": hub.room_count(),
+            "participants": hub.participant_count(),
+        }))
+    });
+    let ws = warp::path("ws").and(warp::path::end()).and(warp::ws()).and(with_hub).map(|ws: warp::ws::Ws, hub: Arc<Hub>| {
+        ws.max_message_size(CODEC_LIMIT)
+            .max_frame_size(CODEC_LIMIT)
+            .on_upgrade(move |socket| session(socket, hub))
+    });
+    let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
+    let files = warp::fs::dir(web_dir);
+    health.or(ws).or(index).or(files).with(warp::log("tessera::http"))
+}
+
+/// A running HTTP server.
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bind `addr` (port 0 picks a free port) and serve in the background.
+    pub fn start(hub: Arc<Hub>, addr: SocketAddr, web_dir: PathBuf) -> Result<Server> {
+        let (tx, rx) = oneshot::channel::<()>();
+        let (bound, fut) = warp::serve(routes(hub, web_dir))
+            .try_bind_with_graceful_shutdown(addr, async move {
+                let _ = rx.await;
+            })
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let task = tokio::spawn(fut);
+        Ok(Server { addr: bound, shutdown: Some(tx), task: Some(task) })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn send_msg(tx: &mut futures::stream::SplitSink<WebSocket, Message>, msg: &ServerMessage) -> bool {
+    tx.send(Message::text(msg.to_json())).await.is_ok()
+}
+
+/// Leave the room off the async workers: tearing a pipeline down blocks.
+fn leave(joined: Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)>) {
+    if let Some((m, rx, _)) = joined {
+        tokio::task::spawn_blocking(move || {
+            drop(m);
+            drop(rx);
+        });
+    }
+}
+
+/// One signaling connection: a small actor over the WebSocket, the room
+/// events of its participant, and its media events.
+async fn session(socket: WebSocket, hub: Arc<Hub>) {
+    let (mut tx, mut rx) = socket.split();
+    let mut joined: Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)> = None;
+    loop {
+        let event = async {
+            match &mut joined {
+                Some((_, rx, _)) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            incoming = rx.next() => {
+                let msg = match incoming {
+                    None => break,
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        // Over the codec limit (or a broken socket): say why if we can.
+                        let _ = tx.send(Message::close_with(CLOSE_TOO_BIG, "frame too large")).await;
+                        tracing::debug!("websocket read error: {e}");
+                        break;
+                    }
+                };
+                if msg.is_close() {
+                    break;
+                }
+                if msg.is_ping() || msg.is_pong() {
+                    continue;
+                }
+                if msg.is_binary() {
+                    let e = ProtocolError::new(ErrorCode::UnsupportedFrame, "binary frames are not part of the protocol; send JSON text");
+                    if !send_msg(&mut tx, &e.to_message()).await { break; }
+                    continue;
+                }
+                let Ok(text) = msg.to_str() else { continue };
+                if text.len() > MAX_FRAME_BYTES {
+                    let _ = tx.send(Message::close_with(CLOSE_TOO_BIG, format!("frames are limited to {MAX_FRAME_BYTES} bytes"))).await;
+                    break;
+                }
+                let reply = handle_text(text, &hub, &mut joined).await;
+                if let Some(e) = reply {
+                    if !send_msg(&mut tx, &e.to_message()).await { break; }
+                }
+            }
+            ev = event => {
+                match ev {
+                    Some(ParticipantEvent::Send(m)) => {
+                        if !send_msg(&mut tx, &m).await { break; }
+                        if let (ServerMessage::Offer { .. }, Some(j)) = (&m, joined.as_mut()) {
+                            // From now on an answer is expected.
+                            j.2 = true;
+                        }
+                    }
+                    Some(ParticipantEvent::Failed { code, message }) => {
+                        tracing::warn!("participant removed: {message}");
+                        leave(joined.take());
+                        if !send_msg(&mut tx, &ServerMessage::Error { code, message }).await { break; }
+                    }
+                    None => { leave(joined.take()); }
+                }
+            }
+        }
+    }
+    leave(joined.take());
+}
+
+async fn handle_text(
+    text: &str,
+    hub: &Arc<Hub>,
+    joined: &mut Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)>,
+) -> Option<ProtocolError> {
+    let msg = match protocol::parse_client_message(text) {
+        Ok(m) => m,
+        Err(e) => return Some(e),
+    };
+    let not_joined = || ProtocolError::new(ErrorCode::NotJoined, "join a room first");
+    match msg {
+        ClientMessage::Join { room, name } => {
+            if joined.is_some() {
+                return Some(ProtocolError::new(ErrorCode::AlreadyJoined, "already in a room; send `leave` first"));
+            }
+            let (etx, erx) = mpsc::channel(256);
+            let hub = hub.clone();
+            let res = tokio::task::spawn_blocking(move || hub.join(&room, &name, etx)).await;
+            match res {
+                Ok(Ok(m)) => {
+                    *joined = Some((m, erx, false));
+                    None
+                }
+                Ok(Err(e)) => Some(e.to_protocol()),
+                Err(e) => Some(ProtocolError::new(ErrorCode::Internal, format!("join failed: {e}"))),
+            }
+        }
+        ClientMessage::Answer { sdp } => match joined {
+            Some((_, _, false)) => Some(ProtocolError::new(
+                ErrorCode::AnswerBeforeOffer,
+                "no offer has been sent to this connection yet; wait for `offer`",
+            )),
+            Some((m, _, true)) => m.apply_answer(&sdp).err(),
+            None => Some(not_joined()),
+        },
+        ClientMessage::Ice { candidate, sdp_mline_index } => match joined {
+            Some((m, _, _)) => m.add_ice(sdp_mline_index, &candidate).err(),
+            None => Some(not_joined()),
+        },
+        ClientMessage::Leave => {
+            if joined.is_none() {
+                return Some(not_joined());
+            }
+            leave(joined.take());
+            None
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Shared helpers for the end-to-end tests: a server (in process or as a
+//! child process) on a free port with a small canvas, and bots.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tessera::bot::{Bot, BotOptions};
+use tessera::media::MediaConfig;
+use tessera::server::{self, Running, ServerConfig};
+
+pub const CANVAS: (u32, u32) = (640, 360);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn media_config() -> MediaConfig {
+    MediaConfig {
+        canvas_width: CANVAS.0,
+        canvas_height: CANVAS.1,
+        ice_addresses: vec!["127.0.0.1".into()],
+        ..MediaConfig::default()
+    }
+}
+
+/// A server in this process, on a free loopback port.
+pub fn start_server(media: MediaConfig) -> Running {
+    init_tracing();
+    server::start(ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), media, ..ServerConfig::default() })
+        .expect("server starts")
+}
+
+pub fn bot_options(url: &str, room: &str, name: &str, color: u32, tone: f64) -> BotOptions {
+    BotOptions {
+        server: url.to_string(),
+        room: room.to_string(),
+        name: name.to_string(),
+        color: Some(color),
+        tone_hz: tone,
+        width: 320,
+        height: 240,
+        ..BotOptions::default()
+    }
+}
+
+pub async fn bot(url: &str, room: &str, name: &str, color: u32, tone: f64) -> Bot {
+    Bot::connect(bot_options(url, room, name, color, tone)).await.expect("bot connects")
+}
+
+/// Wait until the bot has joined, is connected and receives video.
+pub async fn wait_receiving(b: &Bot, timeout: Duration) {
+    let ok = b.wait_until(timeout, |b| b.is_connected() && b.stats().frames > 5).await;
+    assert!(ok, "bot never received mixed video: connected={} stats={:?} errors={:?}", b.is_connected(), b.stats(), b.errors());
+}
+
+/// Is `c` within `tol` of `want` on every channel?
+pub fn color_close(c: [u8; 3], want: u32, tol: i32) -> bool {
+    let w = [(want >> 16) as u8, (want >> 8) as u8, want as u8];
+    (0..3).all(|i| (c[i] as i32 - w[i] as i32).abs() <= tol)
+}
+
+/// `tessera serve` as a child process, for tests that measure the
+/// server process itself (fds, threads).
+pub struct ChildServer {
+    pub child: Child,
+    pub url: String,
+    pub pid: u32,
+}
+
+impl ChildServer {
+    pub fn spawn(extra: &[&str]) -> ChildServer {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--canvas", "640x360"]).args(extra);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("tessera serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reads the listening line");
+        let addr = line.trim().rsplit("http://").next().expect("address").to_string();
+        assert!(line.contains("listening"), "unexpected first line: {line}");
+        let pid = child.id();
+        ChildServer { child, url: format!("ws://{addr}/ws"), pid }
+    }
+
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map(|d| d.count()).unwrap_or(0)
+    }
+
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid)).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
