@@ -92,6 +92,7 @@ fn leave(joined: Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)>) {
 async fn session(socket: WebSocket, hub: Arc<Hub>) {
     let (mut tx, mut rx) = socket.split();
     let mut joined: Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)> = None;
+    let mut early_ice: Vec<ServerMessage> = Vec::new();
     loop {
         let event = async {
             match &mut joined {
@@ -128,6 +129,9 @@ async fn session(socket: WebSocket, hub: Arc<Hub>) {
                     break;
                 }
                 let reply = handle_text(text, &hub, &mut joined).await;
+                if joined.is_none() {
+                    early_ice.clear();
+                }
                 if let Some(e) = reply {
                     if !send_msg(&mut tx, &e.to_message()).await { break; }
                 }
@@ -135,10 +139,27 @@ async fn session(socket: WebSocket, hub: Arc<Hub>) {
             ev = event => {
                 match ev {
                     Some(ParticipantEvent::Send(m)) => {
-                        if !send_msg(&mut tx, &m).await { break; }
-                        if let (ServerMessage::Offer { .. }, Some(j)) = (&m, joined.as_mut()) {
-                            // From now on an answer is expected.
-                            j.2 = true;
+                        let offered = joined.as_ref().map(|j| j.2).unwrap_or(false);
+                        match &m {
+                            // Candidates are gathered while the offer is on
+                            // its way; clients get them after the offer.
+                            ServerMessage::Ice { .. } if !offered => {
+                                early_ice.push(m);
+                                continue;
+                            }
+                            ServerMessage::Offer { .. } => {
+                                if !send_msg(&mut tx, &m).await { break; }
+                                if let Some(j) = joined.as_mut() {
+                                    // From now on an answer is expected.
+                                    j.2 = true;
+                                }
+                                for ice in early_ice.drain(..) {
+                                    if !send_msg(&mut tx, &ice).await { break; }
+                                }
+                            }
+                            _ => {
+                                if !send_msg(&mut tx, &m).await { break; }
+                            }
                         }
                     }
                     Some(ParticipantEvent::Failed { code, message }) => {

@@ -207,6 +207,8 @@ pub(crate) fn opus_rtp_caps() -> gst::Caps {
         .field("encoding-name", "OPUS")
         .field("payload", 111i32)
         .field("clock-rate", 48000i32)
+        // Browsers only accept `opus/48000/2`; without it they reject the m-line.
+        .field("encoding-params", "2")
         .build()
 }
 

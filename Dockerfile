@@ -1,0 +1,24 @@
+# Multi-stage build: compile on Debian 12, run on bookworm-slim.
+# Package lists mirror scripts/deps.sh.
+FROM rust:1-bookworm AS build
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
+      libnice-dev && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+RUN cargo build --release --locked
+
+FROM debian:bookworm-slim
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
+      gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-x libnice10 ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/tessera /usr/local/bin/tessera
+COPY web /srv/tessera/web
+COPY pipelines /srv/tessera/pipelines
+WORKDIR /srv/tessera
+EXPOSE 8080
+# ICE needs reachable UDP ports: run with --network host, or publish a range.
+ENTRYPOINT ["tessera"]
+CMD ["serve", "--listen", "0.0.0.0:8080"]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install what tessera needs on Debian 12 (bookworm), only what is missing.
+#   scripts/deps.sh            build + runtime packages (GStreamer 1.22, libnice)
+#   scripts/deps.sh --browser  also Chromium + ChromeDriver for browser tests
+# The package list is mirrored in the Dockerfile; keep them in step.
+set -euo pipefail
+
+PACKAGES=(
+  pkg-config
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools
+  libnice-dev
+)
+if [[ "${1:-}" == "--browser" ]]; then
+  PACKAGES+=(chromium chromium-driver fonts-dejavu-core)
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null; then SUDO="sudo"; else
+      echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1
+    fi
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    echo "deps: cargo is in ~/.cargo/bin; add it to PATH" >&2
+  else
+    echo "deps: Rust is missing; install it with rustup (https://rustup.rs), then run this again" >&2
+  fi
+  exit 1
+fi
