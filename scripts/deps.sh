@@ -11,9 +11,10 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools
   libnice-dev
+  fonts-dejavu-core
 )
 if [[ "${1:-}" == "--browser" ]]; then
-  PACKAGES+=(chromium chromium-driver fonts-dejavu-core)
+  PACKAGES+=(chromium chromium-driver)
 fi
 
 missing=()

@@ -84,6 +84,7 @@ struct BotState {
     errors: Vec<(String, String)>,
     connected: bool,
     closed: bool,
+    send_size: Option<(u32, u32, u32)>,
 }
 
 fn lock(m: &Mutex<BotState>) -> MutexGuard<'_, BotState> {
@@ -123,6 +124,8 @@ pub struct BotReport {
     pub height: u32,
     pub received_kbps: f64,
     pub audio_seconds: f64,
+    /// Milliseconds from opening the WebSocket to the first decoded mixed frame.
+    pub join_to_first_frame_ms: Option<u64>,
     pub dominant_frequencies: Vec<FrequencySeen>,
     pub tiles: Vec<TileSeen>,
     pub layout: Option<serde_json::Value>,
@@ -135,6 +138,7 @@ pub struct Bot {
     state: Arc<Mutex<BotState>>,
     out: mpsc::Sender<String>,
     task: tokio::task::JoinHandle<()>,
+    started: std::time::Instant,
 }
 
 impl Bot {
@@ -153,6 +157,7 @@ impl Bot {
         let tx2 = ev_tx.clone();
         let media = tokio::task::spawn_blocking(move || BotMedia::new(&mcfg, tx2)).await??;
         let media = Arc::new(media);
+        let started = std::time::Instant::now();
         let (ws, _) = tokio_tungstenite::connect_async(opts.server.as_str())
             .await
             .with_context(|| format!("cannot connect to {}", opts.server))?;
@@ -171,7 +176,7 @@ impl Bot {
         });
         let state = Arc::new(Mutex::new(BotState::default()));
         let task = tokio::spawn(run(wrx, ev_rx, ev_tx, media.clone(), state.clone(), out_tx.clone(), opts.trickle));
-        Ok(Bot { opts, media, state, out: out_tx, task })
+        Ok(Bot { opts, media, state, out: out_tx, task, started })
     }
 
     pub fn id(&self) -> Option<String> {
@@ -190,8 +195,18 @@ impl Bot {
         lock(&self.state).errors.clone()
     }
 
+    /// The last `send_size` hint from the server (width, height, max bitrate).
+    pub fn send_size(&self) -> Option<(u32, u32, u32)> {
+        lock(&self.state).send_size
+    }
+
     pub fn is_connected(&self) -> bool {
         lock(&self.state).connected
+    }
+
+    /// Time from opening the WebSocket to the first decoded mixed frame.
+    pub fn join_to_first_frame(&self) -> Option<Duration> {
+        self.media.stats().first_frame_at.map(|t| t.saturating_duration_since(self.started))
     }
 
     pub fn stats(&self) -> crate::media::bot::ReceivedStats {
@@ -263,6 +278,7 @@ impl Bot {
             height: s.height,
             received_kbps: s.kbps,
             audio_seconds: s.audio_seconds,
+            join_to_first_frame_ms: self.join_to_first_frame().map(|d| d.as_millis() as u64),
             dominant_frequencies: self
                 .dominant_frequencies(5)
                 .into_iter()
@@ -350,6 +366,10 @@ async fn run(
                         let mut st = lock(&state);
                         st.layout = Some((canvas, tiles));
                         st.layouts_received += 1;
+                    }
+                    ServerMessage::SendSize { width, height, max_bitrate } => {
+                        lock(&state).send_size = Some((width, height, max_bitrate));
+                        media.fit_send_size(width, height, max_bitrate);
                     }
                     ServerMessage::Error { code, message } => {
                         tracing::warn!("bot: server error {code}: {message}");

@@ -97,6 +97,13 @@ pub fn letterbox(src_w: u32, src_h: u32, cell: Rect) -> Rect {
     }
 }
 
+/// A sending bitrate that suits a video of `width` x `height` at `fps`
+/// (about 0.08 bit per pixel), between 60 kbps and 1.5 Mbps.
+pub fn send_bitrate(width: u32, height: u32, fps: u32) -> u32 {
+    let bits = width as u64 * height as u64 * fps as u64 * 8 / 100;
+    bits.clamp(60_000, 1_500_000) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +150,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn send_bitrate_shrinks_with_the_tile() {
+        assert_eq!(send_bitrate(640, 360, 30), 552_960);
+        assert!(send_bitrate(213, 120, 30) < send_bitrate(640, 360, 30) / 4);
+        assert_eq!(send_bitrate(16, 16, 30), 60_000);
+        assert_eq!(send_bitrate(1920, 1080, 30), 1_500_000);
     }
 
     #[test]

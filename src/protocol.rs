@@ -90,6 +90,9 @@ pub enum ClientMessage {
     Answer { sdp: String },
     /// An ICE candidate. An empty `candidate` means end-of-candidates.
     Ice { candidate: String, sdp_mline_index: u32 },
+    /// Microphone and/or camera muted (true) or live (false); an absent
+    /// field leaves that state unchanged.
+    Mute { audio: Option<bool>, video: Option<bool> },
     Leave,
 }
 
@@ -109,6 +112,12 @@ pub struct Tile {
     pub y: u32,
     pub width: u32,
     pub height: u32,
+    /// The participant's microphone is muted (left out of the mix).
+    #[serde(default)]
+    pub audio_muted: bool,
+    /// The participant's camera is off (its tile shows a name card).
+    #[serde(default)]
+    pub video_muted: bool,
 }
 
 /// Messages the server sends.
@@ -123,6 +132,9 @@ pub enum ServerMessage {
         sdp_mline_index: u32,
     },
     Layout { canvas: Canvas, tiles: Vec<Tile> },
+    /// The size this participant's video occupies in the grid, and a
+    /// bitrate that suits it: sending more is wasted uplink.
+    SendSize { width: u32, height: u32, max_bitrate: u32 },
     Error { code: ErrorCode, message: String },
 }
 
@@ -225,6 +237,20 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
                 ));
             }
             Ok(ClientMessage::Ice { candidate: candidate.to_string(), sdp_mline_index: idx as u32 })
+        }
+        "mute" => {
+            let flag = |name: &str| -> Result<Option<bool>, ProtocolError> {
+                match obj.get(name) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::Bool(b)) => Ok(Some(*b)),
+                    Some(_) => Err(err(ErrorCode::InvalidField, format!("`{name}` in `mute` must be true or false"))),
+                }
+            };
+            let (audio, video) = (flag("audio")?, flag("video")?);
+            if audio.is_none() && video.is_none() {
+                return Err(err(ErrorCode::MissingField, "`mute` needs `audio` and/or `video`"));
+            }
+            Ok(ClientMessage::Mute { audio, video })
         }
         "leave" => Ok(ClientMessage::Leave),
         other => {

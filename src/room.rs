@@ -37,7 +37,21 @@ pub trait RoomMedia: Send + Sync {
     fn add_participant(&self, id: &str, events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>>;
     /// Place every participant's tile. Called with the room lock held, so
     /// it must not block; it must not call back into the room.
-    fn set_layout(&self, tiles: &[(String, Rect)]);
+    fn set_layout(&self, tiles: &[Placement]);
+    /// Frame rate of the composed grid (for bitrate hints).
+    fn fps(&self) -> u32 {
+        30
+    }
+}
+
+/// Where a participant goes in the grid and how its tile looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub id: String,
+    pub name: String,
+    pub rect: Rect,
+    pub audio_muted: bool,
+    pub video_muted: bool,
 }
 
 /// The media side of one participant. Dropping it tears the media down.
@@ -67,6 +81,10 @@ struct Member {
     id: String,
     name: String,
     events: EventSender,
+    audio_muted: bool,
+    video_muted: bool,
+    /// Last tile size sent to this member as `send_size`.
+    send_size: Option<(u32, u32)>,
 }
 
 struct Members {
@@ -90,27 +108,57 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Room {
-    fn layout_message(&self, members: &Members) -> (ServerMessage, Vec<(String, Rect)>) {
+    fn placements(&self, members: &Members) -> Vec<Placement> {
         let (w, h) = self.media.canvas();
         let rects = layout::grid(w, h, members.list.len());
-        let placed: Vec<(String, Rect)> =
-            members.list.iter().zip(rects.iter()).map(|(m, r)| (m.id.clone(), *r)).collect();
-        let tiles = members
+        members
             .list
             .iter()
-            .zip(rects.iter())
-            .map(|(m, r)| Tile { id: m.id.clone(), name: m.name.clone(), x: r.x, y: r.y, width: r.width, height: r.height })
-            .collect();
-        (ServerMessage::Layout { canvas: Canvas { width: w, height: h }, tiles }, placed)
+            .zip(rects)
+            .map(|(m, rect)| Placement {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                rect,
+                audio_muted: m.audio_muted,
+                video_muted: m.video_muted,
+            })
+            .collect()
     }
 
-    /// Recompute the grid, apply it to the media and tell every member.
-    fn relayout(&self, members: &Members) {
-        let (msg, placed) = self.layout_message(members);
+    /// Recompute the grid, apply it to the media and tell every member;
+    /// members whose tile changed size also get `send_size`.
+    fn relayout(&self, members: &mut Members) {
+        let placed = self.placements(members);
         self.media.set_layout(&placed);
-        for m in &members.list {
+        let (w, h) = self.media.canvas();
+        let tiles = placed
+            .iter()
+            .map(|p| Tile {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                x: p.rect.x,
+                y: p.rect.y,
+                width: p.rect.width,
+                height: p.rect.height,
+                audio_muted: p.audio_muted,
+                video_muted: p.video_muted,
+            })
+            .collect();
+        let msg = ServerMessage::Layout { canvas: Canvas { width: w, height: h }, tiles };
+        let fps = self.media.fps();
+        for (m, p) in members.list.iter_mut().zip(placed.iter()) {
             if m.events.try_send(ParticipantEvent::Send(msg.clone())).is_err() {
                 tracing::warn!(room = %self.id, participant = %m.id, "event queue full; layout update dropped");
+            }
+            let size = (p.rect.width, p.rect.height);
+            if m.send_size != Some(size) {
+                m.send_size = Some(size);
+                let hint = ServerMessage::SendSize {
+                    width: size.0,
+                    height: size.1,
+                    max_bitrate: layout::send_bitrate(size.0, size.1, fps),
+                };
+                let _ = m.events.try_send(ParticipantEvent::Send(hint));
             }
         }
     }
@@ -188,8 +236,15 @@ impl Hub {
         {
             let mut m = lock(&room.members);
             m.pending -= 1;
-            m.list.push(Member { id: id.clone(), name: name.to_string(), events });
-            room.relayout(&m);
+            m.list.push(Member {
+                id: id.clone(),
+                name: name.to_string(),
+                events,
+                audio_muted: false,
+                video_muted: false,
+                send_size: None,
+            });
+            room.relayout(&mut m);
         }
         tracing::info!(room = %room_id, participant = %id, name = %name, "joined");
         Ok(Membership { hub: self.clone(), room, id, media: Some(media) })
@@ -215,7 +270,20 @@ impl Hub {
         let mut m = lock(&room.members);
         m.list.retain(|x| x.id != id);
         if !m.list.is_empty() {
-            room.relayout(&m);
+            room.relayout(&mut m);
+        }
+    }
+
+    /// Mute or unmute a member's microphone and/or camera; everyone gets
+    /// the new layout (which shows the state).
+    fn set_mute(&self, room: &Arc<Room>, id: &str, audio: Option<bool>, video: Option<bool>) {
+        let mut m = lock(&room.members);
+        let Some(member) = m.list.iter_mut().find(|x| x.id == id) else { return };
+        let before = (member.audio_muted, member.video_muted);
+        member.audio_muted = audio.unwrap_or(member.audio_muted);
+        member.video_muted = video.unwrap_or(member.video_muted);
+        if before != (member.audio_muted, member.video_muted) {
+            room.relayout(&mut m);
         }
     }
 }
@@ -251,6 +319,10 @@ impl Membership {
             None => Err(ProtocolError::new(ErrorCode::NotJoined, "not in a room")),
         }
     }
+
+    pub fn set_mute(&self, audio: Option<bool>, video: Option<bool>) {
+        self.hub.set_mute(&self.room, &self.id, audio, video);
+    }
 }
 
 impl Drop for Membership {
@@ -274,10 +346,10 @@ mod tests {
     #[derive(Default)]
     struct FakeFactory {
         rooms_created: AtomicUsize,
-        layouts: Arc<Mutex<Vec<Vec<(String, Rect)>>>>,
+        layouts: Arc<Mutex<Vec<Vec<Placement>>>>,
     }
     struct FakeRoom {
-        layouts: Arc<Mutex<Vec<Vec<(String, Rect)>>>>,
+        layouts: Arc<Mutex<Vec<Vec<Placement>>>>,
     }
     struct FakeParticipant;
 
@@ -294,7 +366,7 @@ mod tests {
         fn add_participant(&self, _id: &str, _events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>> {
             Ok(Box::new(FakeParticipant))
         }
-        fn set_layout(&self, tiles: &[(String, Rect)]) {
+        fn set_layout(&self, tiles: &[Placement]) {
             lock(&self.layouts).push(tiles.to_vec());
         }
     }
@@ -325,7 +397,7 @@ mod tests {
         let b = hub.join("r", "Bob", tx2).unwrap();
         let m1 = drain(&mut rx1);
         assert!(matches!(&m1[0], ServerMessage::Joined { room, .. } if room == "r"));
-        match m1.last().unwrap() {
+        match m1.iter().rev().find(|m| matches!(m, ServerMessage::Layout { .. })).unwrap() {
             ServerMessage::Layout { tiles, .. } => {
                 assert_eq!(tiles.len(), 2);
                 assert_eq!(tiles[0].name, "Ada");
@@ -335,7 +407,7 @@ mod tests {
         }
         drain(&mut rx2);
         drop(a);
-        match drain(&mut rx2).last().unwrap() {
+        match drain(&mut rx2).iter().rev().find(|m| matches!(m, ServerMessage::Layout { .. })).unwrap() {
             ServerMessage::Layout { tiles, .. } => {
                 assert_eq!(tiles.len(), 1);
                 assert_eq!(tiles[0].id, b.id());
@@ -349,6 +421,30 @@ mod tests {
         let (tx3, _rx3) = mpsc::channel(64);
         let _c = hub.join("r", "Cy", tx3).unwrap();
         assert_eq!(f.rooms_created.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn mute_is_shown_in_the_layout_and_reaches_media() {
+        let f = Arc::new(FakeFactory::default());
+        let hub = Hub::new(f.clone(), 4);
+        let (tx1, mut rx1) = mpsc::channel(64);
+        let a = hub.join("r", "Ada", tx1).unwrap();
+        let first = drain(&mut rx1);
+        assert!(first.iter().any(|m| matches!(m, ServerMessage::SendSize { width: 640, height: 360, .. })), "{first:?}");
+        a.set_mute(None, Some(true));
+        let msgs = drain(&mut rx1);
+        match msgs.iter().rev().find(|m| matches!(m, ServerMessage::Layout { .. })).unwrap() {
+            ServerMessage::Layout { tiles, .. } => assert!(tiles[0].video_muted && !tiles[0].audio_muted),
+            other => panic!("{other:?}"),
+        }
+        // Same tile size: no new send_size.
+        assert!(!msgs.iter().any(|m| matches!(m, ServerMessage::SendSize { .. })));
+        let last = lock(&f.layouts).last().cloned().unwrap();
+        assert!(last[0].video_muted);
+        // A second participant halves the tile: a new send_size.
+        let (tx2, _rx2) = mpsc::channel(64);
+        let _b = hub.join("r", "Bob", tx2).unwrap();
+        assert!(drain(&mut rx1).iter().any(|m| matches!(m, ServerMessage::SendSize { width: 320, height: 360, .. })));
     }
 
     #[test]

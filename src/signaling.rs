@@ -214,6 +214,13 @@ async fn handle_text(
             Some((m, _, _)) => m.add_ice(sdp_mline_index, &candidate).err(),
             None => Some(not_joined()),
         },
+        ClientMessage::Mute { audio, video } => match joined {
+            Some((m, _, _)) => {
+                m.set_mute(audio, video);
+                None
+            }
+            None => Some(not_joined()),
+        },
         ClientMessage::Leave => {
             if joined.is_none() {
                 return Some(not_joined());

@@ -1,102 +1,374 @@
-// A plain client for tessera: join a room, send camera and microphone
-// once, receive the server's mixed grid. See docs/protocol.md.
+// tessera web client: join a room, send camera and microphone once, receive
+// the server's mixed grid and your own mix-minus audio. Protocol: docs/protocol.md.
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-$('room').value = params.get('room') || 'lobby';
-$('name').value = localStorage.getItem('tessera.name') || '';
+const debug = params.has('debug');
 
-let ws = null;
-let pc = null;
-let local = null;
-let pendingIce = [];
+const ERROR_TEXT = {
+  room_full: 'This room is full.',
+  invalid_field: 'The server did not accept what was sent',
+  media_failed: 'The media connection failed.',
+  not_joined: 'You are not in a room.',
+  already_joined: 'You are already in this room.',
+  internal: 'The server hit an internal error.',
+};
+// Errors after which rejoining automatically would only fail again.
+const FATAL = new Set(['room_full', 'invalid_field', 'missing_field']);
 
+const state = {
+  room: '', name: '', ws: null, pc: null, local: null,
+  micMuted: false, camOff: false, selfView: true,
+  myId: null, layout: null, sendSize: null,
+  leaving: true, attempt: 0, reconnectTimer: null, disconnectTimer: null,
+  statsTimer: null, lastSample: null, stats: {}, connectedAt: 0,
+};
+
+function log(...a) { if (debug) console.log(...a); }
 function status(text) { $('status').textContent = text; }
-function showError(text) { const e = $('error'); e.textContent = text; e.hidden = !text; }
-function send(msg) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); }
+function showError(text) { const e = $('error'); e.textContent = text || ''; e.hidden = !text; }
+function send(msg) { if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg)); }
 
-async function getMedia() {
-  for (const c of [{ audio: true, video: { width: 640, height: 360 } }, { audio: true }, null]) {
-    if (!c) return null;
-    try { return await navigator.mediaDevices.getUserMedia(c); } catch (e) { /* try the next */ }
+// ---------- join screen: devices and preview ----------
+
+async function listDevices() {
+  let devices = [];
+  try { devices = await navigator.mediaDevices.enumerateDevices(); } catch (e) { return; }
+  for (const [kind, sel] of [['videoinput', $('camera-select')], ['audioinput', $('mic-select')]]) {
+    const current = sel.value;
+    const opts = devices.filter((d) => d.kind === kind).map((d, i) => {
+      const o = document.createElement('option');
+      o.value = d.deviceId; o.textContent = d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`;
+      return o;
+    });
+    const none = document.createElement('option');
+    none.value = 'none'; none.textContent = kind === 'videoinput' ? 'No camera' : 'No microphone';
+    sel.replaceChildren(...opts, none);
+    if (current && [...sel.options].some((o) => o.value === current)) sel.value = current;
+  }
+}
+
+async function openMedia() {
+  const cam = $('camera-select').value;
+  const mic = $('mic-select').value;
+  const video = cam === 'none' ? false : { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 }, ...(cam ? { deviceId: { exact: cam } } : {}) };
+  const audio = mic === 'none' ? false : { echoCancellation: true, noiseSuppression: true, ...(mic ? { deviceId: { exact: mic } } : {}) };
+  const tries = [{ video, audio }, { video: false, audio }, { video, audio: false }].filter((c) => c.video || c.audio);
+  for (const c of tries) {
+    try { return await navigator.mediaDevices.getUserMedia(c); } catch (e) { log('getUserMedia failed', c, e.name); }
   }
   return null;
 }
 
-async function onOffer(sdp) {
-  pc = new RTCPeerConnection({ iceServers: [] });
-  pc.onicecandidate = (e) => {
-    if (e.candidate && e.candidate.candidate) {
-      send({ type: 'ice', candidate: e.candidate.candidate, sdpMLineIndex: e.candidate.sdpMLineIndex });
+async function startPreview() {
+  if (state.local) state.local.getTracks().forEach((t) => t.stop());
+  state.local = await openMedia();
+  const hasVideo = !!(state.local && state.local.getVideoTracks().length);
+  const hasAudio = !!(state.local && state.local.getAudioTracks().length);
+  $('preview').srcObject = hasVideo ? state.local : null;
+  $('preview-note').textContent = hasVideo && hasAudio ? ''
+    : hasAudio ? 'No camera available: you will join with audio only.'
+      : hasVideo ? 'No microphone available: you will join with video only.'
+        : 'No camera or microphone: you will join to watch and listen only.';
+  await listDevices();
+}
+
+// ---------- the call ----------
+
+function teardownConnection() {
+  clearTimeout(state.disconnectTimer);
+  clearInterval(state.statsTimer);
+  if (state.pc) { state.pc.onconnectionstatechange = null; state.pc.close(); }
+  if (state.ws) { state.ws.onclose = null; state.ws.onmessage = null; state.ws.close(); }
+  state.pc = null; state.ws = null; state.myId = null; state.sendSize = null;
+}
+
+function scheduleReconnect(reason) {
+  if (state.leaving) return;
+  teardownConnection();
+  clearTimeout(state.reconnectTimer);
+  // Jittered exponential backoff: ~0.4 s, 0.8 s, 1.6 s, then at most 3 s.
+  const base = Math.min(3000, 400 * 2 ** state.attempt);
+  const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+  state.attempt += 1;
+  status(`Reconnecting… (${reason}; attempt ${state.attempt})`);
+  log('reconnect in', delay);
+  state.reconnectTimer = setTimeout(connect, delay);
+}
+
+function connect() {
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${proto}://${location.host}/ws`);
+  state.ws = ws;
+  ws.onopen = () => send({ type: 'join', room: state.room, name: state.name });
+  ws.onclose = () => scheduleReconnect('connection lost');
+  ws.onerror = () => {};
+  ws.onmessage = (ev) => onMessage(ev.data).catch((e) => log('message handling failed', e));
+}
+
+async function onMessage(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch (e) { return; }
+  log('recv', msg.type);
+  switch (msg.type) {
+    case 'joined':
+      state.myId = msg.id;
+      showRoom();
+      status(`Joined ${msg.room}; connecting media…`);
+      if (state.micMuted || state.camOff) send({ type: 'mute', audio: state.micMuted, video: state.camOff });
+      break;
+    case 'offer': await onOffer(msg.sdp); break;
+    case 'ice': {
+      const c = { candidate: msg.candidate, sdpMLineIndex: msg.sdpMLineIndex };
+      if (state.pc) await state.pc.addIceCandidate(c).catch((e) => log('addIceCandidate', e));
+      break;
     }
+    case 'layout': state.layout = msg; renderLayout(); break;
+    case 'send_size': state.sendSize = msg; await applySendSize(); break;
+    case 'error': {
+      showError(`${ERROR_TEXT[msg.code] || 'Error'}: ${msg.message} (${msg.code})`);
+      if (FATAL.has(msg.code) && !state.myId) { leave(); }
+      if (msg.code === 'media_failed' && state.myId) scheduleReconnect('media failed');
+      break;
+    }
+    default: break;
+  }
+}
+
+async function onOffer(sdp) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  state.pc = pc;
+  pc.onicecandidate = (e) => {
+    if (e.candidate && e.candidate.candidate) send({ type: 'ice', candidate: e.candidate.candidate, sdpMLineIndex: e.candidate.sdpMLineIndex });
   };
-  pc.ontrack = (e) => {
-    const v = $('mix');
-    if (!v.srcObject) v.srcObject = new MediaStream();
-    v.srcObject.addTrack(e.track);
-  };
-  pc.onconnectionstatechange = () => status(`Connection: ${pc.connectionState}`);
+  const remote = new MediaStream();
+  $('mix').srcObject = remote;
+  pc.ontrack = (e) => { remote.addTrack(e.track); $('mix').play().catch(() => {}); };
+  pc.onconnectionstatechange = () => onConnectionState(pc);
   await pc.setRemoteDescription({ type: 'offer', sdp });
-  // The server offers sendrecv audio and video; put our tracks on them.
   for (const t of pc.getTransceivers()) {
     const kind = t.receiver.track.kind;
-    const track = local && local.getTracks().find((x) => x.kind === kind);
-    if (track) { await t.sender.replaceTrack(track); t.direction = 'sendrecv'; } else { t.direction = 'recvonly'; }
+    const track = state.local && state.local.getTracks().find((x) => x.kind === kind);
+    if (track) {
+      track.enabled = kind === 'audio' ? !state.micMuted : !state.camOff;
+      await t.sender.replaceTrack(track);
+      t.direction = 'sendrecv';
+    } else {
+      t.direction = 'recvonly';
+    }
   }
   const answer = await pc.createAnswer();
   await pc.setLocalDescription(answer);
-  send({ type: 'answer', sdp: answer.sdp });
-  for (const c of pendingIce) await pc.addIceCandidate(c);
-  pendingIce = [];
+  send({ type: 'answer', sdp: pc.localDescription.sdp });
+  await applySendSize();
 }
 
-function renderPeople(tiles, myId) {
-  const ul = $('people');
-  ul.replaceChildren(...tiles.map((t) => {
+function onConnectionState(pc) {
+  if (pc !== state.pc) return;
+  const s = pc.connectionState;
+  clearTimeout(state.disconnectTimer);
+  if (s === 'connected') {
+    state.attempt = 0;
+    state.connectedAt = Date.now();
+    status(`Connected to ${state.room}`);
+    startStats();
+  } else if (s === 'failed') {
+    scheduleReconnect('media connection failed');
+  } else if (s === 'disconnected') {
+    status('Connection unstable…');
+    state.disconnectTimer = setTimeout(() => { if (state.pc === pc && pc.connectionState !== 'connected') scheduleReconnect('media connection lost'); }, 4000);
+  } else {
+    status(`Media: ${s}`);
+  }
+}
+
+// Send at tile size: no more pixels or bits than the grid shows of us.
+async function applySendSize() {
+  const size = state.sendSize;
+  if (!state.pc || !size) return;
+  const tr = state.pc.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === 'video');
+  if (!tr) return;
+  const settings = tr.sender.track.getSettings();
+  const w = settings.width || 640;
+  const h = settings.height || 360;
+  const scale = Math.max(1, w / size.width, h / size.height);
+  const p = tr.sender.getParameters();
+  if (!p.encodings || !p.encodings.length) p.encodings = [{}];
+  p.encodings[0].scaleResolutionDownBy = scale;
+  p.encodings[0].maxBitrate = size.max_bitrate;
+  try { await tr.sender.setParameters(p); log('send size', scale, size.max_bitrate); } catch (e) { log('setParameters', e); }
+}
+
+// ---------- room UI ----------
+
+function showRoom() {
+  $('join-screen').hidden = true;
+  $('room-screen').hidden = false;
+  showError('');
+}
+
+function renderLayout() {
+  const l = state.layout;
+  if (!l) return;
+  $('stage').style.aspectRatio = `${l.canvas.width} / ${l.canvas.height}`;
+  $('people').replaceChildren(...l.tiles.map((t) => {
     const li = document.createElement('li');
-    li.textContent = t.id === myId ? `${t.name} (you)` : t.name;
+    li.dataset.id = t.id;
+    const name = document.createElement('span');
+    name.textContent = t.id === state.myId ? `${t.name} (you)` : t.name;
+    const st = document.createElement('span');
+    st.className = 'state';
+    const flags = [t.audio_muted ? 'muted' : '', t.video_muted ? 'camera off' : ''].filter(Boolean);
+    st.textContent = flags.length ? ` — ${flags.join(', ')}` : '';
+    li.append(name, st);
     return li;
+  }));
+  placeSelfView();
+}
+
+function placeSelfView() {
+  const v = $('self');
+  const l = state.layout;
+  const me = l && l.tiles.find((t) => t.id === state.myId);
+  const hasCam = state.local && state.local.getVideoTracks().length;
+  if (!me || !hasCam || !state.selfView || state.camOff) { v.hidden = true; return; }
+  if (v.srcObject !== state.local) v.srcObject = state.local;
+  Object.assign(v.style, {
+    left: `${(100 * me.x) / l.canvas.width}%`, top: `${(100 * me.y) / l.canvas.height}%`,
+    width: `${(100 * me.width) / l.canvas.width}%`, height: `${(100 * me.height) / l.canvas.height}%`,
+  });
+  v.hidden = false;
+}
+
+function setPressed(btn, pressed, label) {
+  btn.setAttribute('aria-pressed', String(pressed));
+  btn.querySelector('.label').textContent = label;
+}
+
+function toggleMic() {
+  state.micMuted = !state.micMuted;
+  if (state.local) state.local.getAudioTracks().forEach((t) => { t.enabled = !state.micMuted; });
+  setPressed($('mic-btn'), state.micMuted, state.micMuted ? 'Unmute' : 'Mute');
+  send({ type: 'mute', audio: state.micMuted });
+}
+
+function toggleCam() {
+  state.camOff = !state.camOff;
+  if (state.local) state.local.getVideoTracks().forEach((t) => { t.enabled = !state.camOff; });
+  setPressed($('cam-btn'), state.camOff, state.camOff ? 'Camera on' : 'Camera off');
+  send({ type: 'mute', video: state.camOff });
+  placeSelfView();
+}
+
+function toggleSelf() {
+  state.selfView = !state.selfView;
+  setPressed($('self-btn'), state.selfView, state.selfView ? 'Hide self view' : 'Show self view');
+  placeSelfView();
+}
+
+function toggleStats() {
+  const open = $('stats').hidden;
+  $('stats').hidden = !open;
+  setPressed($('stats-btn'), open, open ? 'Hide stats' : 'Show stats');
+}
+
+// ---------- stats ----------
+
+function startStats() {
+  clearInterval(state.statsTimer);
+  state.lastSample = null;
+  state.statsTimer = setInterval(sampleStats, 1000);
+}
+
+async function sampleStats() {
+  const pc = state.pc;
+  if (!pc) return;
+  const report = await pc.getStats();
+  const now = performance.now();
+  const cur = { t: now, sentVideo: 0, sentAudio: 0, recvVideo: 0, recvAudio: 0, lost: 0, received: 0, frames: 0 };
+  let fps = 0; let rtt = null; let width = 0; let height = 0;
+  report.forEach((r) => {
+    if (r.type === 'outbound-rtp') { if (r.kind === 'video') cur.sentVideo += r.bytesSent; else cur.sentAudio += r.bytesSent; }
+    if (r.type === 'inbound-rtp') {
+      if (r.kind === 'video') { cur.recvVideo += r.bytesReceived; fps = r.framesPerSecond || 0; cur.frames = r.framesDecoded || 0; width = r.frameWidth || 0; height = r.frameHeight || 0; } else cur.recvAudio += r.bytesReceived;
+      cur.lost += r.packetsLost || 0; cur.received += r.packetsReceived || 0;
+    }
+    if (r.type === 'candidate-pair' && r.nominated && r.currentRoundTripTime !== undefined) rtt = r.currentRoundTripTime * 1000;
+  });
+  const prev = state.lastSample;
+  state.lastSample = cur;
+  if (!prev) return;
+  const dt = (cur.t - prev.t) / 1000;
+  const kbps = (a, b) => Math.max(0, ((a - b) * 8) / 1000 / dt);
+  const dLost = cur.lost - prev.lost; const dRecv = cur.received - prev.received;
+  state.stats = {
+    sendVideoKbps: kbps(cur.sentVideo, prev.sentVideo), sendAudioKbps: kbps(cur.sentAudio, prev.sentAudio),
+    recvVideoKbps: kbps(cur.recvVideo, prev.recvVideo), recvAudioKbps: kbps(cur.recvAudio, prev.recvAudio),
+    fps, decodedFps: (cur.frames - prev.frames) / dt, width, height, rttMs: rtt,
+    lossPct: dLost + dRecv > 0 ? (100 * Math.max(0, dLost)) / (dLost + dRecv) : 0,
+  };
+  const s = state.stats;
+  const rows = [
+    ['Sending', `${(s.sendVideoKbps + s.sendAudioKbps).toFixed(0)} kbps`],
+    ['Receiving', `${(s.recvVideoKbps + s.recvAudioKbps).toFixed(0)} kbps`],
+    ['Video', `${s.width}×${s.height} at ${s.fps.toFixed(0)} fps`],
+    ['Round trip', rtt === null ? '—' : `${rtt.toFixed(0)} ms`],
+    ['Packet loss', `${s.lossPct.toFixed(1)} %`],
+  ];
+  $('stats-list').replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt2 = document.createElement('dt'); dt2.textContent = k;
+    const dd = document.createElement('dd'); dd.textContent = v;
+    return [dt2, dd];
   }));
 }
 
-let myId = null;
-async function join(room, name) {
-  showError('');
+// ---------- join / leave ----------
+
+async function join() {
+  const room = $('room').value.trim();
+  const name = $('name').value.trim();
+  if (!room || !name) return;
   localStorage.setItem('tessera.name', name);
-  status('Getting camera and microphone…');
-  local = await getMedia();
+  history.replaceState(null, '', `?room=${encodeURIComponent(room)}${debug ? '&debug' : ''}`);
+  Object.assign(state, { room, name, leaving: false, attempt: 0 });
+  showError('');
+  if (!state.local) await startPreview();
   status('Connecting…');
-  ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
-  ws.onopen = () => send({ type: 'join', room, name });
-  ws.onclose = () => { status('Disconnected'); };
-  ws.onmessage = async (ev) => {
-    const msg = JSON.parse(ev.data);
-    if (params.has('debug')) console.log('recv', JSON.stringify(msg).slice(0, 300));
-    switch (msg.type) {
-      case 'joined': myId = msg.id; $('join').hidden = true; $('call').hidden = false; status(`In room ${msg.room}`); break;
-      case 'offer': await onOffer(msg.sdp); break;
-      case 'ice': {
-        const c = { candidate: msg.candidate, sdpMLineIndex: msg.sdpMLineIndex };
-        if (pc && pc.remoteDescription) await pc.addIceCandidate(c); else pendingIce.push(c);
-        break;
-      }
-      case 'layout': renderPeople(msg.tiles, myId); break;
-      case 'error': showError(`${msg.message} (${msg.code})`); break;
-      default: break;
-    }
-  };
+  connect();
 }
 
 function leave() {
+  state.leaving = true;
+  clearTimeout(state.reconnectTimer);
   send({ type: 'leave' });
-  if (pc) pc.close();
-  if (ws) ws.close();
-  if (local) local.getTracks().forEach((t) => t.stop());
-  pc = ws = local = null;
+  teardownConnection();
   $('mix').srcObject = null;
-  $('call').hidden = true; $('join').hidden = false;
+  $('self').hidden = true;
+  state.layout = null;
+  $('room-screen').hidden = true;
+  $('join-screen').hidden = false;
   status('Not connected');
 }
 
-$('join').addEventListener('submit', (e) => { e.preventDefault(); join($('room').value.trim(), $('name').value.trim()); });
-$('leave').addEventListener('click', leave);
-window.tessera = { get pc() { return pc; }, get id() { return myId; } };
+$('room').value = params.get('room') || 'lobby';
+$('name').value = localStorage.getItem('tessera.name') || '';
+$('join-form').addEventListener('submit', (e) => { e.preventDefault(); join(); });
+$('share-btn').addEventListener('click', async () => {
+  const url = `${location.origin}${location.pathname}?room=${encodeURIComponent($('room').value.trim())}`;
+  try { await navigator.clipboard.writeText(url); $('share-note').textContent = `Copied: ${url}`; } catch (e) { $('share-note').textContent = url; }
+});
+$('camera-select').addEventListener('change', startPreview);
+$('mic-select').addEventListener('change', startPreview);
+$('mic-btn').addEventListener('click', toggleMic);
+$('cam-btn').addEventListener('click', toggleCam);
+$('self-btn').addEventListener('click', toggleSelf);
+$('stats-btn').addEventListener('click', toggleStats);
+$('leave-btn').addEventListener('click', leave);
+window.addEventListener('resize', placeSelfView);
+startPreview();
+
+// For tests and the curious: read-only view of the client state.
+window.tessera = {
+  get pc() { return state.pc; }, get id() { return state.myId; }, get layout() { return state.layout; },
+  get stats() { return state.stats; }, get connected() { return !!state.pc && state.pc.connectionState === 'connected'; },
+  get sendSize() { return state.sendSize; },
+};

@@ -106,6 +106,8 @@ pub struct AudioPort {
     output: gst_app::AppSrc,
     /// True once the participant's connection is up; no mix is pushed before.
     ready: Arc<AtomicBool>,
+    /// A muted microphone is left out of the mix (its input is discarded).
+    pub muted: AtomicBool,
 }
 
 impl AudioPort {
@@ -135,7 +137,13 @@ impl AudioMixer {
     }
 
     pub fn add(&self, id: &str, output: gst_app::AppSrc, ready: Arc<AtomicBool>) -> Arc<AudioPort> {
-        let port = Arc::new(AudioPort { id: id.to_string(), input: Mutex::new(InputRing::default()), output, ready });
+        let port = Arc::new(AudioPort {
+            id: id.to_string(),
+            input: Mutex::new(InputRing::default()),
+            output,
+            ready,
+            muted: AtomicBool::new(false),
+        });
         let mut w = self.ports.write().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<_> = w.iter().cloned().collect();
         v.push(port.clone());
@@ -183,7 +191,8 @@ fn run(ports: Ports, stop: Arc<AtomicBool>) {
         outs.resize_with(n, || vec![0; FRAME]);
         let mut active = vec![false; n];
         for (i, port) in snapshot.iter().enumerate() {
-            active[i] = port.input.lock().unwrap_or_else(|p| p.into_inner()).take(&mut frames[i]);
+            let took = port.input.lock().unwrap_or_else(|p| p.into_inner()).take(&mut frames[i]);
+            active[i] = took && !port.muted.load(Ordering::Relaxed);
         }
         let inputs: Vec<Option<&[i16]>> =
             frames.iter().zip(active.iter()).map(|(f, a)| if *a { Some(&f[..]) } else { None }).collect();

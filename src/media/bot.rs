@@ -109,9 +109,12 @@ pub struct ReceivedStats {
     pub bytes: u64,
     pub kbps: f64,
     pub audio_seconds: f64,
+    /// When the first mixed frame was decoded.
+    pub first_frame_at: Option<Instant>,
 }
 
 pub struct BotMedia {
+    size: (u32, u32),
     pipeline: gst::Pipeline,
     webrtcbin: gst::Element,
     received: Arc<Mutex<Received>>,
@@ -131,8 +134,8 @@ impl BotMedia {
              audiotestsrc is-live=true wave=sine freq={tone} volume=0.25 ! audioconvert ! audioresample \
                ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
                ! capsfilter name=acaps ! webrtc.sink_0 \
-             {video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoconvert \
-               ! vp8enc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
+             {video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale ! capsfilter name=vsize ! videoconvert \
+               ! vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
                ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1",
             tone = cfg.tone_hz,
             w = cfg.width,
@@ -214,7 +217,7 @@ impl BotMedia {
             });
         }
         pipeline.set_state(gst::State::Playing).context("bot pipeline refused to play")?;
-        Ok(BotMedia { pipeline, webrtcbin, received, bytes, started: Instant::now() })
+        Ok(BotMedia { size: (cfg.width, cfg.height), pipeline, webrtcbin, received, bytes, started: Instant::now() })
     }
 
     /// Apply the server's offer and produce an answer (delivered as
@@ -253,6 +256,21 @@ impl BotMedia {
         Ok(())
     }
 
+    /// Honour the server's `send_size`: scale the sent video down (never
+    /// up) to fit the tile, and cap the encoder's bitrate.
+    pub fn fit_send_size(&self, width: u32, height: u32, max_bitrate: u32) {
+        let (w, h) = self.size;
+        let scale = (w as f64 / width.max(1) as f64).max(h as f64 / height.max(1) as f64).max(1.0);
+        let sw = ((w as f64 / scale) as u32 & !1).max(16);
+        let sh = ((h as f64 / scale) as u32 & !1).max(16);
+        if let Some(f) = self.pipeline.by_name("vsize") {
+            f.set_property("caps", gst::Caps::builder("video/x-raw").field("width", sw as i32).field("height", sh as i32).build());
+        }
+        if let Some(enc) = self.pipeline.by_name("venc") {
+            enc.set_property("target-bitrate", max_bitrate.min(300_000) as i32);
+        }
+    }
+
     pub fn add_ice(&self, mline: u32, candidate: &str) {
         if !candidate.is_empty() {
             self.webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
@@ -280,6 +298,7 @@ impl BotMedia {
             bytes,
             kbps: bytes as f64 * 8.0 / 1000.0 / self.started.elapsed().as_secs_f64().max(1e-3),
             audio_seconds: r.audio_samples as f64 / 48_000.0,
+            first_frame_at: r.first_frame,
         }
     }
 

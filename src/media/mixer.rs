@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use gst::prelude::*;
 
 use super::audio::{AudioMixer, AudioPort};
+use crate::room::Placement;
 use super::{raw, shutdown_pipeline, MediaConfig};
 use crate::layout::Rect;
 
@@ -40,7 +41,28 @@ struct VideoInput {
     /// The participant pipeline's capsfilter that sets the tile size.
     tile_caps: gst::Element,
     tile: Option<Rect>,
-    has_video: Arc<AtomicBool>,
+    flags: Arc<InputFlags>,
+    /// What the name card on show was rendered for (name, size).
+    card: Option<(String, u32, u32)>,
+    audio: Arc<AudioPort>,
+}
+
+/// Shared between the mixer and the participant's decoded-video callback.
+#[derive(Default)]
+pub struct InputFlags {
+    /// A decoded frame has arrived.
+    pub has_video: AtomicBool,
+    /// The camera is off: decoded frames are dropped, the name card shows.
+    pub video_off: AtomicBool,
+    /// Bumped on every card request; a render that is no longer current is dropped.
+    card_generation: AtomicU64,
+}
+
+/// What `add_participant` hands back to the participant pipeline.
+pub struct InputHandles {
+    pub room_in: gst_app::AppSrc,
+    pub flags: Arc<InputFlags>,
+    pub audio: Arc<AudioPort>,
 }
 
 /// Throttled keyframe requests: a request inside the 500 ms window is kept
@@ -194,7 +216,7 @@ impl RoomMixer {
         vp8_out: gst_app::AppSrc,
         audio_out: gst_app::AppSrc,
         ready: Arc<AtomicBool>,
-    ) -> Result<(gst_app::AppSrc, Arc<AtomicBool>, Arc<AudioPort>)> {
+    ) -> Result<InputHandles> {
         let appsrc = gst_app::AppSrc::builder()
             .name(format!("in-{id}"))
             .is_live(true)
@@ -211,10 +233,11 @@ impl RoomMixer {
         let src = appsrc.static_pad("src").context("appsrc has no src pad")?;
         src.link(&pad).context("linking input to compositor")?;
         appsrc.sync_state_with_parent().context("starting compositor input")?;
-        let has_video = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(InputFlags::default());
+        let audio = self.audio.add(id, audio_out, ready.clone());
         self.inputs.lock().unwrap_or_else(|p| p.into_inner()).insert(
             id.to_string(),
-            VideoInput { appsrc: appsrc.clone(), pad, tile_caps, tile: None, has_video: has_video.clone() },
+            VideoInput { appsrc: appsrc.clone(), pad, tile_caps, tile: None, flags: flags.clone(), card: None, audio: audio.clone() },
         );
         {
             let mut w = self.outputs.write().unwrap_or_else(|p| p.into_inner());
@@ -223,8 +246,7 @@ impl RoomMixer {
             v.push(VideoOutput { id: id.to_string(), appsrc: vp8_out, ready: ready.clone() });
             *w = Arc::new(v);
         }
-        let port = self.audio.add(id, audio_out, ready);
-        Ok((appsrc, has_video, port))
+        Ok(InputHandles { room_in: appsrc, flags, audio })
     }
 
     /// Disconnect a participant. Safe to call twice.
@@ -250,29 +272,100 @@ impl RoomMixer {
         }
     }
 
-    /// Place every participant's tile (pure property changes, never blocks).
-    pub fn set_layout(&self, tiles: &[(String, Rect)]) {
+    /// Place every participant's tile and apply its mute state. Never
+    /// blocks: property changes only; name cards render on another thread.
+    pub fn set_layout(&self, tiles: &[Placement]) {
         let mut inputs = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, rect) in tiles {
-            let Some(input) = inputs.get_mut(id) else { continue };
+        for t in tiles {
+            let Some(input) = inputs.get_mut(&t.id) else { continue };
+            let rect = t.rect;
             input.pad.set_property("xpos", rect.x as i32);
             input.pad.set_property("ypos", rect.y as i32);
             input.pad.set_property("width", rect.width as i32);
             input.pad.set_property("height", rect.height as i32);
             input.pad.set_property("alpha", 1.0f64);
-            if input.tile.map(|t| (t.width, t.height)) != Some((rect.width, rect.height)) {
+            input.audio.muted.store(t.audio_muted, Ordering::SeqCst);
+            if input.tile.map(|r| (r.width, r.height)) != Some((rect.width, rect.height)) {
                 input.tile_caps.set_property("caps", tile_caps(rect.width, rect.height));
-                if !input.has_video.load(Ordering::SeqCst) {
-                    match raw::placeholder_i420(rect.width, rect.height) {
-                        Ok(s) => {
-                            let _ = input.appsrc.push_sample(&s);
+            }
+            input.tile = Some(rect);
+            let was_off = input.flags.video_off.swap(t.video_muted, Ordering::SeqCst);
+            let showing_card = t.video_muted || !input.flags.has_video.load(Ordering::SeqCst);
+            let card = (t.name.clone(), rect.width, rect.height);
+            if showing_card && (input.card.as_ref() != Some(&card) || was_off != t.video_muted) {
+                input.card = Some(card);
+                self.show_card(input, &t.name);
+            } else if !showing_card {
+                input.card = None;
+            }
+        }
+    }
+
+    /// Render the name card for `input` at its tile size on a helper
+    /// thread and push it; a newer request makes an older render moot.
+    fn show_card(&self, input: &VideoInput, name: &str) {
+        let Some(rect) = input.tile else { return };
+        let generation = input.flags.card_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let flags = input.flags.clone();
+        let appsrc = input.appsrc.clone();
+        let name = name.to_string();
+        let room = self.room.clone();
+        let spawned = std::thread::Builder::new().name("name-card".into()).spawn(move || {
+            let sample = raw::name_card_i420(&name, rect.width, rect.height)
+                .or_else(|e| {
+                    tracing::warn!(room = %room, "name card for {name:?} not rendered ({e:#}); plain card instead");
+                    raw::placeholder_i420(rect.width, rect.height)
+                });
+            let current = flags.card_generation.load(Ordering::SeqCst) == generation;
+            let wanted = flags.video_off.load(Ordering::SeqCst) || !flags.has_video.load(Ordering::SeqCst);
+            tracing::debug!(room = %room, "name card for {name:?} {}x{}: current={current} wanted={wanted}", rect.width, rect.height);
+            match sample {
+                Ok(s) if current && wanted => {
+                    if let (Some(caps), Some(buf)) = (s.caps(), s.buffer_owned()) {
+                        // Keep the input's caps (framerate, colorimetry) and
+                        // change at most the size: the compositor takes size
+                        // changes in stride, other caps changes can stall a pad.
+                        if !same_frame_layout(appsrc.caps().as_ref(), caps) {
+                            appsrc.set_caps(Some(&resized_caps(appsrc.caps(), caps)));
                         }
-                        Err(e) => tracing::warn!(room = %self.room, "placeholder: {e:#}"),
+                        // The card was stamped by its own pipeline; restamp
+                        // here, and give it no duration so the compositor
+                        // keeps showing it until the next frame.
+                        let mut card = super::unstamped(&buf);
+                        card.make_mut().set_duration(gst::ClockTime::NONE);
+                        let _ = appsrc.push_buffer(card);
                     }
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(room = %room, "placeholder: {e:#}"),
             }
-            input.tile = Some(*rect);
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(room = %self.room, "cannot start the name card thread: {e}");
         }
+    }
+}
+
+/// Whether raw video caps `a` and `b` describe the same frame memory layout
+/// (format and size); a frame for one can then be pushed under the other
+/// without a caps change in the running compositor.
+fn same_frame_layout(a: Option<&gst::Caps>, b: &gst::CapsRef) -> bool {
+    let (Some(a), Some(sb)) = (a.and_then(|c| c.structure(0).map(|s| s.to_owned())), b.structure(0)) else { return false };
+    ["format", "width", "height"].into_iter().all(|f| a.value(f).ok().map(|v| v.serialize().ok()) == sb.value(f).ok().map(|v| v.serialize().ok()))
+}
+
+/// `current` with the size of `card`, or `card` itself if there is no current caps.
+fn resized_caps(current: Option<gst::Caps>, card: &gst::CapsRef) -> gst::Caps {
+    let size = card.structure(0).and_then(|s| Some((s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?)));
+    match (current, size) {
+        (Some(mut c), Some((w, h))) => {
+            if let Some(s) = c.make_mut().structure_mut(0) {
+                s.set("width", w);
+                s.set("height", h);
+            }
+            c
+        }
+        _ => card.to_owned(),
     }
 }
 

@@ -128,8 +128,12 @@ impl RoomMedia for GstRoom {
         Ok(Box::new(p))
     }
 
-    fn set_layout(&self, tiles: &[(String, crate::layout::Rect)]) {
+    fn set_layout(&self, tiles: &[crate::room::Placement]) {
         self.mixer.set_layout(tiles);
+    }
+
+    fn fps(&self) -> u32 {
+        self.mixer.config().fps
     }
 }
 

@@ -19,8 +19,8 @@ use gst::glib;
 use gst::prelude::*;
 use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType, WebRTCSessionDescription};
 
-use super::audio::{audio_caps, AudioPort};
-use super::mixer::{tile_caps, RoomMixer};
+use super::audio::audio_caps;
+use super::mixer::{tile_caps, InputHandles, RoomMixer};
 use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, unstamped, vp8_rtp_caps};
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
 use crate::room::{EventSender, ParticipantEvent, ParticipantMedia};
@@ -120,8 +120,7 @@ impl ParticipantPipeline {
         }
 
         let ready = Arc::new(AtomicBool::new(false));
-        let (room_in, has_video, port) =
-            mixer.add_participant(id, tilecaps, vsrc.clone(), asrc.clone(), ready.clone())?;
+        let handles = mixer.add_participant(id, tilecaps, vsrc.clone(), asrc.clone(), ready.clone())?;
         let state = Arc::new(Mutex::new(SigState {
             offer_requested: false,
             offer_sent: false,
@@ -139,7 +138,7 @@ impl ParticipantPipeline {
         };
         // From here on, an early return drops `p`, which removes the
         // participant from the mixer and stops the pipeline.
-        p.connect_decoded_outputs(room_in, has_video, port)?;
+        p.connect_decoded_outputs(handles)?;
         p.connect_keyframe_requests(&vsrc)?;
         p.connect_webrtc_signals();
         p.connect_bus();
@@ -147,7 +146,8 @@ impl ParticipantPipeline {
         Ok(p)
     }
 
-    fn connect_decoded_outputs(&self, room_in: gst_app::AppSrc, has_video: Arc<AtomicBool>, port: Arc<AudioPort>) -> Result<()> {
+    fn connect_decoded_outputs(&self, handles: InputHandles) -> Result<()> {
+        let InputHandles { room_in, flags, audio: port } = handles;
         let vsink = appsink(&self.pipeline, "vsink")?;
         vsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -159,7 +159,11 @@ impl ParticipantPipeline {
                             room_in.set_caps(Some(&caps.to_owned()));
                         }
                     }
-                    has_video.store(true, Ordering::Relaxed);
+                    if flags.video_off.load(Ordering::Relaxed) {
+                        // Camera off: the name card stays on show.
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
+                    flags.has_video.store(true, Ordering::Relaxed);
                     // The mixer may be flushing while the room closes.
                     let _ = room_in.push_buffer(unstamped(&buffer));
                     Ok(gst::FlowSuccess::Ok)

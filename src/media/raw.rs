@@ -43,3 +43,72 @@ pub fn placeholder_i420(width: u32, height: u32) -> Result<gst::Sample> {
     }
     Ok(gst::Sample::builder().buffer(&buffer).caps(&info.to_caps().context("placeholder caps")?).build())
 }
+
+/// Background of name cards (camera off, or no video yet).
+pub const CARD_RGB: u32 = 0x303644;
+
+/// A tile-sized card with the participant's name centred on a plain
+/// background, rendered by `textoverlay` (pango) in a one-shot pipeline.
+/// Any Unicode renders or falls back to pango's missing-glyph boxes; the
+/// text is escaped, so markup in names is shown literally.
+pub fn name_card_i420(name: &str, width: u32, height: u32) -> Result<gst::Sample> {
+    use gst::prelude::*;
+    let pipeline = gst::Pipeline::new();
+    let src = super::make("videotestsrc")?;
+    src.set_property("num-buffers", 1i32);
+    src.set_property_from_str("pattern", "solid-color");
+    src.set_property("foreground-color", 0xff00_0000u32 | CARD_RGB);
+    let caps = super::make("capsfilter")?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", width as i32)
+            .field("height", height as i32)
+            .field("framerate", gst::Fraction::new(30, 1))
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build(),
+    );
+    let text = super::make("textoverlay")?;
+    let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    text.set_property("text", gst::glib::markup_escape_text(&shown).as_str());
+    // Font size follows the tile: about an eighth of its height.
+    let px = (height / 8).clamp(8, 72);
+    text.set_property("font-desc", format!("Sans Bold {px}px"));
+    text.set_property_from_str("valignment", "center");
+    text.set_property_from_str("halignment", "center");
+    text.set_property_from_str("wrap-mode", "wordchar");
+    text.set_property("shaded-background", false);
+    text.set_property("auto-resize", false);
+    let convert = super::make("videoconvert")?;
+    let sink = gst_app::AppSink::builder()
+        .caps(&gst::Caps::builder("video/x-raw").field("format", "I420").build())
+        .sync(false)
+        .build();
+    pipeline.add_many([&src, &caps, &text, &convert, sink.upcast_ref()])?;
+    gst::Element::link_many([&src, &caps, &text, &convert, sink.upcast_ref()])?;
+    pipeline.set_state(gst::State::Playing).context("name card pipeline")?;
+    let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(2));
+    let _ = pipeline.set_state(gst::State::Null);
+    sample.context("name card pipeline produced no frame")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_card_renders_text_on_the_card_colour() {
+        gst::init().unwrap();
+        let t = std::time::Instant::now();
+        let s = name_card_i420("Zoë 🎉 <b>&", 320, 180).expect("renders");
+        eprintln!("rendered in {:?}", t.elapsed());
+        let buf = s.buffer().unwrap();
+        let map = buf.map_readable().unwrap();
+        let (bg_y, _, _) = rgb_to_yuv((CARD_RGB >> 16) as u8, (CARD_RGB >> 8) as u8, CARD_RGB as u8);
+        let luma = &map[..320 * 180];
+        assert!((luma[0] as i32 - bg_y as i32).abs() <= 3, "corner luma {} vs {bg_y}", luma[0]);
+        let bright = luma.iter().filter(|&&y| y > 180).count();
+        assert!(bright > 100, "text pixels: {bright}");
+    }
+}
