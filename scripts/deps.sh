@@ -15,6 +15,8 @@ PACKAGES=(
 )
 if [[ "${1:-}" == "--browser" ]]; then
   PACKAGES+=(chromium chromium-driver)
+  # Node.js runs the browser tests; the machine's own node is used if present.
+  command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi
 
 missing=()

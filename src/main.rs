@@ -85,6 +85,9 @@ struct BotArgs {
     /// Write what was received as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Send no video (receive the grid only; audio is still sent).
+    #[arg(long)]
+    no_video: bool,
     /// Put every ICE candidate in the answer instead of trickling them.
     #[arg(long)]
     no_trickle: bool,
@@ -171,6 +174,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         color,
         pattern: a.pattern.unwrap_or_else(|| "smpte".into()),
         tone_hz: a.tone,
+        send_video: !a.no_video,
         width,
         height,
         fps: a.fps,

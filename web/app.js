@@ -209,7 +209,9 @@ function showRoom() {
 function renderLayout() {
   const l = state.layout;
   if (!l) return;
+  // The stage has exactly the canvas's shape, so tile percentages line up.
   $('stage').style.aspectRatio = `${l.canvas.width} / ${l.canvas.height}`;
+  $('stage').style.width = `min(100%, calc(72vh * ${l.canvas.width} / ${l.canvas.height}))`;
   $('people').replaceChildren(...l.tiles.map((t) => {
     const li = document.createElement('li');
     li.dataset.id = t.id;

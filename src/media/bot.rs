@@ -23,6 +23,9 @@ pub struct BotMediaConfig {
     /// A videotestsrc pattern name (e.g. `smpte`, `ball`) when `color` is None.
     pub pattern: String,
     pub tone_hz: f64,
+    /// Send video at all (false: receive the grid only, like a browser
+    /// whose camera is denied).
+    pub send_video: bool,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -129,18 +132,24 @@ impl BotMedia {
             Some(rgb) => format!("videotestsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
             None => format!("videotestsrc is-live=true pattern={}", cfg.pattern),
         };
+        let video_branch = if cfg.send_video {
+            format!(
+                "{video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale ! capsfilter name=vsize ! videoconvert \
+                 ! vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
+                 ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1",
+                w = cfg.width,
+                h = cfg.height,
+                fps = cfg.fps,
+            )
+        } else {
+            String::new()
+        };
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-bundle latency=50 \
              audiotestsrc is-live=true wave=sine freq={tone} volume=0.25 ! audioconvert ! audioresample \
                ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
-               ! capsfilter name=acaps ! webrtc.sink_0 \
-             {video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale ! capsfilter name=vsize ! videoconvert \
-               ! vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
-               ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1",
+               ! capsfilter name=acaps ! webrtc.sink_0 {video_branch}",
             tone = cfg.tone_hz,
-            w = cfg.width,
-            h = cfg.height,
-            fps = cfg.fps,
         );
         let pipeline = gst::parse::launch(&desc)
             .context("bot pipeline does not parse")?
@@ -149,7 +158,9 @@ impl BotMedia {
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
         restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
         pipeline.by_name("acaps").context("acaps")?.set_property("caps", opus_rtp_caps());
-        pipeline.by_name("vcaps").context("vcaps")?.set_property("caps", vp8_rtp_caps());
+        if let Some(vcaps) = pipeline.by_name("vcaps") {
+            vcaps.set_property("caps", vp8_rtp_caps());
+        }
 
         let received = Arc::new(Mutex::new(Received::default()));
         let bytes = Arc::new(AtomicU64::new(0));

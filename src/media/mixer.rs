@@ -141,10 +141,15 @@ impl RoomMixer {
         {
             let outputs = outputs.clone();
             let keyframes = keyframes.clone();
+            let encoded = AtomicU64::new(0);
             appsink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        let n = encoded.fetch_add(1, Ordering::Relaxed);
+                        if n % 150 == 0 {
+                            tracing::debug!("mixer: {n} frames encoded");
+                        }
                         if keyframes.due() {
                             if let Some(pad) = sink.static_pad("sink") {
                                 let ev = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
@@ -225,6 +230,12 @@ impl RoomMixer {
             .max_bytes(4 * self.cfg.canvas_width as u64 * self.cfg.canvas_height as u64)
             .leaky_type(gst_app::AppLeakyType::Downstream)
             .build();
+        // A live source must report a usable latency range: appsrc's default
+        // maximum (0) is below the background source's minimum (one frame),
+        // which leaves the compositor unable to configure latency, so it
+        // stops timing out and waits for every input, a stalled one too.
+        appsrc.set_property("min-latency", 0i64);
+        appsrc.set_property("max-latency", 1_000_000_000i64);
         self.pipeline.add(&appsrc).context("adding compositor input")?;
         let pad = self.compositor.request_pad_simple("sink_%u").context("compositor gave no sink pad")?;
         pad.set_property("zorder", 1u32);
@@ -332,7 +343,7 @@ impl RoomMixer {
                         // here, and give it no duration so the compositor
                         // keeps showing it until the next frame.
                         let mut card = super::unstamped(&buf);
-                        card.make_mut().set_duration(gst::ClockTime::NONE);
+                        card.make_mut().set_duration(gst::ClockTime::from_mseconds(33));
                         let _ = appsrc.push_buffer(card);
                     }
                 }

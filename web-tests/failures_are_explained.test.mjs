@@ -1,0 +1,51 @@
+// The failure paths people hit: a denied camera still joins (audio only,
+// the tile shows the name card, the page says so), and a full room is
+// explained in words instead of failing silently.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launch, newPage, join, openJoin, mixPixel, close, until, CARD_RGB, OUT } from './helpers.mjs';
+
+test('camera denied: joins with audio only and shows the name card', { timeout: 60000 }, async () => {
+  const server = await startServer();
+  const browser = await launch();
+  try {
+    const page = await newPage(browser);
+    await page.addInitScript(() => {
+      const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+      navigator.mediaDevices.getUserMedia = (c) => (c && c.video
+        ? Promise.reject(new DOMException('Permission denied', 'NotAllowedError')) : real(c));
+    });
+    await join(page, server, 'nocam', 'Audio Only');
+    assert.match(await page.textContent('#preview-note'), /audio only/);
+    const tile = await page.evaluate(() => window.tessera.layout.tiles[0]);
+    const ok = await until(async () => close(await mixPixel(page, tile.x + 20, tile.y + 20), CARD_RGB, 24), 5000);
+    assert.ok(ok, `tile shows ${await mixPixel(page, tile.x + 20, tile.y + 20)}`);
+    await page.screenshot({ path: `${OUT}/room-audio-only.png` });
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test('a full room is explained in words', { timeout: 60000 }, async () => {
+  const server = await startServer(0, ['--max-participants', '1']);
+  const browser = await launch();
+  try {
+    const first = await newPage(browser);
+    await join(first, server, 'tiny', 'First');
+    const second = await newPage(browser);
+    await openJoin(second, server, 'tiny');
+    await second.fill('#name', 'Second');
+    await second.click('#join-btn');
+    await second.waitForSelector('#error:not([hidden])', { timeout: 5000 });
+    assert.match(await second.textContent('#error'), /This room is full/);
+    // Back on the join screen, not reconnecting in a loop.
+    await second.waitForTimeout(1500);
+    assert.equal(await second.isVisible('#join-screen'), true);
+    assert.doesNotMatch(await second.textContent('#status'), /Reconnecting/);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});

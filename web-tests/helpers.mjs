@@ -1,0 +1,148 @@
+// Shared helpers for the browser tests: a tessera server as a child process,
+// Debian's Chromium driven by playwright-core, and page probes.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+const root = new URL('..', import.meta.url).pathname;
+export const BIN = process.env.TESSERA_BIN || `${root}target/debug/tessera`;
+export const OUT = process.env.TESSERA_TEST_OUTPUT || `${root}test-output/browser`;
+export const CANVAS = { width: 640, height: 360 };
+export const CARD_RGB = [0x30, 0x36, 0x44];
+mkdirSync(OUT, { recursive: true });
+
+export async function startServer(port = 0, extra = []) {
+  const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--canvas', `${CANVAS.width}x${CANVAS.height}`, '--ice-address', '127.0.0.1', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  const line = await new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 10000);
+    proc.stdout.on('data', (d) => {
+      buf += d;
+      const m = buf.match(/listening on http:\/\/([\d.]+):(\d+)/);
+      if (m) { clearTimeout(timer); resolve(m); }
+    });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${stderr}`)); });
+  });
+  const p = Number(line[2]);
+  return {
+    proc, port: p, url: `http://127.0.0.1:${p}`, ws: `ws://127.0.0.1:${p}/ws`,
+    stderr: () => stderr,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      proc.kill('SIGKILL');
+      await once(proc, 'exit');
+    },
+  };
+}
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--no-sandbox', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+      '--autoplay-policy=no-user-gesture-required', '--disable-gpu',
+    ],
+  });
+}
+
+/// A page that records console errors and page errors in `page.errors`.
+export async function newPage(browser, viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
+  page.on('pageerror', (e) => page.errors.push(`pageerror: ${e.message}`));
+  return page;
+}
+
+export async function openJoin(page, server, room) {
+  await page.goto(`${server.url}/?room=${encodeURIComponent(room)}`);
+  await page.waitForSelector('#join-btn');
+}
+
+export async function join(page, server, room, name) {
+  await openJoin(page, server, room);
+  await page.fill('#name', name);
+  await page.click('#join-btn');
+  await waitConnected(page);
+}
+
+export async function waitConnected(page, timeout = 15000) {
+  await page.waitForFunction(() => window.tessera && window.tessera.connected && window.tessera.layout, null, { timeout, polling: 100 });
+}
+
+/// Inbound video stats of the mixed stream.
+export async function inboundVideo(page) {
+  return page.evaluate(async () => {
+    const pc = window.tessera.pc;
+    if (!pc) return null;
+    let v = null;
+    (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') v = { frames: r.framesDecoded || 0, width: r.frameWidth, height: r.frameHeight }; });
+    return v;
+  });
+}
+
+/// Decoded frames per second of the mixed video over `ms`.
+export async function decodedFps(page, ms = 3000) {
+  const a = await inboundVideo(page);
+  const t0 = Date.now();
+  await sleep(ms);
+  const b = await inboundVideo(page);
+  return ((b.frames - a.frames) * 1000) / (Date.now() - t0);
+}
+
+/// Mean colour of a 5x5 patch of the mixed video at canvas pixel (x, y).
+export async function mixPixel(page, x, y) {
+  return page.evaluate(([px, py]) => {
+    const v = document.getElementById('mix');
+    if (!v.videoWidth) return null;
+    const c = document.createElement('canvas');
+    c.width = v.videoWidth; c.height = v.videoHeight;
+    const g = c.getContext('2d');
+    g.drawImage(v, 0, 0);
+    const d = g.getImageData(Math.max(0, px - 2), Math.max(0, py - 2), 5, 5).data;
+    const s = [0, 0, 0];
+    for (let i = 0; i < d.length; i += 4) { s[0] += d[i]; s[1] += d[i + 1]; s[2] += d[i + 2]; }
+    return s.map((x) => Math.round(x / (d.length / 4)));
+  }, [x, y]);
+}
+
+export function close(c, want, tol) {
+  return !!c && c.every((v, i) => Math.abs(v - want[i]) <= tol);
+}
+
+export async function until(fn, timeout, step = 100) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) return null;
+    await sleep(step);
+  }
+}
+
+/// Run `tessera bot` for `seconds`; resolves to its JSON report.
+export async function runBot(server, room, name, { color = 'red', tone = 660, seconds = 8 } = {}) {
+  const report = `${OUT}/${name}.report.json`;
+  const proc = spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
+    '--tone', String(tone), '--duration', String(seconds), '--report', report], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  const [code] = await once(proc, 'exit');
+  if (code !== 0) throw new Error(`bot exited ${code}: ${err}`);
+  const { readFile } = await import('node:fs/promises');
+  return JSON.parse(await readFile(report, 'utf8'));
+}
+
+/// Start `tessera bot` in the background; returns the process.
+export function spawnBot(server, room, name, { color = 'blue', tone = 880, seconds = 60 } = {}) {
+  return spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
+    '--tone', String(tone), '--duration', String(seconds)], { stdio: 'ignore' });
+}

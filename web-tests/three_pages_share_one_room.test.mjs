@@ -1,0 +1,55 @@
+// Three browser pages in one room each decode the mixed grid at full rate
+// and canvas size; turning a camera off shows that participant's name card
+// in everyone's grid within 2 s and marks it in the participants list.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launch, newPage, join, decodedFps, inboundVideo, mixPixel, close, until, CANVAS, CARD_RGB, OUT,
+} from './helpers.mjs';
+
+test('three pages share one room; camera off shows the name card', { timeout: 120000 }, async () => {
+  const server = await startServer();
+  const browser = await launch();
+  try {
+    const pages = [];
+    for (const name of ['Ada', 'Grace', 'Linus']) {
+      const p = await newPage(browser);
+      await join(p, server, 'trio', name);
+      pages.push(p);
+    }
+    for (const p of pages) {
+      await until(() => p.evaluate(() => window.tessera.layout.tiles.length === 3), 5000);
+      assert.equal(await p.evaluate(() => window.tessera.layout.tiles.length), 3);
+    }
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const p of pages) {
+      const fps = await decodedFps(p, 3000);
+      const v = await inboundVideo(p);
+      assert.ok(fps >= 20, `mixed video decodes at ${fps.toFixed(1)} fps`);
+      assert.deepEqual([v.width, v.height], [CANVAS.width, CANVAS.height]);
+    }
+    await pages[0].screenshot({ path: `${OUT}/room-desktop.png` });
+
+    // Camera off on page 1 (Ada).
+    const adaId = await pages[0].evaluate(() => window.tessera.id);
+    await pages[0].click('#cam-btn');
+    assert.equal(await pages[0].getAttribute('#cam-btn', 'aria-pressed'), 'true');
+    const t0 = Date.now();
+    for (const p of pages.slice(1)) {
+      const tile = await p.evaluate((id) => window.tessera.layout.tiles.find((t) => t.id === id), adaId);
+      const ok = await until(async () => {
+        const c = await mixPixel(p, tile.x + Math.round(tile.width / 8), tile.y + Math.round(tile.height / 8));
+        return close(c, CARD_RGB, 24);
+      }, 2000 - (Date.now() - t0) + 500);
+      assert.ok(ok, `name card not shown in Ada's tile: ${await mixPixel(p, tile.x + tile.width / 8, tile.y + tile.height / 8)}`);
+      const entry = await p.textContent(`#people li[data-id="${adaId}"]`);
+      assert.match(entry, /camera off/);
+    }
+    assert.ok(Date.now() - t0 < 2500, `placeholder took ${Date.now() - t0} ms`);
+    await pages[1].screenshot({ path: `${OUT}/room-camera-off.png` });
+    for (const p of pages) assert.deepEqual(p.errors, [], 'no console errors');
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
