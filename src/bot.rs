@@ -24,6 +24,8 @@ pub struct BotOptions {
     pub color: Option<u32>,
     pub pattern: String,
     pub tone_hz: f64,
+    /// Tone volume, 0..1.
+    pub volume: f64,
     /// Send video (false: receive-only video, audio still sent).
     pub send_video: bool,
     pub width: u32,
@@ -43,6 +45,7 @@ impl Default for BotOptions {
             color: Some(0xff0000),
             pattern: "smpte".into(),
             tone_hz: 440.0,
+            volume: 0.25,
             send_video: true,
             width: 320,
             height: 240,
@@ -88,6 +91,8 @@ struct BotState {
     connected: bool,
     closed: bool,
     send_size: Option<(u32, u32, u32)>,
+    layout_name: Option<String>,
+    speaker: Option<String>,
 }
 
 fn lock(m: &Mutex<BotState>) -> MutexGuard<'_, BotState> {
@@ -152,6 +157,7 @@ impl Bot {
             color: opts.color,
             pattern: opts.pattern.clone(),
             tone_hz: opts.tone_hz,
+            volume: opts.volume,
             send_video: opts.send_video,
             width: opts.width,
             height: opts.height,
@@ -189,6 +195,16 @@ impl Bot {
 
     pub fn layout(&self) -> Option<(Canvas, Vec<Tile>)> {
         lock(&self.state).layout.clone()
+    }
+
+    /// Name of the layout in the last `layout` message.
+    pub fn layout_name(&self) -> Option<String> {
+        lock(&self.state).layout_name.clone()
+    }
+
+    /// The active speaker from the last `speaking` message.
+    pub fn speaker(&self) -> Option<String> {
+        lock(&self.state).speaker.clone()
     }
 
     pub fn layouts_received(&self) -> u32 {
@@ -290,7 +306,8 @@ impl Bot {
                 .collect(),
             tiles: self.tiles_seen(),
             layout: st.layout.as_ref().map(|(c, t)| {
-                serde_json::to_value(ServerMessage::Layout { canvas: *c, tiles: t.clone() }).unwrap_or_default()
+                serde_json::to_value(ServerMessage::Layout { canvas: *c, tiles: t.clone(), layout: st.layout_name.clone() })
+                    .unwrap_or_default()
             }),
             errors: st.errors.iter().map(|(c, m)| serde_json::json!({"code": c, "message": m})).collect(),
         }
@@ -366,11 +383,13 @@ async fn run(
                         }
                     }
                     ServerMessage::Ice { candidate, sdp_mline_index } => media.add_ice(sdp_mline_index, &candidate),
-                    ServerMessage::Layout { canvas, tiles } => {
+                    ServerMessage::Layout { canvas, tiles, layout } => {
                         let mut st = lock(&state);
                         st.layout = Some((canvas, tiles));
+                        st.layout_name = layout;
                         st.layouts_received += 1;
                     }
+                    ServerMessage::Speaking { id } => lock(&state).speaker = id,
                     ServerMessage::SendSize { width, height, max_bitrate } => {
                         lock(&state).send_size = Some((width, height, max_bitrate));
                         media.fit_send_size(width, height, max_bitrate);

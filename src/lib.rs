@@ -7,8 +7,10 @@
 
 pub mod bot;
 pub mod layout;
+pub mod layouts;
 pub mod media;
 pub mod protocol;
 pub mod room;
 pub mod server;
 pub mod signaling;
+pub mod speaker;

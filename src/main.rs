@@ -22,6 +22,35 @@ enum Command {
     Serve(ServeArgs),
     /// A headless participant that sends a colour and a tone and reports what it receives.
     Bot(BotArgs),
+    /// Validate a pipelines folder (mixer.toml, layouts/*.toml); exit 1 on any problem.
+    Check(CheckArgs),
+    /// Render a layout to a PNG as the mixer would, with test patterns and sample names.
+    Preview(PreviewArgs),
+}
+
+#[derive(Parser)]
+struct CheckArgs {
+    /// The pipelines folder.
+    #[arg(default_value = "pipelines")]
+    dir: PathBuf,
+}
+
+#[derive(Parser)]
+struct PreviewArgs {
+    /// A layouts file (its folder's parent is the pipelines folder) or a pipelines folder.
+    file: PathBuf,
+    /// Number of sample participants.
+    #[arg(long, default_value_t = 4)]
+    participants: usize,
+    /// Layout to render (default: the file's first group, else its first layout).
+    #[arg(long, conflicts_with = "group")]
+    layout: Option<String>,
+    /// Group to pick the layout from by participant count.
+    #[arg(long)]
+    group: Option<String>,
+    /// Output PNG.
+    #[arg(short = 'o', long, default_value = "preview.png")]
+    output: PathBuf,
 }
 
 #[derive(Parser)]
@@ -32,19 +61,22 @@ struct ServeArgs {
     /// Folder of static files for the web client.
     #[arg(long)]
     web: Option<PathBuf>,
-    /// Canvas of the composed grid, WIDTHxHEIGHT.
-    #[arg(long, default_value = "1280x720")]
-    canvas: String,
-    /// Frame rate of the composed grid.
-    #[arg(long, default_value_t = 30)]
-    fps: u32,
-    /// Jitterbuffer latency for incoming RTP, in milliseconds.
-    #[arg(long, default_value_t = 50)]
-    jitterbuffer_ms: u32,
-    /// Extra compositor latency, in milliseconds.
-    #[arg(long, default_value_t = 20)]
-    mixer_latency_ms: u32,
-    /// gst-launch fragment for the shared VP8 encoder.
+    /// Pipelines folder (mixer.toml, layouts/); watched for changes.
+    #[arg(long)]
+    pipelines: Option<PathBuf>,
+    /// Canvas of the composed grid, WIDTHxHEIGHT (overrides mixer.toml).
+    #[arg(long)]
+    canvas: Option<String>,
+    /// Frame rate of the composed grid (overrides mixer.toml).
+    #[arg(long)]
+    fps: Option<u32>,
+    /// Jitterbuffer latency for incoming RTP, in milliseconds (overrides mixer.toml).
+    #[arg(long)]
+    jitterbuffer_ms: Option<u32>,
+    /// Extra compositor latency, in milliseconds (overrides mixer.toml).
+    #[arg(long)]
+    mixer_latency_ms: Option<u32>,
+    /// gst-launch fragment for the shared VP8 encoder (overrides mixer.toml).
     #[arg(long)]
     video_encoder: Option<String>,
     /// Participants per room.
@@ -94,6 +126,9 @@ struct BotArgs {
     /// Local address ICE may use (repeatable; default 127.0.0.1).
     #[arg(long = "ice-address")]
     ice_addresses: Vec<String>,
+    /// Volume of the tone, 0..1.
+    #[arg(long, default_value_t = 0.25)]
+    volume: f64,
     /// Exit with status 1 if the mixed video was received below this frame rate.
     #[arg(long)]
     min_fps: Option<f64>,
@@ -120,31 +155,109 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(a) => rt.block_on(serve(a)),
         Command::Bot(a) => rt.block_on(bot(a)),
+        Command::Check(a) => check(a),
+        Command::Preview(a) => preview(a),
     }
 }
 
-async fn serve(a: ServeArgs) -> Result<()> {
-    let (w, h) = parse_size(&a.canvas)?;
-    let mut media = MediaConfig {
-        canvas_width: w,
-        canvas_height: h,
-        fps: a.fps,
-        jitterbuffer_ms: a.jitterbuffer_ms,
-        mixer_latency_ms: a.mixer_latency_ms,
-        ice_addresses: if a.ice_addresses.is_empty() { server::default_ice_addresses(&a.listen.ip()) } else { a.ice_addresses },
-        ..MediaConfig::default()
-    };
-    if let Some(enc) = a.video_encoder {
-        media.video_encoder = enc;
+fn load_catalog(dir: &std::path::Path) -> Result<tessera::layouts::Catalog, tessera::layouts::Problems> {
+    tessera::layouts::load_dir(dir, &tessera::media::check_fragment)
+}
+
+fn check(a: CheckArgs) -> Result<()> {
+    match load_catalog(&a.dir) {
+        Ok(c) => {
+            let mut groups: Vec<&String> = c.groups.keys().collect();
+            groups.sort();
+            println!(
+                "{}: ok ({} layouts, groups: {}; default group `{}`)",
+                a.dir.display(),
+                c.layouts.len(),
+                groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
+                c.mixer.default_group
+            );
+            Ok(())
+        }
+        Err(problems) => {
+            eprint!("{problems}");
+            eprintln!("{} problem(s) in {}", problems.0.len(), a.dir.display());
+            std::process::exit(1);
+        }
     }
-    if a.fps == 0 || a.fps > 60 {
+}
+
+fn preview(a: PreviewArgs) -> Result<()> {
+    let (dir, file) = if a.file.is_dir() {
+        (a.file.clone(), None)
+    } else {
+        let parent = a.file.parent().and_then(|p| p.parent()).map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("."));
+        (parent, Some(a.file.clone()))
+    };
+    let catalog = match load_catalog(&dir) {
+        Ok(c) => c,
+        Err(p) => {
+            eprint!("{p}");
+            std::process::exit(1);
+        }
+    };
+    let layout_name = match (&a.layout, &a.group) {
+        (Some(l), _) => l.clone(),
+        (None, Some(g)) => catalog
+            .group(g)
+            .and_then(|g| g.layout_for(a.participants))
+            .map(str::to_string)
+            .with_context(|| format!("no group `{g}`"))?,
+        (None, None) => {
+            let names = file.as_ref().map(|f| tessera::layouts::names_in_file(f)).transpose()?.unwrap_or_default();
+            let from_group = names.groups.first().and_then(|g| catalog.group(g)).and_then(|g| g.layout_for(a.participants)).map(str::to_string);
+            from_group
+                .or_else(|| names.layouts.first().cloned())
+                .unwrap_or_else(|| catalog.group(&catalog.mixer.default_group).and_then(|g| g.layout_for(a.participants)).unwrap_or("solo").to_string())
+        }
+    };
+    let layout = catalog.layouts.get(&layout_name).with_context(|| format!("no layout `{layout_name}`"))?;
+    tessera::media::preview::render(&catalog.mixer, layout, a.participants, &a.output)?;
+    println!("{}: layout `{}` with {} participants, {}x{}", a.output.display(), layout.name, a.participants, catalog.mixer.width, catalog.mixer.height);
+    Ok(())
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let pipelines = a.pipelines.clone().unwrap_or_else(server::default_pipelines_dir);
+    // The server refuses to start on an invalid default configuration.
+    let catalog = match load_catalog(&pipelines) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprint!("{problems}");
+            bail!("{} problem(s) in {}; not starting", problems.0.len(), pipelines.display());
+        }
+    };
+    let m = &catalog.mixer;
+    let (w, h) = match &a.canvas {
+        Some(c) => parse_size(c)?,
+        None => (m.width, m.height),
+    };
+    let fps = a.fps.unwrap_or(m.fps);
+    if fps == 0 || fps > 60 {
         bail!("--fps must be between 1 and 60");
     }
+    let media = MediaConfig {
+        canvas_width: w,
+        canvas_height: h,
+        fps,
+        jitterbuffer_ms: a.jitterbuffer_ms.unwrap_or(m.jitterbuffer_ms),
+        mixer_latency_ms: a.mixer_latency_ms.unwrap_or(m.mixer_latency_ms),
+        video_encoder: a.video_encoder.clone().unwrap_or_else(|| m.video_encoder.clone()),
+        audio_bitrate: m.audio_bitrate,
+        background: m.background.0,
+        ice_addresses: if a.ice_addresses.is_empty() { server::default_ice_addresses(&a.listen.ip()) } else { a.ice_addresses },
+    };
     let cfg = ServerConfig {
         listen: a.listen,
         web_dir: a.web.unwrap_or_else(server::default_web_dir),
         media,
         max_participants: a.max_participants.max(1),
+        pipelines: Some(pipelines),
+        catalog,
     };
     let running = server::start(cfg)?;
     // Tests and scripts read this line to find the port.
@@ -174,6 +287,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         color,
         pattern: a.pattern.unwrap_or_else(|| "smpte".into()),
         tone_hz: a.tone,
+        volume: a.volume.clamp(0.0, 1.0),
         send_video: !a.no_video,
         width,
         height,

@@ -34,6 +34,8 @@ pub enum ErrorCode {
     InvalidSdp,
     UnknownMline,
     RoomFull,
+    UnknownLayout,
+    UnknownParticipant,
     MediaFailed,
     Internal,
 }
@@ -53,6 +55,8 @@ impl ErrorCode {
             ErrorCode::InvalidSdp => "invalid_sdp",
             ErrorCode::UnknownMline => "unknown_mline",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::UnknownLayout => "unknown_layout",
+            ErrorCode::UnknownParticipant => "unknown_participant",
             ErrorCode::MediaFailed => "media_failed",
             ErrorCode::Internal => "internal",
         }
@@ -93,6 +97,10 @@ pub enum ClientMessage {
     /// Microphone and/or camera muted (true) or live (false); an absent
     /// field leaves that state unchanged.
     Mute { audio: Option<bool>, video: Option<bool> },
+    /// Switch the room to a layout group (chosen by count) or one layout.
+    SetLayout { group: Option<String>, layout: Option<String> },
+    /// Pin participant `id` to the reserved slot `slot`; `id: None` unpins.
+    Pin { slot: String, id: Option<String> },
     Leave,
 }
 
@@ -131,7 +139,15 @@ pub enum ServerMessage {
         #[serde(rename = "sdpMLineIndex")]
         sdp_mline_index: u32,
     },
-    Layout { canvas: Canvas, tiles: Vec<Tile> },
+    Layout {
+        canvas: Canvas,
+        tiles: Vec<Tile>,
+        /// Name of the layout in use.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        layout: Option<String>,
+    },
+    /// The active speaker changed (`id` null: nobody holds the floor).
+    Speaking { id: Option<String> },
     /// The size this participant's video occupies in the grid, and a
     /// bitrate that suits it: sending more is wasted uplink.
     SendSize { width: u32, height: u32, max_bitrate: u32 },
@@ -251,6 +267,33 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
                 return Err(err(ErrorCode::MissingField, "`mute` needs `audio` and/or `video`"));
             }
             Ok(ClientMessage::Mute { audio, video })
+        }
+        "set_layout" => {
+            let opt = |name: &str| -> Result<Option<String>, ProtocolError> {
+                match obj.get(name) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 64 => Ok(Some(s.clone())),
+                    Some(_) => Err(err(ErrorCode::InvalidField, format!("`{name}` in `set_layout` must be a name of 1 to 64 characters"))),
+                }
+            };
+            let (group, layout) = (opt("group")?, opt("layout")?);
+            match (&group, &layout) {
+                (None, None) => Err(err(ErrorCode::MissingField, "`set_layout` needs `group` or `layout`")),
+                (Some(_), Some(_)) => Err(err(ErrorCode::InvalidField, "`set_layout` takes `group` or `layout`, not both")),
+                _ => Ok(ClientMessage::SetLayout { group, layout }),
+            }
+        }
+        "pin" => {
+            let slot = field_str(obj, "slot", ty)?;
+            if slot.is_empty() || slot.chars().count() > 64 {
+                return Err(err(ErrorCode::InvalidField, "`slot` must be a reserved key of 1 to 64 characters"));
+            }
+            let id = match obj.get("id") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => return Err(err(ErrorCode::InvalidField, "`id` in `pin` must be a participant id or null")),
+            };
+            Ok(ClientMessage::Pin { slot: slot.to_string(), id })
         }
         "leave" => Ok(ClientMessage::Leave),
         other => {

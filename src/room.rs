@@ -3,14 +3,17 @@
 //! through the [`MediaFactory`] / [`RoomMedia`] / [`ParticipantMedia`]
 //! traits, so this module is tested with a fake media backend.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use crate::layout::{self, Rect};
+use crate::layouts::{self, Catalog, Fit};
 use crate::protocol::{Canvas, ErrorCode, ProtocolError, ServerMessage, Tile};
+use crate::speaker::SpeakerDetector;
 
 /// Events for one participant's signaling task, from the room and from media.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,16 +45,31 @@ pub trait RoomMedia: Send + Sync {
     fn fps(&self) -> u32 {
         30
     }
+    /// Deliver (participant id, level dBFS) for everyone about every 100 ms.
+    fn on_levels(&self, _listener: LevelListener) {}
 }
 
+pub type LevelListener = Box<dyn Fn(Vec<(String, f64)>) + Send + Sync>;
+
 /// Where a participant goes in the grid and how its tile looks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
     pub id: String,
     pub name: String,
+    /// The slot in canvas pixels (borders are drawn inside it).
     pub rect: Rect,
+    /// Stacking order: higher is in front.
+    pub z: i32,
+    pub fit: Fit,
+    /// Border width (pixels) and colour 0xRRGGBB; the highlight of the
+    /// active speaker replaces it.
+    pub border: u32,
+    pub border_color: u32,
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// Draw name labels on tiles.
+    pub label: bool,
+    pub font: String,
 }
 
 /// The media side of one participant. Dropping it tears the media down.
@@ -66,6 +84,12 @@ pub enum RoomError {
     Full { room: String, max: usize },
     #[error("media could not start: {0:#}")]
     Media(anyhow::Error),
+    #[error("no room `{0}`")]
+    NoRoom(String),
+    #[error("{0}")]
+    UnknownLayout(String),
+    #[error("no participant `{0}` in this room")]
+    UnknownParticipant(String),
 }
 
 impl RoomError {
@@ -73,8 +97,36 @@ impl RoomError {
         match self {
             RoomError::Full { .. } => ProtocolError::new(ErrorCode::RoomFull, self.to_string()),
             RoomError::Media(_) => ProtocolError::new(ErrorCode::MediaFailed, self.to_string()),
+            RoomError::NoRoom(_) => ProtocolError::new(ErrorCode::NotJoined, self.to_string()),
+            RoomError::UnknownLayout(_) => ProtocolError::new(ErrorCode::UnknownLayout, self.to_string()),
+            RoomError::UnknownParticipant(_) => ProtocolError::new(ErrorCode::UnknownParticipant, self.to_string()),
         }
     }
+}
+
+/// A room's layout state, as shown by the API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayoutState {
+    pub room: String,
+    pub group: String,
+    /// A single layout chosen explicitly (overrides the group).
+    pub layout: Option<String>,
+    /// The layout in use now.
+    pub current: String,
+    /// Reserved slot key -> participant id.
+    pub pins: BTreeMap<String, String>,
+    pub speaker: Option<String>,
+}
+
+/// A change of layout requested through signaling or the HTTP API.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutRequest {
+    pub group: Option<String>,
+    pub layout: Option<String>,
+    /// Reserved key -> participant id (null unpins).
+    #[serde(default)]
+    pub pins: BTreeMap<String, Option<String>>,
 }
 
 struct Member {
@@ -93,12 +145,18 @@ struct Members {
     pending: usize,
     /// Set when the room was removed from the hub; joins must retry.
     closed: bool,
+    group: String,
+    layout: Option<String>,
+    pins: BTreeMap<String, String>,
+    speaker: SpeakerDetector,
 }
 
 pub struct Room {
     id: String,
     media: Arc<dyn RoomMedia>,
     members: Mutex<Members>,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    started: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,27 +166,53 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Room {
-    fn placements(&self, members: &Members) -> Vec<Placement> {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The layout in use and each participant's placement.
+    fn placements(&self, members: &Members) -> (String, Vec<Placement>) {
+        let catalog = self.catalog();
+        let builtin;
+        let layout = match catalog.pick(&members.group, members.layout.as_deref(), members.list.len()) {
+            Some(l) => l,
+            None => {
+                builtin = Catalog::builtin();
+                builtin.pick("grid", None, members.list.len()).expect("the built-in grid covers every count")
+            }
+        };
         let (w, h) = self.media.canvas();
-        let rects = layout::grid(w, h, members.list.len());
-        members
-            .list
-            .iter()
-            .zip(rects)
-            .map(|(m, rect)| Placement {
-                id: m.id.clone(),
-                name: m.name.clone(),
-                rect,
-                audio_muted: m.audio_muted,
-                video_muted: m.video_muted,
+        let ids: Vec<&str> = members.list.iter().map(|m| m.id.as_str()).collect();
+        let speaker = members.speaker.current().filter(|_| members.list.len() > 1);
+        let m = &catalog.mixer;
+        let placed = layouts::assign(layout, &ids, speaker, &members.pins)
+            .into_iter()
+            .map(|(pi, si)| {
+                let member = &members.list[pi];
+                let slot = &layout.slots[si];
+                let highlighted = speaker == Some(member.id.as_str()) && m.highlight_width > 0;
+                Placement {
+                    id: member.id.clone(),
+                    name: member.name.clone(),
+                    rect: slot.rect(w, h),
+                    z: slot.z,
+                    fit: slot.fit,
+                    border: if highlighted { m.highlight_width.max(slot.border) } else { slot.border },
+                    border_color: if highlighted { m.highlight_color.0 } else { slot.border_color.0 },
+                    audio_muted: member.audio_muted,
+                    video_muted: member.video_muted,
+                    label: m.names,
+                    font: m.font.clone(),
+                }
             })
-            .collect()
+            .collect();
+        (layout.name.clone(), placed)
     }
 
     /// Recompute the grid, apply it to the media and tell every member;
     /// members whose tile changed size also get `send_size`.
     fn relayout(&self, members: &mut Members) {
-        let placed = self.placements(members);
+        let (layout_name, placed) = self.placements(members);
         self.media.set_layout(&placed);
         let (w, h) = self.media.canvas();
         let tiles = placed
@@ -144,13 +228,13 @@ impl Room {
                 video_muted: p.video_muted,
             })
             .collect();
-        let msg = ServerMessage::Layout { canvas: Canvas { width: w, height: h }, tiles };
+        let msg = ServerMessage::Layout { canvas: Canvas { width: w, height: h }, tiles, layout: Some(layout_name) };
         let fps = self.media.fps();
-        for (m, p) in members.list.iter_mut().zip(placed.iter()) {
+        for m in members.list.iter_mut() {
             if m.events.try_send(ParticipantEvent::Send(msg.clone())).is_err() {
                 tracing::warn!(room = %self.id, participant = %m.id, "event queue full; layout update dropped");
             }
-            let size = (p.rect.width, p.rect.height);
+            let size = placed.iter().find(|p| p.id == m.id).map(|p| (p.rect.width, p.rect.height)).unwrap_or((16, 16));
             if m.send_size != Some(size) {
                 m.send_size = Some(size);
                 let hint = ServerMessage::SendSize {
@@ -162,6 +246,82 @@ impl Room {
             }
         }
     }
+
+    fn broadcast(members: &Members, msg: &ServerMessage) {
+        for m in &members.list {
+            let _ = m.events.try_send(ParticipantEvent::Send(msg.clone()));
+        }
+    }
+
+    fn state(&self, members: &Members) -> LayoutState {
+        let (current, _) = self.placements(members);
+        LayoutState {
+            room: self.id.clone(),
+            group: members.group.clone(),
+            layout: members.layout.clone(),
+            current,
+            pins: members.pins.clone(),
+            speaker: members.speaker.current().map(str::to_string),
+        }
+    }
+
+    /// Audio levels from media: update the active speaker.
+    fn levels(&self, levels: Vec<(String, f64)>) {
+        let mut m = lock(&self.members);
+        let now = self.started.elapsed().as_millis() as u64;
+        if let Some(change) = m.speaker.update(now, &levels) {
+            Self::broadcast(&m, &ServerMessage::Speaking { id: change });
+            if !m.list.is_empty() {
+                self.relayout(&mut m);
+            }
+        }
+    }
+
+    /// Apply a layout request; validates every part before changing anything.
+    pub fn request_layout(&self, req: &LayoutRequest) -> Result<LayoutState, RoomError> {
+        let catalog = self.catalog();
+        if let Some(g) = &req.group {
+            if catalog.group(g).is_none() {
+                let mut known: Vec<&String> = catalog.groups.keys().collect();
+                known.sort();
+                return Err(RoomError::UnknownLayout(format!("no layout group `{g}` (groups: {})", known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
+            }
+        }
+        if let Some(l) = &req.layout {
+            if !catalog.layouts.contains_key(l) {
+                return Err(RoomError::UnknownLayout(format!("no layout `{l}`")));
+            }
+        }
+        let mut m = lock(&self.members);
+        for id in req.pins.values().flatten() {
+            if !m.list.iter().any(|x| &x.id == id) {
+                return Err(RoomError::UnknownParticipant(id.clone()));
+            }
+        }
+        if let Some(g) = &req.group {
+            m.group = g.clone();
+            m.layout = None;
+        }
+        if let Some(l) = &req.layout {
+            m.layout = Some(l.clone());
+        }
+        for (key, id) in &req.pins {
+            match id {
+                Some(id) => {
+                    // One participant, one pin.
+                    m.pins.retain(|_, v| v != id);
+                    m.pins.insert(key.clone(), id.clone());
+                }
+                None => {
+                    m.pins.remove(key);
+                }
+            }
+        }
+        if !m.list.is_empty() {
+            self.relayout(&mut m);
+        }
+        Ok(self.state(&m))
+    }
 }
 
 /// All rooms of a server.
@@ -170,11 +330,56 @@ pub struct Hub {
     factory: Arc<dyn MediaFactory>,
     max_participants: usize,
     next_id: AtomicU64,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
 }
 
 impl Hub {
     pub fn new(factory: Arc<dyn MediaFactory>, max_participants: usize) -> Arc<Hub> {
-        Arc::new(Hub { rooms: Mutex::new(HashMap::new()), factory, max_participants, next_id: AtomicU64::new(1) })
+        Self::with_catalog(factory, max_participants, Catalog::builtin())
+    }
+
+    pub fn with_catalog(factory: Arc<dyn MediaFactory>, max_participants: usize, catalog: Catalog) -> Arc<Hub> {
+        Arc::new(Hub {
+            rooms: Mutex::new(HashMap::new()),
+            factory,
+            max_participants,
+            next_id: AtomicU64::new(1),
+            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+        })
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Install a new (already validated) catalog and re-lay every room.
+    pub fn set_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+        let rooms: Vec<Arc<Room>> = lock(&self.rooms).values().cloned().collect();
+        for r in rooms {
+            let mut m = lock(&r.members);
+            let c = r.catalog();
+            m.speaker.hold_ms = c.mixer.speaker_hold_ms as u64;
+            m.speaker.threshold_db = c.mixer.speaker_threshold_db;
+            if !m.list.is_empty() {
+                r.relayout(&mut m);
+            }
+        }
+    }
+
+    pub fn room(&self, id: &str) -> Option<Arc<Room>> {
+        lock(&self.rooms).get(id).cloned()
+    }
+
+    /// Change a room's layout (HTTP API).
+    pub fn request_layout(&self, room: &str, req: &LayoutRequest) -> Result<LayoutState, RoomError> {
+        self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?.request_layout(req)
+    }
+
+    pub fn layout_state(&self, room: &str) -> Option<LayoutState> {
+        let r = self.room(room)?;
+        let m = lock(&r.members);
+        Some(r.state(&m))
     }
 
     pub fn room_count(&self) -> usize {
@@ -191,11 +396,28 @@ impl Hub {
             return Ok(r.clone());
         }
         let media = self.factory.create_room(room).map_err(RoomError::Media)?;
+        let catalog = self.catalog();
         let r = Arc::new(Room {
             id: room.to_string(),
-            media,
-            members: Mutex::new(Members { list: Vec::new(), pending: 0, closed: false }),
+            media: media.clone(),
+            members: Mutex::new(Members {
+                list: Vec::new(),
+                pending: 0,
+                closed: false,
+                group: catalog.mixer.default_group.clone(),
+                layout: None,
+                pins: BTreeMap::new(),
+                speaker: SpeakerDetector::new(catalog.mixer.speaker_hold_ms as u64, catalog.mixer.speaker_threshold_db),
+            }),
+            catalog: self.catalog.clone(),
+            started: Instant::now(),
         });
+        let weak: Weak<Room> = Arc::downgrade(&r);
+        media.on_levels(Box::new(move |levels| {
+            if let Some(room) = weak.upgrade() {
+                room.levels(levels);
+            }
+        }));
         rooms.insert(room.to_string(), r.clone());
         Ok(r)
     }
@@ -269,6 +491,7 @@ impl Hub {
     fn leave(&self, room: &Arc<Room>, id: &str) {
         let mut m = lock(&room.members);
         m.list.retain(|x| x.id != id);
+        m.pins.retain(|_, v| v != id);
         if !m.list.is_empty() {
             room.relayout(&mut m);
         }
@@ -322,6 +545,11 @@ impl Membership {
 
     pub fn set_mute(&self, audio: Option<bool>, video: Option<bool>) {
         self.hub.set_mute(&self.room, &self.id, audio, video);
+    }
+
+    /// Switch this participant's room's layout or pins.
+    pub fn request_layout(&self, req: &LayoutRequest) -> Result<LayoutState, RoomError> {
+        self.room.request_layout(req)
     }
 }
 

@@ -4,8 +4,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::time::{Duration, SystemTime};
+
 use anyhow::Result;
 
+use crate::layouts::{self, Catalog};
 use crate::media::{GstMedia, MediaConfig};
 use crate::room::Hub;
 use crate::signaling::Server;
@@ -16,6 +19,9 @@ pub struct ServerConfig {
     pub web_dir: PathBuf,
     pub media: MediaConfig,
     pub max_participants: usize,
+    /// Watched for changes when set; `catalog` was loaded from it.
+    pub pipelines: Option<PathBuf>,
+    pub catalog: Catalog,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +31,8 @@ impl Default for ServerConfig {
             web_dir: default_web_dir(),
             media: MediaConfig::default(),
             max_participants: 25,
+            pipelines: None,
+            catalog: Catalog::builtin(),
         }
     }
 }
@@ -36,6 +44,15 @@ pub fn default_web_dir() -> PathBuf {
         return local;
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+/// `./pipelines` if it exists, else the `pipelines/` folder of the source tree.
+pub fn default_pipelines_dir() -> PathBuf {
+    let local = PathBuf::from("pipelines");
+    if local.join("layouts").is_dir() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines")
 }
 
 /// ICE addresses to use when none are configured: a server listening on
@@ -51,6 +68,7 @@ pub fn default_ice_addresses(listen: &IpAddr) -> Vec<String> {
 pub struct Running {
     pub server: Server,
     pub hub: Arc<Hub>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -63,14 +81,68 @@ impl Running {
     }
 
     pub async fn stop(self) {
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
         self.server.stop().await;
     }
+}
+
+/// What identifies the state of a pipelines folder: every file's path,
+/// size and modification time.
+fn fingerprint(dir: &std::path::Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut v = Vec::new();
+    let mut visit = |p: PathBuf| {
+        if let Ok(md) = std::fs::metadata(&p) {
+            v.push((p, md.len(), md.modified().ok()));
+        }
+    };
+    visit(dir.join("mixer.toml"));
+    if let Ok(rd) = std::fs::read_dir(dir.join("layouts")) {
+        for e in rd.flatten() {
+            visit(e.path());
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Watch `dir` (polling every 250 ms): a valid change is applied to every
+/// running room; an invalid one is reported in the log and the last good
+/// version stays.
+fn watch(dir: PathBuf, hub: Arc<Hub>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = fingerprint(&dir);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let now = fingerprint(&dir);
+            if now == last {
+                continue;
+            }
+            last = now;
+            let d = dir.clone();
+            let loaded = tokio::task::spawn_blocking(move || layouts::load_dir(&d, &crate::media::check_fragment)).await;
+            match loaded {
+                Ok(Ok(catalog)) => {
+                    let h = hub.clone();
+                    let _ = tokio::task::spawn_blocking(move || h.set_catalog(catalog)).await;
+                    tracing::info!("{}: reloaded; running rooms use it now", dir.display());
+                }
+                Ok(Err(problems)) => {
+                    tracing::error!("{}: change rejected, keeping the last good version:\n{problems}", dir.display());
+                }
+                Err(e) => tracing::error!("reloading {}: {e}", dir.display()),
+            }
+        }
+    })
 }
 
 /// Start a server (must be called inside a tokio runtime).
 pub fn start(cfg: ServerConfig) -> Result<Running> {
     let media = GstMedia::new(cfg.media.clone())?;
-    let hub = Hub::new(Arc::new(media), cfg.max_participants);
+    let hub = Hub::with_catalog(Arc::new(media), cfg.max_participants, cfg.catalog.clone());
     let server = Server::start(hub.clone(), cfg.listen, cfg.web_dir.clone())?;
-    Ok(Running { server, hub })
+    let watcher = cfg.pipelines.clone().map(|dir| watch(dir, hub.clone()));
+    Ok(Running { server, hub, watcher })
 }

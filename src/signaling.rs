@@ -12,7 +12,7 @@ use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
 use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
-use crate::room::{Hub, Membership, ParticipantEvent};
+use crate::room::{Hub, LayoutRequest, Membership, ParticipantEvent};
 
 /// WebSocket close code for a frame over [`MAX_FRAME_BYTES`].
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -33,6 +33,20 @@ pub fn routes(
             "participants": hub.participant_count(),
         }))
     });
+    let api_hub = with_hub.clone();
+    let put_layout = warp::path!("api" / "rooms" / String / "layout")
+        .and(warp::put())
+        .and(warp::body::content_length_limit(16 * 1024))
+        .and(warp::body::bytes())
+        .and(api_hub.clone())
+        .map(|room: String, body: bytes::Bytes, hub: Arc<Hub>| put_layout(&room, &body, &hub));
+    let get_layout = warp::path!("api" / "rooms" / String / "layout")
+        .and(warp::get())
+        .and(api_hub)
+        .map(|room: String, hub: Arc<Hub>| match hub.layout_state(&room) {
+            Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK),
+            None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::NotJoined, format!("no room `{room}`")),
+        });
     let ws = warp::path("ws").and(warp::path::end()).and(warp::ws()).and(with_hub).map(|ws: warp::ws::Ws, hub: Arc<Hub>| {
         ws.max_message_size(CODEC_LIMIT)
             .max_frame_size(CODEC_LIMIT)
@@ -40,7 +54,35 @@ pub fn routes(
     });
     let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
     let files = warp::fs::dir(web_dir);
-    health.or(ws).or(index).or(files).with(warp::log("tessera::http"))
+    health.or(put_layout).or(get_layout).or(ws).or(index).or(files).with(warp::log("tessera::http"))
+}
+
+fn api_error(status: warp::http::StatusCode, code: ErrorCode, message: String) -> warp::reply::WithStatus<warp::reply::Json> {
+    warp::reply::with_status(warp::reply::json(&serde_json::json!({"code": code, "message": message})), status)
+}
+
+/// `PUT /api/rooms/{room}/layout`: `{"group":..}` or `{"layout":..}` and/or
+/// `{"pins":{"<key>":"<participant id>"|null}}`. Answers the room's layout state.
+fn put_layout(room: &str, body: &[u8], hub: &Hub) -> warp::reply::WithStatus<warp::reply::Json> {
+    use warp::http::StatusCode;
+    let req: LayoutRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, ErrorCode::MalformedJson, format!("body: {e}")),
+    };
+    if req.group.is_some() && req.layout.is_some() {
+        return api_error(StatusCode::BAD_REQUEST, ErrorCode::InvalidField, "give `group` or `layout`, not both".into());
+    }
+    match hub.request_layout(room, &req) {
+        Ok(st) => warp::reply::with_status(warp::reply::json(&st), StatusCode::OK),
+        Err(e) => {
+            let p = e.to_protocol();
+            let status = match p.code {
+                ErrorCode::NotJoined => StatusCode::NOT_FOUND,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            api_error(status, p.code, p.message)
+        }
+    }
 }
 
 /// A running HTTP server.
@@ -218,6 +260,17 @@ async fn handle_text(
             Some((m, _, _)) => {
                 m.set_mute(audio, video);
                 None
+            }
+            None => Some(not_joined()),
+        },
+        ClientMessage::SetLayout { group, layout } => match joined {
+            Some((m, _, _)) => m.request_layout(&LayoutRequest { group, layout, pins: Default::default() }).err().map(|e| e.to_protocol()),
+            None => Some(not_joined()),
+        },
+        ClientMessage::Pin { slot, id } => match joined {
+            Some((m, _, _)) => {
+                let req = LayoutRequest { pins: [(slot, id)].into_iter().collect(), ..Default::default() };
+                m.request_layout(&req).err().map(|e| e.to_protocol())
             }
             None => Some(not_joined()),
         },

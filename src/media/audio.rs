@@ -117,10 +117,26 @@ impl AudioPort {
 }
 
 type Ports = Arc<RwLock<Arc<Vec<Arc<AudioPort>>>>>;
+/// Receives (participant id, level dBFS) for everyone every 100 ms.
+pub type Levels = Arc<dyn Fn(Vec<(String, f64)>) + Send + Sync>;
+type LevelSlot = Arc<RwLock<Option<Levels>>>;
+
+/// Level reported for silence, a muted microphone or no audio.
+pub const SILENCE_DB: f64 = -100.0;
+
+/// dBFS of a mean square over i16 samples (full-scale sine: about -3 dB).
+pub fn level_db(sum_squares: f64, samples: usize) -> f64 {
+    if samples == 0 || sum_squares <= 0.0 {
+        return SILENCE_DB;
+    }
+    let ms = sum_squares / samples as f64 / (32768.0 * 32768.0);
+    (10.0 * ms.log10()).max(SILENCE_DB)
+}
 
 /// The room's audio mixer: one thread, 20 ms ticks.
 pub struct AudioMixer {
     ports: Ports,
+    levels: LevelSlot,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -128,12 +144,19 @@ pub struct AudioMixer {
 impl AudioMixer {
     pub fn new(room: &str) -> std::io::Result<AudioMixer> {
         let ports: Ports = Arc::new(RwLock::new(Arc::new(Vec::new())));
+        let levels: LevelSlot = Arc::new(RwLock::new(None));
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (ports.clone(), stop.clone());
+        let (p, l, s) = (ports.clone(), levels.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name(format!("mix-{}", room.chars().take(10).collect::<String>()))
-            .spawn(move || run(p, s))?;
-        Ok(AudioMixer { ports, stop, thread: Some(thread) })
+            .spawn(move || run(p, l, s))?;
+        Ok(AudioMixer { ports, levels, stop, thread: Some(thread) })
+    }
+
+    /// Report levels to `listener` every 100 ms (called on the mixer thread,
+    /// with no lock held; it must be quick).
+    pub fn set_level_listener(&self, listener: Levels) {
+        *self.levels.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 
     pub fn add(&self, id: &str, output: gst_app::AppSrc, ready: Arc<AtomicBool>) -> Arc<AudioPort> {
@@ -167,9 +190,14 @@ impl Drop for AudioMixer {
     }
 }
 
-fn run(ports: Ports, stop: Arc<AtomicBool>) {
+/// Ticks between level reports (5 x 20 ms).
+const LEVEL_TICKS: u32 = 5;
+
+fn run(ports: Ports, levels: LevelSlot, stop: Arc<AtomicBool>) {
     let period = Duration::from_millis(20);
     let mut next = Instant::now();
+    let mut energy: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    let mut ticks = 0u32;
     let mut frames: Vec<Vec<i16>> = Vec::new();
     let mut outs: Vec<Vec<i16>> = Vec::new();
     let mut total = Vec::with_capacity(FRAME);
@@ -197,6 +225,25 @@ fn run(ports: Ports, stop: Arc<AtomicBool>) {
         let inputs: Vec<Option<&[i16]>> =
             frames.iter().zip(active.iter()).map(|(f, a)| if *a { Some(&f[..]) } else { None }).collect();
         mix_minus(&inputs, &mut total, &mut outs[..n]);
+        for (port, input) in snapshot.iter().zip(inputs.iter()) {
+            let e = energy.entry(port.id.clone()).or_insert(0.0);
+            if let Some(samples) = input {
+                *e += samples.iter().map(|s| (*s as f64) * (*s as f64)).sum::<f64>();
+            }
+        }
+        ticks += 1;
+        if ticks == LEVEL_TICKS {
+            ticks = 0;
+            let report: Vec<(String, f64)> = snapshot
+                .iter()
+                .map(|p| (p.id.clone(), level_db(energy.get(&p.id).copied().unwrap_or(0.0), FRAME * LEVEL_TICKS as usize)))
+                .collect();
+            energy.clear();
+            let listener = levels.read().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(l) = listener {
+                l(report);
+            }
+        }
         for (port, out) in snapshot.iter().zip(outs.iter()) {
             if !port.ready.load(Ordering::Relaxed) {
                 continue;
@@ -231,6 +278,14 @@ mod tests {
         assert_eq!(outs[1], vec![101; 4]);
         assert_eq!(outs[2], vec![110; 4]);
         assert_eq!(outs[3], vec![111; 4]);
+    }
+
+    #[test]
+    fn levels_are_in_dbfs() {
+        let full: Vec<i16> = (0..960).map(|i| ((i as f64 / 48000.0 * 440.0 * std::f64::consts::TAU).sin() * 32767.0) as i16).collect();
+        let e: f64 = full.iter().map(|s| (*s as f64).powi(2)).sum();
+        assert!((level_db(e, full.len()) + 3.0).abs() < 0.2);
+        assert_eq!(level_db(0.0, 960), SILENCE_DB);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct BotMediaConfig {
     /// A videotestsrc pattern name (e.g. `smpte`, `ball`) when `color` is None.
     pub pattern: String,
     pub tone_hz: f64,
+    /// Tone volume, 0..1.
+    pub volume: f64,
     /// Send video at all (false: receive the grid only, like a browser
     /// whose camera is denied).
     pub send_video: bool,
@@ -146,10 +148,11 @@ impl BotMedia {
         };
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-bundle latency=50 \
-             audiotestsrc is-live=true wave=sine freq={tone} volume=0.25 ! audioconvert ! audioresample \
+             audiotestsrc is-live=true wave=sine freq={tone} volume={vol} ! audioconvert ! audioresample \
                ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
                ! capsfilter name=acaps ! webrtc.sink_0 {video_branch}",
             tone = cfg.tone_hz,
+            vol = cfg.volume,
         );
         let pipeline = gst::parse::launch(&desc)
             .context("bot pipeline does not parse")?

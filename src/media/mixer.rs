@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use gst::prelude::*;
 
 use super::audio::{AudioMixer, AudioPort};
+use crate::layouts::Fit;
 use crate::room::Placement;
 use super::{raw, shutdown_pipeline, MediaConfig};
 use crate::layout::Rect;
@@ -34,15 +35,35 @@ struct VideoOutput {
     ready: Arc<AtomicBool>,
 }
 
-/// A participant's input to the compositor.
-struct VideoInput {
+/// The participant pipeline's elements that shape its tile.
+pub struct TileElements {
+    /// capsfilter: the tile size.
+    pub caps: gst::Element,
+    /// aspectratiocrop: the slot's aspect ratio for `fit = "crop"`.
+    pub crop: gst::Element,
+    /// textoverlay: the name label and muted mark.
+    pub label: gst::Element,
+}
+
+/// A compositor input fed by an appsrc.
+struct Input {
     appsrc: gst_app::AppSrc,
     pad: gst::Pad,
-    /// The participant pipeline's capsfilter that sets the tile size.
-    tile_caps: gst::Element,
-    tile: Option<Rect>,
+}
+
+/// A participant's input to the compositor, and its border frame.
+struct VideoInput {
+    video: Input,
+    /// A solid frame under the tile that shows as its border.
+    frame: Input,
+    frame_drawn: Option<(u32, u32, u32)>,
+    tile_el: TileElements,
+    /// The video area (slot minus border) and what was applied for it.
+    inner: Option<Rect>,
+    crop: Option<(i32, i32)>,
+    label_text: Option<String>,
     flags: Arc<InputFlags>,
-    /// What the name card on show was rendered for (name, size).
+    /// What the name card on show was rendered for (text, size).
     card: Option<(String, u32, u32)>,
     audio: Arc<AudioPort>,
 }
@@ -111,12 +132,13 @@ impl RoomMixer {
     pub fn new(room: &str, cfg: Arc<MediaConfig>) -> Result<RoomMixer> {
         let (w, h, fps) = (cfg.canvas_width, cfg.canvas_height, cfg.fps);
         let desc = format!(
-            "videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
+            "videotestsrc is-live=true pattern=solid-color foreground-color={bg} ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
              ! compositor name=comp background=black ignore-inactive-pads=true latency={lat} \
              ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
              ! queue max-size-buffers=3 max-size-bytes=0 max-size-time=0 leaky=downstream \
              ! {enc} ! appsink name=vout sync=false max-buffers=5 drop=true",
             lat = cfg.mixer_latency_ms as u64 * 1_000_000,
+            bg = 0xff00_0000u32 | cfg.background,
             enc = cfg.video_encoder,
         );
         let pipeline = gst::parse::launch(&desc)
@@ -214,16 +236,10 @@ impl RoomMixer {
     /// compositor input; `vp8_out` receives the shared encoded grid once
     /// `ready` is set; its audio joins the mix-minus.
     /// Returns the compositor appsrc and the audio port.
-    pub fn add_participant(
-        &self,
-        id: &str,
-        tile_caps: gst::Element,
-        vp8_out: gst_app::AppSrc,
-        audio_out: gst_app::AppSrc,
-        ready: Arc<AtomicBool>,
-    ) -> Result<InputHandles> {
+    /// A new live appsrc linked to a new compositor pad (hidden).
+    fn new_input(&self, name: &str) -> Result<Input> {
         let appsrc = gst_app::AppSrc::builder()
-            .name(format!("in-{id}"))
+            .name(name)
             .is_live(true)
             .do_timestamp(true)
             .format(gst::Format::Time)
@@ -244,11 +260,51 @@ impl RoomMixer {
         let src = appsrc.static_pad("src").context("appsrc has no src pad")?;
         src.link(&pad).context("linking input to compositor")?;
         appsrc.sync_state_with_parent().context("starting compositor input")?;
+        Ok(Input { appsrc, pad })
+    }
+
+    fn drop_input(&self, input: &Input) {
+        if let Some(src) = input.appsrc.static_pad("src") {
+            let _ = src.unlink(&input.pad);
+        }
+        self.compositor.release_request_pad(&input.pad);
+        let _ = input.appsrc.set_state(gst::State::Null);
+        let _ = self.pipeline.remove(&input.appsrc);
+    }
+
+    pub fn add_participant(
+        &self,
+        id: &str,
+        tile_el: TileElements,
+        vp8_out: gst_app::AppSrc,
+        audio_out: gst_app::AppSrc,
+        ready: Arc<AtomicBool>,
+    ) -> Result<InputHandles> {
+        let video = self.new_input(&format!("in-{id}"))?;
+        let frame = match self.new_input(&format!("frame-{id}")) {
+            Ok(f) => f,
+            Err(e) => {
+                self.drop_input(&video);
+                return Err(e);
+            }
+        };
+        let room_in = video.appsrc.clone();
         let flags = Arc::new(InputFlags::default());
         let audio = self.audio.add(id, audio_out, ready.clone());
         self.inputs.lock().unwrap_or_else(|p| p.into_inner()).insert(
             id.to_string(),
-            VideoInput { appsrc: appsrc.clone(), pad, tile_caps, tile: None, flags: flags.clone(), card: None, audio: audio.clone() },
+            VideoInput {
+                video,
+                frame,
+                frame_drawn: None,
+                tile_el,
+                inner: None,
+                crop: None,
+                label_text: None,
+                flags: flags.clone(),
+                card: None,
+                audio: audio.clone(),
+            },
         );
         {
             let mut w = self.outputs.write().unwrap_or_else(|p| p.into_inner());
@@ -257,7 +313,12 @@ impl RoomMixer {
             v.push(VideoOutput { id: id.to_string(), appsrc: vp8_out, ready: ready.clone() });
             *w = Arc::new(v);
         }
-        Ok(InputHandles { room_in: appsrc, flags, audio })
+        Ok(InputHandles { room_in, flags, audio })
+    }
+
+    /// Report audio levels (id, dBFS) about every 100 ms.
+    pub fn on_levels(&self, listener: super::audio::Levels) {
+        self.audio.set_level_listener(listener);
     }
 
     /// Disconnect a participant. Safe to call twice.
@@ -274,38 +335,71 @@ impl RoomMixer {
         }
         let input = self.inputs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         if let Some(input) = input {
-            if let Some(src) = input.appsrc.static_pad("src") {
-                let _ = src.unlink(&input.pad);
-            }
-            self.compositor.release_request_pad(&input.pad);
-            let _ = input.appsrc.set_state(gst::State::Null);
-            let _ = self.pipeline.remove(&input.appsrc);
+            self.drop_input(&input.video);
+            self.drop_input(&input.frame);
         }
     }
 
-    /// Place every participant's tile and apply its mute state. Never
-    /// blocks: property changes only; name cards render on another thread.
+    /// Place every participant's tile and apply its look (z-order, fit,
+    /// border, label, mute state). Participants without a placement are
+    /// hidden. Never blocks: property changes only; name cards and border
+    /// frames are rendered on another thread or are cheap solid fills.
     pub fn set_layout(&self, tiles: &[Placement]) {
         let mut inputs = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, input) in inputs.iter_mut() {
+            if !tiles.iter().any(|t| &t.id == id) {
+                input.video.pad.set_property("alpha", 0.0f64);
+                input.frame.pad.set_property("alpha", 0.0f64);
+            }
+        }
         for t in tiles {
             let Some(input) = inputs.get_mut(&t.id) else { continue };
             let rect = t.rect;
-            input.pad.set_property("xpos", rect.x as i32);
-            input.pad.set_property("ypos", rect.y as i32);
-            input.pad.set_property("width", rect.width as i32);
-            input.pad.set_property("height", rect.height as i32);
-            input.pad.set_property("alpha", 1.0f64);
-            input.audio.muted.store(t.audio_muted, Ordering::SeqCst);
-            if input.tile.map(|r| (r.width, r.height)) != Some((rect.width, rect.height)) {
-                input.tile_caps.set_property("caps", tile_caps(rect.width, rect.height));
+            let (inner, b) = inner_rect(rect, t.border);
+            let z = zorder(t.z);
+            place(&input.video.pad, inner, z, 1.0);
+            if b > 0 {
+                place(&input.frame.pad, rect, z - 1, 1.0);
+                let want = (t.border_color, rect.width, rect.height);
+                if input.frame_drawn != Some(want) {
+                    match raw::solid_i420(rect.width, rect.height, t.border_color) {
+                        Ok(s) => {
+                            push_still(&input.frame.appsrc, &s);
+                            input.frame_drawn = Some(want);
+                        }
+                        Err(e) => tracing::warn!(room = %self.room, "border frame: {e:#}"),
+                    }
+                }
+            } else {
+                input.frame.pad.set_property("alpha", 0.0f64);
             }
-            input.tile = Some(rect);
+            input.audio.muted.store(t.audio_muted, Ordering::SeqCst);
+            if input.inner.map(|r| (r.width, r.height)) != Some((inner.width, inner.height)) {
+                input.tile_el.caps.set_property("caps", tile_caps(inner.width, inner.height));
+            }
+            let crop = match t.fit {
+                Fit::Crop => (inner.width as i32, inner.height as i32),
+                Fit::Letterbox => (0, 1),
+            };
+            if input.crop != Some(crop) {
+                input.tile_el.crop.set_property("aspect-ratio", gst::Fraction::new(crop.0, crop.1));
+                input.crop = Some(crop);
+            }
+            let label = label_markup(&t.name, t.label, t.audio_muted);
+            if input.label_text.as_deref() != Some(label.as_str()) {
+                input.tile_el.label.set_property("text", label.as_str());
+                let px = (inner.height / 12).clamp(10, 28);
+                input.tile_el.label.set_property("font-desc", format!("{} {px}px", t.font));
+                input.label_text = Some(label);
+            }
+            input.inner = Some(inner);
             let was_off = input.flags.video_off.swap(t.video_muted, Ordering::SeqCst);
             let showing_card = t.video_muted || !input.flags.has_video.load(Ordering::SeqCst);
-            let card = (t.name.clone(), rect.width, rect.height);
+            let text = if t.audio_muted { format!("{}\nmuted", t.name) } else { t.name.clone() };
+            let card = (text.clone(), inner.width, inner.height);
             if showing_card && (input.card.as_ref() != Some(&card) || was_off != t.video_muted) {
                 input.card = Some(card);
-                self.show_card(input, &t.name);
+                self.show_card(input, &text);
             } else if !showing_card {
                 input.card = None;
             }
@@ -315,10 +409,10 @@ impl RoomMixer {
     /// Render the name card for `input` at its tile size on a helper
     /// thread and push it; a newer request makes an older render moot.
     fn show_card(&self, input: &VideoInput, name: &str) {
-        let Some(rect) = input.tile else { return };
+        let Some(rect) = input.inner else { return };
         let generation = input.flags.card_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let flags = input.flags.clone();
-        let appsrc = input.appsrc.clone();
+        let appsrc = input.video.appsrc.clone();
         let name = name.to_string();
         let room = self.room.clone();
         let spawned = std::thread::Builder::new().name("name-card".into()).spawn(move || {
@@ -331,22 +425,7 @@ impl RoomMixer {
             let wanted = flags.video_off.load(Ordering::SeqCst) || !flags.has_video.load(Ordering::SeqCst);
             tracing::debug!(room = %room, "name card for {name:?} {}x{}: current={current} wanted={wanted}", rect.width, rect.height);
             match sample {
-                Ok(s) if current && wanted => {
-                    if let (Some(caps), Some(buf)) = (s.caps(), s.buffer_owned()) {
-                        // Keep the input's caps (framerate, colorimetry) and
-                        // change at most the size: the compositor takes size
-                        // changes in stride, other caps changes can stall a pad.
-                        if !same_frame_layout(appsrc.caps().as_ref(), caps) {
-                            appsrc.set_caps(Some(&resized_caps(appsrc.caps(), caps)));
-                        }
-                        // The card was stamped by its own pipeline; restamp
-                        // here, and give it no duration so the compositor
-                        // keeps showing it until the next frame.
-                        let mut card = super::unstamped(&buf);
-                        card.make_mut().set_duration(gst::ClockTime::from_mseconds(33));
-                        let _ = appsrc.push_buffer(card);
-                    }
-                }
+                Ok(s) if current && wanted => push_still(&appsrc, &s),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(room = %room, "placeholder: {e:#}"),
             }
@@ -363,6 +442,60 @@ impl RoomMixer {
 fn same_frame_layout(a: Option<&gst::Caps>, b: &gst::CapsRef) -> bool {
     let (Some(a), Some(sb)) = (a.and_then(|c| c.structure(0).map(|s| s.to_owned())), b.structure(0)) else { return false };
     ["format", "width", "height"].into_iter().all(|f| a.value(f).ok().map(|v| v.serialize().ok()) == sb.value(f).ok().map(|v| v.serialize().ok()))
+}
+
+/// The video area of a slot with a border of `border` pixels (drawn inside
+/// the slot), and the even border actually used.
+pub fn inner_rect(rect: Rect, border: u32) -> (Rect, u32) {
+    let b = ((border + 1) & !1).min((rect.width.min(rect.height).saturating_sub(2) / 2) & !1);
+    (Rect { x: rect.x + b, y: rect.y + b, width: rect.width - 2 * b, height: rect.height - 2 * b }, b)
+}
+
+/// Compositor z-order of a slot's video (its border frame is one below);
+/// the background is at 0.
+pub fn zorder(z: i32) -> u32 {
+    2 * (z.clamp(-100, 100) + 100) as u32 + 11
+}
+
+/// Position a compositor pad.
+fn place(pad: &gst::Pad, r: Rect, zorder: u32, alpha: f64) {
+    pad.set_property("xpos", r.x as i32);
+    pad.set_property("ypos", r.y as i32);
+    pad.set_property("width", r.width as i32);
+    pad.set_property("height", r.height as i32);
+    pad.set_property("zorder", zorder);
+    pad.set_property("alpha", alpha);
+}
+
+/// Pango markup for a tile's label: the name, and a muted mark.
+pub fn label_markup(name: &str, names: bool, muted: bool) -> String {
+    let mut s = String::new();
+    if names {
+        let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+        s.push_str(gst::glib::markup_escape_text(&shown).as_str());
+    }
+    if muted {
+        if !s.is_empty() {
+            s.push_str("  ");
+        }
+        s.push_str("<span foreground=\"#ff6b6b\">● muted</span>");
+    }
+    s
+}
+
+/// Push a still frame (a card, a border) into a compositor input: it keeps
+/// the input's caps except the size (other caps changes can stall a
+/// compositor pad), is stamped on arrival, and has no duration so the
+/// compositor shows it until the next one.
+fn push_still(appsrc: &gst_app::AppSrc, s: &gst::Sample) {
+    if let (Some(caps), Some(buf)) = (s.caps(), s.buffer_owned()) {
+        if !same_frame_layout(appsrc.caps().as_ref(), caps) {
+            appsrc.set_caps(Some(&resized_caps(appsrc.caps(), caps)));
+        }
+        let mut still = super::unstamped(&buf);
+        still.make_mut().set_duration(gst::ClockTime::NONE);
+        let _ = appsrc.push_buffer(still);
+    }
 }
 
 /// `current` with the size of `card`, or `card` itself if there is no current caps.

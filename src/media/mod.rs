@@ -13,6 +13,7 @@ pub mod audio;
 pub mod bot;
 pub mod mixer;
 pub mod participant;
+pub mod preview;
 pub mod raw;
 
 use std::sync::{Arc, Once};
@@ -23,11 +24,7 @@ use gst::prelude::*;
 
 use crate::room::{EventSender, MediaFactory, ParticipantMedia, RoomMedia};
 
-/// Default real-time encoder for the shared mixed video. GStreamer's vp8enc
-/// defaults are offline settings; every one that matters is set here.
-pub const DEFAULT_VIDEO_ENCODER: &str = "vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate=1200000 \
-     lag-in-frames=0 keyframe-mode=auto keyframe-max-dist=90 error-resilient=default threads=2 \
-     buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 undershoot=95 max-quantizer=56";
+pub use crate::layouts::DEFAULT_VIDEO_ENCODER;
 
 /// Media settings of a server.
 #[derive(Debug, Clone)]
@@ -45,6 +42,8 @@ pub struct MediaConfig {
     pub video_encoder: String,
     /// Opus bitrate of each participant's mix, bits per second.
     pub audio_bitrate: u32,
+    /// Canvas background, 0xRRGGBB.
+    pub background: u32,
     /// Local addresses ICE may use. Empty: every interface.
     pub ice_addresses: Vec<String>,
 }
@@ -59,6 +58,7 @@ impl Default for MediaConfig {
             mixer_latency_ms: 20,
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
             audio_bitrate: 32_000,
+            background: 0x000000,
             ice_addresses: Vec::new(),
         }
     }
@@ -75,6 +75,7 @@ pub fn init() -> Result<()> {
         "webrtcbin", "compositor", "videotestsrc", "audiotestsrc", "vp8enc", "vp8dec", "rtpvp8pay",
         "rtpvp8depay", "opusenc", "opusdec", "rtpopuspay", "rtpopusdepay", "appsrc", "appsink",
         "videoconvert", "videoscale", "audioconvert", "audioresample", "capsfilter", "queue",
+        "aspectratiocrop", "textoverlay",
     ];
     let missing: Vec<&str> = needed.iter().copied().filter(|n| gst::ElementFactory::find(n).is_none()).collect();
     if !missing.is_empty() {
@@ -134,6 +135,11 @@ impl RoomMedia for GstRoom {
 
     fn fps(&self) -> u32 {
         self.mixer.config().fps
+    }
+
+    fn on_levels(&self, listener: crate::room::LevelListener) {
+        let listener: audio::Levels = Arc::from(listener);
+        self.mixer.on_levels(listener);
     }
 }
 
@@ -225,4 +231,36 @@ pub(crate) fn vp8_rtp_caps() -> gst::Caps {
         .field("rtcp-fb-nack-pli", true)
         .field("rtcp-fb-ccm-fir", true)
         .build()
+}
+
+/// Check a gst-launch fragment with GStreamer's own parser: it must parse,
+/// and every element and property it names must exist.
+pub fn check_fragment(desc: &str) -> std::result::Result<(), String> {
+    init().map_err(|e| format!("{e:#}"))?;
+    let mut ctx = gst::ParseContext::new();
+    match gst::parse::bin_from_description_full(desc, true, Some(&mut ctx), gst::ParseFlags::FATAL_ERRORS) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let missing = ctx.missing_elements();
+            match e.kind::<gst::ParseError>() {
+                Some(gst::ParseError::NoSuchElement) if !missing.is_empty() => {
+                    Err(format!("no such element: {}", missing.join(", ")))
+                }
+                _ => Err(e.to_string()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fragments_are_checked_by_gstreamer() {
+        assert!(super::check_fragment("vp8enc deadline=1 cpu-used=8").is_ok());
+        let e = super::check_fragment("vp8enc nosuchprop=1").unwrap_err();
+        assert!(e.contains("nosuchprop"), "{e}");
+        let e = super::check_fragment("vp9000enc").unwrap_err();
+        assert!(e.contains("vp9000enc"), "{e}");
+        assert!(super::check_fragment("vp8enc ! !").is_err());
+    }
 }

@@ -20,7 +20,7 @@ use gst::prelude::*;
 use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType, WebRTCSessionDescription};
 
 use super::audio::audio_caps;
-use super::mixer::{tile_caps, InputHandles, RoomMixer};
+use super::mixer::{tile_caps, InputHandles, RoomMixer, TileElements};
 use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, unstamped, vp8_rtp_caps};
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
 use crate::room::{EventSender, ParticipantEvent, ParticipantMedia};
@@ -87,7 +87,9 @@ impl ParticipantPipeline {
                ! opusenc bitrate={ab} frame-size=20 inband-fec=true ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
              appsrc name=vsrc is-live=true do-timestamp=true format=time max-bytes=2000000 \
                ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1 \
-             videoconvert name=vconv ! videoscale add-borders=true ! capsfilter name=tilecaps ! appsink name=vsink sync=false max-buffers=2 drop=true \
+             videoconvert name=vconv ! aspectratiocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
+               ! textoverlay name=label valignment=bottom halignment=left shaded-background=true auto-resize=false xpad=8 ypad=6 \
+               ! appsink name=vsink sync=false max-buffers=2 drop=true \
              audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false",
             jb = cfg.jitterbuffer_ms,
             ab = cfg.audio_bitrate,
@@ -120,7 +122,8 @@ impl ParticipantPipeline {
         }
 
         let ready = Arc::new(AtomicBool::new(false));
-        let handles = mixer.add_participant(id, tilecaps, vsrc.clone(), asrc.clone(), ready.clone())?;
+        let tile_el = TileElements { caps: tilecaps, crop: by("crop")?, label: by("label")? };
+        let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone())?;
         let state = Arc::new(Mutex::new(SigState {
             offer_requested: false,
             offer_sent: false,

@@ -12,6 +12,25 @@ pub fn rgb_to_yuv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
     (y.round().clamp(0.0, 255.0) as u8, u.round().clamp(0.0, 255.0) as u8, v.round().clamp(0.0, 255.0) as u8)
 }
 
+/// A solid I420 frame of colour 0xRRGGBB.
+pub fn solid_i420(width: u32, height: u32, rgb: u32) -> Result<gst::Sample> {
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
+        .fps(gst::Fraction::new(30, 1))
+        .build()
+        .context("frame size")?;
+    let (y, u, v) = rgb_to_yuv((rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8);
+    let mut buffer = gst::Buffer::with_size(info.size()).context("frame buffer")?;
+    {
+        let buf = buffer.get_mut().context("new buffer is writable")?;
+        let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
+            .map_err(|_| anyhow::anyhow!("cannot map frame"))?;
+        for (plane, value) in [(0u32, y), (1, u), (2, v)] {
+            frame.plane_data_mut(plane).map_err(|_| anyhow::anyhow!("plane {plane}"))?.fill(value);
+        }
+    }
+    Ok(gst::Sample::builder().buffer(&buffer).caps(&info.to_caps().context("frame caps")?).build())
+}
+
 /// The placeholder tile shown until a participant's video arrives: a dark
 /// slate background with a lighter centred block (a "no video" card).
 pub fn placeholder_i420(width: u32, height: u32) -> Result<gst::Sample> {

@@ -1,0 +1,840 @@
+//! Operator layouts: `pipelines/mixer.toml` and `pipelines/layouts/*.toml`.
+//!
+//! Parsing, validation with file/line/column, layout groups, and the pure
+//! assignment of participants to slots. No GStreamer here: gst-launch
+//! fragments are checked through a callback the caller supplies.
+//! Every key is described in docs/layouts.md.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::layout::Rect;
+
+/// Default real-time encoder for the shared mixed video. GStreamer's vp8enc
+/// defaults are offline settings; every one that matters is set here.
+pub const DEFAULT_VIDEO_ENCODER: &str = "vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate=1200000 \
+     lag-in-frames=0 keyframe-mode=auto keyframe-max-dist=90 error-resilient=default threads=2 \
+     buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 undershoot=95 max-quantizer=56";
+
+/// Largest participant count a group may describe.
+pub const MAX_GROUP_COUNT: usize = 64;
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found while loading a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.0 {
+            writeln!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// 1-based line and column of byte offset `pos` in `text`.
+pub fn line_col(text: &str, pos: usize) -> (usize, usize) {
+    let pos = pos.min(text.len());
+    let before = &text[..pos];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| before[i + 1..].chars().count()).unwrap_or(before.chars().count()) + 1;
+    (line, col)
+}
+
+/// An sRGB colour, written `"#rrggbb"` in files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Color(pub u32);
+
+impl Color {
+    pub fn parse(s: &str) -> Option<Color> {
+        let hex = s.strip_prefix('#')?;
+        if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(hex, 16).ok().map(Color)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    /// Keep the whole picture; bars fill the rest of the slot.
+    #[default]
+    Letterbox,
+    /// Fill the slot; the picture's overflow is cut off.
+    Crop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Filled in join order.
+    Any,
+    /// The current active speaker.
+    Floor,
+    /// A participant pinned to this key.
+    Reserved(String),
+}
+
+// ---------- raw file shapes (serde) ----------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlot {
+    x: Spanned<f64>,
+    y: Spanned<f64>,
+    w: Spanned<f64>,
+    h: Spanned<f64>,
+    #[serde(default)]
+    z: Option<Spanned<i64>>,
+    #[serde(default)]
+    fit: Option<Spanned<Fit>>,
+    #[serde(default)]
+    border: Option<Spanned<i64>>,
+    #[serde(default)]
+    border_color: Option<Spanned<String>>,
+    #[serde(default)]
+    role: Option<Spanned<String>>,
+    #[serde(default)]
+    reserved: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayout {
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    slots: Spanned<Vec<RawSlot>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayoutFile {
+    #[serde(default)]
+    layouts: BTreeMap<String, Spanned<RawLayout>>,
+    #[serde(default)]
+    groups: BTreeMap<String, Spanned<BTreeMap<String, Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCanvas {
+    width: Option<Spanned<i64>>,
+    height: Option<Spanned<i64>>,
+    fps: Option<Spanned<i64>>,
+    background: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLatency {
+    jitterbuffer_ms: Option<Spanned<i64>>,
+    mixer_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVideo {
+    encoder: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudio {
+    bitrate: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLayoutSettings {
+    default_group: Option<Spanned<String>>,
+    speaker_hold_ms: Option<Spanned<i64>>,
+    speaker_threshold_db: Option<Spanned<f64>>,
+    highlight_color: Option<Spanned<String>>,
+    highlight_width: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOverlay {
+    names: Option<Spanned<bool>>,
+    font: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMixer {
+    #[serde(default)]
+    canvas: RawCanvas,
+    #[serde(default)]
+    latency: RawLatency,
+    #[serde(default)]
+    video: RawVideo,
+    #[serde(default)]
+    audio: RawAudio,
+    #[serde(default)]
+    layout: RawLayoutSettings,
+    #[serde(default)]
+    overlay: RawOverlay,
+}
+
+// ---------- validated model ----------
+
+/// A slot in relative units (0..=1 of the canvas).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+    pub z: i32,
+    pub fit: Fit,
+    /// Border width in canvas pixels (drawn inside the slot).
+    pub border: u32,
+    pub border_color: Color,
+    pub role: Role,
+}
+
+impl Slot {
+    /// The slot in canvas pixels: even, inside the canvas, at least 2x2.
+    pub fn rect(&self, width: u32, height: u32) -> Rect {
+        let even = |v: f64| ((v.round() as i64).max(0) as u32) & !1;
+        let x = even(self.x * width as f64).min(width.saturating_sub(2));
+        let y = even(self.y * height as f64).min(height.saturating_sub(2));
+        let x2 = even((self.x + self.w) * width as f64).min(width & !1);
+        let y2 = even((self.y + self.h) * height as f64).min(height & !1);
+        Rect { x, y, width: x2.saturating_sub(x).max(2), height: y2.saturating_sub(y).max(2) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub name: String,
+    pub slots: Vec<Slot>,
+}
+
+/// A group: which layout to use for each participant count 1..=max.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    /// `by_count[n - 1]` is the layout for n participants.
+    pub by_count: Vec<String>,
+}
+
+impl Group {
+    pub fn layout_for(&self, n: usize) -> Option<&str> {
+        if self.by_count.is_empty() {
+            return None;
+        }
+        let i = n.clamp(1, self.by_count.len()) - 1;
+        Some(&self.by_count[i])
+    }
+}
+
+/// Mixer settings from `mixer.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixerSettings {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub background: Color,
+    pub jitterbuffer_ms: u32,
+    pub mixer_latency_ms: u32,
+    pub video_encoder: String,
+    pub audio_bitrate: u32,
+    pub default_group: String,
+    pub speaker_hold_ms: u32,
+    pub speaker_threshold_db: f64,
+    pub highlight_color: Color,
+    pub highlight_width: u32,
+    pub names: bool,
+    pub font: String,
+}
+
+impl Default for MixerSettings {
+    fn default() -> Self {
+        MixerSettings {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            background: Color(0x000000),
+            jitterbuffer_ms: 50,
+            mixer_latency_ms: 20,
+            video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
+            audio_bitrate: 32_000,
+            default_group: "grid".into(),
+            speaker_hold_ms: 1200,
+            speaker_threshold_db: -45.0,
+            highlight_color: Color(0xffc531),
+            highlight_width: 4,
+            names: true,
+            font: "Sans Bold".into(),
+        }
+    }
+}
+
+/// Everything loaded from a pipelines directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    pub mixer: MixerSettings,
+    pub layouts: HashMap<String, Layout>,
+    pub groups: HashMap<String, Group>,
+}
+
+impl Catalog {
+    /// The built-in automatic grid (used when no directory is configured).
+    pub fn builtin() -> Catalog {
+        let mut layouts = HashMap::new();
+        let mut by_count = Vec::new();
+        for n in 1..=25usize {
+            let (cols, rows) = crate::layout::grid_dims(n);
+            let name = format!("grid-{cols}x{rows}");
+            layouts.entry(name.clone()).or_insert_with(|| Layout { name: name.clone(), slots: grid_slots(cols, rows) });
+            by_count.push(name);
+        }
+        let mut groups = HashMap::new();
+        groups.insert("grid".to_string(), Group { name: "grid".into(), by_count });
+        Catalog { mixer: MixerSettings::default(), layouts, groups }
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+
+    /// The layout for `n` participants: an explicit layout wins over a group.
+    pub fn pick(&self, group: &str, layout: Option<&str>, n: usize) -> Option<&Layout> {
+        if let Some(l) = layout.and_then(|l| self.layouts.get(l)) {
+            return Some(l);
+        }
+        let g = self.groups.get(group).or_else(|| self.groups.get(&self.mixer.default_group))?;
+        self.layouts.get(g.layout_for(n)?)
+    }
+}
+
+/// Uniform cols x rows cells, row-major, role `any`.
+pub fn grid_slots(cols: u32, rows: u32) -> Vec<Slot> {
+    let mut v = Vec::new();
+    for r in 0..rows {
+        for c in 0..cols {
+            v.push(Slot {
+                x: c as f64 / cols as f64,
+                y: r as f64 / rows as f64,
+                w: 1.0 / cols as f64,
+                h: 1.0 / rows as f64,
+                z: 0,
+                fit: Fit::Letterbox,
+                border: 0,
+                border_color: Color(0xffffff),
+                role: Role::Any,
+            });
+        }
+    }
+    v
+}
+
+// ---------- assignment ----------
+
+/// Put participants (in join order) into the slots of `layout`:
+/// pinned participants into their reserved slots, the active speaker into
+/// the floor slot(s), everyone else into the remaining slots in order
+/// (`any` slots first, then unclaimed floor slots). Reserved slots without
+/// their participant stay empty; participants beyond the slots are not
+/// shown. Returns (participant index, slot index). Deterministic.
+pub fn assign(layout: &Layout, participants: &[&str], floor: Option<&str>, pins: &BTreeMap<String, String>) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut placed = vec![false; participants.len()];
+    let mut used = vec![false; layout.slots.len()];
+    let index_of = |id: &str| participants.iter().position(|p| *p == id);
+    // 1. Reserved slots.
+    for (si, slot) in layout.slots.iter().enumerate() {
+        if let Role::Reserved(key) = &slot.role {
+            if let Some(pi) = pins.get(key).and_then(|id| index_of(id)) {
+                if !placed[pi] {
+                    placed[pi] = true;
+                    used[si] = true;
+                    out.push((pi, si));
+                }
+            }
+        }
+    }
+    // 2. Floor slots: the speaker, else the first one not placed.
+    for (si, slot) in layout.slots.iter().enumerate() {
+        if slot.role == Role::Floor && !used[si] {
+            let speaker = floor.and_then(|id| index_of(id)).filter(|&pi| !placed[pi]);
+            let pick = speaker.or_else(|| (0..participants.len()).find(|&pi| !placed[pi]));
+            if let Some(pi) = pick {
+                placed[pi] = true;
+                used[si] = true;
+                out.push((pi, si));
+            }
+        }
+    }
+    // 3. Everyone else in join order.
+    let mut free = layout.slots.iter().enumerate().filter(|(si, s)| !used[*si] && s.role == Role::Any).map(|(si, _)| si);
+    for (pi, done) in placed.iter_mut().enumerate() {
+        if *done {
+            continue;
+        }
+        match free.next() {
+            Some(si) => {
+                *done = true;
+                out.push((pi, si));
+            }
+            None => break,
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+// ---------- loading and validation ----------
+
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, span.start);
+        self.problems.push(Problem { file: self.file.to_path_buf(), line, column, message: message.into() });
+    }
+
+    fn int<T: TryFrom<i64>>(&mut self, v: &Option<Spanned<i64>>, name: &str, lo: i64, hi: i64, default: T) -> T {
+        match v {
+            None => default,
+            Some(s) => {
+                let x = *s.get_ref();
+                if x < lo || x > hi {
+                    self.at(s.span(), format!("`{name}` is {x}; it must be between {lo} and {hi}"));
+                    default
+                } else {
+                    T::try_from(x).unwrap_or(default)
+                }
+            }
+        }
+    }
+
+    fn color(&mut self, v: &Option<Spanned<String>>, name: &str, default: Color) -> Color {
+        match v {
+            None => default,
+            Some(s) => match Color::parse(s.get_ref()) {
+                Some(c) => c,
+                None => {
+                    self.at(s.span(), format!("`{name}` is \"{}\"; write a colour as \"#rrggbb\"", s.get_ref()));
+                    default
+                }
+            },
+        }
+    }
+}
+
+fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Problem {
+    let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    let message = e.message().trim().replace('\n', " ");
+    Problem { file: file.to_path_buf(), line, column, message }
+}
+
+/// A gst-launch fragment checker: `Err(message)` when it does not parse or
+/// names an element or property that does not exist.
+pub type FragmentCheck<'a> = &'a dyn Fn(&str) -> Result<(), String>;
+
+/// Parse `mixer.toml`.
+pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Result<MixerSettings, Vec<Problem>> {
+    let raw: RawMixer = toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
+    let mut c = Checker { file, text, problems: Vec::new() };
+    let d = MixerSettings::default();
+    let width: u32 = c.int(&raw.canvas.width, "canvas.width", 64, 3840, d.width);
+    let height: u32 = c.int(&raw.canvas.height, "canvas.height", 64, 2160, d.height);
+    for (v, n) in [(&raw.canvas.width, "canvas.width"), (&raw.canvas.height, "canvas.height")] {
+        if let Some(s) = v {
+            if s.get_ref() % 2 != 0 {
+                c.at(s.span(), format!("`{n}` must be even (I420 video)"));
+            }
+        }
+    }
+    let s = MixerSettings {
+        width,
+        height,
+        fps: c.int(&raw.canvas.fps, "canvas.fps", 1, 60, d.fps),
+        background: c.color(&raw.canvas.background, "canvas.background", d.background),
+        jitterbuffer_ms: c.int(&raw.latency.jitterbuffer_ms, "latency.jitterbuffer_ms", 0, 2000, d.jitterbuffer_ms),
+        mixer_latency_ms: c.int(&raw.latency.mixer_ms, "latency.mixer_ms", 0, 1000, d.mixer_latency_ms),
+        video_encoder: match &raw.video.encoder {
+            None => d.video_encoder.clone(),
+            Some(f) => {
+                if let Err(m) = check_fragment(f.get_ref()) {
+                    c.at(f.span(), format!("`video.encoder` does not work: {m}"));
+                }
+                f.get_ref().clone()
+            }
+        },
+        audio_bitrate: c.int(&raw.audio.bitrate, "audio.bitrate", 6_000, 510_000, d.audio_bitrate),
+        default_group: raw.layout.default_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.default_group.clone()),
+        speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "layout.speaker_hold_ms", 0, 30_000, d.speaker_hold_ms),
+        speaker_threshold_db: match &raw.layout.speaker_threshold_db {
+            None => d.speaker_threshold_db,
+            Some(v) if (-100.0..=0.0).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                c.at(v.span(), format!("`layout.speaker_threshold_db` is {}; it must be between -100 and 0", v.get_ref()));
+                d.speaker_threshold_db
+            }
+        },
+        highlight_color: c.color(&raw.layout.highlight_color, "layout.highlight_color", d.highlight_color),
+        highlight_width: c.int(&raw.layout.highlight_width, "layout.highlight_width", 0, 32, d.highlight_width),
+        names: raw.overlay.names.as_ref().map(|b| *b.get_ref()).unwrap_or(d.names),
+        font: raw.overlay.font.as_ref().map(|f| f.get_ref().clone()).unwrap_or(d.font.clone()),
+    };
+    if c.problems.is_empty() {
+        Ok(s)
+    } else {
+        Err(c.problems)
+    }
+}
+
+type ParsedLayouts = (Vec<(Layout, Range<usize>)>, Vec<(String, Range<usize>, Vec<(usize, usize, String, Range<usize>)>)>);
+
+/// Parse one layouts file: its layouts and its groups (not yet cross-checked).
+fn parse_layout_file(file: &Path, text: &str) -> Result<ParsedLayouts, Vec<Problem>> {
+    let raw: RawLayoutFile = toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
+    let mut c = Checker { file, text, problems: Vec::new() };
+    let mut layouts = Vec::new();
+    for (name, l) in &raw.layouts {
+        let span = l.span();
+        let l = l.get_ref();
+        if l.slots.get_ref().is_empty() {
+            c.at(l.slots.span(), format!("layout `{name}` has no slots"));
+        }
+        let mut slots = Vec::new();
+        let mut keys = Vec::new();
+        for (i, s) in l.slots.get_ref().iter().enumerate() {
+            let n = i + 1;
+            for (v, k) in [(&s.x, "x"), (&s.y, "y"), (&s.w, "w"), (&s.h, "h")] {
+                let x = *v.get_ref();
+                if !(0.0..=1.0).contains(&x) || x.is_nan() {
+                    c.at(v.span(), format!("slot {n} of `{name}`: `{k}` is {x}; it must be between 0 and 1"));
+                }
+            }
+            if *s.w.get_ref() <= 0.0 || *s.h.get_ref() <= 0.0 {
+                c.at(s.w.span(), format!("slot {n} of `{name}` has no area"));
+            }
+            if s.x.get_ref() + s.w.get_ref() > 1.0 + 1e-9 {
+                c.at(s.w.span(), format!("slot {n} of `{name}` ends at x = {} (x + w), outside the canvas", s.x.get_ref() + s.w.get_ref()));
+            }
+            if s.y.get_ref() + s.h.get_ref() > 1.0 + 1e-9 {
+                c.at(s.h.span(), format!("slot {n} of `{name}` ends at y = {} (y + h), outside the canvas", s.y.get_ref() + s.h.get_ref()));
+            }
+            let z: i32 = c.int(&s.z, "z", -100, 100, 0);
+            let border: u32 = c.int(&s.border, "border", 0, 64, 0);
+            let border_color = c.color(&s.border_color, "border_color", Color(0xffffff));
+            let role = match s.role.as_ref().map(|r| (r.get_ref().as_str(), r.span())) {
+                None | Some(("any", _)) => {
+                    if let Some(r) = &s.reserved {
+                        c.at(r.span(), format!("slot {n} of `{name}`: `reserved` needs `role = \"reserved\"`"));
+                    }
+                    Role::Any
+                }
+                Some(("floor", _)) => Role::Floor,
+                Some(("reserved", span)) => match &s.reserved {
+                    Some(k) if !k.get_ref().is_empty() => {
+                        if keys.contains(k.get_ref()) {
+                            c.at(k.span(), format!("slot {n} of `{name}`: reserved key `{}` is used twice", k.get_ref()));
+                        }
+                        keys.push(k.get_ref().clone());
+                        Role::Reserved(k.get_ref().clone())
+                    }
+                    _ => {
+                        c.at(span, format!("slot {n} of `{name}`: `role = \"reserved\"` needs `reserved = \"<key>\"`"));
+                        Role::Any
+                    }
+                },
+                Some((other, span)) => {
+                    c.at(span, format!("slot {n} of `{name}`: unknown role `{other}`; use \"any\", \"floor\" or \"reserved\""));
+                    Role::Any
+                }
+            };
+            slots.push(Slot {
+                x: *s.x.get_ref(),
+                y: *s.y.get_ref(),
+                w: *s.w.get_ref(),
+                h: *s.h.get_ref(),
+                z,
+                fit: s.fit.as_ref().map(|f| *f.get_ref()).unwrap_or_default(),
+                border,
+                border_color,
+                role,
+            });
+        }
+        layouts.push((Layout { name: name.clone(), slots }, span));
+    }
+    let mut groups = Vec::new();
+    for (gname, g) in &raw.groups {
+        let mut entries = Vec::new();
+        for (range, target) in g.get_ref() {
+            // Keys: "3" or "3-4".
+            let parsed = match range.split_once('-') {
+                Some((a, b)) => a.trim().parse::<usize>().ok().zip(b.trim().parse::<usize>().ok()),
+                None => range.trim().parse::<usize>().ok().map(|a| (a, a)),
+            };
+            match parsed {
+                Some((a, b)) if a >= 1 && a <= b && b <= MAX_GROUP_COUNT => entries.push((a, b, target.get_ref().clone(), target.span())),
+                _ => c.at(
+                    target.span(),
+                    format!("group `{gname}`: `{range}` is not a participant count (\"3\") or range (\"3-4\") within 1..={MAX_GROUP_COUNT}"),
+                ),
+            }
+        }
+        groups.push((gname.clone(), g.span(), entries));
+    }
+    if c.problems.is_empty() {
+        Ok((layouts, groups))
+    } else {
+        Err(c.problems)
+    }
+}
+
+/// Names of the layouts and groups a layouts file defines (sorted).
+#[derive(Debug, Default)]
+pub struct Names {
+    pub layouts: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+pub fn names_in_file(file: &Path) -> anyhow::Result<Names> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let raw: RawLayoutFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}", toml_error(file, &text, &e)))?;
+    Ok(Names { layouts: raw.layouts.keys().cloned().collect(), groups: raw.groups.keys().cloned().collect() })
+}
+
+/// Load and validate a pipelines directory: `mixer.toml` (optional) and
+/// `layouts/*.toml`. Returns every problem found, not just the first.
+pub fn load_dir(dir: &Path, check_fragment: FragmentCheck) -> Result<Catalog, Problems> {
+    let mut problems = Vec::new();
+    let mixer_path = dir.join("mixer.toml");
+    let mixer = if mixer_path.exists() {
+        match std::fs::read_to_string(&mixer_path) {
+            Ok(text) => match parse_mixer(&mixer_path, &text, check_fragment) {
+                Ok(m) => m,
+                Err(p) => {
+                    problems.extend(p);
+                    MixerSettings::default()
+                }
+            },
+            Err(e) => {
+                problems.push(Problem { file: mixer_path.clone(), line: 1, column: 1, message: format!("cannot read: {e}") });
+                MixerSettings::default()
+            }
+        }
+    } else {
+        MixerSettings::default()
+    };
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir.join("layouts")) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().map(|x| x == "toml").unwrap_or(false)).collect(),
+        Err(e) => {
+            problems.push(Problem { file: dir.join("layouts"), line: 1, column: 1, message: format!("cannot read the layouts folder: {e}") });
+            Vec::new()
+        }
+    };
+    files.sort();
+    let mut layouts: HashMap<String, Layout> = HashMap::new();
+    let mut raw_groups = Vec::new();
+    let mut texts = HashMap::new();
+    for f in &files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(Problem { file: f.clone(), line: 1, column: 1, message: format!("cannot read: {e}") });
+                continue;
+            }
+        };
+        match parse_layout_file(f, &text) {
+            Ok((ls, gs)) => {
+                for (l, span) in ls {
+                    if layouts.contains_key(&l.name) {
+                        let (line, column) = line_col(&text, span.start);
+                        problems.push(Problem { file: f.clone(), line, column, message: format!("layout `{}` is defined twice", l.name) });
+                    } else {
+                        layouts.insert(l.name.clone(), l);
+                    }
+                }
+                for g in gs {
+                    raw_groups.push((f.clone(), g));
+                }
+            }
+            Err(p) => problems.extend(p),
+        }
+        texts.insert(f.clone(), text);
+    }
+    let mut groups = HashMap::new();
+    for (f, (gname, gspan, mut entries)) in raw_groups {
+        let text = texts.get(&f).map(String::as_str).unwrap_or("");
+        let at = |span: &Range<usize>| line_col(text, span.start);
+        entries.sort_by_key(|e| e.0);
+        let mut by_count = Vec::new();
+        let mut ok = true;
+        for (a, b, target, span) in &entries {
+            if !layouts.contains_key(target) {
+                let (line, column) = at(span);
+                problems.push(Problem { file: f.clone(), line, column, message: format!("group `{gname}` names layout `{target}`, which no file defines") });
+                ok = false;
+            }
+            let next = by_count.len() + 1;
+            if *a != next {
+                let (line, column) = at(span);
+                let message = if *a > next {
+                    format!("group `{gname}` has a gap: no layout for {} participant(s)", if *a - 1 > next { format!("{next}-{}", a - 1) } else { next.to_string() })
+                } else {
+                    format!("group `{gname}`: counts {a}-{b} overlap an earlier entry")
+                };
+                problems.push(Problem { file: f.clone(), line, column, message });
+                ok = false;
+                break;
+            }
+            for _ in *a..=*b {
+                by_count.push(target.clone());
+            }
+        }
+        if entries.is_empty() {
+            let (line, column) = at(&gspan);
+            problems.push(Problem { file: f.clone(), line, column, message: format!("group `{gname}` is empty") });
+            ok = false;
+        }
+        if groups.contains_key(&gname) {
+            let (line, column) = at(&gspan);
+            problems.push(Problem { file: f.clone(), line, column, message: format!("group `{gname}` is defined twice") });
+            ok = false;
+        }
+        if ok {
+            groups.insert(gname.clone(), Group { name: gname, by_count });
+        }
+    }
+    if problems.is_empty() && !groups.contains_key(&mixer.default_group) {
+        problems.push(Problem {
+            file: mixer_path,
+            line: 1,
+            column: 1,
+            message: format!("`layout.default_group` is `{}`, which no file under layouts/ defines", mixer.default_group),
+        });
+    }
+    if problems.is_empty() {
+        Ok(Catalog { mixer, layouts, groups })
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok_fragment(_: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn parse(text: &str) -> Result<ParsedLayouts, Vec<Problem>> {
+        parse_layout_file(Path::new("t.toml"), text)
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn slots_outside_the_canvas_are_reported_where_they_are() {
+        let text = "[layouts.bad]\nslots = [\n  { x = 0.5, y = 0, w = 0.6, h = 1 },\n]\n";
+        let p = parse(text).unwrap_err();
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].line, p[0].column), (3, 25));
+        assert!(p[0].message.contains("outside the canvas"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn builtin_grid_matches_the_automatic_grid() {
+        let c = Catalog::builtin();
+        for n in 1..=25 {
+            let l = c.pick("grid", None, n).unwrap();
+            let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let a = assign(l, &refs, None, &BTreeMap::new());
+            assert_eq!(a.len(), n);
+        }
+        let _ = ok_fragment("");
+    }
+
+    fn speaker_layout() -> Layout {
+        let mut slots = vec![Slot { x: 0.0, y: 0.0, w: 1.0, h: 0.75, z: 0, fit: Fit::Crop, border: 0, border_color: Color(0), role: Role::Floor }];
+        for i in 0..4 {
+            slots.push(Slot { x: i as f64 * 0.25, y: 0.75, w: 0.25, h: 0.25, z: 0, fit: Fit::Letterbox, border: 0, border_color: Color(0), role: Role::Any });
+        }
+        slots.push(Slot { x: 0.8, y: 0.0, w: 0.2, h: 0.2, z: 1, fit: Fit::Letterbox, border: 2, border_color: Color(0xffffff), role: Role::Reserved("guest".into()) });
+        Layout { name: "speaker".into(), slots }
+    }
+
+    #[test]
+    fn floor_goes_to_the_speaker_and_pins_to_their_slot() {
+        let l = speaker_layout();
+        let ids = ["a", "b", "c"];
+        // No speaker yet: the first participant takes the floor.
+        assert_eq!(assign(&l, &ids, None, &BTreeMap::new()), vec![(0, 0), (1, 1), (2, 2)]);
+        // c speaks.
+        assert_eq!(assign(&l, &ids, Some("c"), &BTreeMap::new()), vec![(0, 1), (1, 2), (2, 0)]);
+        // b is pinned as the guest; c speaks.
+        let pins = BTreeMap::from([("guest".to_string(), "b".to_string())]);
+        assert_eq!(assign(&l, &ids, Some("c"), &pins), vec![(0, 1), (1, 5), (2, 0)]);
+        // A pin to someone absent leaves the reserved slot empty.
+        let pins = BTreeMap::from([("guest".to_string(), "zed".to_string())]);
+        assert!(assign(&l, &ids, None, &pins).iter().all(|(_, s)| *s != 5));
+    }
+
+    #[test]
+    fn assignment_never_panics_and_stays_inside_the_canvas() {
+        let l = speaker_layout();
+        let c = Catalog::builtin();
+        for n in 0..=64usize {
+            let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            for layout in [&l, c.pick("grid", None, n).unwrap()] {
+                let floor = refs.get(n / 2).copied();
+                let a = assign(layout, &refs, floor, &BTreeMap::new());
+                let b = assign(layout, &refs, floor, &BTreeMap::new());
+                assert_eq!(a, b, "deterministic");
+                let mut seen_p = std::collections::HashSet::new();
+                let mut seen_s = std::collections::HashSet::new();
+                for (p, s) in &a {
+                    assert!(seen_p.insert(*p) && seen_s.insert(*s), "one slot per participant and vice versa");
+                    for (w, h) in [(1280, 720), (640, 360), (320, 180)] {
+                        let r = layout.slots[*s].rect(w, h);
+                        assert!(r.x + r.width <= w && r.y + r.height <= h, "{r:?} outside {w}x{h}");
+                    }
+                }
+                assert_eq!(a.len(), n.min(layout.slots.len() - if layout.name == "speaker" { 1 } else { 0 }));
+            }
+        }
+    }
+}

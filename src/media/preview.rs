@@ -1,0 +1,104 @@
+//! `tessera preview`: render a layout to a PNG as the mixer would, with
+//! test patterns and sample names. It uses the mixer's own geometry
+//! (slot rectangles, borders, z-order), crop/letterbox chain and labels.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use gst::prelude::*;
+
+use super::mixer::{inner_rect, label_markup, tile_caps, zorder};
+use crate::layouts::{assign, Fit, Layout, MixerSettings, Role};
+
+/// Sample names, some with non-Latin scripts and markup characters.
+const NAMES: [&str; 10] = [
+    "Ada Lovelace", "Grace Hopper", "Zoë Ångström", "Alan <Turing>", "Margaret Hamilton",
+    "李小龍", "Edsger Dijkstra", "Katherine Johnson", "Ørjan & Co", "Barbara Liskov",
+];
+const PATTERNS: [&str; 6] = ["smpte", "ball", "snow", "checkers-8", "pinwheel", "spokes"];
+
+/// Render `layout` with `n` sample participants to `out` (PNG).
+pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Result<()> {
+    super::init()?;
+    let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // Pin the first participants to the reserved slots, in slot order.
+    let mut pins = BTreeMap::new();
+    for (i, key) in layout.slots.iter().filter_map(|s| if let Role::Reserved(k) = &s.role { Some(k) } else { None }).enumerate() {
+        if let Some(id) = ids.get(i) {
+            pins.insert(key.clone(), id.clone());
+        }
+    }
+    let placed = assign(layout, &refs, None, &pins);
+    let (w, h) = (m.width, m.height);
+    let mut desc = format!(
+        "compositor name=comp background=black ! videoconvert ! pngenc ! filesink name=out \
+         videotestsrc num-buffers=1 pattern=solid-color foreground-color={bg} ! video/x-raw,format=I420,width={w},height={h} ! comp.sink_0 ",
+        bg = 0xff00_0000u32 | m.background.0
+    );
+    let mut pads: Vec<(String, crate::layout::Rect, u32)> = Vec::new();
+    let mut k = 1;
+    for (pi, si) in &placed {
+        let slot = &layout.slots[*si];
+        let rect = slot.rect(w, h);
+        let (inner, b) = inner_rect(rect, slot.border);
+        if b > 0 {
+            desc += &format!(
+                "videotestsrc num-buffers=1 pattern=solid-color foreground-color={c} ! video/x-raw,format=I420,width={rw},height={rh} ! comp.sink_{k} ",
+                c = 0xff00_0000u32 | slot.border_color.0,
+                rw = rect.width,
+                rh = rect.height
+            );
+            pads.push((format!("sink_{k}"), rect, zorder(slot.z) - 1));
+            k += 1;
+        }
+        // Alternate 16:9 and 4:3 sources so letterboxing and cropping show.
+        let (sw, sh) = if pi % 2 == 0 { (640, 360) } else { (640, 480) };
+        let crop = match slot.fit {
+            Fit::Crop => format!("{}/{}", inner.width, inner.height),
+            Fit::Letterbox => "0/1".to_string(),
+        };
+        desc += &format!(
+            "videotestsrc num-buffers=1 pattern={p} ! video/x-raw,width={sw},height={sh} ! videoconvert ! aspectratiocrop aspect-ratio={crop} \
+             ! videoscale add-borders=true ! capsfilter name=caps{k} ! textoverlay name=label{k} valignment=bottom halignment=left \
+             shaded-background=true auto-resize=false xpad=8 ypad=6 ! comp.sink_{k} ",
+            p = PATTERNS[pi % PATTERNS.len()],
+        );
+        pads.push((format!("sink_{k}|{pi}|{}x{}", inner.width, inner.height), inner, zorder(slot.z)));
+        k += 1;
+    }
+    let pipeline = gst::parse::launch(&desc)
+        .with_context(|| format!("preview pipeline: {desc}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow::anyhow!("preview is not a pipeline"))?;
+    pipeline.by_name("out").context("filesink")?.set_property("location", out.to_string_lossy().to_string());
+    let comp = pipeline.by_name("comp").context("compositor")?;
+    for (name, r, z) in &pads {
+        let mut parts = name.split('|');
+        let pad_name = parts.next().unwrap_or_default();
+        let pad = comp.static_pad(pad_name).with_context(|| format!("compositor pad {pad_name}"))?;
+        pad.set_property("xpos", r.x as i32);
+        pad.set_property("ypos", r.y as i32);
+        pad.set_property("width", r.width as i32);
+        pad.set_property("height", r.height as i32);
+        pad.set_property("zorder", *z);
+        if let (Some(pi), Some(_)) = (parts.next(), parts.next()) {
+            let k = &pad_name["sink_".len()..];
+            let pi: usize = pi.parse().unwrap_or(0);
+            pipeline.by_name(&format!("caps{k}")).context("caps")?.set_property("caps", tile_caps(r.width, r.height));
+            let label = pipeline.by_name(&format!("label{k}")).context("label")?;
+            label.set_property("text", label_markup(NAMES[pi % NAMES.len()], m.names, pi == 1));
+            label.set_property("font-desc", format!("{} {}px", m.font, (r.height / 12).clamp(10, 28)));
+        }
+    }
+    pipeline.set_state(gst::State::Playing).context("preview pipeline refused to play")?;
+    let bus = pipeline.bus().context("bus")?;
+    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let _ = pipeline.set_state(gst::State::Null);
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => Ok(()),
+        Some(gst::MessageView::Error(e)) => bail!("preview failed: {} ({:?})", e.error(), e.debug()),
+        _ => bail!("preview timed out"),
+    }
+}
