@@ -429,7 +429,7 @@ impl Checker<'_> {
             Some(s) => {
                 let x = *s.get_ref();
                 if x < lo || x > hi {
-                    self.at(s.span(), format!("`{name}` is {x}; it must be between {lo} and {hi}"));
+                    self.at(s.span(), format!("{name} is {x}; it must be between {lo} and {hi}"));
                     default
                 } else {
                     T::try_from(x).unwrap_or(default)
@@ -444,7 +444,7 @@ impl Checker<'_> {
             Some(s) => match Color::parse(s.get_ref()) {
                 Some(c) => c,
                 None => {
-                    self.at(s.span(), format!("`{name}` is \"{}\"; write a colour as \"#rrggbb\"", s.get_ref()));
+                    self.at(s.span(), format!("{name} is \"{}\"; write a colour as \"#rrggbb\"", s.get_ref()));
                     default
                 }
             },
@@ -467,8 +467,8 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
     let raw: RawMixer = toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
     let mut c = Checker { file, text, problems: Vec::new() };
     let d = MixerSettings::default();
-    let width: u32 = c.int(&raw.canvas.width, "canvas.width", 64, 3840, d.width);
-    let height: u32 = c.int(&raw.canvas.height, "canvas.height", 64, 2160, d.height);
+    let width: u32 = c.int(&raw.canvas.width, "`canvas.width`", 64, 3840, d.width);
+    let height: u32 = c.int(&raw.canvas.height, "`canvas.height`", 64, 2160, d.height);
     for (v, n) in [(&raw.canvas.width, "canvas.width"), (&raw.canvas.height, "canvas.height")] {
         if let Some(s) = v {
             if s.get_ref() % 2 != 0 {
@@ -479,10 +479,10 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
     let s = MixerSettings {
         width,
         height,
-        fps: c.int(&raw.canvas.fps, "canvas.fps", 1, 60, d.fps),
-        background: c.color(&raw.canvas.background, "canvas.background", d.background),
-        jitterbuffer_ms: c.int(&raw.latency.jitterbuffer_ms, "latency.jitterbuffer_ms", 0, 2000, d.jitterbuffer_ms),
-        mixer_latency_ms: c.int(&raw.latency.mixer_ms, "latency.mixer_ms", 0, 1000, d.mixer_latency_ms),
+        fps: c.int(&raw.canvas.fps, "`canvas.fps`", 1, 60, d.fps),
+        background: c.color(&raw.canvas.background, "`canvas.background`", d.background),
+        jitterbuffer_ms: c.int(&raw.latency.jitterbuffer_ms, "`latency.jitterbuffer_ms`", 0, 2000, d.jitterbuffer_ms),
+        mixer_latency_ms: c.int(&raw.latency.mixer_ms, "`latency.mixer_ms`", 0, 1000, d.mixer_latency_ms),
         video_encoder: match &raw.video.encoder {
             None => d.video_encoder.clone(),
             Some(f) => {
@@ -492,9 +492,9 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
                 f.get_ref().clone()
             }
         },
-        audio_bitrate: c.int(&raw.audio.bitrate, "audio.bitrate", 6_000, 510_000, d.audio_bitrate),
+        audio_bitrate: c.int(&raw.audio.bitrate, "`audio.bitrate`", 6_000, 510_000, d.audio_bitrate),
         default_group: raw.layout.default_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.default_group.clone()),
-        speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "layout.speaker_hold_ms", 0, 30_000, d.speaker_hold_ms),
+        speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "`layout.speaker_hold_ms`", 0, 30_000, d.speaker_hold_ms),
         speaker_threshold_db: match &raw.layout.speaker_threshold_db {
             None => d.speaker_threshold_db,
             Some(v) if (-100.0..=0.0).contains(v.get_ref()) => *v.get_ref(),
@@ -503,8 +503,8 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
                 d.speaker_threshold_db
             }
         },
-        highlight_color: c.color(&raw.layout.highlight_color, "layout.highlight_color", d.highlight_color),
-        highlight_width: c.int(&raw.layout.highlight_width, "layout.highlight_width", 0, 32, d.highlight_width),
+        highlight_color: c.color(&raw.layout.highlight_color, "`layout.highlight_color`", d.highlight_color),
+        highlight_width: c.int(&raw.layout.highlight_width, "`layout.highlight_width`", 0, 32, d.highlight_width),
         names: raw.overlay.names.as_ref().map(|b| *b.get_ref()).unwrap_or(d.names),
         font: raw.overlay.font.as_ref().map(|f| f.get_ref().clone()).unwrap_or(d.font.clone()),
     };
@@ -547,9 +547,9 @@ fn parse_layout_file(file: &Path, text: &str) -> Result<ParsedLayouts, Vec<Probl
             if s.y.get_ref() + s.h.get_ref() > 1.0 + 1e-9 {
                 c.at(s.h.span(), format!("slot {n} of `{name}` ends at y = {} (y + h), outside the canvas", s.y.get_ref() + s.h.get_ref()));
             }
-            let z: i32 = c.int(&s.z, "z", -100, 100, 0);
-            let border: u32 = c.int(&s.border, "border", 0, 64, 0);
-            let border_color = c.color(&s.border_color, "border_color", Color(0xffffff));
+            let z: i32 = c.int(&s.z, &format!("slot {n} of `{name}`: `z`"), -100, 100, 0);
+            let border: u32 = c.int(&s.border, &format!("slot {n} of `{name}`: `border`"), 0, 64, 0);
+            let border_color = c.color(&s.border_color, &format!("slot {n} of `{name}`: `border_color`"), Color(0xffffff));
             let role = match s.role.as_ref().map(|r| (r.get_ref().as_str(), r.span())) {
                 None | Some(("any", _)) => {
                     if let Some(r) = &s.reserved {

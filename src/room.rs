@@ -130,6 +130,9 @@ pub struct LayoutRequest {
 }
 
 struct Member {
+    /// Order of the join request: the grid is filled in this order even
+    /// when participants' media start at different speeds.
+    seq: u64,
     id: String,
     name: String,
     events: EventSender,
@@ -426,7 +429,8 @@ impl Hub {
     /// offer on `events`; every member gets the new `layout`. Blocking:
     /// call it off the async runtime's worker threads.
     pub fn join(self: &Arc<Self>, room_id: &str, name: &str, events: EventSender) -> Result<Membership, RoomError> {
-        let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let seq = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("p{seq}");
         // Reserve a place; retry if the room closed under us.
         let room = loop {
             let room = self.get_or_create(room_id)?;
@@ -458,7 +462,9 @@ impl Hub {
         {
             let mut m = lock(&room.members);
             m.pending -= 1;
-            m.list.push(Member {
+            let at = m.list.iter().position(|x| x.seq > seq).unwrap_or(m.list.len());
+            m.list.insert(at, Member {
+                seq,
                 id: id.clone(),
                 name: name.to_string(),
                 events,
@@ -591,7 +597,11 @@ mod tests {
         fn canvas(&self) -> (u32, u32) {
             (640, 360)
         }
-        fn add_participant(&self, _id: &str, _events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>> {
+        fn add_participant(&self, id: &str, _events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>> {
+            // The first participant's media is slow to start.
+            if id == "p1" {
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
             Ok(Box::new(FakeParticipant))
         }
         fn set_layout(&self, tiles: &[Placement]) {
@@ -673,6 +683,24 @@ mod tests {
         let (tx2, _rx2) = mpsc::channel(64);
         let _b = hub.join("r", "Bob", tx2).unwrap();
         assert!(drain(&mut rx1).iter().any(|m| matches!(m, ServerMessage::SendSize { width: 320, height: 360, .. })));
+    }
+
+    /// Regression: the grid was filled in the order participants' media
+    /// became ready, so a slow first joiner ended up second.
+    #[test]
+    fn the_grid_follows_join_order_not_media_start_order() {
+        let f = Arc::new(FakeFactory::default());
+        let hub = Hub::new(f.clone(), 4);
+        let h1 = hub.clone();
+        let (tx1, _rx1) = mpsc::channel(64);
+        let slow = std::thread::spawn(move || h1.join("r", "slow", tx1).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let (tx2, _rx2) = mpsc::channel(64);
+        let fast = hub.join("r", "fast", tx2).unwrap();
+        let slow = slow.join().unwrap();
+        let last = lock(&f.layouts).last().cloned().unwrap();
+        assert_eq!(last.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec![slow.id(), fast.id()]);
+        assert_eq!(last[0].name, "slow");
     }
 
     #[test]

@@ -35,6 +35,47 @@ pub fn start_server(media: MediaConfig) -> Running {
         .expect("server starts")
 }
 
+/// The shipped pipelines folder, loaded.
+pub fn shipped_catalog() -> tessera::layouts::Catalog {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    tessera::layouts::load_dir(&dir, &tessera::media::check_fragment).expect("shipped pipelines are valid")
+}
+
+/// A server using `catalog`, watching `pipelines` if given.
+pub fn start_server_with(catalog: tessera::layouts::Catalog, pipelines: Option<std::path::PathBuf>) -> Running {
+    init_tracing();
+    server::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        media: media_config(),
+        catalog,
+        pipelines,
+        ..ServerConfig::default()
+    })
+    .expect("server starts")
+}
+
+/// A minimal HTTP/1.1 request to the server; returns (status, body).
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// Colour of the decoded grid at canvas pixel (x, y).
+pub fn color_at(b: &Bot, x: u32, y: u32) -> Option<[u8; 3]> {
+    let f = b.last_frame()?;
+    Some(f.mean_around(x, y, 3))
+}
+
 pub fn bot_options(url: &str, room: &str, name: &str, color: u32, tone: f64) -> BotOptions {
     BotOptions {
         server: url.to_string(),
