@@ -18,7 +18,7 @@ const FATAL = new Set(['room_full', 'invalid_field', 'missing_field']);
 const state = {
   room: '', name: '', ws: null, pc: null, local: null,
   micMuted: false, camOff: false, selfView: true,
-  myId: null, layout: null, sendSize: null,
+  myId: null, layout: null, sendSize: null, speaker: null,
   leaving: true, attempt: 0, reconnectTimer: null, disconnectTimer: null,
   statsTimer: null, lastSample: null, stats: {}, connectedAt: 0,
 };
@@ -123,6 +123,7 @@ async function onMessage(data) {
       break;
     }
     case 'layout': state.layout = msg; renderLayout(); break;
+    case 'speaking': state.speaker = msg.id; renderLayout(); break;
     case 'send_size': state.sendSize = msg; await applySendSize(); break;
     case 'error': {
       showError(`${ERROR_TEXT[msg.code] || 'Error'}: ${msg.message} (${msg.code})`);
@@ -219,7 +220,7 @@ function renderLayout() {
     name.textContent = t.id === state.myId ? `${t.name} (you)` : t.name;
     const st = document.createElement('span');
     st.className = 'state';
-    const flags = [t.audio_muted ? 'muted' : '', t.video_muted ? 'camera off' : ''].filter(Boolean);
+    const flags = [t.id === state.speaker ? 'speaking' : '', t.audio_muted ? 'muted' : '', t.video_muted ? 'camera off' : ''].filter(Boolean);
     st.textContent = flags.length ? ` — ${flags.join(', ')}` : '';
     li.append(name, st);
     return li;
