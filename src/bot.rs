@@ -28,6 +28,8 @@ pub struct BotOptions {
     pub volume: f64,
     /// Send video (false: receive-only video, audio still sent).
     pub send_video: bool,
+    /// Load mode for benchmarks: pre-encoded media, nothing decoded.
+    pub load: bool,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -47,6 +49,7 @@ impl Default for BotOptions {
             tone_hz: 440.0,
             volume: 0.25,
             send_video: true,
+            load: false,
             width: 320,
             height: 240,
             fps: 30,
@@ -159,6 +162,7 @@ impl Bot {
             tone_hz: opts.tone_hz,
             volume: opts.volume,
             send_video: opts.send_video,
+            load: opts.load,
             width: opts.width,
             height: opts.height,
             fps: opts.fps,

@@ -5,6 +5,7 @@
 //! `room` (participants, grid order) → `media` (GStreamer pipelines).
 //! `layout` holds the pure grid geometry; `bot` is the headless client.
 
+pub mod bench;
 pub mod bot;
 pub mod layout;
 pub mod layouts;

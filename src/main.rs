@@ -26,6 +26,24 @@ enum Command {
     Check(CheckArgs),
     /// Render a layout to a PNG as the mixer would, with test patterns and sample names.
     Preview(PreviewArgs),
+    /// Run the benchmark scenarios; writes bench/results/latest.json and bench/RESULTS.md.
+    Bench(BenchArgs),
+}
+
+#[derive(Parser)]
+struct BenchArgs {
+    /// Small sizes for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Scenarios to run: capacity, join, all (repeatable).
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    /// Output folder.
+    #[arg(long, default_value = "bench")]
+    out: PathBuf,
+    /// Canvas of the server under test.
+    #[arg(long, default_value = "1280x720")]
+    canvas: String,
 }
 
 #[derive(Parser)]
@@ -120,6 +138,9 @@ struct BotArgs {
     /// Send no video (receive the grid only; audio is still sent).
     #[arg(long)]
     no_video: bool,
+    /// Load mode: send media encoded once and looped, decode nothing (benchmarks).
+    #[arg(long)]
+    load: bool,
     /// Put every ICE candidate in the answer instead of trickling them.
     #[arg(long)]
     no_trickle: bool,
@@ -156,6 +177,16 @@ fn main() -> Result<()> {
         Command::Serve(a) => rt.block_on(serve(a)),
         Command::Bot(a) => rt.block_on(bot(a)),
         Command::Check(a) => check(a),
+        Command::Bench(a) => rt.block_on(async {
+            let o = tessera::bench::BenchOptions {
+                quick: a.quick,
+                scenarios: a.scenarios,
+                out_dir: a.out,
+                server_bin: std::env::current_exe()?,
+                canvas: a.canvas,
+            };
+            tessera::bench::run(o).await.map(|_| ())
+        }),
         Command::Preview(a) => preview(a),
     }
 }
@@ -289,6 +320,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         tone_hz: a.tone,
         volume: a.volume.clamp(0.0, 1.0),
         send_video: !a.no_video,
+        load: a.load,
         width,
         height,
         fps: a.fps,

@@ -28,6 +28,9 @@ pub struct BotMediaConfig {
     /// Send video at all (false: receive the grid only, like a browser
     /// whose camera is denied).
     pub send_video: bool,
+    /// Load mode (benchmarks): send media encoded once at start and looped,
+    /// and do not decode what is received (bytes are still counted).
+    pub load: bool,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -119,6 +122,7 @@ pub struct ReceivedStats {
 }
 
 pub struct BotMedia {
+    feeder: Option<Feeder>,
     size: (u32, u32),
     pipeline: gst::Pipeline,
     webrtcbin: gst::Element,
@@ -134,7 +138,12 @@ impl BotMedia {
             Some(rgb) => format!("videotestsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
             None => format!("videotestsrc is-live=true pattern={}", cfg.pattern),
         };
-        let video_branch = if cfg.send_video {
+        let preencoded = if cfg.load { Some(PreEncoded::new(cfg)?) } else { None };
+        let video_branch = if cfg.load && cfg.send_video {
+            "appsrc name=lvsrc is-live=true do-timestamp=true format=time ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 \
+             ! capsfilter name=vcaps ! webrtc.sink_1"
+                .to_string()
+        } else if cfg.send_video {
             format!(
                 "{video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale ! capsfilter name=vsize ! videoconvert \
                  ! vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
@@ -146,14 +155,18 @@ impl BotMedia {
         } else {
             String::new()
         };
-        let desc = format!(
-            "webrtcbin name=webrtc bundle-policy=max-bundle latency=50 \
-             audiotestsrc is-live=true wave=sine freq={tone} volume={vol} ! audioconvert ! audioresample \
-               ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
-               ! capsfilter name=acaps ! webrtc.sink_0 {video_branch}",
-            tone = cfg.tone_hz,
-            vol = cfg.volume,
-        );
+        let audio_branch = if cfg.load {
+            "appsrc name=lasrc is-live=true do-timestamp=true format=time ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0".to_string()
+        } else {
+            format!(
+                "audiotestsrc is-live=true wave=sine freq={tone} volume={vol} ! audioconvert ! audioresample \
+                 ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
+                 ! capsfilter name=acaps ! webrtc.sink_0",
+                tone = cfg.tone_hz,
+                vol = cfg.volume,
+            )
+        };
+        let desc = format!("webrtcbin name=webrtc bundle-policy=max-bundle latency=50 {audio_branch} {video_branch}");
         let pipeline = gst::parse::launch(&desc)
             .context("bot pipeline does not parse")?
             .downcast::<gst::Pipeline>()
@@ -204,6 +217,7 @@ impl BotMedia {
             let pl = pipeline.downgrade();
             let received = received.clone();
             let bytes = bytes.clone();
+            let discard = cfg.load;
             webrtcbin.connect_pad_added(move |_, pad| {
                 if pad.direction() != gst::PadDirection::Src {
                     return;
@@ -216,7 +230,20 @@ impl BotMedia {
                     }
                     gst::PadProbeReturn::Ok
                 });
-                if let Err(e) = link_receiver(&pipeline, pad, received.clone()) {
+                if discard {
+                    // Load mode: count and drop.
+                    let linked = make("fakesink").and_then(|sink| {
+                        sink.set_property("sync", false);
+                        sink.set_property("async", false);
+                        pipeline.add(&sink)?;
+                        sink.sync_state_with_parent()?;
+                        pad.link(&sink.static_pad("sink").context("fakesink pad")?)?;
+                        Ok(())
+                    });
+                    if let Err(e) = linked {
+                        tracing::warn!("bot: cannot drop incoming stream: {e:#}");
+                    }
+                } else if let Err(e) = link_receiver(&pipeline, pad, received.clone()) {
                     tracing::warn!("bot: incoming stream not analysed: {e:#}");
                 }
             });
@@ -231,7 +258,11 @@ impl BotMedia {
             });
         }
         pipeline.set_state(gst::State::Playing).context("bot pipeline refused to play")?;
-        Ok(BotMedia { size: (cfg.width, cfg.height), pipeline, webrtcbin, received, bytes, started: Instant::now() })
+        let feeder = match preencoded {
+            Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
+            None => None,
+        };
+        Ok(BotMedia { size: (cfg.width, cfg.height), pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder })
     }
 
     /// Apply the server's offer and produce an answer (delivered as
@@ -358,7 +389,119 @@ impl BotMedia {
 
 impl Drop for BotMedia {
     fn drop(&mut self) {
+        if let Some(f) = self.feeder.take() {
+            f.stop();
+        }
         shutdown_pipeline(&self.pipeline);
+    }
+}
+
+/// Media encoded once, looped by the load bots (so load costs no encoding).
+struct PreEncoded {
+    video: Option<(gst::Caps, Vec<gst::Buffer>)>,
+    audio: (gst::Caps, Vec<gst::Buffer>),
+}
+
+/// The thread that paces pre-encoded buffers into a load bot's appsrcs.
+struct Feeder {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Feeder {
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
+/// Run a finite pipeline and collect what its appsink `out` receives.
+fn collect(desc: &str) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
+    let pipeline = gst::parse::launch(desc)?.downcast::<gst::Pipeline>().map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    let sink = pipeline
+        .by_name("out")
+        .context("out")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow::anyhow!("out is not an appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    let mut caps = None;
+    let mut buffers = Vec::new();
+    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+        if caps.is_none() {
+            caps = s.caps_owned();
+        }
+        if let Some(b) = s.buffer_owned() {
+            buffers.push(b);
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    let caps = caps.context("pre-encoding produced nothing")?;
+    Ok((caps, buffers))
+}
+
+impl PreEncoded {
+    fn new(cfg: &BotMediaConfig) -> Result<PreEncoded> {
+        let fg = 0xff00_0000u32 | cfg.color.unwrap_or(0xffffff);
+        let video = if cfg.send_video {
+            Some(collect(&format!(
+                "videotestsrc num-buffers={n} pattern=ball foreground-color={fg} ! video/x-raw,width={w},height={h},framerate={fps}/1 \
+                 ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate=500000 lag-in-frames=0 keyframe-max-dist={n} \
+                 ! appsink name=out sync=false",
+                n = 2 * cfg.fps,
+                w = cfg.width,
+                h = cfg.height,
+                fps = cfg.fps,
+            ))?)
+        } else {
+            None
+        };
+        let audio = collect(&format!(
+            "audiotestsrc num-buffers=50 samplesperbuffer=960 wave=sine freq={f} volume={v} ! audio/x-raw,rate=48000,channels=1 \
+             ! opusenc bitrate=32000 frame-size=20 ! appsink name=out sync=false",
+            f = cfg.tone_hz,
+            v = cfg.volume,
+        ))?;
+        Ok(PreEncoded { video, audio })
+    }
+
+    fn start(self, pipeline: &gst::Pipeline, fps: u32) -> Result<Feeder> {
+        let appsrc = |name: &str| -> Option<gst_app::AppSrc> { pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) };
+        let vsrc = appsrc("lvsrc");
+        let asrc = appsrc("lasrc").context("load audio appsrc")?;
+        asrc.set_caps(Some(&self.audio.0));
+        if let (Some(v), Some((caps, _))) = (&vsrc, &self.video) {
+            v.set_caps(Some(caps));
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new().name("load-feeder".into()).spawn(move || {
+            let start = Instant::now();
+            let frame = Duration::from_secs_f64(1.0 / fps.max(1) as f64);
+            let audio_period = Duration::from_millis(20);
+            let (mut vi, mut ai) = (0usize, 0usize);
+            let (mut vnext, mut anext) = (Duration::ZERO, Duration::ZERO);
+            while !stop2.load(Ordering::SeqCst) {
+                let now = start.elapsed();
+                if now >= anext {
+                    let b = &self.audio.1[ai % self.audio.1.len()];
+                    let _ = asrc.push_buffer(super::unstamped(b));
+                    ai += 1;
+                    anext += audio_period;
+                }
+                if let (Some(v), Some((_, frames))) = (&vsrc, &self.video) {
+                    if now >= vnext && !frames.is_empty() {
+                        let _ = v.push_buffer(super::unstamped(&frames[vi % frames.len()]));
+                        vi += 1;
+                        vnext += frame;
+                    }
+                }
+                let next = if vsrc.is_some() { vnext.min(anext) } else { anext };
+                if let Some(wait) = next.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        })?;
+        Ok(Feeder { stop, thread })
     }
 }
 

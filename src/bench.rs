@@ -1,0 +1,302 @@
+//! `tessera bench`: measured scenarios against a `tessera serve` child
+//! process. Load comes from in-process bots in load mode (media encoded
+//! once and looped, nothing decoded) plus one decoding observer bot; the
+//! server's and the load's CPU are read separately from /proc.
+//!
+//! Scenarios here: `capacity` (CPU, memory, threads, fds and the observer's
+//! frame rate per room size) and `join` (WebSocket connect to first decoded
+//! mixed frame, and the longest gap residents see while others come and go).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::bot::{Bot, BotOptions};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub quick: bool,
+    pub scenarios: Vec<String>,
+    pub out_dir: PathBuf,
+    /// The `tessera` binary to run as the server.
+    pub server_bin: PathBuf,
+    pub canvas: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CapacityRow {
+    pub participants: usize,
+    pub server_cpu_pct_of_machine: f64,
+    pub server_cpu_pct_of_core: f64,
+    pub load_cpu_pct_of_machine: f64,
+    pub rss_mib: f64,
+    pub threads: usize,
+    pub fds: usize,
+    pub observer_fps: f64,
+    pub observer_max_gap_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JoinResult {
+    pub residents: usize,
+    pub joins: usize,
+    pub join_to_first_frame_ms: Vec<u64>,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub resident_max_gap_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub date: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub quick: bool,
+    pub canvas: String,
+    pub capacity: Vec<CapacityRow>,
+    pub join: Option<JoinResult>,
+    /// Largest room with the observer at >= 29 fps and the server under 70 % of the machine.
+    pub capacity_limit: Option<usize>,
+}
+
+struct ServerProc {
+    child: Child,
+    url: String,
+}
+
+impl ServerProc {
+    fn start(bin: &Path, canvas: &str) -> Result<ServerProc> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--canvas", canvas, "--ice-address", "127.0.0.1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line.trim().rsplit("http://").next().unwrap_or_default().to_string();
+        if !line.contains("listening") {
+            bail!("server did not start: {line}");
+        }
+        Ok(ServerProc { child, url: format!("ws://{addr}/ws") })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn count_dir(path: String) -> usize {
+    std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim().to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    Machine { cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), cpu_model: model, kernel, date }
+}
+
+fn load_bot(url: &str, room: &str, i: usize) -> BotOptions {
+    BotOptions {
+        server: url.to_string(),
+        room: room.to_string(),
+        name: format!("load{i}"),
+        color: Some([0xff0000, 0x00ff00, 0x0000ff, 0xffff00, 0x00ffff, 0xff00ff][i % 6]),
+        tone_hz: 300.0 + 40.0 * i as f64,
+        volume: 0.05,
+        load: true,
+        width: 640,
+        height: 360,
+        ..BotOptions::default()
+    }
+}
+
+fn observer(url: &str, room: &str, name: &str) -> BotOptions {
+    BotOptions { server: url.to_string(), room: room.to_string(), name: name.to_string(), color: Some(0xffffff), ..BotOptions::default() }
+}
+
+async fn wait_frames(b: &Bot, timeout: Duration) -> bool {
+    b.wait_until(timeout, |b| b.stats().frames > 3).await
+}
+
+async fn capacity(o: &BenchOptions, sizes: &[usize], warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let mut rows = Vec::new();
+    for &n in sizes {
+        eprintln!("bench capacity: {n} participants ({} load bots + 1 observer)", n - 1);
+        let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+        let mut bots = Vec::new();
+        for i in 0..n.saturating_sub(1) {
+            bots.push(Bot::connect(load_bot(&server.url, "capacity", i)).await?);
+        }
+        let obs = Bot::connect(observer(&server.url, "capacity", "observer")).await?;
+        if !wait_frames(&obs, Duration::from_secs(20)).await {
+            bail!("observer received no video with {n} participants");
+        }
+        tokio::time::sleep(warm).await;
+        let pid = server.pid().to_string();
+        let (s0, l0, f0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames, Instant::now());
+        obs.reset_max_gap();
+        tokio::time::sleep(window).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let (s1, l1, f1) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames);
+        let row = CapacityRow {
+            participants: n,
+            server_cpu_pct_of_core: (s1 - s0) / secs * 100.0,
+            server_cpu_pct_of_machine: (s1 - s0) / secs * 100.0 / cpus,
+            load_cpu_pct_of_machine: (l1 - l0) / secs * 100.0 / cpus,
+            rss_mib: rss_mib(server.pid()),
+            threads: count_dir(format!("/proc/{pid}/task")),
+            fds: count_dir(format!("/proc/{pid}/fd")),
+            observer_fps: (f1 - f0) as f64 / secs,
+            observer_max_gap_ms: obs.stats().max_frame_gap_ms,
+        };
+        eprintln!("  server {:.1} % of machine, load {:.1} %, observer {:.1} fps, RSS {:.0} MiB", row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_fps, row.rss_mib);
+        rows.push(row);
+        obs.disconnect().await;
+        for b in bots {
+            b.disconnect().await;
+        }
+        drop(server);
+    }
+    Ok(rows)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<JoinResult> {
+    eprintln!("bench join: {joins} joins into a room of {residents}");
+    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+    let mut bots = Vec::new();
+    for i in 0..residents.saturating_sub(1) {
+        bots.push(Bot::connect(load_bot(&server.url, "join", i)).await?);
+    }
+    let resident = Bot::connect(observer(&server.url, "join", "resident")).await?;
+    if !wait_frames(&resident, Duration::from_secs(20)).await {
+        bail!("resident received no video");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    resident.reset_max_gap();
+    let mut times = Vec::new();
+    for i in 0..joins {
+        let b = Bot::connect(observer(&server.url, "join", &format!("joiner{i}"))).await?;
+        if !wait_frames(&b, Duration::from_secs(10)).await {
+            bail!("joiner {i} received no video");
+        }
+        if let Some(d) = b.join_to_first_frame() {
+            times.push(d.as_millis() as u64);
+        }
+        b.leave().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let gap = resident.stats().max_frame_gap_ms;
+    resident.disconnect().await;
+    for b in bots {
+        b.disconnect().await;
+    }
+    let mut sorted = times.clone();
+    sorted.sort_unstable();
+    let r = JoinResult { residents, joins, p50_ms: percentile(&sorted, 0.5), p95_ms: percentile(&sorted, 0.95), join_to_first_frame_ms: times, resident_max_gap_ms: gap };
+    eprintln!("  join to first frame p50 {} ms, p95 {} ms; resident's longest gap {} ms", r.p50_ms, r.p95_ms, r.resident_max_gap_ms);
+    Ok(r)
+}
+
+fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    s += "# Benchmark results\n\n";
+    s += &format!(
+        "Machine: {} CPUs ({}), Linux {}. Date: {}. Canvas {}. {}\n\n",
+        r.machine.cpus,
+        r.machine.cpu_model,
+        r.machine.kernel,
+        r.machine.date,
+        r.canvas,
+        if r.quick { "Quick (smoke) sizes." } else { "Full sizes." }
+    );
+    s += "Produced by `./scripts/bench` (release build). Load: in-process bots sending 640x360 VP8 encoded once and looped, decoding nothing; one decoding observer bot. CPU from /proc; \"% of machine\" is of all cores.\n\n";
+    s += "## Capacity\n\n| participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps | observer max gap ms |\n|---|---|---|---|---|---|---|---|---|\n";
+    for c in &r.capacity {
+        s += &format!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} | {} |\n",
+            c.participants, c.server_cpu_pct_of_machine, c.server_cpu_pct_of_core, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.fds, c.observer_fps, c.observer_max_gap_ms
+        );
+    }
+    s += &format!(
+        "\nLargest room with the observer at ≥ 29 fps and the server under 70 % of the machine: **{}**.\n",
+        r.capacity_limit.map(|n| n.to_string()).unwrap_or_else(|| "none measured".into())
+    );
+    if let Some(j) = &r.join {
+        s += &format!(
+            "\n## Join time\n\nWebSocket connect to first decoded mixed frame, {} joins into a room of {}: p50 **{} ms**, p95 **{} ms**. Longest gap in a resident's mixed stream during those joins and leaves: {} ms.\n",
+            j.joins, j.residents, j.p50_ms, j.p95_ms, j.resident_max_gap_ms
+        );
+    }
+    s += "\n## Not measured yet\n\nMixing and glass-to-glass latency, bandwidth against a peer-to-peer mesh, efficiency against a raw GStreamer pipeline, viewers, and plots: see the open benchmark issue.\n";
+    s
+}
+
+pub async fn run(o: BenchOptions) -> Result<Report> {
+    let all = o.scenarios.is_empty() || o.scenarios.iter().any(|s| s == "all");
+    let want = |name: &str| all || o.scenarios.iter().any(|s| s == name);
+    let (sizes, warm, window, joins): (Vec<usize>, _, _, usize) = if o.quick {
+        (vec![2, 4], Duration::from_secs(2), Duration::from_secs(3), 3)
+    } else {
+        (vec![2, 4, 9, 16, 25], Duration::from_secs(5), Duration::from_secs(10), 20)
+    };
+    let capacity = if want("capacity") { capacity(&o, &sizes, warm, window).await? } else { Vec::new() };
+    let join = if want("join") { Some(join_time(&o, 4, joins).await?) } else { None };
+    let capacity_limit = capacity.iter().filter(|c| c.observer_fps >= 29.0 && c.server_cpu_pct_of_machine < 70.0).map(|c| c.participants).max();
+    let report = Report { machine: machine(), quick: o.quick, canvas: o.canvas.clone(), capacity, join, capacity_limit };
+    std::fs::create_dir_all(o.out_dir.join("results"))?;
+    std::fs::write(o.out_dir.join("results/latest.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(o.out_dir.join("RESULTS.md"), markdown(&report))?;
+    eprintln!("wrote {}/results/latest.json and {}/RESULTS.md", o.out_dir.display(), o.out_dir.display());
+    Ok(report)
+}
