@@ -4,8 +4,9 @@
 //! server's and the load's CPU are read separately from /proc.
 //!
 //! Scenarios here: `capacity` (CPU, memory, threads, fds and the observer's
-//! frame rate per room size) and `join` (WebSocket connect to first decoded
-//! mixed frame, and the longest gap residents see while others come and go).
+//! frame rate per room size), `join` (WebSocket connect to first decoded
+//! mixed frame, and the longest gap residents see while others come and go)
+//! and `latency` (glass to glass over loopback).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,15 @@ pub struct JoinResult {
 }
 
 #[derive(Debug, Serialize)]
+pub struct LatencyResult {
+    pub changes: usize,
+    pub detected: usize,
+    pub samples_ms: Vec<u64>,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Machine {
     pub cpus: usize,
     pub cpu_model: String,
@@ -65,6 +75,7 @@ pub struct Report {
     pub canvas: String,
     pub capacity: Vec<CapacityRow>,
     pub join: Option<JoinResult>,
+    pub glass_to_glass: Option<LatencyResult>,
     /// Largest room with the observer at >= 29 fps and the server under 70 % of the machine.
     pub capacity_limit: Option<usize>,
 }
@@ -248,6 +259,60 @@ async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<J
     Ok(r)
 }
 
+/// Glass to glass over loopback: a sender bot flips its solid colour at a
+/// known instant; an observer bot (same process, same clock) watches the
+/// centre of the sender's tile in every decoded frame. Includes the
+/// sender's encoder, the server (jitterbuffer, compositor, shared encoder)
+/// and the observer's decoder.
+async fn glass_to_glass(o: &BenchOptions, changes: usize) -> Result<LatencyResult> {
+    eprintln!("bench glass-to-glass: {changes} colour changes");
+    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+    let sender = Bot::connect(BotOptions { name: "sender".into(), ..observer(&server.url, "latency", "sender") }).await?;
+    let obs = Bot::connect(BotOptions { color: Some(0x808080), ..observer(&server.url, "latency", "observer") }).await?;
+    for b in [&sender, &obs] {
+        if !wait_frames(b, Duration::from_secs(20)).await {
+            bail!("no video in the latency room");
+        }
+    }
+    let sid = sender.id().context("sender id")?;
+    let ok = obs.wait_until(Duration::from_secs(5), |b| b.layout().map(|l| l.1.iter().any(|t| t.id == sid)).unwrap_or(false)).await;
+    if !ok {
+        bail!("observer has no tile for the sender");
+    }
+    let (_, tiles) = obs.layout().context("layout")?;
+    let t = tiles.iter().find(|t| t.id == sid).context("sender tile")?;
+    obs.set_probe(t.x + t.width / 2, t.y + t.height / 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let colors = [0xff0000u32, 0x0000ff];
+    let mut flips = Vec::new();
+    for i in 0..changes {
+        let c = colors[i % 2];
+        let at = Instant::now();
+        sender.set_color(c);
+        flips.push((at, c));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = obs.probe_log();
+    let near = |p: [u8; 3], c: u32| {
+        let w = [(c >> 16) as u8, (c >> 8) as u8, c as u8];
+        (0..3).all(|i| (p[i] as i32 - w[i] as i32).abs() <= 60)
+    };
+    let mut samples = Vec::new();
+    for (at, c) in &flips {
+        if let Some((seen, _)) = log.iter().find(|(t, p)| t >= at && near(*p, *c)) {
+            samples.push(seen.duration_since(*at).as_millis() as u64);
+        }
+    }
+    sender.disconnect().await;
+    obs.disconnect().await;
+    let mut sorted = samples.clone();
+    sorted.sort_unstable();
+    let r = LatencyResult { changes, detected: samples.len(), p50_ms: percentile(&sorted, 0.5), p95_ms: percentile(&sorted, 0.95), samples_ms: samples };
+    eprintln!("  glass to glass p50 {} ms, p95 {} ms ({} of {} changes seen)", r.p50_ms, r.p95_ms, r.detected, r.changes);
+    Ok(r)
+}
+
 fn markdown(r: &Report) -> String {
     let mut s = String::new();
     s += "# Benchmark results\n\n";
@@ -278,7 +343,13 @@ fn markdown(r: &Report) -> String {
             j.joins, j.residents, j.p50_ms, j.p95_ms, j.resident_max_gap_ms
         );
     }
-    s += "\n## Not measured yet\n\nMixing and glass-to-glass latency, bandwidth against a peer-to-peer mesh, efficiency against a raw GStreamer pipeline, viewers, and plots: see the open benchmark issue.\n";
+    if let Some(l) = &r.glass_to_glass {
+        s += &format!(
+            "\n## Glass to glass (loopback)\n\nA sender bot flips its colour; an observer bot in the same process finds the change at the centre of the sender's tile in its decoded mix. Includes both bots' encoder and decoder and the server. {} of {} changes seen: p50 **{} ms**, p95 **{} ms**.\n",
+            l.detected, l.changes, l.p50_ms, l.p95_ms
+        );
+    }
+    s += "\n## Not measured yet\n\nServer-added latency (RTP in to composed frame out), bandwidth against a peer-to-peer mesh, efficiency against a raw GStreamer pipeline, viewers, and plots: see the open benchmark issue.\n";
     s
 }
 
@@ -292,8 +363,9 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     };
     let capacity = if want("capacity") { capacity(&o, &sizes, warm, window).await? } else { Vec::new() };
     let join = if want("join") { Some(join_time(&o, 4, joins).await?) } else { None };
+    let glass_to_glass = if want("latency") { Some(glass_to_glass(&o, if o.quick { 6 } else { 50 }).await?) } else { None };
     let capacity_limit = capacity.iter().filter(|c| c.observer_fps >= 29.0 && c.server_cpu_pct_of_machine < 70.0).map(|c| c.participants).max();
-    let report = Report { machine: machine(), quick: o.quick, canvas: o.canvas.clone(), capacity, join, capacity_limit };
+    let report = Report { machine: machine(), quick: o.quick, canvas: o.canvas.clone(), capacity, join, glass_to_glass, capacity_limit };
     std::fs::create_dir_all(o.out_dir.join("results"))?;
     std::fs::write(o.out_dir.join("results/latest.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(o.out_dir.join("RESULTS.md"), markdown(&report))?;

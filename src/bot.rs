@@ -241,6 +241,20 @@ impl Bot {
         self.media.reset_max_gap()
     }
 
+    /// Watch canvas pixel (x, y) on every decoded frame (latency probes).
+    pub fn set_probe(&self, x: u32, y: u32) {
+        self.media.set_probe(x, y)
+    }
+
+    pub fn probe_log(&self) -> Vec<(std::time::Instant, [u8; 3])> {
+        self.media.probe_log()
+    }
+
+    /// Change the solid colour sent.
+    pub fn set_color(&self, rgb: u32) {
+        self.media.set_color(rgb)
+    }
+
     pub fn last_frame(&self) -> Option<RgbFrame> {
         self.media.last_frame()
     }

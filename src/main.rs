@@ -35,7 +35,7 @@ struct BenchArgs {
     /// Small sizes for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run: capacity, join, all (repeatable).
+    /// Scenarios to run: capacity, join, latency, all (repeatable).
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
     /// Output folder.

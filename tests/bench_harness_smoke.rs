@@ -23,7 +23,10 @@ fn bench_harness_smoke() {
     let join = &json["join"];
     assert_eq!(join["join_to_first_frame_ms"].as_array().unwrap().len(), 3);
     assert!(join["p50_ms"].as_u64().unwrap() > 0);
+    let g2g = &json["glass_to_glass"];
+    assert!(g2g["detected"].as_u64().unwrap() >= 4, "{g2g}");
+    assert!(g2g["p50_ms"].as_u64().unwrap() > 0);
     let md = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
-    assert!(md.contains("## Capacity") && md.contains("## Join time"));
+    assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Glass to glass"));
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -63,7 +63,14 @@ struct Received {
     last_sample: Option<gst::Sample>,
     audio: VecDeque<f32>,
     audio_samples: u64,
+    /// A pixel watched on every decoded frame (for latency measurements),
+    /// and what it showed when (bounded).
+    probe: Option<(u32, u32)>,
+    probe_log: VecDeque<(Instant, [u8; 3])>,
 }
+
+/// Frames of probe history kept (about 100 s at 30 fps).
+const PROBE_KEEP: usize = 3000;
 
 fn lock(m: &Mutex<Received>) -> MutexGuard<'_, Received> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -135,8 +142,8 @@ impl BotMedia {
     pub fn new(cfg: &BotMediaConfig, events: mpsc::Sender<BotMediaEvent>) -> Result<BotMedia> {
         super::init()?;
         let video_src = match cfg.color {
-            Some(rgb) => format!("videotestsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
-            None => format!("videotestsrc is-live=true pattern={}", cfg.pattern),
+            Some(rgb) => format!("videotestsrc name=vsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
+            None => format!("videotestsrc name=vsrc is-live=true pattern={}", cfg.pattern),
         };
         let preencoded = if cfg.load { Some(PreEncoded::new(cfg)?) } else { None };
         let video_branch = if cfg.load && cfg.send_video {
@@ -347,6 +354,25 @@ impl BotMedia {
         }
     }
 
+    /// Watch the pixel (x, y) of every decoded frame from now on.
+    pub fn set_probe(&self, x: u32, y: u32) {
+        let mut r = lock(&self.received);
+        r.probe = Some((x, y));
+        r.probe_log.clear();
+    }
+
+    /// What the watched pixel showed, frame by frame, with arrival times.
+    pub fn probe_log(&self) -> Vec<(Instant, [u8; 3])> {
+        lock(&self.received).probe_log.iter().copied().collect()
+    }
+
+    /// Change the solid colour this bot sends (takes effect on the next frame).
+    pub fn set_color(&self, rgb: u32) {
+        if let Some(src) = self.pipeline.by_name("vsrc") {
+            src.set_property("foreground-color", 0xff00_0000u32 | rgb);
+        }
+    }
+
     /// Reset the longest-gap measurement (e.g. after start-up).
     pub fn reset_max_gap(&self) {
         lock(&self.received).max_gap = Duration::ZERO;
@@ -505,6 +531,19 @@ impl PreEncoded {
     }
 }
 
+/// The RGB pixel (x, y) of an RGB sample.
+fn pixel_of(sample: &gst::Sample, x: u32, y: u32) -> Option<[u8; 3]> {
+    let info = gst_video::VideoInfo::from_caps(sample.caps()?).ok()?;
+    if x >= info.width() || y >= info.height() {
+        return None;
+    }
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(sample.buffer()?, &info).ok()?;
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame.plane_data(0).ok()?;
+    let i = y as usize * stride + x as usize * 3;
+    Some([*data.get(i)?, *data.get(i + 1)?, *data.get(i + 2)?])
+}
+
 /// Hann-windowed magnitude spectrum in dBFS (a full-scale sine is ~0 dB).
 pub fn spectrum_db(samples: &[f32], rate: f64) -> (f64, Vec<f64>) {
     use rustfft::num_complex::Complex;
@@ -603,6 +642,14 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<R
                     if let Some(s) = sample.caps().and_then(|c| c.structure(0)) {
                         r.width = s.get::<i32>("width").unwrap_or(0) as u32;
                         r.height = s.get::<i32>("height").unwrap_or(0) as u32;
+                    }
+                    if let Some((px, py)) = r.probe {
+                        if let Some(rgb) = pixel_of(&sample, px, py) {
+                            r.probe_log.push_back((now, rgb));
+                            while r.probe_log.len() > PROBE_KEEP {
+                                r.probe_log.pop_front();
+                            }
+                        }
                     }
                     r.last_sample = Some(sample);
                 } else if let Some(buf) = sample.buffer() {

@@ -29,6 +29,7 @@ use crate::layout::Rect;
 const KEYFRAME_MIN_INTERVAL_MS: u64 = 500;
 
 /// A receiver of the shared encoded video.
+#[derive(Clone)]
 struct VideoOutput {
     id: String,
     appsrc: gst_app::AppSrc,
@@ -308,8 +309,7 @@ impl RoomMixer {
         );
         {
             let mut w = self.outputs.write().unwrap_or_else(|p| p.into_inner());
-            let mut v: Vec<VideoOutput> =
-                w.iter().map(|o| VideoOutput { id: o.id.clone(), appsrc: o.appsrc.clone(), ready: o.ready.clone() }).collect();
+            let mut v: Vec<VideoOutput> = w.iter().cloned().collect();
             v.push(VideoOutput { id: id.to_string(), appsrc: vp8_out, ready: ready.clone() });
             *w = Arc::new(v);
         }
@@ -326,11 +326,7 @@ impl RoomMixer {
         self.audio.remove(id);
         {
             let mut w = self.outputs.write().unwrap_or_else(|p| p.into_inner());
-            let v: Vec<VideoOutput> = w
-                .iter()
-                .filter(|o| o.id != id)
-                .map(|o| VideoOutput { id: o.id.clone(), appsrc: o.appsrc.clone(), ready: o.ready.clone() })
-                .collect();
+            let v: Vec<VideoOutput> = w.iter().filter(|o| o.id != id).cloned().collect();
             *w = Arc::new(v);
         }
         let input = self.inputs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
