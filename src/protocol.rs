@@ -36,6 +36,7 @@ pub enum ErrorCode {
     RoomFull,
     UnknownLayout,
     UnknownParticipant,
+    UnknownRoom,
     MediaFailed,
     Internal,
 }
@@ -57,6 +58,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::UnknownLayout => "unknown_layout",
             ErrorCode::UnknownParticipant => "unknown_participant",
+            ErrorCode::UnknownRoom => "unknown_room",
             ErrorCode::MediaFailed => "media_failed",
             ErrorCode::Internal => "internal",
         }

@@ -97,7 +97,7 @@ impl RoomError {
         match self {
             RoomError::Full { .. } => ProtocolError::new(ErrorCode::RoomFull, self.to_string()),
             RoomError::Media(_) => ProtocolError::new(ErrorCode::MediaFailed, self.to_string()),
-            RoomError::NoRoom(_) => ProtocolError::new(ErrorCode::NotJoined, self.to_string()),
+            RoomError::NoRoom(_) => ProtocolError::new(ErrorCode::UnknownRoom, self.to_string()),
             RoomError::UnknownLayout(_) => ProtocolError::new(ErrorCode::UnknownLayout, self.to_string()),
             RoomError::UnknownParticipant(_) => ProtocolError::new(ErrorCode::UnknownParticipant, self.to_string()),
         }

@@ -45,7 +45,7 @@ pub fn routes(
         .and(api_hub)
         .map(|room: String, hub: Arc<Hub>| match hub.layout_state(&room) {
             Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK),
-            None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::NotJoined, format!("no room `{room}`")),
+            None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")),
         });
     let ws = warp::path("ws").and(warp::path::end()).and(warp::ws()).and(with_hub).map(|ws: warp::ws::Ws, hub: Arc<Hub>| {
         ws.max_message_size(CODEC_LIMIT)
@@ -77,7 +77,7 @@ fn put_layout(room: &str, body: &[u8], hub: &Hub) -> warp::reply::WithStatus<war
         Err(e) => {
             let p = e.to_protocol();
             let status = match p.code {
-                ErrorCode::NotJoined => StatusCode::NOT_FOUND,
+                ErrorCode::UnknownRoom => StatusCode::NOT_FOUND,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             api_error(status, p.code, p.message)
@@ -119,8 +119,12 @@ async fn send_msg(tx: &mut futures::stream::SplitSink<WebSocket, Message>, msg: 
     tx.send(Message::text(msg.to_json())).await.is_ok()
 }
 
+/// A connection's place in a room: the membership, its events, and whether
+/// the offer has been sent to the client (an answer is expected only then).
+type Joined = (Membership, mpsc::Receiver<ParticipantEvent>, bool);
+
 /// Leave the room off the async workers: tearing a pipeline down blocks.
-fn leave(joined: Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)>) {
+fn leave(joined: Option<Joined>) {
     if let Some((m, rx, _)) = joined {
         tokio::task::spawn_blocking(move || {
             drop(m);
@@ -133,7 +137,7 @@ fn leave(joined: Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)>) {
 /// events of its participant, and its media events.
 async fn session(socket: WebSocket, hub: Arc<Hub>) {
     let (mut tx, mut rx) = socket.split();
-    let mut joined: Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)> = None;
+    let mut joined: Option<Joined> = None;
     let mut early_ice: Vec<ServerMessage> = Vec::new();
     loop {
         let event = async {
@@ -220,7 +224,7 @@ async fn session(socket: WebSocket, hub: Arc<Hub>) {
 async fn handle_text(
     text: &str,
     hub: &Arc<Hub>,
-    joined: &mut Option<(Membership, mpsc::Receiver<ParticipantEvent>, bool)>,
+    joined: &mut Option<Joined>,
 ) -> Option<ProtocolError> {
     let msg = match protocol::parse_client_message(text) {
         Ok(m) => m,

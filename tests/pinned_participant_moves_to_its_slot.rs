@@ -50,8 +50,9 @@ async fn pinned_participant_moves_to_its_slot() {
     let (status, body) = http(server.addr(), "PUT", "/api/rooms/show/layout", r#"{"pins":{"host":"p999"}}"#).await;
     assert_eq!(status, 422);
     assert!(body.contains("unknown_participant"), "{body}");
-    let (status, _) = http(server.addr(), "PUT", "/api/rooms/nowhere/layout", r#"{"group":"grid"}"#).await;
+    let (status, body) = http(server.addr(), "PUT", "/api/rooms/nowhere/layout", r#"{"group":"grid"}"#).await;
     assert_eq!(status, 404);
+    assert!(body.contains("unknown_room"), "{body}");
     let (status, body) = http(server.addr(), "PUT", "/api/rooms/show/layout", "{not json").await;
     assert_eq!(status, 400);
     assert!(body.contains("malformed_json"));

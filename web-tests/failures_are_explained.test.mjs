@@ -18,8 +18,17 @@ test('camera denied: joins with audio only and shows the name card', { timeout: 
     await join(page, server, 'nocam', 'Audio Only');
     assert.match(await page.textContent('#preview-note'), /audio only/);
     const tile = await page.evaluate(() => window.tessera.layout.tiles[0]);
-    const ok = await until(async () => close(await mixPixel(page, tile.x + 20, tile.y + 20), CARD_RGB, 24), 5000);
-    assert.ok(ok, `tile shows ${await mixPixel(page, tile.x + 20, tile.y + 20)}`);
+    const ok = await until(async () => close(await mixPixel(page, tile.x + 20, tile.y + 20), CARD_RGB, 24), 10000);
+    const diag = ok ? '' : await page.evaluate(async () => {
+      const out = [];
+      (await window.tessera.pc.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp') out.push(`${r.kind}: packets ${r.packetsReceived} decoded ${r.framesDecoded} keyframes ${r.keyFramesDecoded} pli ${r.pliCount} fir ${r.firCount}`);
+      });
+      const v = document.getElementById('mix');
+      out.push(`video ${v.videoWidth}x${v.videoHeight} ready ${v.readyState} paused ${v.paused} tracks ${v.srcObject && v.srcObject.getTracks().map((t) => `${t.kind}:${t.muted}`)}`);
+      return out.join('; ');
+    });
+    assert.ok(ok, `tile shows ${await mixPixel(page, tile.x + 20, tile.y + 20)}; ${diag}`);
     await page.screenshot({ path: `${OUT}/room-audio-only.png` });
     assert.deepEqual(page.errors, []);
   } finally {

@@ -103,8 +103,8 @@ impl GstMedia {
     pub fn new(cfg: MediaConfig) -> Result<Self> {
         init()?;
         // Fail at start, not at the first join, on a bad encoder fragment.
-        gst::parse::bin_from_description(&cfg.video_encoder, true)
-            .with_context(|| format!("the video encoder `{}` does not parse", cfg.video_encoder))?;
+        check_fragment(&cfg.video_encoder)
+            .map_err(|e| anyhow::anyhow!("the video encoder `{}` does not work: {e}", cfg.video_encoder))?;
         Ok(GstMedia { cfg: Arc::new(cfg) })
     }
 }
