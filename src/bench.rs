@@ -171,20 +171,35 @@ async fn wait_frames(b: &Bot, timeout: Duration) -> bool {
     b.wait_until(timeout, |b| b.stats().frames > 3).await
 }
 
+/// A fresh server with a room of `n` participants: `n - 1` load bots and
+/// one decoding observer that already receives the mixed video.
+async fn loaded_room(o: &BenchOptions, room: &str, n: usize, observer_name: &str) -> Result<(ServerProc, Vec<Bot>, Bot)> {
+    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+    let mut bots = Vec::new();
+    for i in 0..n.saturating_sub(1) {
+        bots.push(Bot::connect(load_bot(&server.url, room, i)).await?);
+    }
+    let obs = Bot::connect(observer(&server.url, room, observer_name)).await?;
+    if !wait_frames(&obs, Duration::from_secs(20)).await {
+        bail!("the {observer_name} received no video in a room of {n}");
+    }
+    Ok((server, bots, obs))
+}
+
+/// Drop every bot's connection (as crashed clients would; fastest teardown).
+async fn disconnect_all(obs: Bot, bots: Vec<Bot>) {
+    obs.disconnect().await;
+    for b in bots {
+        b.disconnect().await;
+    }
+}
+
 async fn capacity(o: &BenchOptions, sizes: &[usize], warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let mut rows = Vec::new();
     for &n in sizes {
         eprintln!("bench capacity: {n} participants ({} load bots + 1 observer)", n - 1);
-        let server = ServerProc::start(&o.server_bin, &o.canvas)?;
-        let mut bots = Vec::new();
-        for i in 0..n.saturating_sub(1) {
-            bots.push(Bot::connect(load_bot(&server.url, "capacity", i)).await?);
-        }
-        let obs = Bot::connect(observer(&server.url, "capacity", "observer")).await?;
-        if !wait_frames(&obs, Duration::from_secs(20)).await {
-            bail!("observer received no video with {n} participants");
-        }
+        let (server, bots, obs) = loaded_room(o, "capacity", n, "observer").await?;
         tokio::time::sleep(warm).await;
         let pid = server.pid().to_string();
         let (s0, l0, f0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames, Instant::now());
@@ -205,10 +220,7 @@ async fn capacity(o: &BenchOptions, sizes: &[usize], warm: Duration, window: Dur
         };
         eprintln!("  server {:.1} % of machine, load {:.1} %, observer {:.1} fps, RSS {:.0} MiB", row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_fps, row.rss_mib);
         rows.push(row);
-        obs.disconnect().await;
-        for b in bots {
-            b.disconnect().await;
-        }
+        disconnect_all(obs, bots).await;
         drop(server);
     }
     Ok(rows)
@@ -224,15 +236,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<JoinResult> {
     eprintln!("bench join: {joins} joins into a room of {residents}");
-    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
-    let mut bots = Vec::new();
-    for i in 0..residents.saturating_sub(1) {
-        bots.push(Bot::connect(load_bot(&server.url, "join", i)).await?);
-    }
-    let resident = Bot::connect(observer(&server.url, "join", "resident")).await?;
-    if !wait_frames(&resident, Duration::from_secs(20)).await {
-        bail!("resident received no video");
-    }
+    let (server, bots, resident) = loaded_room(o, "join", residents, "resident").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     resident.reset_max_gap();
     let mut times = Vec::new();
@@ -248,10 +252,8 @@ async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<J
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let gap = resident.stats().max_frame_gap_ms;
-    resident.disconnect().await;
-    for b in bots {
-        b.disconnect().await;
-    }
+    disconnect_all(resident, bots).await;
+    drop(server);
     let mut sorted = times.clone();
     sorted.sort_unstable();
     let r = JoinResult { residents, joins, p50_ms: percentile(&sorted, 0.5), p95_ms: percentile(&sorted, 0.95), join_to_first_frame_ms: times, resident_max_gap_ms: gap };
