@@ -24,7 +24,7 @@ test('a browser and a bot see and hear each other', { timeout: 90000 }, async ()
       const bins = new Float32Array(an.frequencyBinCount);
       const hz = ctx.sampleRate / an.fftSize;
       let best = { hz: 0, db: -Infinity, at660: -Infinity };
-      const until = performance.now() + 7000;
+      const until = performance.now() + 10000;
       while (performance.now() < until) {
         await new Promise((r) => setTimeout(r, 200));
         an.getFloatFrequencyData(bins);
@@ -35,7 +35,7 @@ test('a browser and a bot see and hear each other', { timeout: 90000 }, async ()
       }
       return best;
     });
-    const report = await runBot(server, 'mixed', 'bot-660', { color: 'blue', tone: 660, seconds: 8 });
+    const report = await runBot(server, 'mixed', 'bot-660', { color: 'blue', tone: 660, seconds: 11 });
     const tile = report.tiles.find((t) => t.id === browserId);
     assert.ok(tile, `bot's layout has the browser's tile: ${JSON.stringify(report.tiles)}`);
     const c = tile.center_rgb;
