@@ -78,25 +78,15 @@ fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink> {
         .map_err(|_| anyhow::anyhow!("{name} is not an appsink"))
 }
 
-/// A random non-zero SSRC (std's randomly keyed hasher is random enough).
-fn random_ssrc(id: &str, stream: u8) -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write(id.as_bytes());
-    h.write_u8(stream);
-    (h.finish() as u32).max(1)
-}
-
 impl ParticipantPipeline {
     pub fn new(id: &str, mixer: Arc<RoomMixer>, events: EventSender) -> Result<ParticipantPipeline> {
         let cfg = mixer.config().clone();
-        let (assrc, vssrc) = (random_ssrc(id, 0), random_ssrc(id, 1));
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-bundle latency={jb} \
              appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 \
-               ! opusenc bitrate={ab} frame-size=20 inband-fec=true ! rtpopuspay pt=111 ssrc={assrc} ! capsfilter name=acaps ! webrtc.sink_0 \
+               ! opusenc bitrate={ab} frame-size=20 inband-fec=true ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
              appsrc name=vsrc is-live=true do-timestamp=true format=time max-bytes=2000000 \
-               ! rtpvp8pay pt=96 ssrc={vssrc} picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1 \
+               ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1 \
              videoconvert name=vconv ! aspectratiocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
                ! textoverlay name=label valignment=bottom halignment=left shaded-background=true auto-resize=false xpad=8 ypad=6 \
                ! appsink name=vsink sync=false max-buffers=2 drop=true \
@@ -104,19 +94,6 @@ impl ParticipantPipeline {
             jb = cfg.jitterbuffer_ms,
             ab = cfg.audio_bitrate,
         );
-        // The offer is made before any media flows, so the payloaders' caps
-        // carry no SSRC yet and the SDP would signal none; a browser then
-        // has to demultiplex the bundled streams by payload type, which
-        // Chromium sometimes failed to do for a recvonly video m-line (no
-        // video ever shown). Fix the SSRCs now and put them in the offer.
-        let with_ssrc = |caps: gst::Caps, ssrc: u32| {
-            let mut caps = caps;
-            if let Some(st) = caps.make_mut().structure_mut(0) {
-                st.set("ssrc", ssrc);
-            }
-            caps
-        };
-        let (acaps, vcaps) = (with_ssrc(opus_rtp_caps(), assrc), with_ssrc(vp8_rtp_caps(), vssrc));
         let pipeline = gst::parse::launch(&desc)
             .context("participant pipeline does not parse")?
             .downcast::<gst::Pipeline>()
@@ -126,8 +103,8 @@ impl ParticipantPipeline {
         restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
 
         let by = |n: &str| pipeline.by_name(n).with_context(|| format!("{n} missing"));
-        by("acaps")?.set_property("caps", &acaps);
-        by("vcaps")?.set_property("caps", &vcaps);
+        by("acaps")?.set_property("caps", opus_rtp_caps());
+        by("vcaps")?.set_property("caps", vp8_rtp_caps());
         let tilecaps = by("tilecaps")?;
         tilecaps.set_property("caps", tile_caps(320, 180));
         by("amixcaps")?.set_property("caps", audio_caps());
@@ -137,7 +114,7 @@ impl ParticipantPipeline {
         let vsrc = appsrc(&pipeline, "vsrc")?;
         vsrc.set_caps(Some(&gst::Caps::builder("video/x-vp8").build()));
         vsrc.set_property_from_str("leaky-type", "downstream");
-        for (pad, caps) in [("sink_0", acaps.clone()), ("sink_1", vcaps.clone())] {
+        for (pad, caps) in [("sink_0", opus_rtp_caps()), ("sink_1", vp8_rtp_caps())] {
             let pad = webrtcbin.static_pad(pad).with_context(|| format!("webrtcbin {pad} missing"))?;
             let trans: gst_webrtc::WebRTCRTPTransceiver = pad.property("transceiver");
             trans.set_property("codec-preferences", &caps);
