@@ -36,6 +36,12 @@ pub struct BotOptions {
     /// Send ICE candidates as they are found (true) or all inside the answer.
     pub trickle: bool,
     pub ice_addresses: Vec<String>,
+    /// Join as a receive-only viewer (sends nothing, has no tile).
+    pub viewer: bool,
+    /// Rung of the encoder ladder to ask for (`auto` when None).
+    pub quality: Option<String>,
+    /// Decode received video (false: count frames only; cheap).
+    pub decode: bool,
 }
 
 impl Default for BotOptions {
@@ -55,8 +61,24 @@ impl Default for BotOptions {
             fps: 30,
             trickle: true,
             ice_addresses: vec!["127.0.0.1".into()],
+            viewer: false,
+            quality: None,
+            decode: true,
         }
     }
+}
+
+/// A `quality` event as the bot received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QualitySeen {
+    pub rung: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub kbps: u32,
+    pub auto: bool,
+    /// Milliseconds since the bot connected.
+    pub at_ms: u64,
 }
 
 /// Parse a colour: a name (red, green, blue, yellow, cyan, magenta, white,
@@ -96,6 +118,7 @@ struct BotState {
     send_size: Option<(u32, u32, u32)>,
     layout_name: Option<String>,
     speaker: Option<String>,
+    qualities: Vec<QualitySeen>,
 }
 
 fn lock(m: &Mutex<BotState>) -> MutexGuard<'_, BotState> {
@@ -141,6 +164,13 @@ pub struct BotReport {
     pub tiles: Vec<TileSeen>,
     pub layout: Option<serde_json::Value>,
     pub errors: Vec<serde_json::Value>,
+    /// Every `quality` event, oldest first.
+    pub qualities: Vec<QualitySeen>,
+    pub video_packets: u64,
+    pub video_lost: u64,
+    pub video_bytes: u64,
+    /// Milliseconds since the bot connected.
+    pub at_ms: u64,
 }
 
 pub struct Bot {
@@ -161,12 +191,14 @@ impl Bot {
             pattern: opts.pattern.clone(),
             tone_hz: opts.tone_hz,
             volume: opts.volume,
-            send_video: opts.send_video,
+            send_video: opts.send_video && !opts.viewer,
+            send_audio: !opts.viewer,
             load: opts.load,
             width: opts.width,
             height: opts.height,
             fps: opts.fps,
             ice_addresses: opts.ice_addresses.clone(),
+            decode: opts.decode,
         };
         let tx2 = ev_tx.clone();
         let media = tokio::task::spawn_blocking(move || BotMedia::new(&mcfg, tx2)).await??;
@@ -176,7 +208,14 @@ impl Bot {
             .await
             .with_context(|| format!("cannot connect to {}", opts.server))?;
         let (mut wtx, wrx) = ws.split();
-        let join = serde_json::json!({"type": "join", "room": opts.room, "name": opts.name}).to_string();
+        let mut join = serde_json::json!({"type": "join", "room": opts.room, "name": opts.name});
+        if opts.viewer {
+            join["role"] = "viewer".into();
+        }
+        if let Some(q) = &opts.quality {
+            join["quality"] = q.clone().into();
+        }
+        let join = join.to_string();
         wtx.send(Message::Text(join)).await.context("sending join")?;
         let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
         // Writer: everything we send goes through one queue.
@@ -189,7 +228,7 @@ impl Bot {
             let _ = wtx.close().await;
         });
         let state = Arc::new(Mutex::new(BotState::default()));
-        let task = tokio::spawn(run(wrx, ev_rx, ev_tx, media.clone(), state.clone(), out_tx.clone(), opts.trickle));
+        let task = tokio::spawn(run(wrx, ev_rx, ev_tx, media.clone(), state.clone(), out_tx.clone(), opts.trickle, started));
         Ok(Bot { opts, media, state, out: out_tx, task, started })
     }
 
@@ -222,6 +261,21 @@ impl Bot {
     /// The last `send_size` hint from the server (width, height, max bitrate).
     pub fn send_size(&self) -> Option<(u32, u32, u32)> {
         lock(&self.state).send_size
+    }
+
+    /// Every `quality` event received, oldest first.
+    pub fn qualities(&self) -> Vec<QualitySeen> {
+        lock(&self.state).qualities.clone()
+    }
+
+    /// The rung named by the last `quality` event.
+    pub fn rung(&self) -> Option<String> {
+        lock(&self.state).qualities.last().map(|q| q.rung.clone())
+    }
+
+    /// Ask for a rung by name, or `auto`.
+    pub async fn set_quality(&self, quality: &str) -> Result<()> {
+        self.send_raw(serde_json::json!({"type": "set_quality", "quality": quality}).to_string()).await
     }
 
     pub fn is_connected(&self) -> bool {
@@ -328,6 +382,11 @@ impl Bot {
                     .unwrap_or_default()
             }),
             errors: st.errors.iter().map(|(c, m)| serde_json::json!({"code": c, "message": m})).collect(),
+            qualities: st.qualities.clone(),
+            video_packets: s.video_packets,
+            video_lost: s.video_lost,
+            video_bytes: s.video_bytes,
+            at_ms: self.started.elapsed().as_millis() as u64,
         }
     }
 
@@ -376,6 +435,7 @@ async fn run(
     state: Arc<Mutex<BotState>>,
     out: mpsc::Sender<String>,
     trickle: bool,
+    started: std::time::Instant,
 ) {
     let mut answer: Option<String> = None;
     let mut candidates: Vec<(u32, String)> = Vec::new();
@@ -408,6 +468,11 @@ async fn run(
                         st.layouts_received += 1;
                     }
                     ServerMessage::Speaking { id } => lock(&state).speaker = id,
+                    ServerMessage::Quality { rung, width, height, fps, kbps, auto, .. } => {
+                        let at_ms = started.elapsed().as_millis() as u64;
+                        tracing::debug!("bot: quality {rung} {width}x{height}@{fps} {kbps} kbps (auto {auto}) at {at_ms} ms");
+                        lock(&state).qualities.push(QualitySeen { rung, width, height, fps, kbps, auto, at_ms });
+                    }
                     ServerMessage::SendSize { width, height, max_bitrate } => {
                         lock(&state).send_size = Some((width, height, max_bitrate));
                         media.fit_send_size(width, height, max_bitrate);

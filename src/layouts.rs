@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::ladder::Rung;
 use crate::layout::Rect;
 
 /// Default real-time encoder for the shared mixed video. GStreamer's vp8enc
@@ -160,6 +161,16 @@ struct RawVideo {
     encoder: Option<Spanned<String>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRung {
+    name: Spanned<String>,
+    width: Spanned<i64>,
+    height: Spanned<i64>,
+    fps: Option<Spanned<i64>>,
+    bitrate: Spanned<i64>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawAudio {
@@ -194,6 +205,8 @@ struct RawMixer {
     video: RawVideo,
     #[serde(default)]
     audio: RawAudio,
+    #[serde(default)]
+    ladder: Vec<Spanned<RawRung>>,
     #[serde(default)]
     layout: RawLayoutSettings,
     #[serde(default)]
@@ -263,6 +276,8 @@ pub struct MixerSettings {
     pub jitterbuffer_ms: u32,
     pub mixer_latency_ms: u32,
     pub video_encoder: String,
+    /// The encoder ladder, highest rung first; empty: derived from the canvas.
+    pub ladder: Vec<Rung>,
     pub audio_bitrate: u32,
     pub default_group: String,
     pub speaker_hold_ms: u32,
@@ -283,6 +298,7 @@ impl Default for MixerSettings {
             jitterbuffer_ms: 50,
             mixer_latency_ms: 20,
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
+            ladder: Vec::new(),
             audio_bitrate: 32_000,
             default_group: "grid".into(),
             speaker_hold_ms: 1200,
@@ -492,6 +508,7 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
                 f.get_ref().clone()
             }
         },
+        ladder: Vec::new(),
         audio_bitrate: c.int(&raw.audio.bitrate, "`audio.bitrate`", 6_000, 510_000, d.audio_bitrate),
         default_group: raw.layout.default_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.default_group.clone()),
         speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "`layout.speaker_hold_ms`", 0, 30_000, d.speaker_hold_ms),
@@ -508,11 +525,54 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         names: raw.overlay.names.as_ref().map(|b| *b.get_ref()).unwrap_or(d.names),
         font: raw.overlay.font.as_ref().map(|f| f.get_ref().clone()).unwrap_or(d.font.clone()),
     };
+    let mut s = s;
+    s.ladder = parse_ladder(&mut c, &raw.ladder, &s);
     if c.problems.is_empty() {
         Ok(s)
     } else {
         Err(c.problems)
     }
+}
+
+/// Most rungs in a ladder (each running rung is one encoder per room).
+pub const MAX_RUNGS: usize = 4;
+
+fn parse_ladder(c: &mut Checker, raw: &[Spanned<RawRung>], s: &MixerSettings) -> Vec<Rung> {
+    if raw.len() > MAX_RUNGS {
+        c.at(raw[MAX_RUNGS].span(), format!("at most {MAX_RUNGS} `[[ladder]]` rungs"));
+    }
+    let mut out: Vec<Rung> = Vec::new();
+    for r in raw {
+        let span = r.span();
+        let r = r.get_ref();
+        let name = r.name.get_ref().clone();
+        let ok_name = !name.is_empty()
+            && name.len() <= 16
+            && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+        if !ok_name {
+            c.at(r.name.span(), format!("rung name `{name}` must be 1 to 16 of `a-z 0-9 -`"));
+        } else if name == "auto" || name == "audio" {
+            c.at(r.name.span(), format!("`{name}` is reserved; choose another rung name"));
+        } else if out.iter().any(|o| o.name == name) {
+            c.at(r.name.span(), format!("rung `{name}` is declared twice"));
+        }
+        let width: u32 = c.int(&Some(r.width.clone()), "`ladder.width`", 64, s.width as i64, s.width);
+        let height: u32 = c.int(&Some(r.height.clone()), "`ladder.height`", 64, s.height as i64, s.height);
+        for (v, n) in [(&r.width, "ladder.width"), (&r.height, "ladder.height")] {
+            if v.get_ref() % 2 != 0 {
+                c.at(v.span(), format!("`{n}` must be even (I420 video)"));
+            }
+        }
+        let fps: u32 = c.int(&r.fps, "`ladder.fps`", 1, s.fps as i64, s.fps);
+        let bitrate: u32 = c.int(&Some(r.bitrate.clone()), "`ladder.bitrate`", 30_000, 20_000_000, 1_000_000);
+        if let Some(prev) = out.last() {
+            if bitrate >= prev.bitrate {
+                c.at(span.clone(), format!("rung `{name}` must have a lower bitrate than `{}` above it (highest first)", prev.name));
+            }
+        }
+        out.push(Rung { name, width, height, fps, bitrate });
+    }
+    out
 }
 
 type ParsedLayouts = (Vec<(Layout, Range<usize>)>, Vec<(String, Range<usize>, Vec<(usize, usize, String, Range<usize>)>)>);

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bot;
+pub mod ladder;
 pub mod layout;
 pub mod layouts;
 pub mod media;

@@ -147,6 +147,18 @@ struct BotArgs {
     /// Local address ICE may use (repeatable; default 127.0.0.1).
     #[arg(long = "ice-address")]
     ice_addresses: Vec<String>,
+    /// Join as a receive-only viewer (no camera, no microphone, no tile).
+    #[arg(long)]
+    viewer: bool,
+    /// Rung of the encoder ladder to ask for (high, medium, low, ...; default auto).
+    #[arg(long)]
+    quality: Option<String>,
+    /// Do not decode received video: count frames and read sizes from keyframes.
+    #[arg(long)]
+    no_decode: bool,
+    /// Also print the report as one JSON line every SECONDS while running.
+    #[arg(long)]
+    report_every: Option<f64>,
     /// Volume of the tone, 0..1.
     #[arg(long, default_value_t = 0.25)]
     volume: f64,
@@ -278,6 +290,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         jitterbuffer_ms: a.jitterbuffer_ms.unwrap_or(m.jitterbuffer_ms),
         mixer_latency_ms: a.mixer_latency_ms.unwrap_or(m.mixer_latency_ms),
         video_encoder: a.video_encoder.clone().unwrap_or_else(|| m.video_encoder.clone()),
+        ladder: m.ladder.clone(),
         audio_bitrate: m.audio_bitrate,
         background: m.background.0,
         ice_addresses: if a.ice_addresses.is_empty() { server::default_ice_addresses(&a.listen.ip()) } else { a.ice_addresses },
@@ -326,11 +339,27 @@ async fn bot(a: BotArgs) -> Result<()> {
         fps: a.fps,
         trickle: !a.no_trickle,
         ice_addresses: if a.ice_addresses.is_empty() { vec!["127.0.0.1".into()] } else { a.ice_addresses },
+        viewer: a.viewer,
+        quality: a.quality,
+        decode: !a.no_decode,
     };
     let bot = Bot::connect(opts).await?;
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs_f64(a.duration.max(0.0))) => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let every = a.report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
+    let until = tokio::time::sleep(Duration::from_secs_f64(a.duration.max(0.0)));
+    tokio::pin!(until);
+    loop {
+        let tick = tokio::time::sleep(every.unwrap_or(Duration::from_secs(3600)));
+        tokio::select! {
+            _ = &mut until => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick, if every.is_some() => {
+                use std::io::Write;
+                let line = serde_json::to_string(&bot.report())?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+        }
     }
     let report = bot.report();
     let json = serde_json::to_string_pretty(&report)?;

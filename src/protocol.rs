@@ -37,6 +37,7 @@ pub enum ErrorCode {
     UnknownLayout,
     UnknownParticipant,
     UnknownRoom,
+    UnknownQuality,
     MediaFailed,
     Internal,
 }
@@ -59,6 +60,7 @@ impl ErrorCode {
             ErrorCode::UnknownLayout => "unknown_layout",
             ErrorCode::UnknownParticipant => "unknown_participant",
             ErrorCode::UnknownRoom => "unknown_room",
+            ErrorCode::UnknownQuality => "unknown_quality",
             ErrorCode::MediaFailed => "media_failed",
             ErrorCode::Internal => "internal",
         }
@@ -92,7 +94,10 @@ impl ProtocolError {
 /// Messages a client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMessage {
-    Join { room: String, name: String },
+    /// `role` (default participant) and `quality` (default `auto`) are optional.
+    Join { room: String, name: String, role: Role, quality: String },
+    /// Choose a rung of the encoder ladder by name, or `auto`.
+    SetQuality { quality: String },
     Answer { sdp: String },
     /// An ICE candidate. An empty `candidate` means end-of-candidates.
     Ice { candidate: String, sdp_mline_index: u32 },
@@ -104,6 +109,16 @@ pub enum ClientMessage {
     /// Pin participant `id` to the reserved slot `slot`; `id: None` unpins.
     Pin { slot: String, id: Option<String> },
     Leave,
+}
+
+/// How a client takes part in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sends camera and microphone, has a tile, hears everyone else.
+    Participant,
+    /// Receive-only: the composed video and the whole audio mix, no tile.
+    Viewer,
 }
 
 /// Canvas size in a layout message.
@@ -153,6 +168,19 @@ pub enum ServerMessage {
     /// The size this participant's video occupies in the grid, and a
     /// bitrate that suits it: sending more is wasted uplink.
     SendSize { width: u32, height: u32, max_bitrate: u32 },
+    /// The rung of the encoder ladder this receiver now gets (`rung` is
+    /// `audio` while video is paused on a weak link). `estimate_kbps` is
+    /// the server's estimate of the receiver's downlink, when known.
+    Quality {
+        rung: String,
+        width: u32,
+        height: u32,
+        fps: u32,
+        kbps: u32,
+        auto: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        estimate_kbps: Option<u32>,
+    },
     Error { code: ErrorCode, message: String },
 }
 
@@ -205,6 +233,15 @@ pub fn validate_name(name: &str) -> Result<String, ProtocolError> {
     Ok(trimmed.to_string())
 }
 
+/// Quality names: `auto` or a rung name (1 to 16 of `a-z 0-9 -`); whether
+/// the rung exists is checked against the room's ladder.
+pub fn validate_quality(q: &str) -> Result<String, ProtocolError> {
+    if q.is_empty() || q.len() > 16 || !q.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(err(ErrorCode::InvalidField, "`quality` must be `auto` or a rung name such as `high`, `medium`, `low`"));
+    }
+    Ok(q.to_string())
+}
+
 /// Parse and validate one text frame from a client.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
     if text.len() > MAX_FRAME_BYTES {
@@ -225,8 +262,19 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
             let room = field_str(obj, "room", ty)?;
             validate_room(room)?;
             let name = validate_name(field_str(obj, "name", ty)?)?;
-            Ok(ClientMessage::Join { room: room.to_string(), name })
+            let role = match obj.get("role") {
+                None | Some(Value::Null) => Role::Participant,
+                Some(Value::String(r)) if r == "participant" => Role::Participant,
+                Some(Value::String(r)) if r == "viewer" => Role::Viewer,
+                Some(_) => return Err(err(ErrorCode::InvalidField, "`role` must be `participant` or `viewer`")),
+            };
+            let quality = match obj.get("quality") {
+                None | Some(Value::Null) => "auto".to_string(),
+                Some(_) => validate_quality(field_str(obj, "quality", ty)?)?,
+            };
+            Ok(ClientMessage::Join { room: room.to_string(), name, role, quality })
         }
+        "set_quality" => Ok(ClientMessage::SetQuality { quality: validate_quality(field_str(obj, "quality", ty)?)? }),
         "answer" => {
             let sdp = field_str(obj, "sdp", ty)?;
             validate_answer_sdp(sdp)?;
@@ -425,7 +473,7 @@ mod tests {
     #[test]
     fn join_parses_and_trims_name() {
         let m = parse_client_message(r#"{"type":"join","room":"r1","name":"  Ada  "}"#).unwrap();
-        assert_eq!(m, ClientMessage::Join { room: "r1".into(), name: "Ada".into() });
+        assert_eq!(m, ClientMessage::Join { room: "r1".into(), name: "Ada".into(), role: Role::Participant, quality: "auto".into() });
     }
 
     #[test]

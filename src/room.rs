@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::layout::{self, Rect};
 use crate::layouts::{self, Catalog, Fit};
-use crate::protocol::{Canvas, ErrorCode, ProtocolError, ServerMessage, Tile};
+use crate::protocol::{Canvas, ErrorCode, ProtocolError, Role, ServerMessage, Tile};
 use crate::speaker::SpeakerDetector;
 
 /// Events for one participant's signaling task, from the room and from media.
@@ -37,7 +37,15 @@ pub trait RoomMedia: Send + Sync {
     fn canvas(&self) -> (u32, u32);
     /// Start the media of a participant. Offers and ICE candidates are
     /// delivered on `events`.
-    fn add_participant(&self, id: &str, events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>>;
+    fn add_participant(&self, id: &str, opts: &JoinOptions, events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>>;
+    /// Names of the encoder ladder's rungs, highest first.
+    fn rungs(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Media statistics for the HTTP API (encoders, rungs, receivers).
+    fn stats(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
     /// Place every participant's tile. Called with the room lock held, so
     /// it must not block; it must not call back into the room.
     fn set_layout(&self, tiles: &[Placement]);
@@ -76,7 +84,26 @@ pub struct Placement {
 pub trait ParticipantMedia: Send + Sync {
     fn apply_answer(&self, sdp: &str) -> Result<(), ProtocolError>;
     fn add_ice(&self, sdp_mline_index: u32, candidate: &str) -> Result<(), ProtocolError>;
+    /// Choose a rung of the ladder by name, or `auto` (already validated).
+    fn set_quality(&self, _quality: &str) {}
 }
+
+/// How a client takes part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOptions {
+    pub role: Role,
+    /// `auto` or a rung name of the ladder.
+    pub quality: String,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        JoinOptions { role: Role::Participant, quality: "auto".into() }
+    }
+}
+
+/// Most receive-only viewers in one room.
+pub const MAX_VIEWERS: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
@@ -90,6 +117,8 @@ pub enum RoomError {
     UnknownLayout(String),
     #[error("no participant `{0}` in this room")]
     UnknownParticipant(String),
+    #[error("no quality `{quality}` (choose auto, {known})")]
+    UnknownQuality { quality: String, known: String },
 }
 
 impl RoomError {
@@ -100,6 +129,7 @@ impl RoomError {
             RoomError::NoRoom(_) => ProtocolError::new(ErrorCode::UnknownRoom, self.to_string()),
             RoomError::UnknownLayout(_) => ProtocolError::new(ErrorCode::UnknownLayout, self.to_string()),
             RoomError::UnknownParticipant(_) => ProtocolError::new(ErrorCode::UnknownParticipant, self.to_string()),
+            RoomError::UnknownQuality { .. } => ProtocolError::new(ErrorCode::UnknownQuality, self.to_string()),
         }
     }
 }
@@ -144,6 +174,8 @@ struct Member {
 
 struct Members {
     list: Vec<Member>,
+    /// Receive-only viewers: no tile, but layout and speaker events.
+    viewers: Vec<(String, EventSender)>,
     /// Joins that passed the capacity check and are starting their media.
     pending: usize,
     /// Set when the room was removed from the hub; joins must retry.
@@ -232,6 +264,11 @@ impl Room {
             })
             .collect();
         let msg = ServerMessage::Layout { canvas: Canvas { width: w, height: h }, tiles, layout: Some(layout_name) };
+        for (id, events) in &members.viewers {
+            if events.try_send(ParticipantEvent::Send(msg.clone())).is_err() {
+                tracing::warn!(room = %self.id, viewer = %id, "event queue full; layout update dropped");
+            }
+        }
         let fps = self.media.fps();
         for m in members.list.iter_mut() {
             if m.events.try_send(ParticipantEvent::Send(msg.clone())).is_err() {
@@ -254,6 +291,23 @@ impl Room {
         for m in &members.list {
             let _ = m.events.try_send(ParticipantEvent::Send(msg.clone()));
         }
+        for (_, events) in &members.viewers {
+            let _ = events.try_send(ParticipantEvent::Send(msg.clone()));
+        }
+    }
+
+    /// Media statistics plus who is in the room.
+    pub fn stats(&self) -> serde_json::Value {
+        let (participants, viewers) = {
+            let m = lock(&self.members);
+            (m.list.len(), m.viewers.len())
+        };
+        serde_json::json!({
+            "room": self.id,
+            "participants": participants,
+            "viewers": viewers,
+            "media": self.media.stats(),
+        })
     }
 
     fn state(&self, members: &Members) -> LayoutState {
@@ -379,6 +433,10 @@ impl Hub {
         self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?.request_layout(req)
     }
 
+    pub fn room_stats(&self, room: &str) -> Option<serde_json::Value> {
+        self.room(room).map(|r| r.stats())
+    }
+
     pub fn layout_state(&self, room: &str) -> Option<LayoutState> {
         let r = self.room(room)?;
         let m = lock(&r.members);
@@ -405,6 +463,7 @@ impl Hub {
             media: media.clone(),
             members: Mutex::new(Members {
                 list: Vec::new(),
+                viewers: Vec::new(),
                 pending: 0,
                 closed: false,
                 group: catalog.mixer.default_group.clone(),
@@ -429,6 +488,12 @@ impl Hub {
     /// offer on `events`; every member gets the new `layout`. Blocking:
     /// call it off the async runtime's worker threads.
     pub fn join(self: &Arc<Self>, room_id: &str, name: &str, events: EventSender) -> Result<Membership, RoomError> {
+        self.join_with(room_id, name, &JoinOptions::default(), events)
+    }
+
+    /// Join as a participant or a viewer, at a chosen quality.
+    pub fn join_with(self: &Arc<Self>, room_id: &str, name: &str, opts: &JoinOptions, events: EventSender) -> Result<Membership, RoomError> {
+        let viewer = opts.role == Role::Viewer;
         let seq = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("p{seq}");
         // Reserve a place; retry if the room closed under us.
@@ -438,20 +503,34 @@ impl Hub {
             if m.closed {
                 continue;
             }
-            if m.list.len() + m.pending >= self.max_participants {
+            if viewer && m.viewers.len() >= MAX_VIEWERS {
+                return Err(RoomError::Full { room: room_id.to_string(), max: MAX_VIEWERS });
+            }
+            if !viewer && m.list.len() + m.pending >= self.max_participants {
                 return Err(RoomError::Full { room: room_id.to_string(), max: self.max_participants });
             }
             m.pending += 1;
             drop(m);
             break room;
         };
+        let rungs = room.media.rungs();
+        if opts.quality != "auto" && !rungs.is_empty() && !rungs.contains(&opts.quality) {
+            let mut m = lock(&room.members);
+            m.pending -= 1;
+            let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
+            drop(m);
+            if empty {
+                self.remove_if_empty(&room);
+            }
+            return Err(RoomError::UnknownQuality { quality: opts.quality.clone(), known: rungs.join(", ") });
+        }
         let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string() }));
-        let media = match room.media.add_participant(&id, events.clone()) {
+        let media = match room.media.add_participant(&id, opts, events.clone()) {
             Ok(m) => m,
             Err(e) => {
                 let mut m = lock(&room.members);
                 m.pending -= 1;
-                let empty = m.list.is_empty() && m.pending == 0;
+                let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
                 drop(m);
                 if empty {
                     self.remove_if_empty(&room);
@@ -459,6 +538,18 @@ impl Hub {
                 return Err(RoomError::Media(e));
             }
         };
+        if viewer {
+            let mut m = lock(&room.members);
+            m.pending -= 1;
+            m.viewers.push((id.clone(), events.clone()));
+            if !m.list.is_empty() {
+                // The new viewer learns the current grid.
+                room.relayout(&mut m);
+            }
+            drop(m);
+            tracing::info!(room = %room_id, viewer = %id, name = %name, "viewer joined");
+            return Ok(Membership { hub: self.clone(), room, id, media: Some(media) });
+        }
         {
             let mut m = lock(&room.members);
             m.pending -= 1;
@@ -481,7 +572,7 @@ impl Hub {
     fn remove_if_empty(&self, room: &Arc<Room>) -> Option<Arc<Room>> {
         let mut rooms = lock(&self.rooms);
         let mut m = lock(&room.members);
-        if m.list.is_empty() && m.pending == 0 && !m.closed {
+        if m.list.is_empty() && m.viewers.is_empty() && m.pending == 0 && !m.closed {
             m.closed = true;
             drop(m);
             if let Some(r) = rooms.get(&room.id) {
@@ -496,6 +587,10 @@ impl Hub {
     /// Take a member off the grid; the others get the new layout.
     fn leave(&self, room: &Arc<Room>, id: &str) {
         let mut m = lock(&room.members);
+        if let Some(i) = m.viewers.iter().position(|(v, _)| v == id) {
+            m.viewers.remove(i);
+            return;
+        }
         m.list.retain(|x| x.id != id);
         m.pins.retain(|_, v| v != id);
         if !m.list.is_empty() {
@@ -553,6 +648,18 @@ impl Membership {
         self.hub.set_mute(&self.room, &self.id, audio, video);
     }
 
+    /// Choose a rung by name, or `auto`.
+    pub fn set_quality(&self, quality: &str) -> Result<(), RoomError> {
+        let rungs = self.room.media.rungs();
+        if quality != "auto" && !rungs.iter().any(|r| r == quality) {
+            return Err(RoomError::UnknownQuality { quality: quality.to_string(), known: rungs.join(", ") });
+        }
+        if let Some(m) = &self.media {
+            m.set_quality(quality);
+        }
+        Ok(())
+    }
+
     /// Switch this participant's room's layout or pins.
     pub fn request_layout(&self, req: &LayoutRequest) -> Result<LayoutState, RoomError> {
         self.room.request_layout(req)
@@ -597,7 +704,7 @@ mod tests {
         fn canvas(&self) -> (u32, u32) {
             (640, 360)
         }
-        fn add_participant(&self, id: &str, _events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>> {
+        fn add_participant(&self, id: &str, _opts: &JoinOptions, _events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>> {
             // The first participant's media is slow to start.
             if id == "p1" {
                 std::thread::sleep(std::time::Duration::from_millis(150));

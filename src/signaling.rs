@@ -12,7 +12,7 @@ use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
 use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
-use crate::room::{Hub, LayoutRequest, Membership, ParticipantEvent};
+use crate::room::{Hub, JoinOptions, LayoutRequest, Membership, ParticipantEvent};
 
 /// WebSocket close code for a frame over [`MAX_FRAME_BYTES`].
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -47,6 +47,13 @@ pub fn routes(
             Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK),
             None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")),
         });
+    let get_stats = warp::path!("api" / "rooms" / String / "stats")
+        .and(warp::get())
+        .and(with_hub.clone())
+        .map(|room: String, hub: Arc<Hub>| match hub.room_stats(&room) {
+            Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK),
+            None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")),
+        });
     let ws = warp::path("ws").and(warp::path::end()).and(warp::ws()).and(with_hub).map(|ws: warp::ws::Ws, hub: Arc<Hub>| {
         ws.max_message_size(CODEC_LIMIT)
             .max_frame_size(CODEC_LIMIT)
@@ -54,7 +61,7 @@ pub fn routes(
     });
     let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
     let files = warp::fs::dir(web_dir);
-    health.or(put_layout).or(get_layout).or(ws).or(index).or(files).with(warp::log("tessera::http"))
+    health.or(put_layout).or(get_layout).or(get_stats).or(ws).or(index).or(files).with(warp::log("tessera::http"))
 }
 
 fn api_error(status: warp::http::StatusCode, code: ErrorCode, message: String) -> warp::reply::WithStatus<warp::reply::Json> {
@@ -232,13 +239,14 @@ async fn handle_text(
     };
     let not_joined = || ProtocolError::new(ErrorCode::NotJoined, "join a room first");
     match msg {
-        ClientMessage::Join { room, name } => {
+        ClientMessage::Join { room, name, role, quality } => {
             if joined.is_some() {
                 return Some(ProtocolError::new(ErrorCode::AlreadyJoined, "already in a room; send `leave` first"));
             }
             let (etx, erx) = mpsc::channel(256);
             let hub = hub.clone();
-            let res = tokio::task::spawn_blocking(move || hub.join(&room, &name, etx)).await;
+            let opts = JoinOptions { role, quality };
+            let res = tokio::task::spawn_blocking(move || hub.join_with(&room, &name, &opts, etx)).await;
             match res {
                 Ok(Ok(m)) => {
                     *joined = Some((m, erx, false));
@@ -258,6 +266,10 @@ async fn handle_text(
         },
         ClientMessage::Ice { candidate, sdp_mline_index } => match joined {
             Some((m, _, _)) => m.add_ice(sdp_mline_index, &candidate).err(),
+            None => Some(not_joined()),
+        },
+        ClientMessage::SetQuality { quality } => match joined {
+            Some((m, _, _)) => m.set_quality(&quality).err().map(|e| e.to_protocol()),
             None => Some(not_joined()),
         },
         ClientMessage::Mute { audio, video } => match joined {

@@ -117,6 +117,7 @@ impl AudioPort {
 }
 
 type Ports = Arc<RwLock<Arc<Vec<Arc<AudioPort>>>>>;
+type Broadcast = Arc<RwLock<Option<(gst_app::AppSrc, Arc<AtomicBool>)>>>;
 /// Receives (participant id, level dBFS) for everyone every 100 ms.
 pub type Levels = Arc<dyn Fn(Vec<(String, f64)>) + Send + Sync>;
 type LevelSlot = Arc<RwLock<Option<Levels>>>;
@@ -137,6 +138,9 @@ pub fn level_db(sum_squares: f64, samples: usize) -> f64 {
 pub struct AudioMixer {
     ports: Ports,
     levels: LevelSlot,
+    /// The whole mix (everyone), for receive-only viewers: pushed only
+    /// while `broadcast_on` is set.
+    broadcast: Broadcast,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -145,12 +149,18 @@ impl AudioMixer {
     pub fn new(room: &str) -> std::io::Result<AudioMixer> {
         let ports: Ports = Arc::new(RwLock::new(Arc::new(Vec::new())));
         let levels: LevelSlot = Arc::new(RwLock::new(None));
+        let broadcast: Broadcast = Arc::new(RwLock::new(None));
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, l, s) = (ports.clone(), levels.clone(), stop.clone());
+        let (p, l, b, s) = (ports.clone(), levels.clone(), broadcast.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name(format!("mix-{}", room.chars().take(10).collect::<String>()))
-            .spawn(move || run(p, l, s))?;
-        Ok(AudioMixer { ports, levels, stop, thread: Some(thread) })
+            .spawn(move || run(p, l, b, s))?;
+        Ok(AudioMixer { ports, levels, broadcast, stop, thread: Some(thread) })
+    }
+
+    /// Push the whole mix into `output` whenever `on` is set (viewers).
+    pub fn set_broadcast(&self, output: gst_app::AppSrc, on: Arc<AtomicBool>) {
+        *self.broadcast.write().unwrap_or_else(|p| p.into_inner()) = Some((output, on));
     }
 
     /// Report levels to `listener` every 100 ms (called on the mixer thread,
@@ -193,7 +203,19 @@ impl Drop for AudioMixer {
 /// Ticks between level reports (5 x 20 ms).
 const LEVEL_TICKS: u32 = 5;
 
-fn run(ports: Ports, levels: LevelSlot, stop: Arc<AtomicBool>) {
+fn pcm_buffer(samples: &[i16]) -> gst::Buffer {
+    let mut bytes = Vec::with_capacity(samples.len() * 2);
+    for s in samples {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    let mut buf = gst::Buffer::from_mut_slice(bytes);
+    if let Some(b) = buf.get_mut() {
+        b.set_duration(gst::ClockTime::from_mseconds(20));
+    }
+    buf
+}
+
+fn run(ports: Ports, levels: LevelSlot, broadcast: Broadcast, stop: Arc<AtomicBool>) {
     let period = Duration::from_millis(20);
     let mut next = Instant::now();
     let mut energy: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
@@ -216,15 +238,23 @@ fn run(ports: Ports, levels: LevelSlot, stop: Arc<AtomicBool>) {
             continue;
         }
         frames.resize_with(n, || vec![0; FRAME]);
-        outs.resize_with(n, || vec![0; FRAME]);
+        // One more output: the whole mix (no input of its own), for viewers.
+        outs.resize_with(n + 1, || vec![0; FRAME]);
         let mut active = vec![false; n];
         for (i, port) in snapshot.iter().enumerate() {
             let took = port.input.lock().unwrap_or_else(|p| p.into_inner()).take(&mut frames[i]);
             active[i] = took && !port.muted.load(Ordering::Relaxed);
         }
-        let inputs: Vec<Option<&[i16]>> =
+        let mut inputs: Vec<Option<&[i16]>> =
             frames.iter().zip(active.iter()).map(|(f, a)| if *a { Some(&f[..]) } else { None }).collect();
-        mix_minus(&inputs, &mut total, &mut outs[..n]);
+        inputs.push(None);
+        mix_minus(&inputs, &mut total, &mut outs[..n + 1]);
+        inputs.pop();
+        if let Some((out, on)) = broadcast.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if on.load(Ordering::Relaxed) {
+                let _ = out.push_buffer(pcm_buffer(&outs[n]));
+            }
+        }
         for (port, input) in snapshot.iter().zip(inputs.iter()) {
             let e = energy.entry(port.id.clone()).or_insert(0.0);
             if let Some(samples) = input {
@@ -248,16 +278,8 @@ fn run(ports: Ports, levels: LevelSlot, stop: Arc<AtomicBool>) {
             if !port.ready.load(Ordering::Relaxed) {
                 continue;
             }
-            let mut bytes = Vec::with_capacity(FRAME * 2);
-            for s in out {
-                bytes.extend_from_slice(&s.to_le_bytes());
-            }
-            let mut buf = gst::Buffer::from_mut_slice(bytes);
-            if let Some(b) = buf.get_mut() {
-                b.set_duration(gst::ClockTime::from_mseconds(20));
-            }
             // Flushing or EOS while the participant leaves: nothing to do.
-            let _ = port.output.push_buffer(buf);
+            let _ = port.output.push_buffer(pcm_buffer(out));
         }
     }
 }

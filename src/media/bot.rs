@@ -35,6 +35,11 @@ pub struct BotMediaConfig {
     pub height: u32,
     pub fps: u32,
     pub ice_addresses: Vec<String>,
+    /// Send audio at all (false: a receive-only viewer).
+    pub send_audio: bool,
+    /// Decode received video (false: depayload and count frames only,
+    /// reading the size from keyframes; audio is not analysed).
+    pub decode: bool,
 }
 
 /// Events from the bot's webrtcbin to its signaling loop.
@@ -67,6 +72,37 @@ struct Received {
     /// and what it showed when (bounded).
     probe: Option<(u32, u32)>,
     probe_log: VecDeque<(Instant, [u8; 3])>,
+    /// Video RTP after the jitterbuffer: packets seen, sequence gaps, bytes.
+    video_packets: u64,
+    video_lost: u64,
+    video_bytes: u64,
+    last_video_seq: Option<u16>,
+}
+
+impl Received {
+    fn frame_arrived(&mut self, now: Instant) {
+        if let Some(last) = self.last_frame_at {
+            self.max_gap = self.max_gap.max(now - last);
+        }
+        self.last_frame_at = Some(now);
+        self.first_frame.get_or_insert(now);
+        self.frames += 1;
+        self.frame_times.push_back(now);
+        while self.frame_times.len() > 300 {
+            self.frame_times.pop_front();
+        }
+    }
+}
+
+/// Width and height from a VP8 keyframe's header (RFC 6386 9.1), or None
+/// for an interframe.
+pub fn vp8_keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
+    if data.len() < 10 || data[0] & 1 != 0 || data[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u16::from_le_bytes([data[6], data[7]]) & 0x3fff;
+    let h = u16::from_le_bytes([data[8], data[9]]) & 0x3fff;
+    Some((w as u32, h as u32))
 }
 
 /// Frames of probe history kept (about 100 s at 30 fps).
@@ -126,6 +162,11 @@ pub struct ReceivedStats {
     pub audio_seconds: f64,
     /// When the first mixed frame was decoded.
     pub first_frame_at: Option<Instant>,
+    /// Video RTP packets received and missing (sequence gaps after the
+    /// jitterbuffer), and video bytes.
+    pub video_packets: u64,
+    pub video_lost: u64,
+    pub video_bytes: u64,
 }
 
 pub struct BotMedia {
@@ -162,7 +203,9 @@ impl BotMedia {
         } else {
             String::new()
         };
-        let audio_branch = if cfg.load {
+        let audio_branch = if !cfg.send_audio {
+            String::new()
+        } else if cfg.load {
             "appsrc name=lasrc is-live=true do-timestamp=true format=time ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0".to_string()
         } else {
             format!(
@@ -174,13 +217,20 @@ impl BotMedia {
             )
         };
         let desc = format!("webrtcbin name=webrtc bundle-policy=max-bundle latency=50 {audio_branch} {video_branch}");
-        let pipeline = gst::parse::launch(&desc)
-            .context("bot pipeline does not parse")?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| anyhow::anyhow!("bot pipeline is not a pipeline"))?;
+        // A viewer's description is webrtcbin alone, which parses to the element.
+        let pipeline = match gst::parse::launch(&desc).context("bot pipeline does not parse")?.downcast::<gst::Pipeline>() {
+            Ok(p) => p,
+            Err(element) => {
+                let p = gst::Pipeline::new();
+                p.add(&element).context("adding webrtcbin")?;
+                p
+            }
+        };
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
         restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
-        pipeline.by_name("acaps").context("acaps")?.set_property("caps", opus_rtp_caps());
+        if let Some(acaps) = pipeline.by_name("acaps") {
+            acaps.set_property("caps", opus_rtp_caps());
+        }
         if let Some(vcaps) = pipeline.by_name("vcaps") {
             vcaps.set_property("caps", vp8_rtp_caps());
         }
@@ -225,15 +275,36 @@ impl BotMedia {
             let received = received.clone();
             let bytes = bytes.clone();
             let discard = cfg.load;
+            let decode = cfg.decode;
             webrtcbin.connect_pad_added(move |_, pad| {
                 if pad.direction() != gst::PadDirection::Src {
                     return;
                 }
                 let Some(pipeline) = pl.upgrade() else { return };
                 let b = bytes.clone();
+                let is_video = pad
+                    .current_caps()
+                    .and_then(|c| c.structure(0).and_then(|s| s.get::<&str>("media").ok().map(|m| m == "video")))
+                    .unwrap_or(false);
+                let rec = received.clone();
                 pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                     if let Some(buf) = info.buffer() {
                         b.fetch_add(buf.size() as u64, Ordering::Relaxed);
+                        if is_video {
+                            if let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) {
+                                let mut r = lock(&rec);
+                                r.video_packets += 1;
+                                r.video_bytes += buf.size() as u64;
+                                let seq = rtp.seq();
+                                if let Some(last) = r.last_video_seq {
+                                    let gap = seq.wrapping_sub(last);
+                                    if gap > 1 && gap < 1000 {
+                                        r.video_lost += (gap - 1) as u64;
+                                    }
+                                }
+                                r.last_video_seq = Some(seq);
+                            }
+                        }
                     }
                     gst::PadProbeReturn::Ok
                 });
@@ -250,7 +321,7 @@ impl BotMedia {
                     if let Err(e) = linked {
                         tracing::warn!("bot: cannot drop incoming stream: {e:#}");
                     }
-                } else if let Err(e) = link_receiver(&pipeline, pad, received.clone()) {
+                } else if let Err(e) = link_receiver(&pipeline, pad, received.clone(), decode) {
                     tracing::warn!("bot: incoming stream not analysed: {e:#}");
                 }
             });
@@ -351,6 +422,9 @@ impl BotMedia {
             kbps: bytes as f64 * 8.0 / 1000.0 / self.started.elapsed().as_secs_f64().max(1e-3),
             audio_seconds: r.audio_samples as f64 / 48_000.0,
             first_frame_at: r.first_frame,
+            video_packets: r.video_packets,
+            video_lost: r.video_lost,
+            video_bytes: r.video_bytes,
         }
     }
 
@@ -594,11 +668,52 @@ pub fn dominant_frequencies(bin_hz: f64, db: &[f64], max: usize, floor_db: f64) 
     out
 }
 
-fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>) -> Result<()> {
+/// Count-only reception: depayload and count frames, no decoding.
+fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>, video: bool) -> Result<()> {
+    let queue = make("queue")?;
+    let mut chain = vec![queue];
+    if video {
+        chain.push(make("rtpvp8depay")?);
+    }
+    let sink = gst_app::AppSink::builder().sync(false).max_buffers(8).drop(true).build();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if video {
+                    let size = sample.buffer().and_then(|b| b.map_readable().ok().and_then(|m| vp8_keyframe_size(&m)));
+                    let mut r = lock(&received);
+                    r.frame_arrived(Instant::now());
+                    if let Some((w, h)) = size {
+                        r.width = w;
+                        r.height = h;
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let sink_el: gst::Element = sink.upcast();
+    pipeline.add_many(chain.iter())?;
+    pipeline.add(&sink_el)?;
+    gst::Element::link_many(chain.iter())?;
+    chain.last().context("empty chain")?.link(&sink_el)?;
+    sink_el.sync_state_with_parent()?;
+    for e in &chain {
+        e.sync_state_with_parent()?;
+    }
+    pad.link(&chain[0].static_pad("sink").context("queue sink")?)?;
+    Ok(())
+}
+
+fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>, decode: bool) -> Result<()> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
     let s = caps.structure(0).context("no caps")?;
     let media = s.get::<&str>("media").unwrap_or("");
     let encoding = s.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
+    if !decode {
+        return link_counter(pipeline, pad, received, media == "video" && encoding == "VP8");
+    }
     let (names, out_caps): (Vec<&str>, gst::Caps) = match (media, encoding.as_str()) {
         ("video", "VP8") => (
             vec!["queue", "rtpvp8depay", "vp8dec", "videoconvert"],
@@ -629,16 +744,7 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<R
                 let mut r = lock(&received);
                 if is_video {
                     let now = Instant::now();
-                    if let Some(last) = r.last_frame_at {
-                        r.max_gap = r.max_gap.max(now - last);
-                    }
-                    r.last_frame_at = Some(now);
-                    r.first_frame.get_or_insert(now);
-                    r.frames += 1;
-                    r.frame_times.push_back(now);
-                    while r.frame_times.len() > 300 {
-                        r.frame_times.pop_front();
-                    }
+                    r.frame_arrived(now);
                     if let Some(s) = sample.caps().and_then(|c| c.structure(0)) {
                         r.width = s.get::<i32>("width").unwrap_or(0) as u32;
                         r.height = s.get::<i32>("height").unwrap_or(0) as u32;
@@ -684,6 +790,17 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyframe_size_is_read_from_the_vp8_header() {
+        // A keyframe header for 320x180 (scaling bits set, must be masked).
+        let key = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x41, 0xb4, 0x80, 0x00];
+        assert_eq!(vp8_keyframe_size(&key), Some((320, 180)));
+        let mut inter = key;
+        inter[0] |= 1;
+        assert_eq!(vp8_keyframe_size(&inter), None);
+        assert_eq!(vp8_keyframe_size(&key[..5]), None);
+    }
 
     #[test]
     fn spectrum_finds_a_sine_and_its_level() {

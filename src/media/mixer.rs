@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! videotestsrc(black, live) ─┐
-//! appsrc(participant 1) ─────┤ compositor ─ capsfilter(canvas) ─ queue ─ ENCODER ─ appsink ─► every participant's VP8 appsrc
+//! appsrc(participant 1) ─────┤ compositor ─ capsfilter(canvas) ─ tee ─► encoder ladder (see delivery.rs) ─► receivers
 //! appsrc(participant N) ─────┘
+//! appsrc(whole audio mix) ─ opusenc ─ appsink ─► every viewer (encoded once)
 //! ```
 //!
 //! Inputs arrive already scaled to their tile (the participant pipeline
@@ -14,27 +15,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use gst::prelude::*;
 
 use super::audio::{AudioMixer, AudioPort};
+use super::delivery::{Delivery, Receiver};
+use crate::ladder::Choice;
+use crate::room::EventSender;
 use crate::layouts::Fit;
 use crate::room::Placement;
 use super::{raw, shutdown_pipeline, MediaConfig};
 use crate::layout::Rect;
-
-/// Minimum spacing of forced keyframes on the shared encoder.
-const KEYFRAME_MIN_INTERVAL_MS: u64 = 500;
-
-/// A receiver of the shared encoded video.
-#[derive(Clone)]
-struct VideoOutput {
-    id: String,
-    appsrc: gst_app::AppSrc,
-    ready: Arc<AtomicBool>,
-}
 
 /// The participant pipeline's elements that shape its tile.
 pub struct TileElements {
@@ -85,37 +77,7 @@ pub struct InputHandles {
     pub room_in: gst_app::AppSrc,
     pub flags: Arc<InputFlags>,
     pub audio: Arc<AudioPort>,
-}
-
-/// Throttled keyframe requests: a request inside the 500 ms window is kept
-/// pending and served by the first encoded frame after the window.
-struct KeyframeThrottle {
-    epoch: Instant,
-    last_ms: AtomicU64,
-    pending: AtomicBool,
-    forced: AtomicU64,
-}
-
-impl KeyframeThrottle {
-    fn request(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-    }
-
-    /// Called per encoded frame; returns true when a keyframe must be forced now.
-    fn due(&self) -> bool {
-        if !self.pending.load(Ordering::SeqCst) {
-            return false;
-        }
-        let now = self.epoch.elapsed().as_millis() as u64 + KEYFRAME_MIN_INTERVAL_MS;
-        let last = self.last_ms.load(Ordering::SeqCst);
-        if now < last + KEYFRAME_MIN_INTERVAL_MS {
-            return false;
-        }
-        self.pending.store(false, Ordering::SeqCst);
-        self.last_ms.store(now, Ordering::SeqCst);
-        self.forced.fetch_add(1, Ordering::SeqCst);
-        true
-    }
+    pub receiver: Arc<Receiver>,
 }
 
 pub struct RoomMixer {
@@ -123,10 +85,19 @@ pub struct RoomMixer {
     cfg: Arc<MediaConfig>,
     pipeline: gst::Pipeline,
     compositor: gst::Element,
-    outputs: Arc<RwLock<Arc<Vec<VideoOutput>>>>,
     inputs: Mutex<HashMap<String, VideoInput>>,
-    keyframes: Arc<KeyframeThrottle>,
+    delivery: Delivery,
     audio: AudioMixer,
+    /// Viewers' audio: the whole mix encoded once, fanned out.
+    viewer_audio: Arc<RwLock<Arc<Vec<ViewerAudio>>>>,
+    viewers_on: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+struct ViewerAudio {
+    id: String,
+    appsrc: gst_app::AppSrc,
+    ready: Arc<AtomicBool>,
 }
 
 impl RoomMixer {
@@ -135,12 +106,13 @@ impl RoomMixer {
         let desc = format!(
             "videotestsrc is-live=true pattern=solid-color foreground-color={bg} ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
              ! compositor name=comp background=black ignore-inactive-pads=true latency={lat} \
-             ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
-             ! queue max-size-buffers=3 max-size-bytes=0 max-size-time=0 leaky=downstream \
-             ! {enc} ! appsink name=vout sync=false max-buffers=5 drop=true",
+             ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! tee name=vtee allow-not-linked=true \
+             appsrc name=viewmix is-live=true do-timestamp=true format=time max-bytes=96000 leaky-type=downstream \
+             ! opusenc bitrate={ab} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 \
+             ! appsink name=viewaudio sync=false async=false max-buffers=10 drop=true",
             lat = cfg.mixer_latency_ms as u64 * 1_000_000,
             bg = 0xff00_0000u32 | cfg.background,
-            enc = cfg.video_encoder,
+            ab = cfg.audio_bitrate,
         );
         let pipeline = gst::parse::launch(&desc)
             .with_context(|| format!("room mixer pipeline does not parse: {desc}"))?
@@ -148,43 +120,31 @@ impl RoomMixer {
             .map_err(|_| anyhow::anyhow!("room mixer is not a pipeline"))?;
         pipeline.set_property("name", format!("room-{room}"));
         let compositor = pipeline.by_name("comp").context("compositor missing")?;
-        let appsink = pipeline
-            .by_name("vout")
-            .context("appsink missing")?
-            .downcast::<gst_app::AppSink>()
-            .map_err(|_| anyhow::anyhow!("vout is not an appsink"))?;
+        let tee = pipeline.by_name("vtee").context("tee missing")?;
+        let delivery = Delivery::new(&pipeline, &tee, &cfg)?;
 
-        let outputs: Arc<RwLock<Arc<Vec<VideoOutput>>>> = Arc::new(RwLock::new(Arc::new(Vec::new())));
-        let keyframes = Arc::new(KeyframeThrottle {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            pending: AtomicBool::new(false),
-            forced: AtomicU64::new(0),
-        });
+        let viewer_audio: Arc<RwLock<Arc<Vec<ViewerAudio>>>> = Arc::new(RwLock::new(Arc::new(Vec::new())));
         {
-            let outputs = outputs.clone();
-            let keyframes = keyframes.clone();
-            let encoded = AtomicU64::new(0);
-            appsink.set_callbacks(
+            let viewer_audio = viewer_audio.clone();
+            let sink = pipeline
+                .by_name("viewaudio")
+                .context("viewer audio sink missing")?
+                .downcast::<gst_app::AppSink>()
+                .map_err(|_| anyhow::anyhow!("viewaudio is not an appsink"))?;
+            sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        let n = encoded.fetch_add(1, Ordering::Relaxed);
-                        if n % 150 == 0 {
-                            tracing::debug!("mixer: {n} frames encoded");
-                        }
-                        if keyframes.due() {
-                            if let Some(pad) = sink.static_pad("sink") {
-                                let ev = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
-                                pad.push_event(ev);
-                            }
-                        }
                         let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
-                        let list = outputs.read().unwrap_or_else(|p| p.into_inner()).clone();
-                        for out in list.iter() {
-                            if out.ready.load(Ordering::Relaxed) {
-                                // A receiver that is flushing or gone just misses frames.
-                                let _ = out.appsrc.push_buffer(super::unstamped(&buffer));
+                        let list = viewer_audio.read().unwrap_or_else(|p| p.into_inner()).clone();
+                        for v in list.iter() {
+                            if v.ready.load(Ordering::Relaxed) {
+                                if v.appsrc.caps().is_none() {
+                                    if let Some(c) = sample.caps() {
+                                        v.appsrc.set_caps(Some(&c.to_owned()));
+                                    }
+                                }
+                                let _ = v.appsrc.push_buffer(super::unstamped(&buffer));
                             }
                         }
                         Ok(gst::FlowSuccess::Ok)
@@ -202,17 +162,26 @@ impl RoomMixer {
             });
         }
         let audio = AudioMixer::new(room).context("cannot start the audio mixer thread")?;
+        let viewmix = pipeline
+            .by_name("viewmix")
+            .context("viewer mix source missing")?
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| anyhow::anyhow!("viewmix is not an appsrc"))?;
+        viewmix.set_caps(Some(&super::audio::audio_caps()));
+        let viewers_on = Arc::new(AtomicBool::new(false));
+        audio.set_broadcast(viewmix, viewers_on.clone());
         pipeline.set_state(gst::State::Playing).context("room mixer refused to play")?;
-        tracing::info!(room, "mixer started: {w}x{h}@{fps}");
+        tracing::info!(room, "mixer started: {w}x{h}@{fps}, rungs {:?}", delivery.ladder().iter().map(|r| r.name.as_str()).collect::<Vec<_>>());
         Ok(RoomMixer {
             room: room.to_string(),
             cfg,
             pipeline,
             compositor,
-            outputs,
             inputs: Mutex::new(HashMap::new()),
-            keyframes,
+            delivery,
             audio,
+            viewer_audio,
+            viewers_on,
         })
     }
 
@@ -224,13 +193,42 @@ impl RoomMixer {
         &self.cfg
     }
 
-    /// Ask for a keyframe on the shared encoder (throttled).
-    pub fn request_keyframe(&self) {
-        self.keyframes.request();
+    /// Receiver `id` needs a keyframe of its rung (throttled per rung).
+    pub fn request_keyframe(&self, id: &str) {
+        self.delivery.request_keyframe(id);
     }
 
     pub fn keyframes_forced(&self) -> u64 {
-        self.keyframes.forced.load(Ordering::SeqCst)
+        self.delivery.keyframes_forced()
+    }
+
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    /// A receive-only viewer: the composed video from the ladder and the
+    /// whole audio mix (encoded once for all viewers), no tile, no input.
+    pub fn add_viewer(
+        &self,
+        id: &str,
+        vp8_out: gst_app::AppSrc,
+        opus_out: gst_app::AppSrc,
+        ready: Arc<AtomicBool>,
+        events: EventSender,
+        choice: Choice,
+    ) -> Arc<Receiver> {
+        {
+            let mut w = self.viewer_audio.write().unwrap_or_else(|p| p.into_inner());
+            let mut v: Vec<ViewerAudio> = w.iter().cloned().collect();
+            v.push(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone() });
+            self.viewers_on.store(true, Ordering::SeqCst);
+            *w = Arc::new(v);
+        }
+        self.delivery.add(id, vp8_out, ready, events, choice)
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.viewer_audio.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Connect a participant: its decoded, tile-sized video goes into a new
@@ -280,6 +278,8 @@ impl RoomMixer {
         vp8_out: gst_app::AppSrc,
         audio_out: gst_app::AppSrc,
         ready: Arc<AtomicBool>,
+        events: EventSender,
+        choice: Choice,
     ) -> Result<InputHandles> {
         let video = self.new_input(&format!("in-{id}"))?;
         let frame = match self.new_input(&format!("frame-{id}")) {
@@ -307,13 +307,8 @@ impl RoomMixer {
                 audio: audio.clone(),
             },
         );
-        {
-            let mut w = self.outputs.write().unwrap_or_else(|p| p.into_inner());
-            let mut v: Vec<VideoOutput> = w.iter().cloned().collect();
-            v.push(VideoOutput { id: id.to_string(), appsrc: vp8_out, ready: ready.clone() });
-            *w = Arc::new(v);
-        }
-        Ok(InputHandles { room_in, flags, audio })
+        let receiver = self.delivery.add(id, vp8_out, ready, events, choice);
+        Ok(InputHandles { room_in, flags, audio, receiver })
     }
 
     /// Report audio levels (id, dBFS) about every 100 ms.
@@ -324,10 +319,14 @@ impl RoomMixer {
     /// Disconnect a participant. Safe to call twice.
     pub fn remove_participant(&self, id: &str) {
         self.audio.remove(id);
+        self.delivery.remove(id);
         {
-            let mut w = self.outputs.write().unwrap_or_else(|p| p.into_inner());
-            let v: Vec<VideoOutput> = w.iter().filter(|o| o.id != id).cloned().collect();
-            *w = Arc::new(v);
+            let mut w = self.viewer_audio.write().unwrap_or_else(|p| p.into_inner());
+            if w.iter().any(|v| v.id == id) {
+                let v: Vec<ViewerAudio> = w.iter().filter(|v| v.id != id).cloned().collect();
+                self.viewers_on.store(!v.is_empty(), Ordering::SeqCst);
+                *w = Arc::new(v);
+            }
         }
         let input = self.inputs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         if let Some(input) = input {

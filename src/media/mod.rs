@@ -11,6 +11,7 @@
 
 pub mod audio;
 pub mod bot;
+pub mod delivery;
 pub mod mixer;
 pub mod participant;
 pub mod preview;
@@ -22,7 +23,8 @@ use anyhow::{Context, Result};
 use gst::glib;
 use gst::prelude::*;
 
-use crate::room::{EventSender, MediaFactory, ParticipantMedia, RoomMedia};
+use crate::ladder::{default_ladder, fit_ladder, Rung};
+use crate::room::{EventSender, JoinOptions, MediaFactory, ParticipantMedia, RoomMedia};
 
 pub use crate::layouts::DEFAULT_VIDEO_ENCODER;
 
@@ -38,8 +40,10 @@ pub struct MediaConfig {
     pub jitterbuffer_ms: u32,
     /// compositor (aggregator) latency on top of upstream latency, milliseconds.
     pub mixer_latency_ms: u32,
-    /// gst-launch fragment encoding raw video to VP8 (the shared encoder).
+    /// gst-launch fragment encoding raw video to VP8 (one per rung).
     pub video_encoder: String,
+    /// The encoder ladder, highest first; empty: derived from the canvas.
+    pub ladder: Vec<Rung>,
     /// Opus bitrate of each participant's mix, bits per second.
     pub audio_bitrate: u32,
     /// Canvas background, 0xRRGGBB.
@@ -57,6 +61,7 @@ impl Default for MediaConfig {
             jitterbuffer_ms: 50,
             mixer_latency_ms: 20,
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
+            ladder: Vec::new(),
             audio_bitrate: 32_000,
             background: 0x000000,
             ice_addresses: Vec::new(),
@@ -64,18 +69,39 @@ impl Default for MediaConfig {
     }
 }
 
+impl MediaConfig {
+    /// The ladder in use: the declared one fitted to the canvas, or the
+    /// default one for the canvas.
+    pub fn rungs(&self) -> Vec<Rung> {
+        if self.ladder.is_empty() {
+            default_ladder(self.canvas_width, self.canvas_height, self.fps)
+        } else {
+            fit_ladder(&self.ladder, self.canvas_width, self.canvas_height, self.fps)
+        }
+    }
+}
+
+/// Transport-wide congestion control header extension (its SDP id).
+pub const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+pub const TWCC_EXT_ID: u8 = 3;
+
 static INIT: Once = Once::new();
 
 /// Initialise GStreamer once and check that every element we use exists.
 pub fn init() -> Result<()> {
     let mut res = Ok(());
-    INIT.call_once(|| res = gst::init().context("GStreamer failed to initialise"));
+    INIT.call_once(|| {
+        res = gst::init().context("GStreamer failed to initialise").and_then(|_| {
+            // rtpgccbwe (Google congestion control), built in.
+            gstrsrtp::plugin_register_static().context("cannot register the built-in RTP plugin (rtpgccbwe)")
+        })
+    });
     res?;
     let needed = [
         "webrtcbin", "compositor", "videotestsrc", "audiotestsrc", "vp8enc", "vp8dec", "rtpvp8pay",
         "rtpvp8depay", "opusenc", "opusdec", "rtpopuspay", "rtpopusdepay", "appsrc", "appsink",
         "videoconvert", "videoscale", "audioconvert", "audioresample", "capsfilter", "queue",
-        "aspectratiocrop", "textoverlay",
+        "aspectratiocrop", "textoverlay", "tee", "valve", "videorate", "rtpgccbwe",
     ];
     let missing: Vec<&str> = needed.iter().copied().filter(|n| gst::ElementFactory::find(n).is_none()).collect();
     if !missing.is_empty() {
@@ -124,9 +150,23 @@ impl RoomMedia for GstRoom {
         self.mixer.canvas()
     }
 
-    fn add_participant(&self, id: &str, events: EventSender) -> Result<Box<dyn ParticipantMedia>> {
-        let p = participant::ParticipantPipeline::new(id, self.mixer.clone(), events)?;
+    fn add_participant(&self, id: &str, opts: &JoinOptions, events: EventSender) -> Result<Box<dyn ParticipantMedia>> {
+        let p = participant::ParticipantPipeline::new(id, self.mixer.clone(), opts, events)?;
         Ok(Box::new(p))
+    }
+
+    fn rungs(&self) -> Vec<String> {
+        self.mixer.delivery().ladder().into_iter().map(|r| r.name).collect()
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let d = self.mixer.delivery();
+        serde_json::json!({
+            "encoders_running": d.running_encoders(),
+            "rungs": d.stats(),
+            "receivers": d.receivers(),
+            "viewers": self.mixer.viewer_count(),
+        })
     }
 
     fn set_layout(&self, tiles: &[crate::room::Placement]) {
@@ -230,6 +270,8 @@ pub(crate) fn vp8_rtp_caps() -> gst::Caps {
         .field("clock-rate", 90000i32)
         .field("rtcp-fb-nack-pli", true)
         .field("rtcp-fb-ccm-fir", true)
+        .field("rtcp-fb-transport-cc", true)
+        .field(format!("extmap-{TWCC_EXT_ID}").as_str(), TWCC_URI)
         .build()
 }
 

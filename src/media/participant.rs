@@ -17,11 +17,16 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use anyhow::{Context, Result};
 use gst::glib;
 use gst::prelude::*;
+use gst_rtp::prelude::*;
 use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType, WebRTCSessionDescription};
 
 use super::audio::audio_caps;
+use super::delivery::{LinkStats, Receiver};
 use super::mixer::{tile_caps, InputHandles, RoomMixer, TileElements};
-use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, unstamped, vp8_rtp_caps};
+use crate::ladder::Choice;
+use crate::protocol::Role;
+use crate::room::JoinOptions;
+use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, unstamped, vp8_rtp_caps, TWCC_EXT_ID, TWCC_URI};
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
 use crate::room::{EventSender, ParticipantEvent, ParticipantMedia};
 
@@ -48,6 +53,7 @@ fn lock(m: &Mutex<SigState>) -> MutexGuard<'_, SigState> {
 
 pub struct ParticipantPipeline {
     id: String,
+    receiver: Arc<Receiver>,
     pipeline: gst::Pipeline,
     webrtcbin: gst::Element,
     mixer: Arc<RoomMixer>,
@@ -79,20 +85,34 @@ fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink> {
 }
 
 impl ParticipantPipeline {
-    pub fn new(id: &str, mixer: Arc<RoomMixer>, events: EventSender) -> Result<ParticipantPipeline> {
+    pub fn new(id: &str, mixer: Arc<RoomMixer>, opts: &JoinOptions, events: EventSender) -> Result<ParticipantPipeline> {
         let cfg = mixer.config().clone();
+        let viewer = opts.role == Role::Viewer;
+        let choice = match opts.quality.as_str() {
+            "auto" => Choice::Auto,
+            q => Choice::Fixed(mixer.delivery().rung_index(q).with_context(|| format!("no rung `{q}`"))?),
+        };
+        // A viewer sends nothing and gets the room's shared audio encoding;
+        // a participant gets its own mix-minus, encoded here.
+        let audio_out = if viewer {
+            "appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0".to_string()
+        } else {
+            format!(
+                "appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 \
+                 ! opusenc bitrate={ab} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
+                 videoconvert name=vconv ! aspectratiocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
+                 ! textoverlay name=label valignment=bottom halignment=left shaded-background=true auto-resize=false xpad=8 ypad=6 \
+                 ! appsink name=vsink sync=false max-buffers=2 drop=true \
+                 audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false",
+                ab = cfg.audio_bitrate,
+            )
+        };
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-bundle latency={jb} \
-             appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 \
-               ! opusenc bitrate={ab} frame-size=20 inband-fec=true ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
              appsrc name=vsrc is-live=true do-timestamp=true format=time max-bytes=2000000 \
-               ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1 \
-             videoconvert name=vconv ! aspectratiocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
-               ! textoverlay name=label valignment=bottom halignment=left shaded-background=true auto-resize=false xpad=8 ypad=6 \
-               ! appsink name=vsink sync=false max-buffers=2 drop=true \
-             audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false",
+               ! rtpvp8pay name=vpay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1 \
+             {audio_out}",
             jb = cfg.jitterbuffer_ms,
-            ab = cfg.audio_bitrate,
         );
         let pipeline = gst::parse::launch(&desc)
             .context("participant pipeline does not parse")?
@@ -105,25 +125,37 @@ impl ParticipantPipeline {
         let by = |n: &str| pipeline.by_name(n).with_context(|| format!("{n} missing"));
         by("acaps")?.set_property("caps", opus_rtp_caps());
         by("vcaps")?.set_property("caps", vp8_rtp_caps());
-        let tilecaps = by("tilecaps")?;
-        tilecaps.set_property("caps", tile_caps(320, 180));
-        by("amixcaps")?.set_property("caps", audio_caps());
+        let vpay = by("vpay")?;
+        add_twcc_extension(&vpay)?;
         let asrc = appsrc(&pipeline, "asrc")?;
-        asrc.set_caps(Some(&audio_caps()));
         asrc.set_property_from_str("leaky-type", "downstream");
         let vsrc = appsrc(&pipeline, "vsrc")?;
         vsrc.set_caps(Some(&gst::Caps::builder("video/x-vp8").build()));
         vsrc.set_property_from_str("leaky-type", "downstream");
+        let direction = if viewer {
+            gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly
+        } else {
+            gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv
+        };
         for (pad, caps) in [("sink_0", opus_rtp_caps()), ("sink_1", vp8_rtp_caps())] {
             let pad = webrtcbin.static_pad(pad).with_context(|| format!("webrtcbin {pad} missing"))?;
             let trans: gst_webrtc::WebRTCRTPTransceiver = pad.property("transceiver");
             trans.set_property("codec-preferences", &caps);
-            trans.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv);
+            trans.set_property("direction", direction);
         }
 
         let ready = Arc::new(AtomicBool::new(false));
-        let tile_el = TileElements { caps: tilecaps, crop: by("crop")?, label: by("label")? };
-        let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone())?;
+        let (receiver, handles) = if viewer {
+            (mixer.add_viewer(id, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice), None)
+        } else {
+            asrc.set_caps(Some(&audio_caps()));
+            let tilecaps = by("tilecaps")?;
+            tilecaps.set_property("caps", tile_caps(320, 180));
+            by("amixcaps")?.set_property("caps", audio_caps());
+            let tile_el = TileElements { caps: tilecaps, crop: by("crop")?, label: by("label")? };
+            let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice)?;
+            (handles.receiver.clone(), Some(handles))
+        };
         let state = Arc::new(Mutex::new(SigState {
             offer_requested: false,
             offer_sent: false,
@@ -132,6 +164,7 @@ impl ParticipantPipeline {
         }));
         let p = ParticipantPipeline {
             id: id.to_string(),
+            receiver: receiver.clone(),
             pipeline: pipeline.clone(),
             webrtcbin: webrtcbin.clone(),
             mixer: mixer.clone(),
@@ -141,16 +174,91 @@ impl ParticipantPipeline {
         };
         // From here on, an early return drops `p`, which removes the
         // participant from the mixer and stops the pipeline.
-        p.connect_decoded_outputs(handles)?;
+        if let Some(handles) = handles {
+            p.connect_decoded_outputs(handles)?;
+        }
         p.connect_keyframe_requests(&vsrc)?;
+        p.connect_congestion_control(&vpay)?;
         p.connect_webrtc_signals();
         p.connect_bus();
         pipeline.set_state(gst::State::Playing).context("participant pipeline refused to play")?;
         Ok(p)
     }
 
+    /// Google congestion control on the sending side: webrtcbin asks for an
+    /// "aux sender" per transport; `rtpgccbwe` paces what we send and
+    /// estimates the downlink from the receiver's transport-wide feedback.
+    /// Its estimate and the feedback itself go to this receiver's
+    /// [`LinkStats`]; RTP padding is added while the rung controller probes.
+    fn connect_congestion_control(&self, vpay: &gst::Element) -> Result<()> {
+        let link = self.receiver.link.clone();
+        let receiver = Arc::downgrade(&self.receiver);
+        let top = self.mixer.delivery().ladder().first().map(|r| r.link_bps()).unwrap_or(1_500_000);
+        self.webrtcbin.connect("request-aux-sender", false, move |_values| {
+            let bwe = match gst::ElementFactory::make("rtpgccbwe").build() {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("no congestion control: {e}");
+                    return None;
+                }
+            };
+            bwe.set_property("min-bitrate", 30_000u32);
+            bwe.set_property("max-bitrate", top * 2);
+            bwe.set_property("estimated-bitrate", top);
+            link.estimate_bps.store(top, Ordering::Relaxed);
+            {
+                let link = link.clone();
+                bwe.connect_notify(Some("estimated-bitrate"), move |e, _| {
+                    link.estimate_bps.store(e.property::<u32>("estimated-bitrate"), Ordering::Relaxed);
+                });
+            }
+            if let Some(src) = bwe.static_pad("src") {
+                let link = link.clone();
+                src.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                    if let Some(ev) = info.event() {
+                        if let Some(s) = ev.structure().filter(|s| s.name() == "RTPTWCCPackets") {
+                            record_twcc(&link, s);
+                        }
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+            }
+            if let Some(r) = receiver.upgrade() {
+                r.set_estimator(&bwe);
+            }
+            Some(bwe.to_value())
+        });
+        let padding = self.receiver.padding_bps.clone();
+        let pad = vpay.static_pad("src").context("payloader has no src pad")?;
+        let padder = Mutex::new(Padder::default());
+        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, info| {
+            let bps = padding.load(Ordering::Relaxed);
+            let mut padder = padder.lock().unwrap_or_else(|p| p.into_inner());
+            match info.data.take() {
+                Some(gst::PadProbeData::Buffer(b)) => {
+                    let mut list = gst::BufferList::new();
+                    padder.process(b, bps, list.get_mut().expect("new list is writable"));
+                    info.data = Some(gst::PadProbeData::BufferList(list));
+                }
+                Some(gst::PadProbeData::BufferList(l)) => {
+                    let mut list = gst::BufferList::new_sized(l.len());
+                    {
+                        let out = list.get_mut().expect("new list is writable");
+                        for b in l.iter_owned() {
+                            padder.process(b, bps, out);
+                        }
+                    }
+                    info.data = Some(gst::PadProbeData::BufferList(list));
+                }
+                other => info.data = other,
+            }
+            gst::PadProbeReturn::Ok
+        });
+        Ok(())
+    }
+
     fn connect_decoded_outputs(&self, handles: InputHandles) -> Result<()> {
-        let InputHandles { room_in, flags, audio: port } = handles;
+        let InputHandles { room_in, flags, audio: port, .. } = handles;
         let vsink = appsink(&self.pipeline, "vsink")?;
         vsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -197,12 +305,13 @@ impl ParticipantPipeline {
     /// room's shared encoder.
     fn connect_keyframe_requests(&self, vsrc: &gst_app::AppSrc) -> Result<()> {
         let mixer: Weak<RoomMixer> = Arc::downgrade(&self.mixer);
+        let id = self.id.clone();
         let pad = vsrc.static_pad("src").context("vsrc has no src pad")?;
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
             if let Some(ev) = info.event() {
                 if gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok() {
                     if let Some(m) = mixer.upgrade() {
-                        m.request_keyframe();
+                        m.request_keyframe(&id);
                     }
                 }
             }
@@ -276,7 +385,7 @@ impl ParticipantPipeline {
                         ready.store(true, Ordering::SeqCst);
                         // A new receiver needs a keyframe to start decoding.
                         if let Some(m) = mixer.upgrade() {
-                            m.request_keyframe();
+                            m.request_keyframe(&id);
                         }
                     }
                     WebRTCPeerConnectionState::Failed => send(
@@ -330,6 +439,85 @@ impl ParticipantPipeline {
             }
             gst::BusSyncReply::Drop
         });
+    }
+}
+
+/// Let the payloader write the transport-wide sequence number extension
+/// (rtpsession fills in the transport-wide number).
+fn add_twcc_extension(pay: &gst::Element) -> Result<()> {
+    let ext = gst_rtp::RTPHeaderExtension::create_from_uri(TWCC_URI).context("no TWCC header extension in GStreamer")?;
+    ext.set_id(TWCC_EXT_ID as u32);
+    pay.emit_by_name::<()>("add-extension", &[&ext]);
+    Ok(())
+}
+
+/// Feed one `RTPTWCCPackets` event (from rtpsession) into `link`.
+fn record_twcc(link: &LinkStats, s: &gst::StructureRef) {
+    let Ok(packets) = s.get::<glib::ValueArray>("packets") else { return };
+    for v in packets.iter() {
+        let Ok(p) = v.get::<gst::Structure>() else { continue };
+        let lost = p.get::<bool>("lost").unwrap_or(false);
+        let size = p.get::<u32>("size").unwrap_or(0);
+        let remote = p.get::<gst::ClockTime>("remote-ts").ok().map(|t| t.nseconds());
+        link.feedback(lost, remote, size);
+    }
+}
+
+/// Rewrites the video's RTP sequence numbers so that padding-only packets
+/// can be inserted between frames while the rung controller probes.
+#[derive(Default)]
+struct Padder {
+    offset: u16,
+    last: Option<std::time::Instant>,
+    /// Bits of padding owed.
+    owed: f64,
+}
+
+/// Largest RTP padding (one length byte).
+const PAD_BYTES: u8 = 255;
+
+impl Padder {
+    fn process(&mut self, mut buf: gst::Buffer, bps: u32, out: &mut gst::BufferListRef) {
+        let (marker, ssrc, pt, ts) = {
+            let b = buf.make_mut();
+            let Ok(mut rtp) = gst_rtp::RTPBuffer::from_buffer_writable(b) else {
+                out.add(buf);
+                return;
+            };
+            let seq = rtp.seq().wrapping_add(self.offset);
+            rtp.set_seq(seq);
+            (rtp.is_marker(), rtp.ssrc(), rtp.payload_type(), rtp.timestamp())
+        };
+        let pts = buf.pts();
+        let last_seq = gst_rtp::RTPBuffer::from_buffer_readable(&buf).map(|r| r.seq()).unwrap_or(0);
+        out.add(buf);
+        let now = std::time::Instant::now();
+        let elapsed = self.last.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0).min(0.2);
+        self.last = Some(now);
+        if bps == 0 {
+            self.owed = 0.0;
+            return;
+        }
+        self.owed += bps as f64 * elapsed;
+        if !marker {
+            return;
+        }
+        // Between frames: add what is owed, at most 60 packets at once.
+        let per = crate::ladder::padding_packet(0, 0, 0, 0, TWCC_EXT_ID, PAD_BYTES).len() as f64 * 8.0;
+        let mut seq = last_seq;
+        let mut n = 0;
+        while self.owed >= per && n < 60 {
+            seq = seq.wrapping_add(1);
+            self.offset = self.offset.wrapping_add(1);
+            let mut p = gst::Buffer::from_mut_slice(crate::ladder::padding_packet(ssrc, pt, seq, ts, TWCC_EXT_ID, PAD_BYTES));
+            if let Some(b) = p.get_mut() {
+                b.set_pts(pts);
+            }
+            out.add(p);
+            self.owed -= per;
+            n += 1;
+        }
+        self.owed = self.owed.min(per * 60.0);
     }
 }
 
@@ -428,6 +616,17 @@ impl ParticipantMedia for ParticipantPipeline {
         });
         self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&desc, &promise]);
         Ok(())
+    }
+
+    fn set_quality(&self, quality: &str) {
+        let choice = match quality {
+            "auto" => Choice::Auto,
+            q => match self.mixer.delivery().rung_index(q) {
+                Some(i) => Choice::Fixed(i),
+                None => return,
+            },
+        };
+        self.mixer.delivery().set_choice(&self.id, choice);
     }
 
     fn add_ice(&self, sdp_mline_index: u32, candidate: &str) -> Result<(), ProtocolError> {

@@ -143,3 +143,42 @@ impl Drop for ChildServer {
         let _ = self.child.wait();
     }
 }
+
+/// A moving, detailed test picture: the encoder ladder reaches its
+/// bitrates on it (solid colours compress to almost nothing).
+pub const BUSY_PATTERN: &str = "zone-plate kx2=20 ky2=20 kt=1";
+
+/// A bot sending the busy pattern.
+pub fn busy_bot(url: &str, room: &str, name: &str, tone: f64) -> BotOptions {
+    BotOptions { color: None, pattern: BUSY_PATTERN.into(), ..bot_options(url, room, name, 0, tone) }
+}
+
+/// `GET /api/rooms/{room}/stats` of an in-process server.
+pub async fn room_stats(server: &Running, room: &str) -> serde_json::Value {
+    let (status, body) = http(server.server.addr, "GET", &format!("/api/rooms/{room}/stats"), "").await;
+    assert_eq!(status, 200, "stats: {body}");
+    serde_json::from_str(&body).expect("stats are JSON")
+}
+
+/// Rungs whose encoder runs, and rungs that some receiver is on.
+pub fn rungs_running_and_used(stats: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+    let rungs = stats["media"]["rungs"].as_array().cloned().unwrap_or_default();
+    let name = |r: &serde_json::Value| r["name"].as_str().unwrap_or("").to_string();
+    let running = rungs.iter().filter(|r| r["running"] == true).map(name).collect();
+    let used = rungs.iter().filter(|r| r["receivers"].as_u64().unwrap_or(0) > 0).map(name).collect();
+    (running, used)
+}
+
+/// Video kbps (RTP, with headers) a bot receives over `secs`.
+pub async fn video_kbps(b: &Bot, secs: f64) -> f64 {
+    let b0 = b.stats().video_bytes;
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    (b.stats().video_bytes - b0) as f64 * 8.0 / 1000.0 / secs
+}
+
+/// Frames per second a bot receives over `secs`.
+pub async fn fps_over(b: &Bot, secs: f64) -> f64 {
+    let f0 = b.stats().frames;
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    (b.stats().frames - f0) as f64 / secs
+}

@@ -1,0 +1,601 @@
+//! Delivery of the composed room to its receivers: the encoder ladder,
+//! each receiver's rung, keyframes, and the rung controller.
+//!
+//! ```text
+//!                  ┌ queue ─ valve ─ videoscale ─ videorate ─ caps(high)   ─ vp8enc ─ appsink ┐
+//! compositor ─ tee ┼ queue ─ valve ─ videoscale ─ videorate ─ caps(medium) ─ vp8enc ─ appsink ┼─► receivers on that rung
+//!                  └ queue ─ valve ─ videoscale ─ videorate ─ caps(low)    ─ vp8enc ─ appsink ┘
+//! ```
+//!
+//! A rung's valve is open only while at least one receiver is on it (or
+//! moving to it), so an unused rung encodes nothing: the cost grows with
+//! the rungs in use, not with the receivers. A receiver moves to another
+//! rung at that rung's next keyframe (requested on the move, throttled per
+//! rung), and until then keeps the frames of the rung it is on, so a switch
+//! never shows a broken picture. A new receiver gets nothing until a
+//! keyframe of its rung.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use gst::glib;
+use gst::prelude::*;
+
+use super::MediaConfig;
+use crate::ladder::{Choice, LinkSample, Rung, RungController, Target};
+use crate::protocol::ServerMessage;
+use crate::room::{EventSender, ParticipantEvent};
+
+/// Minimum spacing of forced keyframes on one rung's encoder.
+const KEYFRAME_MIN_INTERVAL_MS: u64 = 500;
+/// Controller period.
+const TICK: Duration = Duration::from_millis(100);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Throttled keyframe requests: a request inside the 500 ms window is kept
+/// pending and served by the first encoded frame after the window.
+struct KeyframeThrottle {
+    epoch: Instant,
+    last_ms: AtomicU64,
+    pending: AtomicBool,
+    forced: AtomicU64,
+}
+
+impl KeyframeThrottle {
+    fn new() -> KeyframeThrottle {
+        KeyframeThrottle { epoch: Instant::now(), last_ms: AtomicU64::new(0), pending: AtomicBool::new(false), forced: AtomicU64::new(0) }
+    }
+
+    fn request(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+    }
+
+    /// Called per encoded frame; true when a keyframe must be forced now.
+    fn due(&self) -> bool {
+        if !self.pending.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64 + KEYFRAME_MIN_INTERVAL_MS;
+        let last = self.last_ms.load(Ordering::SeqCst);
+        if now < last + KEYFRAME_MIN_INTERVAL_MS {
+            return false;
+        }
+        self.pending.store(false, Ordering::SeqCst);
+        self.last_ms.store(now, Ordering::SeqCst);
+        self.forced.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+}
+
+/// What a receiver's transport tells about its link, written by the
+/// participant pipeline (congestion-control estimate, TWCC feedback).
+#[derive(Default)]
+pub struct LinkStats {
+    pub estimate_bps: AtomicU32,
+    feedback: Mutex<Feedback>,
+}
+
+#[derive(Default)]
+struct Feedback {
+    /// Received packets: (arrival on the receiver's clock in ns, bytes).
+    received: VecDeque<(u64, u32)>,
+    /// Every reported packet: (when reported, lost).
+    reports: VecDeque<(Instant, bool)>,
+    any: bool,
+}
+
+impl LinkStats {
+    /// Record one TWCC feedback packet report.
+    pub fn feedback(&self, lost: bool, remote_ns: Option<u64>, size: u32) {
+        let now = Instant::now();
+        let mut f = lock(&self.feedback);
+        f.any = true;
+        f.reports.push_back((now, lost));
+        while f.reports.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1)) {
+            f.reports.pop_front();
+        }
+        if let (false, Some(ts)) = (lost, remote_ns) {
+            f.received.push_back((ts, size));
+            let newest = f.received.iter().map(|(t, _)| *t).max().unwrap_or(ts);
+            while f.received.front().is_some_and(|(t, _)| newest.saturating_sub(*t) > 1_000_000_000) {
+                f.received.pop_front();
+            }
+        }
+    }
+
+    pub fn sample(&self) -> LinkSample {
+        let f = lock(&self.feedback);
+        let now = Instant::now();
+        let recent: Vec<&(Instant, bool)> = f.reports.iter().filter(|(t, _)| now.duration_since(*t) <= Duration::from_secs(1)).collect();
+        let loss = if recent.is_empty() { 0.0 } else { recent.iter().filter(|(_, l)| *l).count() as f64 / recent.len() as f64 };
+        // Delivered rate over the newest 500 ms of the receiver's clock.
+        let newest = f.received.iter().map(|(t, _)| *t).max().unwrap_or(0);
+        let window = 500_000_000u64;
+        let bytes: u64 = f.received.iter().filter(|(t, _)| newest.saturating_sub(*t) < window).map(|(_, s)| *s as u64).sum();
+        let stale = f.reports.back().map(|(t, _)| now.duration_since(*t) > Duration::from_secs(1)).unwrap_or(true);
+        LinkSample {
+            estimate_bps: self.estimate_bps.load(Ordering::Relaxed),
+            delivered_bps: if stale { 0 } else { (bytes * 8 * 1_000_000_000 / window) as u32 },
+            loss,
+            has_feedback: f.any,
+        }
+    }
+}
+
+/// One receiver of the composed video (a participant or a viewer).
+pub struct Receiver {
+    pub id: String,
+    appsrc: gst_app::AppSrc,
+    ready: Arc<AtomicBool>,
+    events: EventSender,
+    pub link: Arc<LinkStats>,
+    /// RTP padding the receiver's pipeline adds while probing (bits/s).
+    pub padding_bps: Arc<AtomicU32>,
+    /// The receiver's congestion-control element, told of proven rates.
+    estimator: Mutex<Option<glib::WeakRef<gst::Element>>>,
+    st: Mutex<RecvState>,
+}
+
+struct RecvState {
+    choice: Choice,
+    target: Target,
+    /// The rung whose frames this receiver gets now.
+    current: Option<usize>,
+    controller: Option<RungController>,
+}
+
+impl Receiver {
+    pub fn set_estimator(&self, e: &gst::Element) {
+        *lock(&self.estimator) = Some(e.downgrade());
+    }
+}
+
+struct RungEncoder {
+    spec: Rung,
+    valve: gst::Element,
+    keyframes: KeyframeThrottle,
+    running: AtomicBool,
+    bytes: AtomicU64,
+    frames: AtomicU64,
+}
+
+type Receivers = Arc<RwLock<Arc<Vec<Arc<Receiver>>>>>;
+
+/// Rung usage for the stats API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RungStats {
+    #[serde(flatten)]
+    pub rung: Rung,
+    pub running: bool,
+    pub receivers: usize,
+    /// Measured output of the rung's encoder over the last 2 s.
+    pub kbps: u32,
+    pub keyframes_forced: u64,
+}
+
+/// One receiver, for the stats API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReceiverStats {
+    pub id: String,
+    /// The rung it gets frames from now (`none` before its first keyframe).
+    pub rung: String,
+    /// Where it is going (`audio`: video paused).
+    pub target: String,
+    pub auto: bool,
+    pub estimate_kbps: u32,
+    pub delivered_kbps: u32,
+    pub loss: f64,
+    /// Transport-wide congestion-control feedback arrives.
+    pub feedback: bool,
+    pub padding_kbps: u32,
+}
+
+pub struct Delivery {
+    rungs: Arc<Vec<RungEncoder>>,
+    receivers: Receivers,
+    epoch: Instant,
+    kbps: Arc<Mutex<Vec<u32>>>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn quality_message(rungs: &[RungEncoder], t: Target, auto: bool, estimate: u32) -> ServerMessage {
+    let estimate_kbps = (estimate > 0).then_some(estimate / 1000);
+    match t {
+        Target::Rung(i) => {
+            let r = &rungs[i].spec;
+            ServerMessage::Quality { rung: r.name.clone(), width: r.width, height: r.height, fps: r.fps, kbps: r.bitrate / 1000, auto, estimate_kbps }
+        }
+        Target::AudioOnly => ServerMessage::Quality { rung: "audio".into(), width: 0, height: 0, fps: 0, kbps: 0, auto, estimate_kbps },
+    }
+}
+
+impl Delivery {
+    /// Build one encoder branch per rung behind `tee` in `pipeline`.
+    pub fn new(pipeline: &gst::Pipeline, tee: &gst::Element, cfg: &MediaConfig) -> Result<Delivery> {
+        let ladder = cfg.rungs();
+        let receivers: Receivers = Arc::new(RwLock::new(Arc::new(Vec::new())));
+        let mut rungs = Vec::new();
+        let mut sinks = Vec::new();
+        for (i, r) in ladder.iter().enumerate() {
+            let desc = format!(
+                "queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! valve name=valve drop=true \
+                 ! videoscale ! videorate drop-only=true \
+                 ! video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1,framerate={fps}/1 \
+                 ! {enc} ! appsink name=vout sync=false async=false max-buffers=5 drop=true",
+                w = r.width,
+                h = r.height,
+                fps = r.fps,
+                enc = cfg.video_encoder,
+            );
+            let bin = gst::parse::bin_from_description(&desc, true)
+                .with_context(|| format!("rung `{}` does not parse: {desc}", r.name))?;
+            bin.set_property("name", format!("rung-{}", r.name));
+            // The rung's bitrate overrides the fragment's.
+            for e in bin.iterate_recurse().into_iter().flatten() {
+                if e.find_property("target-bitrate").is_some() {
+                    e.set_property_from_str("target-bitrate", &r.bitrate.to_string());
+                }
+            }
+            pipeline.add(&bin).context("adding a rung")?;
+            let src = tee.request_pad_simple("src_%u").context("tee gave no pad")?;
+            let sink = bin.static_pad("sink").context("rung has no sink pad")?;
+            src.link(&sink).context("linking a rung")?;
+            let valve = bin.by_name("valve").context("rung valve missing")?;
+            let appsink = bin
+                .by_name("vout")
+                .context("rung appsink missing")?
+                .downcast::<gst_app::AppSink>()
+                .map_err(|_| anyhow::anyhow!("vout is not an appsink"))?;
+            sinks.push((i, appsink));
+            rungs.push(RungEncoder {
+                spec: r.clone(),
+                valve,
+                keyframes: KeyframeThrottle::new(),
+                running: AtomicBool::new(false),
+                bytes: AtomicU64::new(0),
+                frames: AtomicU64::new(0),
+            });
+        }
+        let rungs = Arc::new(rungs);
+        for (i, appsink) in sinks {
+            let rungs_cb = rungs.clone();
+            let receivers = receivers.clone();
+            appsink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        let rung = &rungs_cb[i];
+                        if rung.keyframes.due() {
+                            if let Some(pad) = sink.static_pad("sink") {
+                                pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
+                            }
+                        }
+                        let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
+                        rung.bytes.fetch_add(buffer.size() as u64, Ordering::Relaxed);
+                        rung.frames.fetch_add(1, Ordering::Relaxed);
+                        let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                        let list = receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+                        for r in list.iter() {
+                            if r.ready.load(Ordering::Relaxed) {
+                                deliver(&rungs_cb, r, i, key, &buffer);
+                            }
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let kbps = Arc::new(Mutex::new(vec![0; rungs.len()]));
+        let d = Delivery { rungs, receivers, epoch: Instant::now(), kbps, stop, thread: Mutex::new(None) };
+        d.start_controller()?;
+        Ok(d)
+    }
+
+    pub fn ladder(&self) -> Vec<Rung> {
+        self.rungs.iter().map(|r| r.spec.clone()).collect()
+    }
+
+    /// The index of rung `name`.
+    pub fn rung_index(&self, name: &str) -> Option<usize> {
+        self.rungs.iter().position(|r| r.spec.name == name)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Add a receiver. It gets frames once `ready` is set and a keyframe
+    /// of its rung arrives.
+    pub fn add(&self, id: &str, appsrc: gst_app::AppSrc, ready: Arc<AtomicBool>, events: EventSender, choice: Choice) -> Arc<Receiver> {
+        let start = match choice {
+            Choice::Fixed(i) => Target::Rung(i.min(self.rungs.len().saturating_sub(1))),
+            Choice::Auto => Target::Rung(0),
+        };
+        let controller = matches!(choice, Choice::Auto).then(|| RungController::new(&self.ladder(), start, self.now_ms()));
+        let r = Arc::new(Receiver {
+            id: id.to_string(),
+            appsrc,
+            ready,
+            events,
+            link: Arc::new(LinkStats::default()),
+            padding_bps: Arc::new(AtomicU32::new(0)),
+            estimator: Mutex::new(None),
+            st: Mutex::new(RecvState { choice, target: start, current: None, controller }),
+        });
+        {
+            let mut w = self.receivers.write().unwrap_or_else(|p| p.into_inner());
+            let mut v: Vec<_> = w.iter().cloned().collect();
+            v.push(r.clone());
+            *w = Arc::new(v);
+        }
+        update_valves(&self.rungs, &self.receivers);
+        r
+    }
+
+    pub fn remove(&self, id: &str) {
+        {
+            let mut w = self.receivers.write().unwrap_or_else(|p| p.into_inner());
+            let v: Vec<_> = w.iter().filter(|r| r.id != id).cloned().collect();
+            *w = Arc::new(v);
+        }
+        update_valves(&self.rungs, &self.receivers);
+    }
+
+    fn find(&self, id: &str) -> Option<Arc<Receiver>> {
+        self.receivers.read().unwrap_or_else(|p| p.into_inner()).iter().find(|r| r.id == id).cloned()
+    }
+
+    /// A receiver needs a keyframe (it just connected, or sent PLI/FIR).
+    pub fn request_keyframe(&self, id: &str) {
+        let Some(r) = self.find(id) else { return };
+        let st = lock(&r.st);
+        for i in [st.current, if let Target::Rung(t) = st.target { Some(t) } else { None }].into_iter().flatten() {
+            self.rungs[i].keyframes.request();
+        }
+    }
+
+    /// The receiver asks for a rung by name, or `auto`.
+    pub fn set_choice(&self, id: &str, choice: Choice) {
+        let Some(r) = self.find(id) else { return };
+        let now = self.now_ms();
+        let target = {
+            let mut st = lock(&r.st);
+            st.choice = choice.clone();
+            match choice {
+                Choice::Fixed(i) => {
+                    st.controller = None;
+                    Target::Rung(i.min(self.rungs.len() - 1))
+                }
+                Choice::Auto => {
+                    let start = match st.target {
+                        Target::Rung(i) => Target::Rung(i),
+                        Target::AudioOnly => Target::Rung(self.rungs.len() - 1),
+                    };
+                    st.controller = Some(RungController::new(&self.ladder(), start, now));
+                    start
+                }
+            }
+        };
+        r.padding_bps.store(0, Ordering::Relaxed);
+        set_target(&self.rungs, &self.receivers, &r, target, true);
+    }
+
+    pub fn running_encoders(&self) -> usize {
+        self.rungs.iter().filter(|r| r.running.load(Ordering::SeqCst)).count()
+    }
+
+    pub fn stats(&self) -> Vec<RungStats> {
+        let list = self.receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let kbps = lock(&self.kbps).clone();
+        self.rungs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RungStats {
+                rung: r.spec.clone(),
+                running: r.running.load(Ordering::SeqCst),
+                receivers: list.iter().filter(|x| lock(&x.st).current == Some(i)).count(),
+                kbps: kbps.get(i).copied().unwrap_or(0),
+                keyframes_forced: r.keyframes.forced.load(Ordering::SeqCst),
+            })
+            .collect()
+    }
+
+    /// Every receiver's rung and link, for the stats API.
+    pub fn receivers(&self) -> Vec<ReceiverStats> {
+        let list = self.receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+        list.iter()
+            .map(|r| {
+                let link = r.link.sample();
+                let st = lock(&r.st);
+                let name = |i: Option<usize>| i.and_then(|i| self.rungs.get(i)).map(|x| x.spec.name.clone()).unwrap_or_else(|| "none".into());
+                ReceiverStats {
+                    id: r.id.clone(),
+                    rung: name(st.current),
+                    target: match st.target {
+                        Target::Rung(i) => name(Some(i)),
+                        Target::AudioOnly => "audio".into(),
+                    },
+                    auto: st.controller.is_some(),
+                    estimate_kbps: link.estimate_bps / 1000,
+                    delivered_kbps: link.delivered_bps / 1000,
+                    loss: (link.loss * 1000.0).round() / 1000.0,
+                    feedback: link.has_feedback,
+                    padding_kbps: r.padding_bps.load(Ordering::Relaxed) / 1000,
+                }
+            })
+            .collect()
+    }
+
+    pub fn keyframes_forced(&self) -> u64 {
+        self.rungs.iter().map(|r| r.keyframes.forced.load(Ordering::SeqCst)).sum()
+    }
+
+    fn start_controller(&self) -> Result<()> {
+        let rungs = self.rungs.clone();
+        let receivers = self.receivers.clone();
+        let stop = self.stop.clone();
+        let kbps = self.kbps.clone();
+        let epoch = self.epoch;
+        let t = std::thread::Builder::new().name("rungs".into()).spawn(move || {
+            let mut last_bytes: Vec<u64> = vec![0; rungs.len()];
+            let mut last_measure = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(TICK);
+                let now = epoch.elapsed().as_millis() as u64;
+                let list = receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+                for r in list.iter() {
+                    if r.ready.load(Ordering::Relaxed) {
+                        control(&rungs, &receivers, r, now);
+                    }
+                }
+                update_valves(&rungs, &receivers);
+                if last_measure.elapsed() >= Duration::from_secs(2) {
+                    let secs = last_measure.elapsed().as_secs_f64();
+                    last_measure = Instant::now();
+                    let mut k = lock(&kbps);
+                    for (i, r) in rungs.iter().enumerate() {
+                        let b = r.bytes.load(Ordering::Relaxed);
+                        k[i] = ((b - last_bytes[i]) as f64 * 8.0 / secs / 1000.0) as u32;
+                        last_bytes[i] = b;
+                    }
+                }
+            }
+        })?;
+        *lock(&self.thread) = Some(t);
+        Ok(())
+    }
+}
+
+/// One controller step for an `auto` receiver.
+fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now: u64) {
+    let sample = r.link.sample();
+    let decision = {
+        let mut st = lock(&r.st);
+        match st.controller.as_mut() {
+            Some(c) => c.tick(now, sample),
+            None => return,
+        }
+    };
+    r.padding_bps.store(decision.padding_bps, Ordering::Relaxed);
+    if let Some(bps) = decision.set_estimate {
+        if let Some(e) = lock(&r.estimator).as_ref().and_then(|w| w.upgrade()) {
+            e.set_property("estimated-bitrate", bps);
+        }
+        r.link.estimate_bps.store(bps, Ordering::Relaxed);
+    }
+    if let Some(t) = decision.switch_to {
+        tracing::info!(receiver = %r.id, "rung {:?} (estimate {} kbps, delivered {} kbps, loss {:.1} %)", t, sample.estimate_bps / 1000, sample.delivered_bps / 1000, sample.loss * 100.0);
+        set_target(rungs, receivers, r, t, false);
+    }
+}
+
+/// Point a receiver at `t`: request a keyframe there and open its valve;
+/// the switch itself happens at that keyframe.
+fn set_target(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, t: Target, announce_now: bool) {
+    let (auto, paused) = {
+        let mut st = lock(&r.st);
+        st.target = t;
+        let auto = st.controller.is_some();
+        let paused = t == Target::AudioOnly;
+        if paused {
+            st.current = None;
+        }
+        if st.current == Some(match t {
+            Target::Rung(i) => i,
+            Target::AudioOnly => usize::MAX,
+        }) {
+            // Already there.
+            drop(st);
+            if announce_now {
+                send_quality(rungs, r, t, auto);
+            }
+            return;
+        }
+        (auto, paused)
+    };
+    if let Target::Rung(i) = t {
+        rungs[i].keyframes.request();
+    }
+    update_valves(rungs, receivers);
+    if paused {
+        send_quality(rungs, r, t, auto);
+    }
+}
+
+fn send_quality(rungs: &[RungEncoder], r: &Receiver, t: Target, auto: bool) {
+    let msg = quality_message(rungs, t, auto, r.link.estimate_bps.load(Ordering::Relaxed));
+    if r.events.try_send(ParticipantEvent::Send(msg)).is_err() {
+        tracing::debug!(receiver = %r.id, "quality event dropped (queue full)");
+    }
+}
+
+/// Hand one encoded frame of rung `i` to receiver `r` if it is on that
+/// rung, or moving to it and this is a keyframe.
+fn deliver(rungs: &[RungEncoder], r: &Receiver, i: usize, key: bool, buffer: &gst::Buffer) {
+    let mut st = lock(&r.st);
+    let switched = match st.target {
+        Target::Rung(t) if t == i => {
+            if st.current != Some(i) {
+                if !key {
+                    return;
+                }
+                st.current = Some(i);
+                true
+            } else {
+                false
+            }
+        }
+        _ if st.current == Some(i) => false,
+        _ => return,
+    };
+    // Pushing only queues the buffer; flushing (leaving) receivers miss it.
+    let _ = r.appsrc.push_buffer(super::unstamped(buffer));
+    let auto = st.controller.is_some();
+    drop(st);
+    if switched {
+        send_quality(rungs, r, Target::Rung(i), auto);
+    }
+}
+
+/// Open the valves of rungs in use, close the others.
+fn update_valves(rungs: &[RungEncoder], receivers: &Receivers) {
+    let list = receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut used = vec![false; rungs.len()];
+    for r in list.iter() {
+        let st = lock(&r.st);
+        if let Some(c) = st.current {
+            used[c] = true;
+        }
+        if let Target::Rung(t) = st.target {
+            used[t] = true;
+        }
+    }
+    for (rung, u) in rungs.iter().zip(used) {
+        if rung.running.swap(u, Ordering::SeqCst) != u {
+            rung.valve.set_property("drop", !u);
+            if u {
+                // A restarted encoder's first frames must be decodable.
+                rung.keyframes.request();
+            }
+            tracing::debug!("rung {} {}", rung.spec.name, if u { "started" } else { "stopped" });
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}

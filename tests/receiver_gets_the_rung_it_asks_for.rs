@@ -1,0 +1,67 @@
+//! The encoder ladder, explicit choice: a receiver that joins with
+//! `"quality":"low"` gets the low rung's size, frame rate and bitrate
+//! (±20 %) while another receiver in the same room keeps the high rung;
+//! `set_quality` moves it; only the rungs in use are encoded; an unknown
+//! rung is refused with `unknown_quality`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tessera::bot::{Bot, BotOptions};
+use tessera::ladder::default_ladder;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_gets_the_rung_it_asks_for() {
+    let server = start_server(media_config());
+    let url = server.ws_url();
+    let ladder = default_ladder(CANVAS.0, CANVAS.1, 30);
+    let (high, low) = (&ladder[0], &ladder[2]);
+
+    let sender = Bot::connect(busy_bot(&url, "q", "sender", 440.0)).await.expect("sender connects");
+    let picky = Bot::connect(BotOptions { quality: Some("low".into()), ..busy_bot(&url, "q", "picky", 660.0) }).await.expect("picky connects");
+    wait_receiving(&sender, Duration::from_secs(10)).await;
+    wait_receiving(&picky, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let q = picky.qualities();
+    assert_eq!(q.first().map(|q| (q.rung.as_str(), q.auto)), Some(("low", false)), "quality events: {q:?}");
+    let s = picky.stats();
+    assert_eq!((s.width, s.height), (low.width, low.height), "picky got {}x{}", s.width, s.height);
+    assert_eq!((sender.stats().width, sender.stats().height), (high.width, high.height));
+    let (fps, kbps) = tokio::join!(fps_over(&picky, 4.0), video_kbps(&picky, 4.0));
+    assert!((fps - low.fps as f64).abs() <= 2.0, "low rung at {fps:.1} fps, want {}", low.fps);
+    let want = low.bitrate as f64 / 1000.0;
+    assert!((kbps - want).abs() <= 0.2 * want, "low rung at {kbps:.0} kbps, want {want:.0} ± 20 %");
+
+    let stats = room_stats(&server, "q").await;
+    let (running, used) = rungs_running_and_used(&stats);
+    assert_eq!(running, vec!["high".to_string(), "low".to_string()], "{stats}");
+    assert_eq!(running, used, "an encoder runs without receivers: {stats}");
+
+    // Ask for the high rung: the picture follows, the low encoder stops.
+    picky.set_quality("high").await.expect("sent");
+    let moved = picky.wait_until(Duration::from_secs(3), |b| b.stats().width == high.width).await;
+    assert!(moved, "set_quality high did not change the stream: {:?}", picky.stats());
+    assert_eq!(picky.rung().as_deref(), Some("high"));
+    let mut stopped = false;
+    for _ in 0..20 {
+        let (running, _) = rungs_running_and_used(&room_stats(&server, "q").await);
+        if running == vec!["high".to_string()] {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "the low rung's encoder kept running: {}", room_stats(&server, "q").await);
+
+    // An unknown rung is refused and changes nothing.
+    picky.set_quality("ultra").await.expect("sent");
+    let refused = picky.wait_until(Duration::from_secs(2), |b| b.errors().iter().any(|(c, _)| c == "unknown_quality")).await;
+    assert!(refused, "no unknown_quality error: {:?}", picky.errors());
+    assert!(fps_over(&picky, 1.0).await >= 25.0, "the picture stopped after a refused set_quality");
+
+    picky.leave().await;
+    sender.leave().await;
+}
