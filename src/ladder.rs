@@ -119,7 +119,7 @@ pub struct LinkSample {
 }
 
 /// What the controller wants done after a tick.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Decision {
     /// Move the receiver here.
     pub switch_to: Option<Target>,
@@ -127,6 +127,8 @@ pub struct Decision {
     pub padding_bps: u32,
     /// Tell the estimator this rate is proven (after a probe).
     pub set_estimate: Option<u32>,
+    /// What happened, for the log (probe started, failed, proven).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -224,6 +226,14 @@ impl RungController {
         if let Some(p) = self.probe {
             let failed = s.estimate_bps < (p.estimate_at_start as f64 * 0.97) as u32 || s.loss > PROBE_MAX_LOSS;
             if failed {
+                d.note = Some(format!(
+                    "probe for rung {} at {} kbps failed: estimate {} -> {} kbps, loss {:.1} %",
+                    p.rung,
+                    p.rate / 1000,
+                    p.estimate_at_start / 1000,
+                    s.estimate_bps / 1000,
+                    s.loss * 100.0
+                ));
                 self.probe = None;
                 self.next_probe = now + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF_MS);
@@ -244,12 +254,14 @@ impl RungController {
             }
             if !s.has_feedback || (s.delivered_bps as f64) < p.rate as f64 * PROBE_DELIVERED {
                 // Not delivered (or no feedback to tell): treat as failed.
+                d.note = Some(format!("probe for rung {} at {} kbps: only {} kbps delivered", p.rung, p.rate / 1000, s.delivered_bps / 1000));
                 self.probe = None;
                 self.next_probe = now + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF_MS);
                 return d;
             }
             // Proven. Probe the next rung up at once, or take the best proven.
+            d.note = Some(format!("probe for rung {} at {} kbps proven ({} kbps delivered)", p.rung, p.rate / 1000, s.delivered_bps / 1000));
             let proven = Some((p.rung, p.rate));
             if p.rung > 0 {
                 let next = p.rung - 1;
@@ -291,7 +303,7 @@ impl RungController {
             if quiet && now >= self.next_probe && s.loss < 0.02 && s.has_feedback {
                 let rate = (self.rates[next] as f64 * PROBE_HEADROOM) as u32;
                 self.probe = Some(Probe { rung: next, rate, started: now, estimate_at_start: s.estimate_bps, proven: None });
-                d.padding_bps = rate.saturating_sub(self.media_rate(self.current));
+                d.note = Some(format!("probing rung {next} at {} kbps", rate / 1000));
             }
         }
         d
@@ -397,6 +409,7 @@ mod tests {
             // the rate a probe proved.
             let sent = c.media_rate(c.current()) + padding;
             let d = c.tick(t, sample(est, sent));
+            let d = d.clone();
             padding = d.padding_bps;
             est = d.set_estimate.unwrap_or(est);
             if let Some(s) = d.switch_to {

@@ -486,6 +486,9 @@ fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now:
         }
     };
     r.padding_bps.store(decision.padding_bps, Ordering::Relaxed);
+    if let Some(note) = &decision.note {
+        tracing::info!(receiver = %r.id, "{note}");
+    }
     if let Some(bps) = decision.set_estimate {
         if let Some(e) = lock(&r.estimator).as_ref().and_then(|w| w.upgrade()) {
             e.set_property("estimated-bitrate", bps);

@@ -457,7 +457,12 @@ fn record_twcc(link: &LinkStats, s: &gst::StructureRef) {
     for v in packets.iter() {
         let Ok(p) = v.get::<gst::Structure>() else { continue };
         let lost = p.get::<bool>("lost").unwrap_or(false);
-        let size = p.get::<u32>("size").unwrap_or(0);
+        // rtpsession reports the RTP *payload* size: a padding-only packet
+        // (ours, from the prober) reports 0; count what went on the wire.
+        let size = match p.get::<u32>("size").unwrap_or(0) {
+            0 => PADDING_PACKET_BYTES,
+            n => n + RTP_HEADER_BYTES,
+        };
         let remote = p.get::<gst::ClockTime>("remote-ts").ok().map(|t| t.nseconds());
         link.feedback(lost, remote, size);
     }
@@ -475,6 +480,10 @@ struct Padder {
 
 /// Largest RTP padding (one length byte).
 const PAD_BYTES: u8 = 255;
+/// A padding packet on the wire: header, TWCC extension, padding.
+const PADDING_PACKET_BYTES: u32 = 12 + 8 + PAD_BYTES as u32;
+/// RTP header with the TWCC extension, added to reported payload sizes.
+const RTP_HEADER_BYTES: u32 = 12 + 8;
 
 impl Padder {
     fn process(&mut self, mut buf: gst::Buffer, bps: u32, out: &mut gst::BufferListRef) {

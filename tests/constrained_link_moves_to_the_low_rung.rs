@@ -1,0 +1,202 @@
+//! Per-receiver congestion control on a real, shaped link: a bot in its
+//! own network namespace whose downlink is limited to 250 kbit/s (tbf) is
+//! moved to the low rung within 5 s and then receives ≥ 12 fps with < 3 %
+//! loss, while an unconstrained bot in the same room stays on the high
+//! rung. Raising the limit to 5 Mbit/s brings it back to the high rung
+//! within 20 s, with no more than one switch per 5 s.
+//!
+//! Needs root (network namespaces, veth, tc); without them it fails with
+//! the reason instead of passing.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tessera::bot::{Bot, BotOptions};
+use tessera::ladder::Rung;
+use tessera::media::MediaConfig;
+use tessera::server::{self, ServerConfig};
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// A namespace with one veth pair to the host; removed on drop.
+struct Netns {
+    name: String,
+    host_if: String,
+    host_ip: String,
+    ns_ip: String,
+}
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        let id = std::process::id() % 200 + 20;
+        let n = Netns {
+            name: format!("tessera-lb{id}"),
+            host_if: format!("tslb{id}h"),
+            host_ip: format!("10.231.{id}.1"),
+            ns_ip: format!("10.231.{id}.2"),
+        };
+        let ns_if = format!("tslb{id}n");
+        let _ = sh(&["ip", "netns", "del", &n.name]);
+        let _ = sh(&["ip", "link", "del", &n.host_if]);
+        sh(&["ip", "netns", "add", &n.name])?;
+        sh(&["ip", "link", "add", &n.host_if, "type", "veth", "peer", "name", &ns_if])?;
+        sh(&["ip", "link", "set", &ns_if, "netns", &n.name])?;
+        sh(&["ip", "addr", "add", &format!("{}/24", n.host_ip), "dev", &n.host_if])?;
+        sh(&["ip", "link", "set", &n.host_if, "up"])?;
+        sh(&["ip", "netns", "exec", &n.name, "ip", "addr", "add", &format!("{}/24", n.ns_ip), "dev", &ns_if])?;
+        sh(&["ip", "netns", "exec", &n.name, "ip", "link", "set", &ns_if, "up"])?;
+        sh(&["ip", "netns", "exec", &n.name, "ip", "link", "set", "lo", "up"])?;
+        Ok(n)
+    }
+
+    /// Limit what the host sends into the namespace (the bot's downlink).
+    fn limit(&self, rate: &str, op: &str) -> Result<(), String> {
+        sh(&["tc", "qdisc", op, "dev", &self.host_if, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "link", "del", &self.host_if]);
+        let _ = sh(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// The last report line of the namespaced bot, and every line's time.
+#[derive(Default)]
+struct Reports {
+    last: Option<serde_json::Value>,
+}
+
+fn rung_of(r: &serde_json::Value) -> Option<String> {
+    r["qualities"].as_array()?.last()?["rung"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constrained_link_moves_to_the_low_rung() {
+    let ns = Netns::create().unwrap_or_else(|e| {
+        panic!("this test needs network namespaces, veth and tc (run as root with iproute2 installed): {e}")
+    });
+    // A 640x360 room with a ladder whose high rung cannot pass 250 kbit/s
+    // and whose low rung can.
+    let ladder = vec![
+        Rung { name: "high".into(), width: 640, height: 360, fps: 30, bitrate: 800_000 },
+        Rung { name: "medium".into(), width: 320, height: 180, fps: 30, bitrate: 300_000 },
+        Rung { name: "low".into(), width: 160, height: 90, fps: 15, bitrate: 100_000 },
+    ];
+    let media = MediaConfig { ladder, ice_addresses: vec![ns.host_ip.clone()], ..media_config() };
+    init_tracing();
+    let server = server::start(ServerConfig { listen: format!("{}:0", ns.host_ip).parse().unwrap(), media, ..ServerConfig::default() })
+        .expect("server starts");
+    let url = server.ws_url();
+
+    let free = Bot::connect(BotOptions { decode: false, ice_addresses: vec![ns.host_ip.clone()], ..busy_bot(&url, "weak", "free", 440.0) })
+        .await
+        .expect("free bot connects");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_tessera")])
+        .args(["bot", "--server", &url, "--room", "weak", "--name", "weak", "--no-decode", "--report-every", "0.25"])
+        .args(["--pattern", BUSY_PATTERN, "--size", "320x240", "--duration", "120", "--ice-address", &ns.ns_ip])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ip netns exec tessera bot starts");
+    let reports = Arc::new(Mutex::new(Reports::default()));
+    {
+        let stdout = child.stdout.take().expect("stdout");
+        let reports = reports.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    reports.lock().unwrap().last = Some(v);
+                }
+            }
+        });
+    }
+    let last = || reports.lock().unwrap().last.clone().unwrap_or_default();
+    let wait_for = |pred: &dyn Fn(&serde_json::Value) -> bool, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = last();
+            if pred(&r) {
+                return Some(r);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Both start on the high rung.
+    wait_receiving(&free, Duration::from_secs(15)).await;
+    let started = wait_for(&|r| r["frames"].as_u64().unwrap_or(0) > 30 && rung_of(r).as_deref() == Some("high"), 15);
+    assert!(started.is_some(), "the namespaced bot never got the high rung: {}", last());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // 250 kbit/s: the low rung within 5 s.
+    ns.limit("250kbit", "add").expect("tc tbf");
+    let limited = Instant::now();
+    let low = wait_for(&|r| rung_of(r).as_deref() == Some("low"), 5);
+    let stats = room_stats(&server, "weak").await;
+    assert!(low.is_some(), "not on the low rung 5 s after the limit: {}\nserver: {stats}", last());
+    eprintln!("on the low rung after {:.1} s", limited.elapsed().as_secs_f64());
+
+    // The next 10 s: at least 12 fps, less than 3 % loss, still low.
+    let a = last();
+    std::thread::sleep(Duration::from_secs(10));
+    let b = last();
+    let b_at = Instant::now();
+    let n = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(0.0);
+    let secs = (n(&b, "at_ms") - n(&a, "at_ms")) / 1000.0;
+    let fps = (n(&b, "frames") - n(&a, "frames")) / secs;
+    let got = n(&b, "video_packets") - n(&a, "video_packets");
+    let lost = n(&b, "video_lost") - n(&a, "video_lost");
+    let loss = lost / (got + lost).max(1.0);
+    let kbps = (n(&b, "video_bytes") - n(&a, "video_bytes")) * 8.0 / 1000.0 / secs;
+    eprintln!("constrained: {fps:.1} fps, {:.2} % loss, {kbps:.0} kbps video", loss * 100.0);
+    assert!(fps >= 12.0, "only {fps:.1} fps on the low rung: {b}");
+    assert!(loss < 0.03, "{:.1} % loss on the low rung: {b}", loss * 100.0);
+    assert_eq!(rung_of(&b).as_deref(), Some("low"), "left the low rung while limited: {b}");
+
+    // The unconstrained bot never left the high rung.
+    let q = free.qualities();
+    assert!(q.iter().all(|q| q.rung == "high"), "the unconstrained bot was moved: {q:?}");
+
+    // 5 Mbit/s: back to high within 20 s, at most one switch per 5 s.
+    ns.limit("5mbit", "change").expect("tc tbf change");
+    let raised = Instant::now();
+    let high = wait_for(&|r| rung_of(r).as_deref() == Some("high"), 20);
+    assert!(high.is_some(), "not back on the high rung 20 s after the limit rose: {}\nserver: {}", last(), room_stats(&server, "weak").await);
+    eprintln!("back on the high rung after {:.1} s", raised.elapsed().as_secs_f64());
+    let raised_at = n(&b, "at_ms") + raised.duration_since(b_at).as_millis() as f64;
+    let events: Vec<f64> = last()["qualities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|q| q["at_ms"].as_f64().unwrap_or(0.0))
+        .filter(|t| *t >= raised_at - 5000.0)
+        .collect();
+    for w in events.windows(2) {
+        assert!(w[1] - w[0] >= 5000.0, "two switches within 5 s: {}", last()["qualities"]);
+    }
+    assert!(free.qualities().iter().all(|q| q.rung == "high"));
+
+    let _ = child.kill();
+    let _ = child.wait();
+    free.leave().await;
+}
