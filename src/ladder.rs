@@ -22,8 +22,11 @@
 /// Audio plus RTP/SRTP/UDP overhead added to a rung's video bitrate when
 /// comparing it with a link estimate (bits per second).
 pub const AUDIO_AND_OVERHEAD_BPS: u32 = 48_000;
-/// Below this estimate a receiver gets audio only.
+/// Below this estimate for [`AUDIO_ONLY_HOLD_MS`] a receiver gets audio only.
 pub const AUDIO_ONLY_BPS: u32 = 60_000;
+/// How long the estimate must stay below [`AUDIO_ONLY_BPS`] (a burst of
+/// loss drops the estimate briefly; that alone must not pause video).
+pub const AUDIO_ONLY_HOLD_MS: u64 = 3_000;
 /// Time without a switch or an estimate decrease before probing upward.
 pub const UP_HOLD_MS: u64 = 10_000;
 /// Length of one probe.
@@ -154,6 +157,8 @@ pub struct RungController {
     probe: Option<Probe>,
     backoff: u64,
     next_probe: u64,
+    /// Since when the estimate has been below [`AUDIO_ONLY_BPS`].
+    starved_since: Option<u64>,
 }
 
 impl RungController {
@@ -167,6 +172,7 @@ impl RungController {
             probe: None,
             backoff: FIRST_BACKOFF_MS,
             next_probe: now + UP_HOLD_MS,
+            starved_since: None,
         }
     }
 
@@ -279,8 +285,17 @@ impl RungController {
             return d;
         }
 
-        // Down at once when the estimate no longer carries the current rung.
-        let best = self.best_for(s.estimate_bps);
+        // Down at once when the estimate no longer carries the current rung;
+        // video pauses only when the link stays starved.
+        let mut best = self.best_for(s.estimate_bps);
+        if best == Target::AudioOnly {
+            let since = *self.starved_since.get_or_insert(now);
+            if now < since + AUDIO_ONLY_HOLD_MS {
+                best = Target::Rung(n - 1);
+            }
+        } else {
+            self.starved_since = None;
+        }
         if Self::rank(best, n) < Self::rank(self.current, n) {
             d.switch_to = self.switch(best, now);
             self.next_probe = self.next_probe.max(now + UP_HOLD_MS);
@@ -368,7 +383,10 @@ mod tests {
         let mut c = RungController::new(&l, Target::Rung(0), 0);
         assert_eq!(c.tick(100, sample(2_000_000, 1_300_000)).switch_to, None);
         assert_eq!(c.tick(200, sample(300_000, 250_000)).switch_to, Some(Target::Rung(2)));
-        assert_eq!(c.tick(300, sample(50_000, 50_000)).switch_to, Some(Target::AudioOnly));
+        // A short dip keeps the low rung; a starved link pauses the video.
+        assert_eq!(c.tick(300, sample(50_000, 50_000)).switch_to, None);
+        assert_eq!(c.tick(1_000, sample(50_000, 50_000)).switch_to, None);
+        assert_eq!(c.tick(300 + AUDIO_ONLY_HOLD_MS, sample(50_000, 50_000)).switch_to, Some(Target::AudioOnly));
     }
 
     #[test]

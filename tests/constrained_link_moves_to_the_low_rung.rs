@@ -167,7 +167,15 @@ async fn constrained_link_moves_to_the_low_rung() {
     let lost = n(&b, "video_lost") - n(&a, "video_lost");
     let loss = lost / (got + lost).max(1.0);
     let kbps = (n(&b, "video_bytes") - n(&a, "video_bytes")) * 8.0 / 1000.0 / secs;
-    eprintln!("constrained: {fps:.1} fps, {:.2} % loss, {kbps:.0} kbps video", loss * 100.0);
+    eprintln!(
+        "constrained: {fps:.1} fps, {:.2} % loss, {kbps:.0} kbps video (frames {} -> {}, {} -> {} ms)",
+        loss * 100.0,
+        n(&a, "frames"),
+        n(&b, "frames"),
+        n(&a, "at_ms"),
+        n(&b, "at_ms")
+    );
+    eprintln!("at the end of the window: {} fps over 3 s, {}x{}", b["fps_recent"], b["width"], b["height"]);
     assert!(fps >= 12.0, "only {fps:.1} fps on the low rung: {b}");
     assert!(loss < 0.03, "{:.1} % loss on the low rung: {b}", loss * 100.0);
     assert_eq!(rung_of(&b).as_deref(), Some("low"), "left the low rung while limited: {b}");
