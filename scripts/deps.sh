@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what tessera needs on Debian 12 (bookworm), only what is missing.
 #   scripts/deps.sh            build + runtime packages (GStreamer 1.22, libnice)
-#   scripts/deps.sh --browser  also Chromium + ChromeDriver for browser tests
+#   scripts/deps.sh --browser  also what the tests need: Chromium + ChromeDriver, iproute2
 # The package list is mirrored in the Dockerfile; keep them in step.
 set -euo pipefail
 
@@ -14,7 +14,9 @@ PACKAGES=(
   fonts-dejavu-core
 )
 if [[ "${1:-}" == "--browser" ]]; then
-  PACKAGES+=(chromium chromium-driver)
+  # Tests: Chromium for the browser tests; ip/tc for the shaped-link test
+  # (network namespaces, veth, tbf).
+  PACKAGES+=(chromium chromium-driver iproute2)
   # Node.js runs the browser tests; the machine's own node is used if present.
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi

@@ -6,7 +6,8 @@
 //! Scenarios here: `capacity` (CPU, memory, threads, fds and the observer's
 //! frame rate per room size), `join` (WebSocket connect to first decoded
 //! mixed frame, and the longest gap residents see while others come and go)
-//! and `latency` (glass to glass over loopback).
+//! `latency` (glass to glass over loopback), `ladder` (downlink per rung of
+//! the encoder ladder) and `viewers` (server CPU per receive-only viewer).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,23 @@ pub struct LatencyResult {
 }
 
 #[derive(Debug, Serialize)]
+pub struct RungDownlink {
+    pub rung: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub video_kbps: f64,
+    pub total_kbps: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ViewerRow {
+    pub viewers: usize,
+    pub server_cpu_pct_of_machine: f64,
+    pub min_viewer_fps: f64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Machine {
     pub cpus: usize,
     pub cpu_model: String,
@@ -76,6 +94,10 @@ pub struct Report {
     pub capacity: Vec<CapacityRow>,
     pub join: Option<JoinResult>,
     pub glass_to_glass: Option<LatencyResult>,
+    /// Per-receiver downlink on each rung of the shipped ladder.
+    pub ladder: Vec<RungDownlink>,
+    /// Server CPU with 0, 10, 20 receive-only viewers on a room of 4.
+    pub viewers: Vec<ViewerRow>,
     /// Largest room with the observer at >= 29 fps and the server under 70 % of the machine.
     pub capacity_limit: Option<usize>,
 }
@@ -315,6 +337,92 @@ async fn glass_to_glass(o: &BenchOptions, changes: usize) -> Result<LatencyResul
     Ok(r)
 }
 
+/// Per-receiver downlink on each rung: two senders with a busy picture,
+/// one count-only receiver per rung.
+async fn ladder(o: &BenchOptions, window: Duration) -> Result<Vec<RungDownlink>> {
+    eprintln!("bench ladder: downlink per rung");
+    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+    let busy = |name: &str| BotOptions {
+        color: None,
+        pattern: "zone-plate kx2=20 ky2=20 kt=1".into(),
+        ..observer(&server.url, "ladder", name)
+    };
+    let senders = vec![Bot::connect(busy("sender0")).await?, Bot::connect(BotOptions { tone_hz: 660.0, ..busy("sender1") }).await?];
+    let mut receivers = Vec::new();
+    for rung in ["high", "medium", "low"] {
+        let b = Bot::connect(BotOptions { viewer: true, decode: false, quality: Some(rung.into()), ..observer(&server.url, "ladder", rung) }).await?;
+        receivers.push((rung, b));
+    }
+    for (rung, b) in &receivers {
+        if !wait_frames(b, Duration::from_secs(20)).await {
+            bail!("the {rung} receiver got no video");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before: Vec<_> = receivers.iter().map(|(_, b)| b.stats()).collect();
+    let t0 = Instant::now();
+    tokio::time::sleep(window).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    for ((rung, b), s0) in receivers.iter().zip(before) {
+        let s1 = b.stats();
+        let row = RungDownlink {
+            rung: rung.to_string(),
+            width: s1.width,
+            height: s1.height,
+            fps: (s1.frames - s0.frames) as f64 / secs,
+            video_kbps: (s1.video_bytes - s0.video_bytes) as f64 * 8.0 / 1000.0 / secs,
+            total_kbps: (s1.bytes - s0.bytes) as f64 * 8.0 / 1000.0 / secs,
+        };
+        eprintln!("  {}: {}x{} at {:.1} fps, video {:.0} kbps, video + audio {:.0} kbps", row.rung, row.width, row.height, row.fps, row.video_kbps, row.total_kbps);
+        rows.push(row);
+    }
+    for (_, b) in receivers {
+        b.disconnect().await;
+    }
+    for b in senders {
+        b.disconnect().await;
+    }
+    Ok(rows)
+}
+
+/// Server CPU added by receive-only viewers (count-only bots, on the
+/// highest rung) on a room of 4 participants.
+async fn viewers(o: &BenchOptions, counts: &[usize], warm: Duration, window: Duration) -> Result<Vec<ViewerRow>> {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let mut rows = Vec::new();
+    for &n in counts {
+        eprintln!("bench viewers: {n} viewers on a room of 4");
+        let (server, bots, obs) = loaded_room(o, "viewers", 4, "observer").await?;
+        let mut vs = Vec::new();
+        for i in 0..n {
+            vs.push(Bot::connect(BotOptions { viewer: true, decode: false, ..observer(&server.url, "viewers", &format!("viewer{i}")) }).await?);
+        }
+        for v in &vs {
+            if !wait_frames(v, Duration::from_secs(20)).await {
+                bail!("a viewer got no video");
+            }
+        }
+        tokio::time::sleep(warm).await;
+        let pid = server.pid().to_string();
+        let f0: Vec<u64> = vs.iter().map(|v| v.stats().frames).collect();
+        let (s0, t0) = (cpu_seconds(&pid), Instant::now());
+        tokio::time::sleep(window).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let s1 = cpu_seconds(&pid);
+        let min_fps = vs.iter().zip(f0).map(|(v, f)| (v.stats().frames - f) as f64 / secs).fold(f64::INFINITY, f64::min);
+        let row = ViewerRow { viewers: n, server_cpu_pct_of_machine: (s1 - s0) / secs * 100.0 / cpus, min_viewer_fps: if n == 0 { 0.0 } else { min_fps } };
+        eprintln!("  server {:.1} % of machine, slowest viewer {:.1} fps", row.server_cpu_pct_of_machine, row.min_viewer_fps);
+        rows.push(row);
+        for v in vs {
+            v.disconnect().await;
+        }
+        disconnect_all(obs, bots).await;
+        drop(server);
+    }
+    Ok(rows)
+}
+
 fn markdown(r: &Report) -> String {
     let mut s = String::new();
     s += "# Benchmark results\n\n";
@@ -351,7 +459,24 @@ fn markdown(r: &Report) -> String {
             l.detected, l.changes, l.p50_ms, l.p95_ms
         );
     }
-    s += "\n## Not measured yet\n\nServer-added latency (RTP in to composed frame out), bandwidth against a peer-to-peer mesh, efficiency against a raw GStreamer pipeline, viewers, and plots: see the open benchmark issue.\n";
+    if !r.ladder.is_empty() {
+        s += "\n## Downlink per rung (encoder ladder)\n\nTwo senders with a moving zone plate (the ladder reaches its bitrates on it), one receiver per rung asking for it explicitly; RTP bytes received, headers included.\n\n| rung | size | fps | video kbps | video + audio kbps |\n|---|---|---|---|---|\n";
+        for l in &r.ladder {
+            s += &format!("| {} | {}x{} | {:.1} | {:.0} | {:.0} |\n", l.rung, l.width, l.height, l.fps, l.video_kbps, l.total_kbps);
+        }
+    }
+    if !r.viewers.is_empty() {
+        s += "\n## Viewers\n\nReceive-only viewers (bots counting frames, not decoding) on a room of 4 participants.\n\n| viewers | server CPU (% of machine) | slowest viewer fps |\n|---|---|---|\n";
+        for v in &r.viewers {
+            s += &format!("| {} | {:.1} | {:.1} |\n", v.viewers, v.server_cpu_pct_of_machine, v.min_viewer_fps);
+        }
+        if let (Some(a), Some(b)) = (r.viewers.first(), r.viewers.last()) {
+            if b.viewers > a.viewers {
+                s += &format!("\nServer CPU added per 10 viewers: **{:.1} % of the machine**.\n", (b.server_cpu_pct_of_machine - a.server_cpu_pct_of_machine) * 10.0 / (b.viewers - a.viewers) as f64);
+            }
+        }
+    }
+    s += "\n## Not measured yet\n\nServer-added latency (RTP in to composed frame out), bandwidth against a peer-to-peer mesh, efficiency against a raw GStreamer pipeline, and plots: see the open benchmark issue.\n";
     s
 }
 
@@ -366,8 +491,10 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let capacity = if want("capacity") { capacity(&o, &sizes, warm, window).await? } else { Vec::new() };
     let join = if want("join") { Some(join_time(&o, 4, joins).await?) } else { None };
     let glass_to_glass = if want("latency") { Some(glass_to_glass(&o, if o.quick { 6 } else { 50 }).await?) } else { None };
+    let ladder = if want("ladder") { ladder(&o, window).await? } else { Vec::new() };
+    let viewers = if want("viewers") { viewers(&o, if o.quick { &[0, 2] } else { &[0, 10, 20] }, warm, window).await? } else { Vec::new() };
     let capacity_limit = capacity.iter().filter(|c| c.observer_fps >= 29.0 && c.server_cpu_pct_of_machine < 70.0).map(|c| c.participants).max();
-    let report = Report { machine: machine(), quick: o.quick, canvas: o.canvas.clone(), capacity, join, glass_to_glass, capacity_limit };
+    let report = Report { machine: machine(), quick: o.quick, canvas: o.canvas.clone(), capacity, join, glass_to_glass, ladder, viewers, capacity_limit };
     std::fs::create_dir_all(o.out_dir.join("results"))?;
     std::fs::write(o.out_dir.join("results/latest.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(o.out_dir.join("RESULTS.md"), markdown(&report))?;

@@ -26,7 +26,16 @@ fn bench_harness_smoke() {
     let g2g = &json["glass_to_glass"];
     assert!(g2g["detected"].as_u64().unwrap() >= 4, "{g2g}");
     assert!(g2g["p50_ms"].as_u64().unwrap() > 0);
+    let ladder = json["ladder"].as_array().unwrap();
+    assert_eq!(ladder.iter().map(|r| r["rung"].as_str().unwrap()).collect::<Vec<_>>(), vec!["high", "medium", "low"]);
+    for r in ladder {
+        assert!(r["fps"].as_f64().unwrap() > 5.0 && r["total_kbps"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let viewers = json["viewers"].as_array().unwrap();
+    assert_eq!(viewers.iter().map(|r| r["viewers"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 2]);
+    assert!(viewers[1]["min_viewer_fps"].as_f64().unwrap() > 10.0, "{}", viewers[1]);
     let md = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
     assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Glass to glass"));
+    assert!(md.contains("## Downlink per rung") && md.contains("## Viewers"));
     let _ = std::fs::remove_dir_all(&out);
 }

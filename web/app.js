@@ -18,7 +18,7 @@ const FATAL = new Set(['room_full', 'invalid_field', 'missing_field']);
 const state = {
   room: '', name: '', ws: null, pc: null, local: null,
   micMuted: false, camOff: false, selfView: true,
-  myId: null, layout: null, sendSize: null, speaker: null,
+  myId: null, layout: null, sendSize: null, speaker: null, quality: null,
   leaving: true, attempt: 0, reconnectTimer: null, disconnectTimer: null,
   statsTimer: null, lastSample: null, stats: {}, connectedAt: 0,
 };
@@ -99,7 +99,7 @@ function connect() {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
   const ws = new WebSocket(`${proto}://${location.host}/ws`);
   state.ws = ws;
-  ws.onopen = () => send({ type: 'join', room: state.room, name: state.name });
+  ws.onopen = () => send({ type: 'join', room: state.room, name: state.name, quality: $('quality-select').value });
   ws.onclose = () => scheduleReconnect('connection lost');
   ws.onerror = () => {};
   ws.onmessage = (ev) => onMessage(ev.data).catch((e) => log('message handling failed', e));
@@ -125,6 +125,12 @@ async function onMessage(data) {
     case 'layout': state.layout = msg; renderLayout(); break;
     case 'speaking': state.speaker = msg.id; renderLayout(); break;
     case 'send_size': state.sendSize = msg; await applySendSize(); break;
+    case 'quality':
+      // Shown in the stats panel; the status line only for audio only.
+      if (msg.rung === 'audio') status('Your connection is too weak for video right now: audio only. Video comes back when it improves.');
+      else if (state.quality && state.quality.rung === 'audio') status(`Connected to ${state.room}`);
+      state.quality = msg;
+      break;
     case 'error': {
       showError(`${ERROR_TEXT[msg.code] || 'Error'}: ${msg.message} (${msg.code})`);
       if (FATAL.has(msg.code) && !state.myId) { leave(); }
@@ -316,12 +322,21 @@ async function sampleStats() {
     ['Video', `${s.width}×${s.height} at ${s.fps.toFixed(0)} fps`],
     ['Round trip', rtt === null ? '—' : `${rtt.toFixed(0)} ms`],
     ['Packet loss', `${s.lossPct.toFixed(1)} %`],
+    ['Quality', qualityText(state.quality)],
   ];
   $('stats-list').replaceChildren(...rows.flatMap(([k, v]) => {
     const dt2 = document.createElement('dt'); dt2.textContent = k;
     const dd = document.createElement('dd'); dd.textContent = v;
     return [dt2, dd];
   }));
+}
+
+/** The server's `quality` event in words. */
+function qualityText(q) {
+  if (!q) return '—';
+  if (q.rung === 'audio') return 'audio only (weak link)';
+  const est = q.estimate_kbps ? `, link ≈ ${q.estimate_kbps} kbps` : '';
+  return `${q.rung}, ${q.width}×${q.height} at ${q.fps} fps, ${q.kbps} kbps${q.auto ? ' (automatic' + est + ')' : ' (chosen)'}`;
 }
 
 // ---------- join / leave ----------
@@ -362,6 +377,7 @@ $('share-btn').addEventListener('click', async () => {
 $('camera-select').addEventListener('change', startPreview);
 $('mic-select').addEventListener('change', startPreview);
 $('mic-btn').addEventListener('click', toggleMic);
+$('quality-select').addEventListener('change', (e) => send({ type: 'set_quality', quality: e.target.value }));
 $('cam-btn').addEventListener('click', toggleCam);
 $('self-btn').addEventListener('click', toggleSelf);
 $('stats-btn').addEventListener('click', toggleStats);

@@ -77,6 +77,8 @@ struct Received {
     video_lost: u64,
     video_bytes: u64,
     last_video_seq: Option<u16>,
+    /// Source pads webrtcbin added, by caps (media/encoding).
+    pads: Vec<String>,
 }
 
 impl Received {
@@ -167,6 +169,8 @@ pub struct ReceivedStats {
     pub video_packets: u64,
     pub video_lost: u64,
     pub video_bytes: u64,
+    /// Streams webrtcbin handed over (media/encoding).
+    pub pads: Vec<String>,
 }
 
 pub struct BotMedia {
@@ -287,6 +291,14 @@ impl BotMedia {
                     .and_then(|c| c.structure(0).and_then(|s| s.get::<&str>("media").ok().map(|m| m == "video")))
                     .unwrap_or(false);
                 let rec = received.clone();
+                {
+                    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+                    let desc = caps
+                        .structure(0)
+                        .map(|s| format!("{}/{}", s.get::<&str>("media").unwrap_or("?"), s.get::<&str>("encoding-name").unwrap_or("?")))
+                        .unwrap_or_default();
+                    lock(&rec).pads.push(desc);
+                }
                 pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                     if let Some(buf) = info.buffer() {
                         b.fetch_add(buf.size() as u64, Ordering::Relaxed);
@@ -425,6 +437,7 @@ impl BotMedia {
             video_packets: r.video_packets,
             video_lost: r.video_lost,
             video_bytes: r.video_bytes,
+            pads: r.pads.clone(),
         }
     }
 

@@ -141,6 +141,12 @@ pub struct Receiver {
     /// The receiver's congestion-control element, told of proven rates.
     estimator: Mutex<Option<glib::WeakRef<gst::Element>>>,
     st: Mutex<RecvState>,
+    /// Frames handed to this receiver.
+    frames_sent: AtomicU64,
+    /// When `ready` was first seen by the controller, and whether the
+    /// "no video yet" warning was logged.
+    ready_at: Mutex<Option<Instant>>,
+    warned: AtomicBool,
 }
 
 struct RecvState {
@@ -160,6 +166,8 @@ impl Receiver {
 struct RungEncoder {
     spec: Rung,
     valve: gst::Element,
+    /// Frames that passed the valve (into scaling and encoding).
+    admitted: Arc<AtomicU64>,
     keyframes: KeyframeThrottle,
     running: AtomicBool,
     bytes: AtomicU64,
@@ -184,6 +192,7 @@ pub struct RungStats {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReceiverStats {
     pub id: String,
+    pub frames_sent: u64,
     /// The rung it gets frames from now (`none` before its first keyframe).
     pub rung: String,
     /// Where it is going (`audio`: video paused).
@@ -199,6 +208,8 @@ pub struct ReceiverStats {
 
 pub struct Delivery {
     rungs: Arc<Vec<RungEncoder>>,
+    /// Composed frames (the tee's input).
+    composed: Arc<AtomicU64>,
     receivers: Receivers,
     epoch: Instant,
     kbps: Arc<Mutex<Vec<u32>>>,
@@ -255,9 +266,18 @@ impl Delivery {
                 .downcast::<gst_app::AppSink>()
                 .map_err(|_| anyhow::anyhow!("vout is not an appsink"))?;
             sinks.push((i, appsink));
+            let admitted = Arc::new(AtomicU64::new(0));
+            if let Some(pad) = valve.static_pad("src") {
+                let admitted = admitted.clone();
+                pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    admitted.fetch_add(1, Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                });
+            }
             rungs.push(RungEncoder {
                 spec: r.clone(),
                 valve,
+                admitted,
                 keyframes: KeyframeThrottle::new(),
                 running: AtomicBool::new(false),
                 bytes: AtomicU64::new(0),
@@ -295,7 +315,15 @@ impl Delivery {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let kbps = Arc::new(Mutex::new(vec![0; rungs.len()]));
-        let d = Delivery { rungs, receivers, epoch: Instant::now(), kbps, stop, thread: Mutex::new(None) };
+        let composed = Arc::new(AtomicU64::new(0));
+        if let Some(pad) = tee.static_pad("sink") {
+            let composed = composed.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                composed.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        let d = Delivery { rungs, composed, receivers, epoch: Instant::now(), kbps, stop, thread: Mutex::new(None) };
         d.start_controller()?;
         Ok(d)
     }
@@ -330,6 +358,9 @@ impl Delivery {
             padding_bps: Arc::new(AtomicU32::new(0)),
             estimator: Mutex::new(None),
             st: Mutex::new(RecvState { choice, target: start, current: None, controller }),
+            frames_sent: AtomicU64::new(0),
+            ready_at: Mutex::new(None),
+            warned: AtomicBool::new(false),
         });
         {
             let mut w = self.receivers.write().unwrap_or_else(|p| p.into_inner());
@@ -419,6 +450,7 @@ impl Delivery {
                 let name = |i: Option<usize>| i.and_then(|i| self.rungs.get(i)).map(|x| x.spec.name.clone()).unwrap_or_else(|| "none".into());
                 ReceiverStats {
                     id: r.id.clone(),
+                    frames_sent: r.frames_sent.load(Ordering::Relaxed),
                     rung: name(st.current),
                     target: match st.target {
                         Target::Rung(i) => name(Some(i)),
@@ -442,6 +474,7 @@ impl Delivery {
     fn start_controller(&self) -> Result<()> {
         let rungs = self.rungs.clone();
         let receivers = self.receivers.clone();
+        let composed = self.composed.clone();
         let stop = self.stop.clone();
         let kbps = self.kbps.clone();
         let epoch = self.epoch;
@@ -455,6 +488,7 @@ impl Delivery {
                 for r in list.iter() {
                     if r.ready.load(Ordering::Relaxed) {
                         control(&rungs, &receivers, r, now);
+                        watch(&rungs, r, composed.load(Ordering::Relaxed));
                     }
                 }
                 update_valves(&rungs, &receivers);
@@ -473,6 +507,35 @@ impl Delivery {
         *lock(&self.thread) = Some(t);
         Ok(())
     }
+}
+
+/// Warn (once) about a connected receiver that got no frame in 3 s.
+fn watch(rungs: &[RungEncoder], r: &Receiver, composed: u64) {
+    let since = *lock(&r.ready_at).get_or_insert_with(Instant::now);
+    if r.frames_sent.load(Ordering::Relaxed) > 0 || since.elapsed() < Duration::from_secs(3) || r.warned.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let st = lock(&r.st);
+    let state: Vec<String> = rungs
+        .iter()
+        .map(|x| {
+            format!(
+                "{}: running {} admitted {} encoded {} keyframes forced {}",
+                x.spec.name,
+                x.running.load(Ordering::Relaxed),
+                x.admitted.load(Ordering::Relaxed),
+                x.frames.load(Ordering::Relaxed),
+                x.keyframes.forced.load(Ordering::Relaxed)
+            )
+        })
+        .collect();
+    tracing::warn!(
+        receiver = %r.id,
+        "connected 3 s ago but no video frame delivered yet: target {:?}, current {:?}; {composed} frames composed; rungs: {}",
+        st.target,
+        st.current,
+        state.join("; ")
+    );
 }
 
 /// One controller step for an `auto` receiver.
@@ -561,7 +624,10 @@ fn deliver(rungs: &[RungEncoder], r: &Receiver, i: usize, key: bool, buffer: &gs
         _ => return,
     };
     // Pushing only queues the buffer; flushing (leaving) receivers miss it.
-    let _ = r.appsrc.push_buffer(super::unstamped(buffer));
+    if let Err(e) = r.appsrc.push_buffer(super::unstamped(buffer)) {
+        tracing::debug!(receiver = %r.id, "frame not queued: {e:?}");
+    }
+    r.frames_sent.fetch_add(1, Ordering::Relaxed);
     let auto = st.controller.is_some();
     drop(st);
     if switched {

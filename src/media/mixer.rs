@@ -103,9 +103,16 @@ struct ViewerAudio {
 impl RoomMixer {
     pub fn new(room: &str, cfg: Arc<MediaConfig>) -> Result<RoomMixer> {
         let (w, h, fps) = (cfg.canvas_width, cfg.canvas_height, cfg.fps);
+        // force-live: the compositor must aggregate on its deadline from the
+        // first frame. Without it, its first latency query can fail
+        // (videotestsrc answers only once its caps are negotiated), the
+        // aggregator falls back to waiting for data on every pad, and an
+        // input that never gets any (a border frame, a receive-only
+        // participant) freezes the room before its first frame: the "no
+        // mixed video at all" flake of the end-to-end tests.
         let desc = format!(
             "videotestsrc is-live=true pattern=solid-color foreground-color={bg} ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
-             ! compositor name=comp background=black ignore-inactive-pads=true latency={lat} \
+             ! compositor name=comp background=black force-live=true ignore-inactive-pads=true latency={lat} \
              ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! tee name=vtee allow-not-linked=true \
              appsrc name=viewmix is-live=true do-timestamp=true format=time max-bytes=96000 leaky-type=downstream \
              ! opusenc bitrate={ab} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 \
