@@ -360,9 +360,12 @@ async fn ladder(o: &BenchOptions, window: Duration) -> Result<Vec<RungDownlink>>
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before: Vec<_> = receivers.iter().map(|(_, b)| b.stats()).collect();
-    let t0 = Instant::now();
+    let pid = server.pid().to_string();
+    let (c0, t0) = (cpu_seconds(&pid), Instant::now());
     tokio::time::sleep(window).await;
     let secs = t0.elapsed().as_secs_f64();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    eprintln!("  server {:.1} % of the machine with every rung in use", (cpu_seconds(&pid) - c0) / secs * 100.0 / cpus);
     let mut rows = Vec::new();
     for ((rung, b), s0) in receivers.iter().zip(before) {
         let s1 = b.stats();
