@@ -296,6 +296,16 @@ impl Room {
         }
     }
 
+    /// `auto` or a rung of this room's ladder.
+    fn check_quality(&self, quality: &str) -> Result<(), RoomError> {
+        let rungs = self.media.rungs();
+        if quality == "auto" || rungs.is_empty() || rungs.iter().any(|r| r == quality) {
+            Ok(())
+        } else {
+            Err(RoomError::UnknownQuality { quality: quality.to_string(), known: rungs.join(", ") })
+        }
+    }
+
     /// Media statistics plus who is in the room.
     pub fn stats(&self) -> serde_json::Value {
         let (participants, viewers) = {
@@ -513,28 +523,15 @@ impl Hub {
             drop(m);
             break room;
         };
-        let rungs = room.media.rungs();
-        if opts.quality != "auto" && !rungs.is_empty() && !rungs.contains(&opts.quality) {
-            let mut m = lock(&room.members);
-            m.pending -= 1;
-            let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
-            drop(m);
-            if empty {
-                self.remove_if_empty(&room);
-            }
-            return Err(RoomError::UnknownQuality { quality: opts.quality.clone(), known: rungs.join(", ") });
+        if let Err(e) = room.check_quality(&opts.quality) {
+            self.abandon_reservation(&room);
+            return Err(e);
         }
         let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string() }));
         let media = match room.media.add_participant(&id, opts, events.clone()) {
             Ok(m) => m,
             Err(e) => {
-                let mut m = lock(&room.members);
-                m.pending -= 1;
-                let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
-                drop(m);
-                if empty {
-                    self.remove_if_empty(&room);
-                }
+                self.abandon_reservation(&room);
                 return Err(RoomError::Media(e));
             }
         };
@@ -567,6 +564,17 @@ impl Hub {
         }
         tracing::info!(room = %room_id, participant = %id, name = %name, "joined");
         Ok(Membership { hub: self.clone(), room, id, media: Some(media) })
+    }
+
+    /// Give back a place reserved by `join` that will not be taken.
+    fn abandon_reservation(&self, room: &Arc<Room>) {
+        let mut m = lock(&room.members);
+        m.pending -= 1;
+        let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
+        drop(m);
+        if empty {
+            self.remove_if_empty(room);
+        }
     }
 
     fn remove_if_empty(&self, room: &Arc<Room>) -> Option<Arc<Room>> {
@@ -650,10 +658,7 @@ impl Membership {
 
     /// Choose a rung by name, or `auto`.
     pub fn set_quality(&self, quality: &str) -> Result<(), RoomError> {
-        let rungs = self.room.media.rungs();
-        if quality != "auto" && !rungs.iter().any(|r| r == quality) {
-            return Err(RoomError::UnknownQuality { quality: quality.to_string(), known: rungs.join(", ") });
-        }
+        self.room.check_quality(quality)?;
         if let Some(m) = &self.media {
             m.set_quality(quality);
         }
