@@ -325,6 +325,11 @@ impl RungController {
     }
 }
 
+/// Size on the wire of [`padding_packet`] with the largest padding.
+pub const PADDING_PACKET_BYTES: u32 = 12 + 8 + 255;
+/// RTP header with the one-byte TWCC extension.
+pub const RTP_HEADER_BYTES: u32 = 12 + 8;
+
 /// An RTP packet with no payload, only `pad` bytes of padding (the last
 /// byte says how many), carrying a one-byte header extension `ext_id` with
 /// two zero bytes for the transport-wide sequence number. Receivers
@@ -356,6 +361,7 @@ mod tests {
         assert_eq!(u16::from_be_bytes([p[2], p[3]]), 65535);
         assert_eq!(*p.last().unwrap(), 255);
         assert_eq!(p[16] >> 4, 3);
+        assert_eq!(p.len(), PADDING_PACKET_BYTES as usize);
     }
 
     fn ladder() -> Vec<Rung> {

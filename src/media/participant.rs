@@ -23,7 +23,7 @@ use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType, WebRTCSessionDescript
 use super::audio::audio_caps;
 use super::delivery::{LinkStats, Receiver};
 use super::mixer::{tile_caps, InputHandles, RoomMixer, TileElements};
-use crate::ladder::Choice;
+use crate::ladder::{Choice, PADDING_PACKET_BYTES, RTP_HEADER_BYTES};
 use crate::protocol::Role;
 use crate::room::JoinOptions;
 use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, unstamped, vp8_rtp_caps, TWCC_EXT_ID, TWCC_URI};
@@ -480,10 +480,7 @@ struct Padder {
 
 /// Largest RTP padding (one length byte).
 const PAD_BYTES: u8 = 255;
-/// A padding packet on the wire: header, TWCC extension, padding.
-const PADDING_PACKET_BYTES: u32 = 12 + 8 + PAD_BYTES as u32;
-/// RTP header with the TWCC extension, added to reported payload sizes.
-const RTP_HEADER_BYTES: u32 = 12 + 8;
+
 
 impl Padder {
     fn process(&mut self, mut buf: gst::Buffer, bps: u32, out: &mut gst::BufferListRef) {
@@ -512,7 +509,7 @@ impl Padder {
             return;
         }
         // Between frames: add what is owed, at most 60 packets at once.
-        let per = crate::ladder::padding_packet(0, 0, 0, 0, TWCC_EXT_ID, PAD_BYTES).len() as f64 * 8.0;
+        let per = PADDING_PACKET_BYTES as f64 * 8.0;
         let mut seq = last_seq;
         let mut n = 0;
         while self.owed >= per && n < 60 {
