@@ -706,17 +706,7 @@ fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Re
             })
             .build(),
     );
-    let sink_el: gst::Element = sink.upcast();
-    pipeline.add_many(chain.iter())?;
-    pipeline.add(&sink_el)?;
-    gst::Element::link_many(chain.iter())?;
-    chain.last().context("empty chain")?.link(&sink_el)?;
-    sink_el.sync_state_with_parent()?;
-    for e in &chain {
-        e.sync_state_with_parent()?;
-    }
-    pad.link(&chain[0].static_pad("sink").context("queue sink")?)?;
-    Ok(())
+    attach_chain(pipeline, pad, &chain, sink.upcast())
 }
 
 fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>, decode: bool) -> Result<()> {
@@ -787,16 +777,21 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<R
             })
             .build(),
     );
-    let sink_el: gst::Element = sink.upcast();
-    pipeline.add_many(elements.iter())?;
-    pipeline.add(&sink_el)?;
-    gst::Element::link_many(elements.iter())?;
-    elements.last().context("empty chain")?.link(&sink_el)?;
-    sink_el.sync_state_with_parent()?;
-    for e in &elements {
+    attach_chain(pipeline, pad, &elements, sink.upcast())
+}
+
+/// Add `chain` and `sink` to the running pipeline, link them in order,
+/// start them, then link `pad` to the head of the chain.
+fn attach_chain(pipeline: &gst::Pipeline, pad: &gst::Pad, chain: &[gst::Element], sink: gst::Element) -> Result<()> {
+    pipeline.add_many(chain.iter())?;
+    pipeline.add(&sink)?;
+    gst::Element::link_many(chain.iter())?;
+    chain.last().context("empty chain")?.link(&sink)?;
+    sink.sync_state_with_parent()?;
+    for e in chain {
         e.sync_state_with_parent()?;
     }
-    pad.link(&elements[0].static_pad("sink").context("queue sink")?)?;
+    pad.link(&chain[0].static_pad("sink").context("chain has no sink pad")?)?;
     Ok(())
 }
 

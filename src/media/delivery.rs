@@ -88,6 +88,8 @@ struct Feedback {
     received: VecDeque<(u64, u32)>,
     /// Every reported packet: (when reported, lost).
     reports: VecDeque<(Instant, bool)>,
+    /// Latest arrival time seen (receiver's clock, ns).
+    newest: u64,
     any: bool,
 }
 
@@ -103,7 +105,8 @@ impl LinkStats {
         }
         if let (false, Some(ts)) = (lost, remote_ns) {
             f.received.push_back((ts, size));
-            let newest = f.received.iter().map(|(t, _)| *t).max().unwrap_or(ts);
+            f.newest = f.newest.max(ts);
+            let newest = f.newest;
             while f.received.front().is_some_and(|(t, _)| newest.saturating_sub(*t) > 1_000_000_000) {
                 f.received.pop_front();
             }
@@ -116,7 +119,7 @@ impl LinkStats {
         let recent: Vec<&(Instant, bool)> = f.reports.iter().filter(|(t, _)| now.duration_since(*t) <= Duration::from_secs(1)).collect();
         let loss = if recent.is_empty() { 0.0 } else { recent.iter().filter(|(_, l)| *l).count() as f64 / recent.len() as f64 };
         // Delivered rate over the newest 500 ms of the receiver's clock.
-        let newest = f.received.iter().map(|(t, _)| *t).max().unwrap_or(0);
+        let newest = f.newest;
         let window = 500_000_000u64;
         let bytes: u64 = f.received.iter().filter(|(t, _)| newest.saturating_sub(*t) < window).map(|(_, s)| *s as u64).sum();
         let stale = f.reports.back().map(|(t, _)| now.duration_since(*t) > Duration::from_secs(1)).unwrap_or(true);
@@ -266,14 +269,7 @@ impl Delivery {
                 .downcast::<gst_app::AppSink>()
                 .map_err(|_| anyhow::anyhow!("vout is not an appsink"))?;
             sinks.push((i, appsink));
-            let admitted = Arc::new(AtomicU64::new(0));
-            if let Some(pad) = valve.static_pad("src") {
-                let admitted = admitted.clone();
-                pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                    admitted.fetch_add(1, Ordering::Relaxed);
-                    gst::PadProbeReturn::Ok
-                });
-            }
+            let admitted = count_buffers(&valve, "src");
             rungs.push(RungEncoder {
                 spec: r.clone(),
                 valve,
@@ -315,14 +311,7 @@ impl Delivery {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let kbps = Arc::new(Mutex::new(vec![0; rungs.len()]));
-        let composed = Arc::new(AtomicU64::new(0));
-        if let Some(pad) = tee.static_pad("sink") {
-            let composed = composed.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                composed.fetch_add(1, Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
-        }
+        let composed = count_buffers(tee, "sink");
         let d = Delivery { rungs, composed, receivers, epoch: Instant::now(), kbps, stop, thread: Mutex::new(None) };
         d.start_controller()?;
         Ok(d)
@@ -507,6 +496,19 @@ impl Delivery {
         *lock(&self.thread) = Some(t);
         Ok(())
     }
+}
+
+/// A counter of the buffers passing `element`'s pad `pad`.
+fn count_buffers(element: &gst::Element, pad: &str) -> Arc<AtomicU64> {
+    let n = Arc::new(AtomicU64::new(0));
+    if let Some(pad) = element.static_pad(pad) {
+        let n = n.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            n.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    n
 }
 
 /// Warn (once) about a connected receiver that got no frame in 3 s.
