@@ -11,7 +11,8 @@
 //! * down at once when the estimate no longer carries the current rung
 //!   (Google congestion control lowers it within about a second of
 //!   congestion);
-//! * up only after [`UP_HOLD_MS`] without a decrease and a successful
+//! * up only after [`UP_HOLD_MS`] without a decrease (the first time after
+//!   congestion moved it down, [`UP_HOLD_AFTER_DROP_MS`]) and a successful
 //!   *probe*: RTP padding raises the sending rate to what the higher rung
 //!   needs for [`PROBE_MS`]; the probe succeeds when the receiver's
 //!   transport-wide feedback shows that rate delivered with no congestion
@@ -29,6 +30,9 @@ pub const AUDIO_ONLY_BPS: u32 = 60_000;
 pub const AUDIO_ONLY_HOLD_MS: u64 = 3_000;
 /// Time without a switch or an estimate decrease before probing upward.
 pub const UP_HOLD_MS: u64 = 10_000;
+/// After congestion moved a receiver down, the first probe waits longer:
+/// the link just proved it is short.
+pub const UP_HOLD_AFTER_DROP_MS: u64 = 15_000;
 /// Length of one probe.
 pub const PROBE_MS: u64 = 1_200;
 /// First back-off after a failed probe; doubles up to [`MAX_BACKOFF_MS`].
@@ -288,17 +292,26 @@ impl RungController {
         // Down at once when the estimate no longer carries the current rung;
         // video pauses only when the link stays starved.
         let mut best = self.best_for(s.estimate_bps);
-        if best == Target::AudioOnly {
+        // After a burst of loss, GCC's loss controller can cut its estimate
+        // far below what the link carries; the lowest rung arriving whole
+        // proves the link better than that estimate.
+        let lowest_carried = self.current == Target::Rung(n - 1)
+            && s.loss < 0.02
+            && s.delivered_bps as f64 >= 0.8 * (self.rates[n - 1] - AUDIO_AND_OVERHEAD_BPS) as f64;
+        if best == Target::AudioOnly && !lowest_carried {
             let since = *self.starved_since.get_or_insert(now);
             if now < since + AUDIO_ONLY_HOLD_MS {
                 best = Target::Rung(n - 1);
             }
         } else {
             self.starved_since = None;
+            if best == Target::AudioOnly {
+                best = Target::Rung(n - 1);
+            }
         }
         if Self::rank(best, n) < Self::rank(self.current, n) {
             d.switch_to = self.switch(best, now);
-            self.next_probe = self.next_probe.max(now + UP_HOLD_MS);
+            self.next_probe = self.next_probe.max(now + UP_HOLD_AFTER_DROP_MS);
             return d;
         }
         // The estimate alone may already carry a higher rung (GCC grows
@@ -391,8 +404,12 @@ mod tests {
         assert_eq!(c.tick(200, sample(300_000, 250_000)).switch_to, Some(Target::Rung(2)));
         // A short dip keeps the low rung; a starved link pauses the video.
         assert_eq!(c.tick(300, sample(50_000, 50_000)).switch_to, None);
-        assert_eq!(c.tick(1_000, sample(50_000, 50_000)).switch_to, None);
-        assert_eq!(c.tick(300 + AUDIO_ONLY_HOLD_MS, sample(50_000, 50_000)).switch_to, Some(Target::AudioOnly));
+        // An estimate cut by a loss burst while the low rung arrives whole does not.
+        for t in (400..5_000).step_by(100) {
+            assert_eq!(c.tick(t, sample(50_000, 150_000)).switch_to, None);
+        }
+        assert_eq!(c.tick(5_000, sample(50_000, 50_000)).switch_to, None);
+        assert_eq!(c.tick(5_000 + AUDIO_ONLY_HOLD_MS, sample(50_000, 50_000)).switch_to, Some(Target::AudioOnly));
     }
 
     #[test]
@@ -443,6 +460,24 @@ mod tests {
         assert_eq!(switches.len(), 1, "{switches:?}");
         assert_eq!(switches[0].1, Target::Rung(0));
         assert!(switches[0].0 < UP_HOLD_MS + 4 * PROBE_MS, "{switches:?}");
+    }
+
+    #[test]
+    fn after_congestion_the_first_probe_waits_longer() {
+        let l = ladder();
+        let mut c = RungController::new(&l, Target::Rung(0), 0);
+        c.tick(100, sample(2_000_000, 1_300_000));
+        assert_eq!(c.tick(200, sample(250_000, 240_000)).switch_to, Some(Target::Rung(2)));
+        let mut first_probe = None;
+        for t in (300..40_000).step_by(100) {
+            c.tick(t, sample(250_000, 170_000));
+            if c.probing() {
+                first_probe = Some(t);
+                break;
+            }
+        }
+        let t = first_probe.expect("a probe after the hold");
+        assert!(t >= 200 + UP_HOLD_AFTER_DROP_MS, "probed {t} ms after start");
     }
 
     #[test]
