@@ -94,22 +94,26 @@ struct Feedback {
 }
 
 impl LinkStats {
-    /// Record one TWCC feedback packet report.
-    pub fn feedback(&self, lost: bool, remote_ns: Option<u64>, size: u32) {
+    /// Record the packet reports of one TWCC feedback: (lost, arrival on
+    /// the receiver's clock in ns, bytes). One lock per feedback, not per
+    /// packet: this runs on a streaming thread.
+    pub fn feedback(&self, packets: &[(bool, Option<u64>, u32)]) {
         let now = Instant::now();
         let mut f = lock(&self.feedback);
         f.any = true;
-        f.reports.push_back((now, lost));
+        for &(lost, remote_ns, size) in packets {
+            f.reports.push_back((now, lost));
+            if let (false, Some(ts)) = (lost, remote_ns) {
+                f.received.push_back((ts, size));
+                f.newest = f.newest.max(ts);
+            }
+        }
         while f.reports.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1)) {
             f.reports.pop_front();
         }
-        if let (false, Some(ts)) = (lost, remote_ns) {
-            f.received.push_back((ts, size));
-            f.newest = f.newest.max(ts);
-            let newest = f.newest;
-            while f.received.front().is_some_and(|(t, _)| newest.saturating_sub(*t) > 1_000_000_000) {
-                f.received.pop_front();
-            }
+        let newest = f.newest;
+        while f.received.front().is_some_and(|(t, _)| newest.saturating_sub(*t) > 1_000_000_000) {
+            f.received.pop_front();
         }
     }
 

@@ -454,18 +454,21 @@ fn add_twcc_extension(pay: &gst::Element) -> Result<()> {
 /// Feed one `RTPTWCCPackets` event (from rtpsession) into `link`.
 fn record_twcc(link: &LinkStats, s: &gst::StructureRef) {
     let Ok(packets) = s.get::<glib::ValueArray>("packets") else { return };
-    for v in packets.iter() {
-        let Ok(p) = v.get::<gst::Structure>() else { continue };
-        let lost = p.get::<bool>("lost").unwrap_or(false);
-        // rtpsession reports the RTP *payload* size: a padding-only packet
-        // (ours, from the prober) reports 0; count what went on the wire.
-        let size = match p.get::<u32>("size").unwrap_or(0) {
-            0 => PADDING_PACKET_BYTES,
-            n => n + RTP_HEADER_BYTES,
-        };
-        let remote = p.get::<gst::ClockTime>("remote-ts").ok().map(|t| t.nseconds());
-        link.feedback(lost, remote, size);
-    }
+    let reports: Vec<(bool, Option<u64>, u32)> = packets
+        .iter()
+        .filter_map(|v| v.get::<gst::Structure>().ok())
+        .map(|p| {
+            let lost = p.get::<bool>("lost").unwrap_or(false);
+            // rtpsession reports the RTP *payload* size: a padding-only packet
+            // (ours, from the prober) reports 0; count what went on the wire.
+            let size = match p.get::<u32>("size").unwrap_or(0) {
+                0 => PADDING_PACKET_BYTES,
+                n => n + RTP_HEADER_BYTES,
+            };
+            (lost, p.get::<gst::ClockTime>("remote-ts").ok().map(|t| t.nseconds()), size)
+        })
+        .collect();
+    link.feedback(&reports);
 }
 
 /// Rewrites the video's RTP sequence numbers so that padding-only packets
