@@ -27,10 +27,19 @@ pub struct BenchOptions {
     /// The `tessera` binary to run as the server.
     pub server_bin: PathBuf,
     pub canvas: String,
+    /// Room sizes overriding the scenario defaults (capacity, raw).
+    pub participants: Vec<usize>,
+    /// Capacity input kinds to run (`tile`, `360p`; empty: both).
+    pub inputs: Vec<String>,
+    /// Capacity measurement window overriding the default.
+    pub window: Option<Duration>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct CapacityRow {
+    /// `tile`: load bots follow the server's `send_size` (as browsers do);
+    /// `360p`: every input 640x360 whatever its tile.
+    pub inputs: String,
     pub participants: usize,
     pub server_cpu_pct_of_machine: f64,
     pub server_cpu_pct_of_core: f64,
@@ -100,8 +109,11 @@ pub struct Report {
     pub ladder: Vec<RungDownlink>,
     /// Server CPU with 0, 10, 20 receive-only viewers on a room of 4.
     pub viewers: Vec<ViewerRow>,
-    /// Largest room with the observer at >= 29 fps and the server under 70 % of the machine.
+    /// Largest room with the observer at >= 29 fps and the server under
+    /// 70 % of the machine, inputs at tile size.
     pub capacity_limit: Option<usize>,
+    /// The same with every input at 640x360.
+    pub capacity_limit_360p: Option<usize>,
 }
 
 struct ServerProc {
@@ -172,8 +184,9 @@ fn machine() -> Machine {
     Machine { cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), cpu_model: model, kernel, date }
 }
 
-fn load_bot(url: &str, room: &str, i: usize) -> BotOptions {
+fn load_bot(url: &str, room: &str, i: usize, fixed_size: bool) -> BotOptions {
     BotOptions {
+        fixed_size,
         server: url.to_string(),
         room: room.to_string(),
         name: format!("load{i}"),
@@ -197,11 +210,11 @@ async fn wait_frames(b: &Bot, timeout: Duration) -> bool {
 
 /// A fresh server with a room of `n` participants: `n - 1` load bots and
 /// one decoding observer that already receives the mixed video.
-async fn loaded_room(o: &BenchOptions, room: &str, n: usize, observer_name: &str) -> Result<(ServerProc, Vec<Bot>, Bot)> {
+async fn loaded_room(o: &BenchOptions, room: &str, n: usize, observer_name: &str, inputs: Inputs) -> Result<(ServerProc, Vec<Bot>, Bot)> {
     let server = ServerProc::start(&o.server_bin, &o.canvas)?;
     let mut bots = Vec::new();
     for i in 0..n.saturating_sub(1) {
-        bots.push(Bot::connect(load_bot(&server.url, room, i)).await?);
+        bots.push(Bot::connect(load_bot(&server.url, room, i, inputs == Inputs::Full360p)).await?);
     }
     let obs = Bot::connect(observer(&server.url, room, observer_name)).await?;
     if !wait_frames(&obs, Duration::from_secs(20)).await {
@@ -218,36 +231,78 @@ async fn disconnect_all(obs: Bot, bots: Vec<Bot>) {
     }
 }
 
-async fn capacity(o: &BenchOptions, sizes: &[usize], warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
+/// What the load bots send in the capacity scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inputs {
+    /// Follow the server's `send_size`: each input arrives at its tile size.
+    Tile,
+    /// 640x360 whatever the tile (a client that ignores `send_size`).
+    Full360p,
+}
+
+impl Inputs {
+    fn label(self) -> &'static str {
+        match self {
+            Inputs::Tile => "tile",
+            Inputs::Full360p => "360p",
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Windows per capacity measurement; the row reports the median window.
+const WINDOWS: usize = 3;
+
+async fn capacity(o: &BenchOptions, plan: &[(Inputs, Vec<usize>)], warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let mut rows = Vec::new();
-    for &n in sizes {
-        eprintln!("bench capacity: {n} participants ({} load bots + 1 observer)", n - 1);
-        let (server, bots, obs) = loaded_room(o, "capacity", n, "observer").await?;
+    for (inputs, sizes) in plan {
+        for &n in sizes {
+            rows.push(capacity_row(o, *inputs, n, cpus, warm, window).await?);
+        }
+    }
+    Ok(rows)
+}
+
+async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration) -> Result<CapacityRow> {
+    {
+        eprintln!("bench capacity: {n} participants ({} load bots + 1 observer), {} inputs", n - 1, inputs.label());
+        let (server, bots, obs) = loaded_room(o, "capacity", n, "observer", inputs).await?;
         tokio::time::sleep(warm).await;
         let pid = server.pid().to_string();
-        let (s0, l0, f0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames, Instant::now());
         obs.reset_max_gap();
-        tokio::time::sleep(window).await;
-        let secs = t0.elapsed().as_secs_f64();
-        let (s1, l1, f1) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames);
+        let (mut server_cpu, mut load_cpu, mut fps) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..WINDOWS {
+            let (s0, l0, f0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames, Instant::now());
+            tokio::time::sleep(window / WINDOWS as u32).await;
+            let secs = t0.elapsed().as_secs_f64();
+            let (s1, l1, f1) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames);
+            server_cpu.push((s1 - s0) / secs * 100.0);
+            load_cpu.push((l1 - l0) / secs * 100.0 / cpus);
+            fps.push((f1 - f0) as f64 / secs);
+        }
+        let core = median(server_cpu);
         let row = CapacityRow {
+            inputs: inputs.label().into(),
             participants: n,
-            server_cpu_pct_of_core: (s1 - s0) / secs * 100.0,
-            server_cpu_pct_of_machine: (s1 - s0) / secs * 100.0 / cpus,
-            load_cpu_pct_of_machine: (l1 - l0) / secs * 100.0 / cpus,
+            server_cpu_pct_of_core: core,
+            server_cpu_pct_of_machine: core / cpus,
+            load_cpu_pct_of_machine: median(load_cpu),
             rss_mib: rss_mib(server.pid()),
             threads: count_dir(format!("/proc/{pid}/task")),
             fds: count_dir(format!("/proc/{pid}/fd")),
-            observer_fps: (f1 - f0) as f64 / secs,
+            observer_fps: median(fps),
             observer_max_gap_ms: obs.stats().max_frame_gap_ms,
         };
         eprintln!("  server {:.1} % of machine, load {:.1} %, observer {:.1} fps, RSS {:.0} MiB", row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_fps, row.rss_mib);
-        rows.push(row);
         disconnect_all(obs, bots).await;
         drop(server);
+        Ok(row)
     }
-    Ok(rows)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -260,7 +315,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<JoinResult> {
     eprintln!("bench join: {joins} joins into a room of {residents}");
-    let (server, bots, resident) = loaded_room(o, "join", residents, "resident").await?;
+    let (server, bots, resident) = loaded_room(o, "join", residents, "resident", Inputs::Tile).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     resident.reset_max_gap();
     let mut times = Vec::new();
@@ -398,7 +453,7 @@ async fn viewers(o: &BenchOptions, counts: &[usize], warm: Duration, window: Dur
     let mut rows = Vec::new();
     for &n in counts {
         eprintln!("bench viewers: {n} viewers on a room of 4");
-        let (server, bots, obs) = loaded_room(o, "viewers", 4, "observer").await?;
+        let (server, bots, obs) = loaded_room(o, "viewers", 4, "observer", Inputs::Tile).await?;
         let mut vs = Vec::new();
         for i in 0..n {
             vs.push(Bot::connect(BotOptions { viewer: true, decode: false, ..observer(&server.url, "viewers", &format!("viewer{i}")) }).await?);
@@ -446,16 +501,19 @@ fn markdown(r: &Report) -> String {
         if r.quick { "Quick (smoke) sizes." } else { "Full sizes." }
     );
     s += "Produced by `./scripts/bench` (release build). Load: in-process bots sending 640x360 VP8 encoded once and looped, decoding nothing; one decoding observer bot. CPU from /proc; \"% of machine\" is of all cores.\n\n";
-    s += "## Capacity\n\n| participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps | observer max gap ms |\n|---|---|---|---|---|---|---|---|---|\n";
+    s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows.\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps | observer max gap ms |\n|---|---|---|---|---|---|---|---|---|---|\n";
     for c in &r.capacity {
         s += &format!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} | {} |\n",
+            c.inputs,
             c.participants, c.server_cpu_pct_of_machine, c.server_cpu_pct_of_core, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.fds, c.observer_fps, c.observer_max_gap_ms
         );
     }
+    let limit = |l: Option<usize>| l.map(|n| n.to_string()).unwrap_or_else(|| "none measured".into());
     s += &format!(
-        "\nLargest room with the observer at ≥ 29 fps and the server under 70 % of the machine: **{}**.\n",
-        r.capacity_limit.map(|n| n.to_string()).unwrap_or_else(|| "none measured".into())
+        "\nLargest room with the observer at ≥ 29 fps and the server under 70 % of the machine: **{}** with tile-sized inputs, **{}** with 360p inputs.\n",
+        limit(r.capacity_limit),
+        limit(r.capacity_limit_360p)
     );
     if let Some(j) = &r.join {
         s += &format!(
@@ -499,18 +557,43 @@ fn markdown(r: &Report) -> String {
 pub async fn run(o: BenchOptions) -> Result<Report> {
     let all = o.scenarios.is_empty() || o.scenarios.iter().any(|s| s == "all");
     let want = |name: &str| all || o.scenarios.iter().any(|s| s == name);
-    let (sizes, warm, window, joins): (Vec<usize>, _, _, usize) = if o.quick {
-        (vec![2, 4], Duration::from_secs(2), Duration::from_secs(3), 3)
+    let (plan, warm, window, joins): (Vec<(Inputs, Vec<usize>)>, _, _, usize) = if o.quick {
+        (vec![(Inputs::Tile, vec![2, 4]), (Inputs::Full360p, vec![2])], Duration::from_secs(2), Duration::from_secs(3), 3)
     } else {
-        (vec![2, 4, 9, 16, 25], Duration::from_secs(5), Duration::from_secs(10), 20)
+        let all = vec![2, 4, 9, 16, 25];
+        (vec![(Inputs::Tile, all.clone()), (Inputs::Full360p, all)], Duration::from_secs(5), Duration::from_secs(12), 20)
     };
-    let capacity = if want("capacity") { capacity(&o, &sizes, warm, window).await? } else { Vec::new() };
+    let plan: Vec<(Inputs, Vec<usize>)> = plan
+        .into_iter()
+        .filter(|(i, _)| o.inputs.is_empty() || o.inputs.iter().any(|x| x == i.label()))
+        .map(|(i, sizes)| (i, if o.participants.is_empty() { sizes } else { o.participants.clone() }))
+        .collect();
+    let window = o.window.unwrap_or(window);
+    let capacity = if want("capacity") { capacity(&o, &plan, warm, window).await? } else { Vec::new() };
     let join = if want("join") { Some(join_time(&o, 4, joins).await?) } else { None };
     let glass_to_glass = if want("latency") { Some(glass_to_glass(&o, if o.quick { 6 } else { 50 }).await?) } else { None };
     let ladder = if want("ladder") { ladder(&o, window).await? } else { Vec::new() };
     let viewers = if want("viewers") { viewers(&o, if o.quick { &[0, 2] } else { &[0, 10, 20] }, warm, window).await? } else { Vec::new() };
-    let capacity_limit = capacity.iter().filter(|c| c.observer_fps >= 29.0 && c.server_cpu_pct_of_machine < 70.0).map(|c| c.participants).max();
-    let report = Report { machine: machine(), quick: o.quick, canvas: o.canvas.clone(), capacity, join, glass_to_glass, ladder, viewers, capacity_limit };
+    let limit = |inputs: Inputs| {
+        capacity
+            .iter()
+            .filter(|c| c.inputs == inputs.label() && c.observer_fps >= 29.0 && c.server_cpu_pct_of_machine < 70.0)
+            .map(|c| c.participants)
+            .max()
+    };
+    let (capacity_limit, capacity_limit_360p) = (limit(Inputs::Tile), limit(Inputs::Full360p));
+    let report = Report {
+        machine: machine(),
+        quick: o.quick,
+        canvas: o.canvas.clone(),
+        capacity,
+        join,
+        glass_to_glass,
+        ladder,
+        viewers,
+        capacity_limit,
+        capacity_limit_360p,
+    };
     std::fs::create_dir_all(o.out_dir.join("results"))?;
     std::fs::write(o.out_dir.join("results/latest.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(o.out_dir.join("RESULTS.md"), markdown(&report))?;

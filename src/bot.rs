@@ -42,6 +42,8 @@ pub struct BotOptions {
     pub quality: Option<String>,
     /// Decode received video (false: count frames only; cheap).
     pub decode: bool,
+    /// Ignore `send_size`: always send `width` x `height`.
+    pub fixed_size: bool,
 }
 
 impl Default for BotOptions {
@@ -64,6 +66,7 @@ impl Default for BotOptions {
             viewer: false,
             quality: None,
             decode: true,
+            fixed_size: false,
         }
     }
 }
@@ -199,6 +202,7 @@ impl Bot {
             fps: opts.fps,
             ice_addresses: opts.ice_addresses.clone(),
             decode: opts.decode,
+            fixed_size: opts.fixed_size,
         };
         let tx2 = ev_tx.clone();
         let media = tokio::task::spawn_blocking(move || BotMedia::new(&mcfg, tx2)).await??;

@@ -10,7 +10,9 @@
 //!
 //! * down at once when the estimate no longer carries the current rung
 //!   (Google congestion control lowers it within about a second of
-//!   congestion);
+//!   congestion); "carries" means [`ACTUAL_RATE_HEADROOM`] times what the
+//!   rung actually sends, at most its bitrate, so a receiver is not moved
+//!   (and a second encoder started) for a link that carries the picture;
 //! * up only after [`UP_HOLD_MS`] without a decrease (the first time after
 //!   congestion moved it down, [`UP_HOLD_AFTER_DROP_MS`]) and a successful
 //!   *probe*: RTP padding raises the sending rate to what the higher rung
@@ -44,6 +46,10 @@ pub const PROBE_HEADROOM: f64 = 1.15;
 pub const PROBE_DELIVERED: f64 = 0.80;
 /// Loss (fraction) above which a probe fails.
 pub const PROBE_MAX_LOSS: f64 = 0.05;
+/// A link carries the current rung when its estimate covers this many
+/// times what the rung actually sends (a still picture sends far less than
+/// the rung's bitrate; bursts and keyframes need the margin).
+pub const ACTUAL_RATE_HEADROOM: f64 = 1.5;
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -123,6 +129,9 @@ pub struct LinkSample {
     pub loss: f64,
     /// Transport-wide feedback has been received at all.
     pub has_feedback: bool,
+    /// Video rate the receiver's current rung actually sends (measured
+    /// over the last seconds); 0 when unknown.
+    pub rung_bps: u32,
 }
 
 /// What the controller wants done after a tick.
@@ -309,6 +318,14 @@ impl RungController {
                 best = Target::Rung(n - 1);
             }
         }
+        // A link that carries what the current rung really sends keeps it.
+        if let Target::Rung(i) = self.current {
+            let need = ((s.rung_bps as f64 * ACTUAL_RATE_HEADROOM) as u32 + AUDIO_AND_OVERHEAD_BPS).min(self.rates[i]);
+            if s.rung_bps > 0 && s.estimate_bps >= need && Self::rank(best, n) < Self::rank(self.current, n) {
+                best = self.current;
+                self.starved_since = None;
+            }
+        }
         if Self::rank(best, n) < Self::rank(self.current, n) {
             d.switch_to = self.switch(best, now);
             self.next_probe = self.next_probe.max(now + UP_HOLD_AFTER_DROP_MS);
@@ -382,7 +399,7 @@ mod tests {
     }
 
     fn sample(est: u32, delivered: u32) -> LinkSample {
-        LinkSample { estimate_bps: est, delivered_bps: delivered, loss: 0.0, has_feedback: true }
+        LinkSample { estimate_bps: est, delivered_bps: delivered, loss: 0.0, has_feedback: true, rung_bps: 0 }
     }
 
     #[test]
@@ -481,11 +498,29 @@ mod tests {
     }
 
     #[test]
+    fn a_link_that_carries_what_the_rung_sends_keeps_it() {
+        // Regression: under CPU load GCC's estimate for one receiver fell to
+        // 889 kbps while the high rung (1.2 Mbps nominal) sent 150 kbps of a
+        // mostly still grid; the receiver was moved to medium and a second
+        // encoder started for nothing.
+        let l = ladder();
+        let mut c = RungController::new(&l, Target::Rung(0), 0);
+        let s = LinkSample { rung_bps: 150_000, ..sample(889_000, 150_000) };
+        assert_eq!(c.tick(100, s).switch_to, None);
+        // When the picture gets busy and the link cannot carry it, it moves.
+        let busy = LinkSample { rung_bps: 1_100_000, ..sample(889_000, 800_000) };
+        assert_eq!(c.tick(200, busy).switch_to, Some(Target::Rung(1)));
+        // Unknown actual rate: the rung's bitrate decides, as before.
+        let mut c = RungController::new(&l, Target::Rung(0), 0);
+        assert_eq!(c.tick(100, sample(889_000, 150_000)).switch_to, Some(Target::Rung(1)));
+    }
+
+    #[test]
     fn no_feedback_means_no_probe() {
         let l = ladder();
         let mut c = RungController::new(&l, Target::Rung(1), 0);
         for t in (0..60_000).step_by(100) {
-            let d = c.tick(t, LinkSample { estimate_bps: 600_000, delivered_bps: 0, loss: 0.0, has_feedback: false });
+            let d = c.tick(t, LinkSample { estimate_bps: 600_000, delivered_bps: 0, loss: 0.0, has_feedback: false, rung_bps: 0 });
             assert_eq!(d.padding_bps, 0);
             assert_eq!(d.switch_to, None);
         }

@@ -19,7 +19,7 @@ use crate::layout::Rect;
 /// Default real-time encoder for the shared mixed video. GStreamer's vp8enc
 /// defaults are offline settings; every one that matters is set here.
 pub const DEFAULT_VIDEO_ENCODER: &str = "vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate=1200000 \
-     lag-in-frames=0 keyframe-mode=auto keyframe-max-dist=90 error-resilient=default threads=2 \
+     lag-in-frames=0 keyframe-mode=auto keyframe-max-dist=90 error-resilient=default threads=1 \
      buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 undershoot=95 max-quantizer=56";
 
 /// Largest participant count a group may describe.
@@ -175,6 +175,7 @@ struct RawRung {
 #[serde(deny_unknown_fields)]
 struct RawAudio {
     bitrate: Option<Spanned<i64>>,
+    complexity: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -279,6 +280,8 @@ pub struct MixerSettings {
     /// The encoder ladder, highest rung first; empty: derived from the canvas.
     pub ladder: Vec<Rung>,
     pub audio_bitrate: u32,
+    /// Opus encoder complexity, 0 (cheapest) ..= 10.
+    pub audio_complexity: u32,
     pub default_group: String,
     pub speaker_hold_ms: u32,
     pub speaker_threshold_db: f64,
@@ -300,6 +303,7 @@ impl Default for MixerSettings {
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
             ladder: Vec::new(),
             audio_bitrate: 32_000,
+            audio_complexity: 5,
             default_group: "grid".into(),
             speaker_hold_ms: 1200,
             speaker_threshold_db: -45.0,
@@ -510,6 +514,7 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         },
         ladder: Vec::new(),
         audio_bitrate: c.int(&raw.audio.bitrate, "`audio.bitrate`", 6_000, 510_000, d.audio_bitrate),
+        audio_complexity: c.int(&raw.audio.complexity, "`audio.complexity`", 0, 10, d.audio_complexity),
         default_group: raw.layout.default_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.default_group.clone()),
         speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "`layout.speaker_hold_ms`", 0, 30_000, d.speaker_hold_ms),
         speaker_threshold_db: match &raw.layout.speaker_threshold_db {

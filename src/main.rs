@@ -35,9 +35,19 @@ struct BenchArgs {
     /// Small sizes for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run: capacity, join, latency, all (repeatable).
+    /// Scenarios to run: capacity, join, latency, ladder, viewers, mesh, raw, all (repeatable).
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
+    /// Room sizes for the capacity and raw scenarios instead of the defaults
+    /// (comma-separated, e.g. 16 or 9,16).
+    #[arg(long, value_delimiter = ',')]
+    participants: Vec<usize>,
+    /// Input kinds for the capacity scenario: tile, 360p (default both).
+    #[arg(long, value_delimiter = ',')]
+    inputs: Vec<String>,
+    /// Measurement window per capacity row, seconds (e.g. longer for profiling).
+    #[arg(long)]
+    window: Option<f64>,
     /// Output folder.
     #[arg(long, default_value = "bench")]
     out: PathBuf,
@@ -156,6 +166,9 @@ struct BotArgs {
     /// Do not decode received video: count frames and read sizes from keyframes.
     #[arg(long)]
     no_decode: bool,
+    /// Ignore the server's send_size hint: always send the --size video.
+    #[arg(long)]
+    fixed_size: bool,
     /// Also print the report as one JSON line every SECONDS while running.
     #[arg(long)]
     report_every: Option<f64>,
@@ -196,6 +209,9 @@ fn main() -> Result<()> {
                 out_dir: a.out,
                 server_bin: std::env::current_exe()?,
                 canvas: a.canvas,
+                participants: a.participants,
+                inputs: a.inputs,
+                window: a.window.map(Duration::from_secs_f64),
             };
             tessera::bench::run(o).await.map(|_| ())
         }),
@@ -292,6 +308,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         video_encoder: a.video_encoder.clone().unwrap_or_else(|| m.video_encoder.clone()),
         ladder: m.ladder.clone(),
         audio_bitrate: m.audio_bitrate,
+        audio_complexity: m.audio_complexity,
         background: m.background.0,
         ice_addresses: if a.ice_addresses.is_empty() { server::default_ice_addresses(&a.listen.ip()) } else { a.ice_addresses },
     };
@@ -342,6 +359,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         viewer: a.viewer,
         quality: a.quality,
         decode: !a.no_decode,
+        fixed_size: a.fixed_size,
     };
     let bot = Bot::connect(opts).await?;
     let every = a.report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64);

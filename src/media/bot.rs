@@ -40,6 +40,9 @@ pub struct BotMediaConfig {
     /// Decode received video (false: depayload and count frames only,
     /// reading the size from keyframes; audio is not analysed).
     pub decode: bool,
+    /// Ignore the server's `send_size` and always send `width` x `height`
+    /// (benchmarks comparing full-size inputs with tile-sized ones).
+    pub fixed_size: bool,
 }
 
 /// Events from the bot's webrtcbin to its signaling loop.
@@ -176,6 +179,7 @@ pub struct ReceivedStats {
 pub struct BotMedia {
     feeder: Option<Feeder>,
     size: (u32, u32),
+    fixed_size: bool,
     pipeline: gst::Pipeline,
     webrtcbin: gst::Element,
     received: Arc<Mutex<Received>>,
@@ -352,7 +356,7 @@ impl BotMedia {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
             None => None,
         };
-        Ok(BotMedia { size: (cfg.width, cfg.height), pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder })
+        Ok(BotMedia { size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder })
     }
 
     /// Apply the server's offer and produce an answer (delivered as
@@ -393,11 +397,18 @@ impl BotMedia {
 
     /// Honour the server's `send_size`: scale the sent video down (never
     /// up) to fit the tile, and cap the encoder's bitrate.
+    /// A load bot switches to a clip pre-encoded at that size.
     pub fn fit_send_size(&self, width: u32, height: u32, max_bitrate: u32) {
+        if self.fixed_size {
+            return;
+        }
         let (w, h) = self.size;
         let scale = (w as f64 / width.max(1) as f64).max(h as f64 / height.max(1) as f64).max(1.0);
         let sw = ((w as f64 / scale) as u32 & !1).max(16);
         let sh = ((h as f64 / scale) as u32 & !1).max(16);
+        if let Some(f) = &self.feeder {
+            *f.wanted.lock().unwrap_or_else(|p| p.into_inner()) = Some((sw, sh, max_bitrate.min(CLIP_BITRATE)));
+        }
         if let Some(f) = self.pipeline.by_name("vsize") {
             f.set_property("caps", gst::Caps::builder("video/x-raw").field("width", sw as i32).field("height", sh as i32).build());
         }
@@ -509,15 +520,46 @@ impl Drop for BotMedia {
     }
 }
 
+/// Bitrate of the full-size load clip (bits/s).
+const CLIP_BITRATE: u32 = 500_000;
+
+/// A VP8 clip encoded once: caps and frames, the first one a keyframe.
+type Clip = Arc<(gst::Caps, Vec<gst::Buffer>)>;
+
+/// Clips shared by every load bot in the process, by (colour, width,
+/// height, bitrate, fps): a room of 16 asking for the same tile size
+/// encodes each clip once.
+fn clip(rgb: u32, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Clip> {
+    static CLIPS: std::sync::OnceLock<Mutex<std::collections::HashMap<(u32, u32, u32, u32, u32), Clip>>> = std::sync::OnceLock::new();
+    let mut clips = CLIPS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let key = (rgb, width, height, bitrate, fps);
+    if let Some(c) = clips.get(&key) {
+        return Ok(c.clone());
+    }
+    let c = Arc::new(collect(&format!(
+        "videotestsrc num-buffers={n} pattern=ball foreground-color={fg} ! video/x-raw,width={width},height={height},framerate={fps}/1 \
+         ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bitrate} lag-in-frames=0 keyframe-max-dist={n} \
+         ! appsink name=out sync=false",
+        n = 2 * fps,
+        fg = 0xff00_0000u32 | rgb,
+    ))?);
+    clips.insert(key, c.clone());
+    Ok(c)
+}
+
 /// Media encoded once, looped by the load bots (so load costs no encoding).
 struct PreEncoded {
-    video: Option<(gst::Caps, Vec<gst::Buffer>)>,
+    video: Option<Clip>,
     audio: (gst::Caps, Vec<gst::Buffer>),
+    rgb: u32,
 }
 
 /// The thread that paces pre-encoded buffers into a load bot's appsrcs.
 struct Feeder {
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// A clip size the server asked for (width, height, bitrate), taken
+    /// up by the feeder thread (which encodes it if no bot has yet).
+    wanted: Arc<Mutex<Option<(u32, u32, u32)>>>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -554,27 +596,15 @@ fn collect(desc: &str) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
 
 impl PreEncoded {
     fn new(cfg: &BotMediaConfig) -> Result<PreEncoded> {
-        let fg = 0xff00_0000u32 | cfg.color.unwrap_or(0xffffff);
-        let video = if cfg.send_video {
-            Some(collect(&format!(
-                "videotestsrc num-buffers={n} pattern=ball foreground-color={fg} ! video/x-raw,width={w},height={h},framerate={fps}/1 \
-                 ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate=500000 lag-in-frames=0 keyframe-max-dist={n} \
-                 ! appsink name=out sync=false",
-                n = 2 * cfg.fps,
-                w = cfg.width,
-                h = cfg.height,
-                fps = cfg.fps,
-            ))?)
-        } else {
-            None
-        };
+        let rgb = cfg.color.unwrap_or(0xffffff);
+        let video = if cfg.send_video { Some(clip(rgb, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
         let audio = collect(&format!(
             "audiotestsrc num-buffers=50 samplesperbuffer=960 wave=sine freq={f} volume={v} ! audio/x-raw,rate=48000,channels=1 \
              ! opusenc bitrate=32000 frame-size=20 ! appsink name=out sync=false",
             f = cfg.tone_hz,
             v = cfg.volume,
         ))?;
-        Ok(PreEncoded { video, audio })
+        Ok(PreEncoded { video, audio, rgb })
     }
 
     fn start(self, pipeline: &gst::Pipeline, fps: u32) -> Result<Feeder> {
@@ -582,28 +612,42 @@ impl PreEncoded {
         let vsrc = appsrc("lvsrc");
         let asrc = appsrc("lasrc").context("load audio appsrc")?;
         asrc.set_caps(Some(&self.audio.0));
-        if let (Some(v), Some((caps, _))) = (&vsrc, &self.video) {
-            v.set_caps(Some(caps));
+        if let (Some(v), Some(c)) = (&vsrc, &self.video) {
+            v.set_caps(Some(&c.0));
         }
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop2 = stop.clone();
+        let wanted: Arc<Mutex<Option<(u32, u32, u32)>>> = Arc::new(Mutex::new(None));
+        let (stop2, wanted2) = (stop.clone(), wanted.clone());
         let thread = std::thread::Builder::new().name("load-feeder".into()).spawn(move || {
+            let PreEncoded { mut video, audio, rgb } = self;
             let start = Instant::now();
             let frame = Duration::from_secs_f64(1.0 / fps.max(1) as f64);
             let audio_period = Duration::from_millis(20);
             let (mut vi, mut ai) = (0usize, 0usize);
             let (mut vnext, mut anext) = (Duration::ZERO, Duration::ZERO);
             while !stop2.load(Ordering::SeqCst) {
+                let size = wanted2.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let (Some((w, h, bitrate)), Some(v)) = (size, &vsrc) {
+                    match clip(rgb, w, h, bitrate, fps) {
+                        Ok(c) => {
+                            v.set_caps(Some(&c.0));
+                            video = Some(c);
+                            // Start the new clip at its keyframe.
+                            vi = 0;
+                        }
+                        Err(e) => tracing::warn!("load bot: no {w}x{h} clip: {e:#}"),
+                    }
+                }
                 let now = start.elapsed();
                 if now >= anext {
-                    let b = &self.audio.1[ai % self.audio.1.len()];
+                    let b = &audio.1[ai % audio.1.len()];
                     let _ = asrc.push_buffer(super::unstamped(b));
                     ai += 1;
                     anext += audio_period;
                 }
-                if let (Some(v), Some((_, frames))) = (&vsrc, &self.video) {
-                    if now >= vnext && !frames.is_empty() {
-                        let _ = v.push_buffer(super::unstamped(&frames[vi % frames.len()]));
+                if let (Some(v), Some(c)) = (&vsrc, &video) {
+                    if now >= vnext && !c.1.is_empty() {
+                        let _ = v.push_buffer(super::unstamped(&c.1[vi % c.1.len()]));
                         vi += 1;
                         vnext += frame;
                     }
@@ -614,7 +658,7 @@ impl PreEncoded {
                 }
             }
         })?;
-        Ok(Feeder { stop, thread })
+        Ok(Feeder { stop, wanted, thread })
     }
 }
 

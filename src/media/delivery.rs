@@ -132,6 +132,7 @@ impl LinkStats {
             delivered_bps: if stale { 0 } else { (bytes * 8 * 1_000_000_000 / window) as u32 },
             loss,
             has_feedback: f.any,
+            rung_bps: 0,
         }
     }
 }
@@ -478,9 +479,10 @@ impl Delivery {
                 std::thread::sleep(TICK);
                 let now = epoch.elapsed().as_millis() as u64;
                 let list = receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let rung_kbps = lock(&kbps).clone();
                 for r in list.iter() {
                     if r.ready.load(Ordering::Relaxed) {
-                        control(&rungs, &receivers, r, now);
+                        control(&rungs, &receivers, r, now, &rung_kbps);
                         watch(&rungs, r, composed.load(Ordering::Relaxed));
                     }
                 }
@@ -545,10 +547,11 @@ fn watch(rungs: &[RungEncoder], r: &Receiver, composed: u64) {
 }
 
 /// One controller step for an `auto` receiver.
-fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now: u64) {
-    let sample = r.link.sample();
+fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now: u64, rung_kbps: &[u32]) {
+    let mut sample = r.link.sample();
     let decision = {
         let mut st = lock(&r.st);
+        sample.rung_bps = st.current.and_then(|i| rung_kbps.get(i)).copied().unwrap_or(0) * 1000;
         match st.controller.as_mut() {
             Some(c) => c.tick(now, sample),
             None => return,

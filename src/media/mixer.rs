@@ -115,11 +115,12 @@ impl RoomMixer {
              ! compositor name=comp background=black force-live=true ignore-inactive-pads=true latency={lat} \
              ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! tee name=vtee allow-not-linked=true \
              appsrc name=viewmix is-live=true do-timestamp=true format=time max-bytes=96000 leaky-type=downstream \
-             ! opusenc bitrate={ab} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 \
+             ! opusenc bitrate={ab} complexity={cx} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 \
              ! appsink name=viewaudio sync=false async=false max-buffers=10 drop=true",
             lat = cfg.mixer_latency_ms as u64 * 1_000_000,
             bg = 0xff00_0000u32 | cfg.background,
             ab = cfg.audio_bitrate,
+                cx = cfg.audio_complexity,
         );
         let pipeline = gst::parse::launch(&desc)
             .with_context(|| format!("room mixer pipeline does not parse: {desc}"))?

@@ -46,6 +46,8 @@ pub struct MediaConfig {
     pub ladder: Vec<Rung>,
     /// Opus bitrate of each participant's mix, bits per second.
     pub audio_bitrate: u32,
+    /// Opus encoder complexity (0..=10) of every mix encoder.
+    pub audio_complexity: u32,
     /// Canvas background, 0xRRGGBB.
     pub background: u32,
     /// Local addresses ICE may use. Empty: every interface.
@@ -63,6 +65,7 @@ impl Default for MediaConfig {
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
             ladder: Vec::new(),
             audio_bitrate: 32_000,
+            audio_complexity: 5,
             background: 0x000000,
             ice_addresses: Vec::new(),
         }
