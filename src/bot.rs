@@ -304,8 +304,13 @@ impl Bot {
         self.media.set_probe(x, y)
     }
 
-    pub fn probe_log(&self) -> Vec<(std::time::Instant, [u8; 3])> {
+    pub fn probe_log(&self) -> Vec<crate::media::bot::ProbeSample> {
         self.media.probe_log()
+    }
+
+    /// When each colour change (see [`Bot::set_color`]) left this bot as RTP.
+    pub fn sent_changes(&self) -> Vec<std::time::Instant> {
+        self.media.sent_changes()
     }
 
     /// Change the solid colour sent.

@@ -3,7 +3,8 @@
 //! Data flow, module by module:
 //! `signaling` (warp, WebSocket) → `protocol` (messages, validation) →
 //! `room` (participants, grid order) → `media` (GStreamer pipelines).
-//! `layout` holds the pure grid geometry; `bot` is the headless client.
+//! `layout` holds the pure grid geometry; `bot` is the headless client;
+//! `bench` measures it all and `plot` draws the benchmark charts (SVG).
 
 pub mod bench;
 pub mod bot;
@@ -11,6 +12,7 @@ pub mod ladder;
 pub mod layout;
 pub mod layouts;
 pub mod media;
+pub mod plot;
 pub mod protocol;
 pub mod room;
 pub mod server;

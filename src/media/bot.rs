@@ -74,7 +74,12 @@ struct Received {
     /// A pixel watched on every decoded frame (for latency measurements),
     /// and what it showed when (bounded).
     probe: Option<(u32, u32)>,
-    probe_log: VecDeque<(Instant, [u8; 3])>,
+    probe_log: VecDeque<ProbeSample>,
+    /// Arrival (at the jitterbuffer's input, before any buffering) of the
+    /// newest packet of each RTP frame, by (SSRC, RTP timestamp); and the
+    /// RTP frame of each PTS the jitterbuffer put out. Bounded.
+    rtp_arrivals: VecDeque<((u32, u32), Instant)>,
+    pts_frames: VecDeque<(u64, (u32, u32))>,
     /// Video RTP after the jitterbuffer: packets seen, sequence gaps, bytes.
     video_packets: u64,
     video_lost: u64,
@@ -112,6 +117,37 @@ pub fn vp8_keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
 
 /// Frames of probe history kept (about 100 s at 30 fps).
 const PROBE_KEEP: usize = 3000;
+/// RTP frames remembered for arrival lookups (a few seconds of audio and video).
+const RTP_KEEP: usize = 1000;
+
+/// One decoded frame at the watched pixel: when it was decoded, its
+/// colour, and when the last RTP packet of that frame reached this bot.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSample {
+    pub decoded: Instant,
+    pub rgb: [u8; 3],
+    pub arrived: Option<Instant>,
+}
+
+/// What a sending bot recorded about its colour changes.
+#[derive(Debug, Default)]
+struct SentChanges {
+    /// Y value the next colour change will have, once asked for.
+    pending_y: Option<u8>,
+    /// PTS of the first frame with the new colour, until it is sent.
+    frame_pts: Option<u64>,
+    /// When the last RTP packet of each changed frame left the payloader.
+    sent: Vec<Instant>,
+}
+
+impl Received {
+    /// When the RTP frame decoded with presentation time `pts` arrived.
+    fn arrival_of(&self, pts: Option<gst::ClockTime>) -> Option<Instant> {
+        let pts = pts?.nseconds();
+        let frame = self.pts_frames.iter().rev().find(|(p, _)| *p == pts)?.1;
+        self.rtp_arrivals.iter().rev().find(|(f, _)| *f == frame).map(|(_, t)| *t)
+    }
+}
 
 fn lock(m: &Mutex<Received>) -> MutexGuard<'_, Received> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -185,6 +221,7 @@ pub struct BotMedia {
     received: Arc<Mutex<Received>>,
     bytes: Arc<AtomicU64>,
     started: Instant,
+    changes: Arc<Mutex<SentChanges>>,
 }
 
 impl BotMedia {
@@ -351,12 +388,15 @@ impl BotMedia {
                 gst::BusSyncReply::Drop
             });
         }
+        let changes = Arc::new(Mutex::new(SentChanges::default()));
+        watch_colour_changes(&pipeline, &changes);
+        watch_rtp_arrivals(&webrtcbin, &received);
         pipeline.set_state(gst::State::Playing).context("bot pipeline refused to play")?;
         let feeder = match preencoded {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
             None => None,
         };
-        Ok(BotMedia { size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder })
+        Ok(BotMedia { changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder })
     }
 
     /// Apply the server's offer and produce an answer (delivered as
@@ -459,13 +499,22 @@ impl BotMedia {
         r.probe_log.clear();
     }
 
-    /// What the watched pixel showed, frame by frame, with arrival times.
-    pub fn probe_log(&self) -> Vec<(Instant, [u8; 3])> {
+    /// What the watched pixel showed, frame by frame, with decode and
+    /// RTP arrival times.
+    pub fn probe_log(&self) -> Vec<ProbeSample> {
         lock(&self.received).probe_log.iter().copied().collect()
+    }
+
+    /// When the last RTP packet of each frame that changed colour (after
+    /// [`BotMedia::set_color`]) left this bot, in order.
+    pub fn sent_changes(&self) -> Vec<Instant> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner()).sent.clone()
     }
 
     /// Change the solid colour this bot sends (takes effect on the next frame).
     pub fn set_color(&self, rgb: u32) {
+        let (y, _, _) = super::raw::rgb_to_yuv((rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8);
+        self.changes.lock().unwrap_or_else(|p| p.into_inner()).pending_y = Some(y);
         if let Some(src) = self.pipeline.by_name("vsrc") {
             src.set_property("foreground-color", 0xff00_0000u32 | rgb);
         }
@@ -521,15 +570,15 @@ impl Drop for BotMedia {
 }
 
 /// Bitrate of the full-size load clip (bits/s).
-const CLIP_BITRATE: u32 = 500_000;
+pub(crate) const CLIP_BITRATE: u32 = 500_000;
 
 /// A VP8 clip encoded once: caps and frames, the first one a keyframe.
-type Clip = Arc<(gst::Caps, Vec<gst::Buffer>)>;
+pub(crate) type Clip = Arc<(gst::Caps, Vec<gst::Buffer>)>;
 
 /// Clips shared by every load bot in the process, by (colour, width,
 /// height, bitrate, fps): a room of 16 asking for the same tile size
 /// encodes each clip once.
-fn clip(rgb: u32, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Clip> {
+pub(crate) fn clip(rgb: u32, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Clip> {
     static CLIPS: std::sync::OnceLock<Mutex<std::collections::HashMap<(u32, u32, u32, u32, u32), Clip>>> = std::sync::OnceLock::new();
     let mut clips = CLIPS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     let key = (rgb, width, height, bitrate, fps);
@@ -545,6 +594,14 @@ fn clip(rgb: u32, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Cli
     ))?);
     clips.insert(key, c.clone());
     Ok(c)
+}
+
+/// One second of a tone as 20 ms Opus packets.
+pub(crate) fn opus_clip(tone_hz: f64, volume: f64) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
+    collect(&format!(
+        "audiotestsrc num-buffers=50 samplesperbuffer=960 wave=sine freq={tone_hz} volume={volume} ! audio/x-raw,rate=48000,channels=1 \
+         ! opusenc bitrate=32000 frame-size=20 ! appsink name=out sync=false"
+    ))
 }
 
 /// Media encoded once, looped by the load bots (so load costs no encoding).
@@ -598,12 +655,7 @@ impl PreEncoded {
     fn new(cfg: &BotMediaConfig) -> Result<PreEncoded> {
         let rgb = cfg.color.unwrap_or(0xffffff);
         let video = if cfg.send_video { Some(clip(rgb, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
-        let audio = collect(&format!(
-            "audiotestsrc num-buffers=50 samplesperbuffer=960 wave=sine freq={f} volume={v} ! audio/x-raw,rate=48000,channels=1 \
-             ! opusenc bitrate=32000 frame-size=20 ! appsink name=out sync=false",
-            f = cfg.tone_hz,
-            v = cfg.volume,
-        ))?;
+        let audio = opus_clip(cfg.tone_hz, cfg.volume)?;
         Ok(PreEncoded { video, audio, rgb })
     }
 
@@ -660,6 +712,91 @@ impl PreEncoded {
         })?;
         Ok(Feeder { stop, wanted, thread })
     }
+}
+
+/// Sender side of the latency measurement: the first raw frame with the
+/// colour asked for by `set_color` is found at the encoder's input (by its
+/// luma), and the time its last RTP packet leaves the payloader is kept.
+fn watch_colour_changes(pipeline: &gst::Pipeline, changes: &Arc<Mutex<SentChanges>>) {
+    let (Some(enc), Some(caps)) = (pipeline.by_name("venc"), pipeline.by_name("vcaps")) else { return };
+    if let Some(pad) = enc.static_pad("sink") {
+        let changes = changes.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let mut c = changes.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(want), Some(buf)) = (c.pending_y, info.buffer()) {
+                // I420 (or any planar YUV): the first byte is a luma sample
+                // of a solid-colour frame.
+                let y = buf.map_readable().ok().and_then(|m| m.first().copied());
+                if y.is_some_and(|y| (y as i32 - want as i32).abs() <= 12) {
+                    c.pending_y = None;
+                    c.frame_pts = buf.pts().map(|p| p.nseconds());
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    if let Some(pad) = caps.static_pad("src") {
+        let changes = changes.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
+            let mut c = changes.lock().unwrap_or_else(|p| p.into_inner());
+            if c.frame_pts.is_some() && buf.pts().map(|p| p.nseconds()) == c.frame_pts {
+                let marker = gst_rtp::RTPBuffer::from_buffer_readable(buf).map(|r| r.is_marker()).unwrap_or(false);
+                if marker {
+                    c.frame_pts = None;
+                    c.sent.push(Instant::now());
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
+/// Receiver side: note when each RTP frame's packets reach the
+/// jitterbuffer (before it buffers anything), and which RTP frame each PTS
+/// it puts out belongs to, so a decoded frame can be traced back to the
+/// arrival of its last packet.
+fn watch_rtp_arrivals(webrtcbin: &gst::Element, received: &Arc<Mutex<Received>>) {
+    let Some(rtpbin) = webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else { return };
+    let received = received.clone();
+    rtpbin.connect("new-jitterbuffer", false, move |values| {
+        let jb = values.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
+        let frame = |buf: &gst::BufferRef| gst_rtp::RTPBuffer::from_buffer_readable(buf).ok().map(|r| (r.ssrc(), r.timestamp()));
+        if let Some(pad) = jb.static_pad("sink") {
+            let received = received.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(f) = info.buffer().and_then(|b| frame(b)) {
+                    let mut r = lock(&received);
+                    let now = Instant::now();
+                    match r.rtp_arrivals.iter_mut().rev().take(8).find(|(k, _)| *k == f) {
+                        Some(entry) => entry.1 = now,
+                        None => r.rtp_arrivals.push_back((f, now)),
+                    }
+                    while r.rtp_arrivals.len() > RTP_KEEP {
+                        r.rtp_arrivals.pop_front();
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        if let Some(pad) = jb.static_pad("src") {
+            let received = received.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
+                if let (Some(f), Some(pts)) = (frame(buf), buf.pts()) {
+                    let mut r = lock(&received);
+                    if r.pts_frames.back().map(|(p, _)| *p) != Some(pts.nseconds()) {
+                        r.pts_frames.push_back((pts.nseconds(), f));
+                        while r.pts_frames.len() > RTP_KEEP {
+                            r.pts_frames.pop_front();
+                        }
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        None
+    });
 }
 
 /// The RGB pixel (x, y) of an RGB sample.
@@ -798,7 +935,8 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<R
                     }
                     if let Some((px, py)) = r.probe {
                         if let Some(rgb) = pixel_of(&sample, px, py) {
-                            r.probe_log.push_back((now, rgb));
+                            let arrived = r.arrival_of(sample.buffer().and_then(|b| b.pts()));
+                            r.probe_log.push_back(ProbeSample { decoded: now, rgb, arrived });
                             while r.probe_log.len() > PROBE_KEEP {
                                 r.probe_log.pop_front();
                             }

@@ -16,6 +16,7 @@ pub mod mixer;
 pub mod participant;
 pub mod preview;
 pub mod raw;
+pub mod rawmix;
 
 use std::sync::{Arc, Once};
 

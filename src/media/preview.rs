@@ -102,3 +102,25 @@ pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Resul
         _ => bail!("preview timed out"),
     }
 }
+
+/// Rasterise an SVG file to a PNG next to it (the benchmark plots), with
+/// GStreamer's librsvg decoder.
+pub fn svg_to_png(svg: &Path, png: &Path) -> Result<()> {
+    super::init()?;
+    let pipeline = gst::Pipeline::new();
+    let src = super::make("filesrc")?;
+    src.set_property("location", svg.to_string_lossy().to_string());
+    let chain = [src, super::make("rsvgdec")?, super::make("videoconvert")?, super::make("pngenc")?, super::make("filesink")?];
+    chain[4].set_property("location", png.to_string_lossy().to_string());
+    pipeline.add_many(&chain).context("plot pipeline")?;
+    gst::Element::link_many(&chain).context("linking the plot pipeline")?;
+    pipeline.set_state(gst::State::Playing).context("plot pipeline refused to play")?;
+    let bus = pipeline.bus().context("bus")?;
+    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let _ = pipeline.set_state(gst::State::Null);
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => Ok(()),
+        Some(gst::MessageView::Error(e)) => bail!("rendering {} failed: {} ({:?})", svg.display(), e.error(), e.debug()),
+        _ => bail!("rendering {} timed out", svg.display()),
+    }
+}
