@@ -12,12 +12,14 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::bot::{Bot, BotOptions};
+use crate::media::bot::{BotMedia, BotMediaConfig, BotMediaEvent};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -96,6 +98,21 @@ pub struct ViewerRow {
     pub min_viewer_fps: f64,
 }
 
+/// Scenario 4: per-client bandwidth through tessera and in a full mesh.
+#[derive(Debug, Serialize)]
+pub struct BandwidthRow {
+    pub participants: usize,
+    /// Mean over the load bots: RTP kbps sent and received.
+    pub tessera_up_kbps: f64,
+    pub tessera_down_kbps: f64,
+    /// Mean over the mesh clients (each sends to and receives from every other).
+    pub mesh_up_kbps: f64,
+    pub mesh_down_kbps: f64,
+    /// Peer connections of the mesh that delivered media / all of them.
+    pub mesh_links_up: usize,
+    pub mesh_links: usize,
+}
+
 /// Scenario 5: tessera against the same work as a plain pipeline.
 #[derive(Debug, Serialize)]
 pub struct RawRow {
@@ -131,6 +148,8 @@ pub struct Report {
     pub viewers: Vec<ViewerRow>,
     /// The plain-pipeline lower bound per room size.
     pub raw: Vec<RawRow>,
+    /// Per-client bandwidth, tessera against a peer-to-peer mesh.
+    pub bandwidth: Vec<BandwidthRow>,
     /// Largest room with the observer at >= 29 fps and the server under
     /// 70 % of the machine, inputs at tile size.
     pub capacity_limit: Option<usize>,
@@ -212,7 +231,7 @@ fn load_bot(url: &str, room: &str, i: usize, fixed_size: bool) -> BotOptions {
         server: url.to_string(),
         room: room.to_string(),
         name: format!("load{i}"),
-        color: Some([0xff0000, 0x00ff00, 0x0000ff, 0xffff00, 0x00ffff, 0xff00ff][i % 6]),
+        color: Some(COLORS[i % COLORS.len()]),
         tone_hz: 300.0 + 40.0 * i as f64,
         volume: 0.05,
         load: true,
@@ -449,7 +468,7 @@ async fn ladder(o: &BenchOptions, window: Duration) -> Result<Vec<RungDownlink>>
     let server = ServerProc::start(&o.server_bin, &o.canvas)?;
     let busy = |name: &str| BotOptions {
         color: None,
-        pattern: "zone-plate kx2=20 ky2=20 kt=1".into(),
+        pattern: BUSY.into(),
         ..observer(&server.url, "ladder", name)
     };
     let senders = vec![Bot::connect(busy("sender0")).await?, Bot::connect(BotOptions { tone_hz: 660.0, ..busy("sender1") }).await?];
@@ -536,6 +555,159 @@ async fn viewers(o: &BenchOptions, counts: &[usize], warm: Duration, window: Dur
     Ok(rows)
 }
 
+const COLORS: [u32; 6] = [0xff0000, 0x00ff00, 0x0000ff, 0xffff00, 0x00ffff, 0xff00ff];
+/// A picture busy enough that every encoder reaches its bitrate, like a
+/// camera: the bandwidth comparison uses it on both sides.
+const BUSY: &str = "zone-plate kx2=20 ky2=20 kt=1";
+
+/// A mesh client's media: what a load bot sends (640x360 VP8 clip, Opus),
+/// once per peer, nothing decoded.
+fn mesh_client(i: usize) -> BotMediaConfig {
+    BotMediaConfig {
+        color: None,
+        pattern: BUSY.into(),
+        tone_hz: 300.0 + 40.0 * i as f64,
+        volume: 0.05,
+        send_video: true,
+        load: true,
+        width: 640,
+        height: 360,
+        fps: 30,
+        ice_addresses: vec!["127.0.0.1".into()],
+        send_audio: true,
+        decode: false,
+        fixed_size: true,
+    }
+}
+
+/// One peer connection of the mesh: client `i` calls client `j` directly
+/// (offer, answer and ICE candidates exchanged in this process). Media
+/// flows both ways on it.
+struct MeshLink {
+    ends: [(usize, Arc<BotMedia>); 2],
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn mesh_link(i: usize, j: usize) -> Result<MeshLink> {
+    use tokio::sync::mpsc;
+    let (ta, ra) = mpsc::channel(256);
+    let (tb, mut rb) = mpsc::channel(256);
+    let (ca, cb, tb2) = (mesh_client(i), mesh_client(j), tb.clone());
+    let a = Arc::new(tokio::task::spawn_blocking(move || BotMedia::new(&ca, ta)).await??);
+    let b = Arc::new(tokio::task::spawn_blocking(move || BotMedia::new(&cb, tb2)).await??);
+    let a2 = a.clone();
+    let offer = tokio::task::spawn_blocking(move || a2.create_offer()).await??;
+    b.handle_offer(&offer, tb)?;
+    let mut early = Vec::new();
+    let answer = loop {
+        match tokio::time::timeout(Duration::from_secs(10), rb.recv()).await {
+            Ok(Some(BotMediaEvent::Answer(s))) => break s,
+            Ok(Some(BotMediaEvent::Ice { mline, candidate })) => early.push((mline, candidate)),
+            Ok(Some(BotMediaEvent::Failed(e))) => bail!("mesh link {i}-{j}: {e}"),
+            Ok(Some(_)) => {}
+            _ => bail!("mesh link {i}-{j}: no answer"),
+        }
+    };
+    a.apply_answer(&answer)?;
+    for (m, c) in early {
+        a.add_ice(m, &c);
+    }
+    let forward = |mut rx: mpsc::Receiver<BotMediaEvent>, to: Arc<BotMedia>| {
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if let BotMediaEvent::Ice { mline, candidate } = ev {
+                    to.add_ice(mline, &candidate);
+                }
+            }
+        })
+    };
+    let forwarders = vec![forward(ra, b.clone()), forward(rb, a.clone())];
+    Ok(MeshLink { ends: [(i, a), (j, b)], forwarders })
+}
+
+/// Scenario 4: per-client uplink and downlink, through tessera (load bots
+/// following `send_size`) and in a full peer-to-peer mesh of the same
+/// clients, over the same window.
+async fn bandwidth(o: &BenchOptions, sizes: &[usize], warm: Duration, window: Duration) -> Result<Vec<BandwidthRow>> {
+    let kbps = |bytes: u64, secs: f64| bytes as f64 * 8.0 / 1000.0 / secs;
+    let mut rows = Vec::new();
+    for &n in sizes {
+        eprintln!("bench bandwidth: {n} clients through tessera");
+        // n load bots and nothing else, so every tile is one of theirs.
+        let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+        let mut bots = Vec::new();
+        for i in 0..n {
+            bots.push(Bot::connect(BotOptions { color: None, pattern: BUSY.into(), ..load_bot(&server.url, "bandwidth", i, false) }).await?);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && !bots.iter().all(|b| b.stats().video_bytes > 0) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(warm).await;
+        let before: Vec<(u64, u64)> = bots.iter().map(|b| (b.sent_bytes(), b.stats().bytes)).collect();
+        let t0 = Instant::now();
+        tokio::time::sleep(window).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let (mut up, mut down) = (0.0, 0.0);
+        for (b, (s0, r0)) in bots.iter().zip(&before) {
+            up += kbps(b.sent_bytes() - s0, secs);
+            down += kbps(b.stats().bytes - r0, secs);
+        }
+        let (t_up, t_down) = (up / bots.len().max(1) as f64, down / bots.len().max(1) as f64);
+        for b in bots {
+            b.disconnect().await;
+        }
+        drop(server);
+
+        eprintln!("bench bandwidth: {n} clients in a full mesh ({} peer connections)", n * (n - 1) / 2);
+        let mut links = Vec::new();
+        for i in 0..n {
+            for j in i + 1..n {
+                links.push(mesh_link(i, j).await?);
+            }
+        }
+        let ends = || links.iter().flat_map(|l| l.ends.iter());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && !ends().all(|(_, m)| m.stats().bytes > 0) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(warm).await;
+        let before: Vec<(u64, u64)> = ends().map(|(_, m)| (m.sent_bytes(), m.stats().bytes)).collect();
+        let t0 = Instant::now();
+        tokio::time::sleep(window).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let (mut up, mut down) = (vec![0.0; n], vec![0.0; n]);
+        for ((i, m), (s0, r0)) in ends().zip(&before) {
+            up[*i] += kbps(m.sent_bytes() - s0, secs);
+            down[*i] += kbps(m.stats().bytes - r0, secs);
+        }
+        let links_up = links.iter().filter(|l| l.ends.iter().all(|(_, m)| m.stats().bytes > 0)).count();
+        let row = BandwidthRow {
+            participants: n,
+            tessera_up_kbps: t_up,
+            tessera_down_kbps: t_down,
+            mesh_up_kbps: up.iter().sum::<f64>() / n as f64,
+            mesh_down_kbps: down.iter().sum::<f64>() / n as f64,
+            mesh_links_up: links_up,
+            mesh_links: links.len(),
+        };
+        eprintln!(
+            "  per client: tessera up {:.0} / down {:.0} kbps; mesh up {:.0} / down {:.0} kbps ({} of {} links up)",
+            row.tessera_up_kbps, row.tessera_down_kbps, row.mesh_up_kbps, row.mesh_down_kbps, row.mesh_links_up, row.mesh_links
+        );
+        for l in links {
+            for f in l.forwarders {
+                f.abort();
+            }
+            for (_, m) in l.ends {
+                let _ = tokio::task::spawn_blocking(move || drop(m)).await;
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// Scenario 5: the room's decode → compose → encode work as one plain
 /// GStreamer pipeline (see [`crate::media::rawmix`]), in this process with
 /// no bot running, CPU from /proc/self.
@@ -609,6 +781,17 @@ fn write_plots(r: &Report, out: &Path) -> Result<Vec<(String, String)>> {
             &[(150.0, "g2g target".into(), "#d62728".into()), (60.0, "server target".into(), "#9467bd".into())],
         );
         charts.push(("Latency distribution".into(), "latency".into(), svg));
+    }
+    if !r.bandwidth.is_empty() {
+        let pts = |f: &dyn Fn(&BandwidthRow) -> f64| -> Vec<(f64, f64)> { r.bandwidth.iter().map(|b| (b.participants as f64, f(b))).collect() };
+        let bw = vec![
+            series("mesh uplink", "#d62728", pts(&|b| b.mesh_up_kbps), false),
+            series("mesh downlink", "#ff9896", pts(&|b| b.mesh_down_kbps), true),
+            series("tessera uplink", "#1f77b4", pts(&|b| b.tessera_up_kbps), false),
+            series("tessera downlink", "#aec7e8", pts(&|b| b.tessera_down_kbps), true),
+        ];
+        let svg = line_chart("Per-client bandwidth: tessera vs full mesh", "participants", "kbps (RTP)", &bw, &[], Some(0.0), None);
+        charts.push(("Bandwidth per client, tessera vs mesh".into(), "bandwidth".into(), svg));
     }
     let mut out_list = Vec::new();
     for (title, name, svg) in charts {
@@ -689,6 +872,15 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             }
         }
     }
+    if !r.bandwidth.is_empty() {
+        s += "\n## Bandwidth against a mesh\n\nPer-client RTP kbps (headers included, before SRTP), measured over the same window. tessera: N load bots in one room, each following the server's `send_size` (tile-sized VP8 clip plus Opus) and receiving the one mixed stream. Mesh: the same clients connected pairwise with no server (N(N−1)/2 peer connections set up in-process over loopback), each sending its 640x360 clip and Opus to every other client and receiving every other client's. The clips show a moving zone plate, busy enough that every encoder reaches its bitrate as a camera would (640x360 at 500 kbps; tile-sized clips at the server's `send_size` bitrate; the mix at the top rung's 1.2 Mbps).\n\n| participants | tessera up | tessera down | mesh up | mesh down | mesh links up |\n|---|---|---|---|---|---|\n";
+        for b in &r.bandwidth {
+            s += &format!(
+                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {}/{} |\n",
+                b.participants, b.tessera_up_kbps, b.tessera_down_kbps, b.mesh_up_kbps, b.mesh_down_kbps, b.mesh_links_up, b.mesh_links
+            );
+        }
+    }
     if !r.raw.is_empty() {
         s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/media/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
         for x in &r.raw {
@@ -733,6 +925,8 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let viewers = if want("viewers") { viewers(&o, if o.quick { &[0, 2] } else { &[0, 10, 20] }, warm, window).await? } else { Vec::new() };
     let raw_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![4, 9, 16] };
     let raw = if want("raw") { raw_pipeline(&o, &raw_sizes, warm, window, &capacity).await? } else { Vec::new() };
+    let mesh_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![2, 4, 6, 9] };
+    let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
     let limit = |inputs: Inputs| {
         capacity
             .iter()
@@ -751,6 +945,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         ladder,
         viewers,
         raw,
+        bandwidth,
         capacity_limit,
         capacity_limit_360p,
     };

@@ -308,6 +308,11 @@ impl Bot {
         self.media.probe_log()
     }
 
+    /// RTP bytes sent so far (audio and video, before SRTP).
+    pub fn sent_bytes(&self) -> u64 {
+        self.media.sent_bytes()
+    }
+
     /// When each colour change (see [`Bot::set_color`]) left this bot as RTP.
     pub fn sent_changes(&self) -> Vec<std::time::Instant> {
         self.media.sent_changes()

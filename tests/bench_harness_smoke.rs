@@ -14,7 +14,8 @@ fn bench_harness_smoke() {
     assert!(status.success());
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results/latest.json")).unwrap()).unwrap();
     let cap = json["capacity"].as_array().unwrap();
-    assert_eq!(cap.iter().map(|r| r["participants"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2, 4]);
+    let rows: Vec<(String, u64)> = cap.iter().map(|r| (r["inputs"].as_str().unwrap().to_string(), r["participants"].as_u64().unwrap())).collect();
+    assert_eq!(rows, vec![("tile".into(), 2), ("tile".into(), 4), ("360p".into(), 2)]);
     for r in cap {
         assert!(r["server_cpu_pct_of_machine"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["observer_fps"].as_f64().unwrap() > 10.0, "{r}");
@@ -26,6 +27,10 @@ fn bench_harness_smoke() {
     let g2g = &json["glass_to_glass"];
     assert!(g2g["detected"].as_u64().unwrap() >= 4, "{g2g}");
     assert!(g2g["p50_ms"].as_u64().unwrap() > 0);
+    // Server-added latency is traced for most changes and is below glass to glass.
+    assert!(g2g["server_detected"].as_u64().unwrap() >= 4, "{g2g}");
+    let server_p50 = g2g["server_p50_ms"].as_f64().unwrap();
+    assert!(server_p50 > 0.0 && server_p50 < g2g["p50_ms"].as_u64().unwrap() as f64, "{g2g}");
     let ladder = json["ladder"].as_array().unwrap();
     assert_eq!(ladder.iter().map(|r| r["rung"].as_str().unwrap()).collect::<Vec<_>>(), vec!["high", "medium", "low"]);
     for r in ladder {
@@ -34,8 +39,25 @@ fn bench_harness_smoke() {
     let viewers = json["viewers"].as_array().unwrap();
     assert_eq!(viewers.iter().map(|r| r["viewers"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 2]);
     assert!(viewers[1]["min_viewer_fps"].as_f64().unwrap() > 10.0, "{}", viewers[1]);
+    let raw = json["raw"].as_array().unwrap();
+    assert_eq!(raw.len(), 1);
+    assert!(raw[0]["raw_cpu_pct_of_machine"].as_f64().unwrap() > 0.0 && raw[0]["raw_fps"].as_f64().unwrap() > 10.0, "{}", raw[0]);
+    assert!(raw[0]["ratio"].as_f64().unwrap() > 0.0, "{}", raw[0]);
+    let bw = json["bandwidth"].as_array().unwrap();
+    assert_eq!(bw.len(), 1);
+    assert_eq!((bw[0]["mesh_links"].as_u64(), bw[0]["mesh_links_up"].as_u64()), (Some(1), Some(1)), "{}", bw[0]);
+    for k in ["tessera_up_kbps", "tessera_down_kbps", "mesh_up_kbps", "mesh_down_kbps"] {
+        assert!(bw[0][k].as_f64().unwrap() > 20.0, "{k}: {}", bw[0]);
+    }
     let md = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
-    assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Glass to glass"));
+    assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Latency"));
     assert!(md.contains("## Downlink per rung") && md.contains("## Viewers"));
+    assert!(md.contains("## Bandwidth against a mesh") && md.contains("## Efficiency against a plain pipeline") && md.contains("## Plots"));
+    // The plots are real PNGs.
+    for name in ["capacity_cpu", "capacity_fps", "latency", "bandwidth"] {
+        let png = std::fs::read(out.join(format!("plots/{name}.png"))).unwrap();
+        assert!(png.len() > 1000 && png.starts_with(b"\x89PNG"), "{name}.png");
+        assert!(md.contains(&format!("plots/{name}.png")));
+    }
     let _ = std::fs::remove_dir_all(&out);
 }

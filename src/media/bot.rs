@@ -222,6 +222,7 @@ pub struct BotMedia {
     bytes: Arc<AtomicU64>,
     started: Instant,
     changes: Arc<Mutex<SentChanges>>,
+    sent: Arc<AtomicU64>,
 }
 
 impl BotMedia {
@@ -389,6 +390,18 @@ impl BotMedia {
             });
         }
         let changes = Arc::new(Mutex::new(SentChanges::default()));
+        let sent = Arc::new(AtomicU64::new(0));
+        for name in ["acaps", "vcaps"] {
+            if let Some(pad) = pipeline.by_name(name).and_then(|e| e.static_pad("src")) {
+                let sent = sent.clone();
+                pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if let Some(b) = info.buffer() {
+                        sent.fetch_add(b.size() as u64, Ordering::Relaxed);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+            }
+        }
         watch_colour_changes(&pipeline, &changes);
         watch_rtp_arrivals(&webrtcbin, &received);
         pipeline.set_state(gst::State::Playing).context("bot pipeline refused to play")?;
@@ -396,7 +409,7 @@ impl BotMedia {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
             None => None,
         };
-        Ok(BotMedia { changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder })
+        Ok(BotMedia { sent, changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder })
     }
 
     /// Apply the server's offer and produce an answer (delivered as
@@ -433,6 +446,36 @@ impl BotMedia {
         });
         self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&offer, &promise]);
         Ok(())
+    }
+
+    /// Make an offer and set it as the local description (a bot that
+    /// calls another bot directly, as in a peer-to-peer mesh). Blocks until
+    /// webrtcbin has produced it.
+    pub fn create_offer(&self) -> Result<String> {
+        let promise = gst::Promise::new();
+        self.webrtcbin.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+        if promise.wait() != gst::PromiseResult::Replied {
+            anyhow::bail!("webrtcbin made no offer");
+        }
+        let offer = promise
+            .get_reply()
+            .and_then(|r| r.value("offer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()))
+            .context("webrtcbin's reply has no offer")?;
+        self.webrtcbin.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
+        offer.sdp().as_text().context("offer SDP")
+    }
+
+    /// Apply the answer to an offer from [`BotMedia::create_offer`].
+    pub fn apply_answer(&self, sdp: &str) -> Result<()> {
+        let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).context("the answer does not parse")?;
+        let answer = WebRTCSessionDescription::new(WebRTCSDPType::Answer, msg);
+        self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
+        Ok(())
+    }
+
+    /// RTP bytes this bot has sent (payloader output, before SRTP).
+    pub fn sent_bytes(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Honour the server's `send_size`: scale the sent video down (never
@@ -575,22 +618,32 @@ pub(crate) const CLIP_BITRATE: u32 = 500_000;
 /// A VP8 clip encoded once: caps and frames, the first one a keyframe.
 pub(crate) type Clip = Arc<(gst::Caps, Vec<gst::Buffer>)>;
 
-/// Clips shared by every load bot in the process, by (colour, width,
+/// What a load clip shows: a `videotestsrc` property list, e.g. a ball of
+/// one colour (light, ~90 kbps at 640x360) or a moving zone plate (busy,
+/// reaches any bitrate like a camera in a busy scene).
+pub(crate) fn clip_source(color: Option<u32>, pattern: &str) -> String {
+    match color {
+        Some(rgb) => format!("pattern=ball foreground-color={}", 0xff00_0000u32 | rgb),
+        None => format!("pattern={pattern}"),
+    }
+}
+
+/// Clips shared by every load bot in the process, by (source, width,
 /// height, bitrate, fps): a room of 16 asking for the same tile size
 /// encodes each clip once.
-pub(crate) fn clip(rgb: u32, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Clip> {
-    static CLIPS: std::sync::OnceLock<Mutex<std::collections::HashMap<(u32, u32, u32, u32, u32), Clip>>> = std::sync::OnceLock::new();
+pub(crate) fn clip(source: &str, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Clip> {
+    type Key = (String, u32, u32, u32, u32);
+    static CLIPS: std::sync::OnceLock<Mutex<std::collections::HashMap<Key, Clip>>> = std::sync::OnceLock::new();
     let mut clips = CLIPS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    let key = (rgb, width, height, bitrate, fps);
+    let key = (source.to_string(), width, height, bitrate, fps);
     if let Some(c) = clips.get(&key) {
         return Ok(c.clone());
     }
     let c = Arc::new(collect(&format!(
-        "videotestsrc num-buffers={n} pattern=ball foreground-color={fg} ! video/x-raw,width={width},height={height},framerate={fps}/1 \
+        "videotestsrc num-buffers={n} {source} ! video/x-raw,width={width},height={height},framerate={fps}/1 \
          ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bitrate} lag-in-frames=0 keyframe-max-dist={n} \
          ! appsink name=out sync=false",
         n = 2 * fps,
-        fg = 0xff00_0000u32 | rgb,
     ))?);
     clips.insert(key, c.clone());
     Ok(c)
@@ -608,7 +661,8 @@ pub(crate) fn opus_clip(tone_hz: f64, volume: f64) -> Result<(gst::Caps, Vec<gst
 struct PreEncoded {
     video: Option<Clip>,
     audio: (gst::Caps, Vec<gst::Buffer>),
-    rgb: u32,
+    /// The clip's picture (see [`clip_source`]), re-encoded at other sizes.
+    source: String,
 }
 
 /// The thread that paces pre-encoded buffers into a load bot's appsrcs.
@@ -653,10 +707,10 @@ fn collect(desc: &str) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
 
 impl PreEncoded {
     fn new(cfg: &BotMediaConfig) -> Result<PreEncoded> {
-        let rgb = cfg.color.unwrap_or(0xffffff);
-        let video = if cfg.send_video { Some(clip(rgb, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
+        let source = clip_source(cfg.color, &cfg.pattern);
+        let video = if cfg.send_video { Some(clip(&source, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
         let audio = opus_clip(cfg.tone_hz, cfg.volume)?;
-        Ok(PreEncoded { video, audio, rgb })
+        Ok(PreEncoded { video, audio, source })
     }
 
     fn start(self, pipeline: &gst::Pipeline, fps: u32) -> Result<Feeder> {
@@ -671,7 +725,7 @@ impl PreEncoded {
         let wanted: Arc<Mutex<Option<(u32, u32, u32)>>> = Arc::new(Mutex::new(None));
         let (stop2, wanted2) = (stop.clone(), wanted.clone());
         let thread = std::thread::Builder::new().name("load-feeder".into()).spawn(move || {
-            let PreEncoded { mut video, audio, rgb } = self;
+            let PreEncoded { mut video, audio, source } = self;
             let start = Instant::now();
             let frame = Duration::from_secs_f64(1.0 / fps.max(1) as f64);
             let audio_period = Duration::from_millis(20);
@@ -680,7 +734,7 @@ impl PreEncoded {
             while !stop2.load(Ordering::SeqCst) {
                 let size = wanted2.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if let (Some((w, h, bitrate)), Some(v)) = (size, &vsrc) {
-                    match clip(rgb, w, h, bitrate, fps) {
+                    match clip(&source, w, h, bitrate, fps) {
                         Ok(c) => {
                             v.set_caps(Some(&c.0));
                             video = Some(c);
