@@ -51,6 +51,10 @@ pub struct CapacityRow {
     pub fds: usize,
     pub observer_fps: f64,
     pub observer_max_gap_ms: u64,
+    /// Frames the observer did not get over the whole window, against the
+    /// canvas rate (30 fps), and video RTP packets it found missing.
+    pub observer_dropped_frames: u64,
+    pub observer_lost_packets: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -317,6 +321,7 @@ async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, war
         let pid = server.pid().to_string();
         obs.reset_max_gap();
         let (mut server_cpu, mut load_cpu, mut fps) = (Vec::new(), Vec::new(), Vec::new());
+        let (first, started) = (obs.stats(), Instant::now());
         for _ in 0..WINDOWS {
             let (s0, l0, f0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames, Instant::now());
             tokio::time::sleep(window / WINDOWS as u32).await;
@@ -327,6 +332,8 @@ async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, war
             fps.push((f1 - f0) as f64 / secs);
         }
         let core = median(server_cpu);
+        let last = obs.stats();
+        let expected = (started.elapsed().as_secs_f64() * 30.0).round() as u64;
         let row = CapacityRow {
             inputs: inputs.label().into(),
             participants: n,
@@ -337,7 +344,9 @@ async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, war
             threads: count_dir(format!("/proc/{pid}/task")),
             fds: count_dir(format!("/proc/{pid}/fd")),
             observer_fps: median(fps),
-            observer_max_gap_ms: obs.stats().max_frame_gap_ms,
+            observer_max_gap_ms: last.max_frame_gap_ms,
+            observer_dropped_frames: expected.saturating_sub(last.frames - first.frames),
+            observer_lost_packets: last.video_lost - first.video_lost,
         };
         eprintln!("  server {:.1} % of machine, load {:.1} %, observer {:.1} fps, RSS {:.0} MiB", row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_fps, row.rss_mib);
         disconnect_all(obs, bots).await;
@@ -808,6 +817,39 @@ fn parse_canvas(s: &str) -> Result<(u32, u32)> {
     Ok((w.trim().parse().context("canvas width")?, h.trim().parse().context("canvas height")?))
 }
 
+/// The targets beside what this run measured.
+fn targets(r: &Report) -> String {
+    let mut s = String::from("## Targets\n\n| target | measured in this run |\n|---|---|\n");
+    let none = || "not run".to_string();
+    let met = |ok: bool| if ok { "met" } else { "**missed**" };
+    if !r.capacity.is_empty() {
+        let l = r.capacity_limit.unwrap_or(0);
+        s += &format!(
+            "| 16 participants at ≥ 29 fps with the server under 70 % (stretch 25) | largest room: {} with tile-sized inputs, {} with 360p inputs ({}) |\n",
+            r.capacity_limit.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
+            r.capacity_limit_360p.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
+            met(l >= 16)
+        );
+    }
+    match &r.glass_to_glass {
+        Some(g) => {
+            s += &format!("| server-added latency p95 ≤ 60 ms | p95 {:.1} ms, p50 {:.1} ms ({}) |\n", g.server_p95_ms, g.server_p50_ms, met(g.server_p95_ms <= 60.0));
+            s += &format!("| glass-to-glass p95 ≤ 150 ms | p95 {} ms, p50 {} ms ({}) |\n", g.p95_ms, g.p50_ms, met(g.p95_ms <= 150));
+        }
+        None => s += &format!("| latency | {} |\n", none()),
+    }
+    match &r.join {
+        Some(j) => s += &format!("| join to first frame p95 ≤ 1 s | p95 {} ms, p50 {} ms ({}) |\n", j.p95_ms, j.p50_ms, met(j.p95_ms <= 1000)),
+        None => s += &format!("| join | {} |\n", none()),
+    }
+    let ratios: Vec<String> = r.raw.iter().filter_map(|x| x.ratio.map(|v| format!("{}: {v:.2}", x.participants))).collect();
+    if !ratios.is_empty() {
+        let ok = r.raw.iter().all(|x| x.ratio.is_some_and(|v| v <= 1.25));
+        s += &format!("| tessera / plain pipeline CPU ≤ 1.25 | {} ({}) |\n", ratios.join(", "), met(ok));
+    }
+    s + "\n"
+}
+
 fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     let mut s = String::new();
     s += "# Benchmark results\n\n";
@@ -821,12 +863,13 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         if r.quick { "Quick (smoke) sizes." } else { "Full sizes." }
     );
     s += "Produced by `./scripts/bench` (release build). Load: in-process bots sending 640x360 VP8 encoded once and looped, decoding nothing; one decoding observer bot. CPU from /proc; \"% of machine\" is of all cores.\n\n";
-    s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows.\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps | observer max gap ms |\n|---|---|---|---|---|---|---|---|---|---|\n";
+    s += &targets(r);
+    s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows.\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps | observer max gap ms | frames dropped | RTP lost |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for c in &r.capacity {
         s += &format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} | {} | {} | {} |\n",
             c.inputs,
-            c.participants, c.server_cpu_pct_of_machine, c.server_cpu_pct_of_core, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.fds, c.observer_fps, c.observer_max_gap_ms
+            c.participants, c.server_cpu_pct_of_machine, c.server_cpu_pct_of_core, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.fds, c.observer_fps, c.observer_max_gap_ms, c.observer_dropped_frames, c.observer_lost_packets
         );
     }
     let limit = |l: Option<usize>| l.map(|n| n.to_string()).unwrap_or_else(|| "none measured".into());

@@ -225,15 +225,22 @@ mod nice_ffi {
 
 /// Restrict the ICE agent of `webrtcbin` to the given local addresses
 /// (before any gathering). With none given, libnice uses every interface.
+/// UPnP port mapping is turned off either way: it is for clients behind
+/// home routers, and each agent otherwise starts a UPnP discovery of its
+/// own (threads, sockets, and "Unable to listen" warnings when many
+/// agents share a host).
 pub(crate) fn restrict_ice_addresses(webrtcbin: &gst::Element, addrs: &[String]) -> Result<()> {
-    if addrs.is_empty() {
-        return Ok(());
-    }
     let ice: glib::Object = webrtcbin.property("ice-agent");
     if ice.find_property("agent").is_none() {
+        if addrs.is_empty() {
+            return Ok(());
+        }
         anyhow::bail!("the ICE implementation of webrtcbin is not libnice; cannot restrict addresses");
     }
     let agent: glib::Object = ice.property("agent");
+    if agent.find_property("upnp").is_some() {
+        agent.set_property("upnp", false);
+    }
     for a in addrs {
         let c = std::ffi::CString::new(a.as_str()).context("ICE address contains a NUL byte")?;
         // SAFETY: `agent` is a live NiceAgent (the property's declared type);
