@@ -862,7 +862,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         r.canvas,
         if r.quick { "Quick (smoke) sizes." } else { "Full sizes." }
     );
-    s += "Produced by `./scripts/bench` (release build). Load: in-process bots sending 640x360 VP8 encoded once and looped, decoding nothing; one decoding observer bot. CPU from /proc; \"% of machine\" is of all cores.\n\n";
+    s += "Produced by `./scripts/bench` (release build). Load: in-process bots sending a VP8 clip (encoded once per size and looped: at their tile's size, or 640x360) and Opus, decoding nothing; one decoding observer bot. Server and load share the 2 cores. CPU from /proc; \"% of machine\" is of all cores. Single runs vary by several points of CPU; rows at the edge (16 participants) can land on either side of 29 fps from one run to the next.\n\n";
     s += &targets(r);
     s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows.\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps | observer max gap ms | frames dropped | RTP lost |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for c in &r.capacity {
