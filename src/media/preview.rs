@@ -92,14 +92,19 @@ pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Resul
             label.set_property("font-desc", format!("{} {}px", m.font, (r.height / 12).clamp(10, 28)));
         }
     }
-    pipeline.set_state(gst::State::Playing).context("preview pipeline refused to play")?;
+    run_to_eos(&pipeline, "the preview")
+}
+
+/// Play a finite pipeline until EOS (20 s at most), then bring it to NULL.
+fn run_to_eos(pipeline: &gst::Pipeline, what: &str) -> Result<()> {
+    pipeline.set_state(gst::State::Playing).with_context(|| format!("{what} refused to play"))?;
     let bus = pipeline.bus().context("bus")?;
     let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos, gst::MessageType::Error]);
     let _ = pipeline.set_state(gst::State::Null);
     match msg.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => Ok(()),
-        Some(gst::MessageView::Error(e)) => bail!("preview failed: {} ({:?})", e.error(), e.debug()),
-        _ => bail!("preview timed out"),
+        Some(gst::MessageView::Error(e)) => bail!("{what} failed: {} ({:?})", e.error(), e.debug()),
+        _ => bail!("{what} timed out"),
     }
 }
 
@@ -114,13 +119,5 @@ pub fn svg_to_png(svg: &Path, png: &Path) -> Result<()> {
     chain[4].set_property("location", png.to_string_lossy().to_string());
     pipeline.add_many(&chain).context("plot pipeline")?;
     gst::Element::link_many(&chain).context("linking the plot pipeline")?;
-    pipeline.set_state(gst::State::Playing).context("plot pipeline refused to play")?;
-    let bus = pipeline.bus().context("bus")?;
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos, gst::MessageType::Error]);
-    let _ = pipeline.set_state(gst::State::Null);
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => Ok(()),
-        Some(gst::MessageView::Error(e)) => bail!("rendering {} failed: {} ({:?})", svg.display(), e.error(), e.debug()),
-        _ => bail!("rendering {} timed out", svg.display()),
-    }
+    run_to_eos(&pipeline, &format!("rendering {}", svg.display()))
 }
