@@ -49,7 +49,11 @@ pub struct CapacityRow {
     pub rss_mib: f64,
     pub threads: usize,
     pub fds: usize,
+    /// Decoded frames per second at the observer (its decoder shares the
+    /// saturated machine with the load).
     pub observer_fps: f64,
+    /// Frames per second the server sent the observer (RTP frames received).
+    pub observer_rtp_fps: f64,
     pub observer_max_gap_ms: u64,
     /// Frames the observer did not get over the whole window, against the
     /// canvas rate (30 fps), and video RTP packets it found missing.
@@ -320,13 +324,16 @@ async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, war
         tokio::time::sleep(warm).await;
         let pid = server.pid().to_string();
         obs.reset_max_gap();
-        let (mut server_cpu, mut load_cpu, mut fps) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut server_cpu, mut load_cpu, mut fps, mut rtp_fps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (first, started) = (obs.stats(), Instant::now());
         for _ in 0..WINDOWS {
-            let (s0, l0, f0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames, Instant::now());
+            let (s0, l0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), Instant::now());
+            let (f0, r0) = (obs.stats().frames, obs.stats().rtp_frames);
             tokio::time::sleep(window / WINDOWS as u32).await;
             let secs = t0.elapsed().as_secs_f64();
-            let (s1, l1, f1) = (cpu_seconds(&pid), cpu_seconds("self"), obs.stats().frames);
+            let (s1, l1) = (cpu_seconds(&pid), cpu_seconds("self"));
+            let (f1, r1) = (obs.stats().frames, obs.stats().rtp_frames);
+            rtp_fps.push((r1 - r0) as f64 / secs);
             server_cpu.push((s1 - s0) / secs * 100.0);
             load_cpu.push((l1 - l0) / secs * 100.0 / cpus);
             fps.push((f1 - f0) as f64 / secs);
@@ -344,11 +351,15 @@ async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, war
             threads: count_dir(format!("/proc/{pid}/task")),
             fds: count_dir(format!("/proc/{pid}/fd")),
             observer_fps: median(fps),
+            observer_rtp_fps: median(rtp_fps),
             observer_max_gap_ms: last.max_frame_gap_ms,
             observer_dropped_frames: expected.saturating_sub(last.frames - first.frames),
             observer_lost_packets: last.video_lost - first.video_lost,
         };
-        eprintln!("  server {:.1} % of machine, load {:.1} %, observer {:.1} fps, RSS {:.0} MiB", row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_fps, row.rss_mib);
+        eprintln!(
+            "  server {:.1} % of machine, load {:.1} %, observer {:.1} fps sent / {:.1} decoded, RSS {:.0} MiB",
+            row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_rtp_fps, row.observer_fps, row.rss_mib
+        );
         disconnect_all(obs, bots).await;
         drop(server);
         Ok(row)
@@ -772,8 +783,10 @@ fn write_plots(r: &Report, out: &Path) -> Result<Vec<(String, String)>> {
         let svg = line_chart("Server CPU by room size", "participants", "CPU, % of the machine (2 cores)", &cpu, &[(70.0, "target 70 %".into(), "#d62728".into())], Some(0.0), Some(100.0));
         charts.push(("CPU vs participants".into(), "capacity_cpu".into(), svg));
         let fps = vec![
-            series("tile-sized inputs", "#1f77b4", cap("tile", &|c| c.observer_fps), false),
-            series("360p inputs", "#ff7f0e", cap("360p", &|c| c.observer_fps), false),
+            series("decoded, tile-sized inputs", "#1f77b4", cap("tile", &|c| c.observer_fps), false),
+            series("decoded, 360p inputs", "#ff7f0e", cap("360p", &|c| c.observer_fps), false),
+            series("sent by the server, tile-sized", "#1f77b4", cap("tile", &|c| c.observer_rtp_fps), true),
+            series("sent by the server, 360p", "#ff7f0e", cap("360p", &|c| c.observer_rtp_fps), true),
         ];
         let svg = line_chart("Mixed video at the observer", "participants", "frames per second", &fps, &[(29.0, "target 29 fps".into(), "#d62728".into())], Some(0.0), Some(35.0));
         charts.push(("Observer frame rate vs participants".into(), "capacity_fps".into(), svg));
@@ -830,6 +843,12 @@ fn targets(r: &Report) -> String {
             r.capacity_limit_360p.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
             met(l >= 16)
         );
+        if let Some(c) = r.capacity.iter().find(|c| c.inputs == "tile" && c.participants == 16) {
+            s += &format!(
+                "| (the 16-person row, tile-sized inputs) | server {:.1} % of the machine, load {:.1} %; {:.1} fps decoded by the observer, {:.1} fps sent by the server |\n",
+                c.server_cpu_pct_of_machine, c.load_cpu_pct_of_machine, c.observer_fps, c.observer_rtp_fps
+            );
+        }
     }
     match &r.glass_to_glass {
         Some(g) => {
@@ -864,12 +883,12 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     );
     s += "Produced by `./scripts/bench` (release build). Load: in-process bots sending a VP8 clip (encoded once per size and looped: at their tile's size, or 640x360) and Opus, decoding nothing; one decoding observer bot. Server and load share the 2 cores. CPU from /proc; \"% of machine\" is of all cores. Single runs vary by several points of CPU; rows at the edge (16 participants) can land on either side of 29 fps from one run to the next.\n\n";
     s += &targets(r);
-    s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows.\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps | observer max gap ms | frames dropped | RTP lost |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows. \"fps (decoded)\" is what the observer bot decoded, and is what the largest-room figure uses; \"fps sent\" counts the RTP frames it received, i.e. what the server put out, decoded or not (the observer's decoder shares the saturated machine with the load).\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps (decoded) | fps sent (RTP) | observer max gap ms | frames dropped | RTP lost |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for c in &r.capacity {
         s += &format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
             c.inputs,
-            c.participants, c.server_cpu_pct_of_machine, c.server_cpu_pct_of_core, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.fds, c.observer_fps, c.observer_max_gap_ms, c.observer_dropped_frames, c.observer_lost_packets
+            c.participants, c.server_cpu_pct_of_machine, c.server_cpu_pct_of_core, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.fds, c.observer_fps, c.observer_rtp_fps, c.observer_max_gap_ms, c.observer_dropped_frames, c.observer_lost_packets
         );
     }
     let limit = |l: Option<usize>| l.map(|n| n.to_string()).unwrap_or_else(|| "none measured".into());

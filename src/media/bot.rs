@@ -84,6 +84,7 @@ struct Received {
     video_packets: u64,
     video_lost: u64,
     video_bytes: u64,
+    rtp_frames: u64,
     last_video_seq: Option<u16>,
     /// Source pads webrtcbin added, by caps (media/encoding).
     pads: Vec<String>,
@@ -208,6 +209,8 @@ pub struct ReceivedStats {
     pub video_packets: u64,
     pub video_lost: u64,
     pub video_bytes: u64,
+    /// Video frames received as RTP (marker bits), decoded or not.
+    pub rtp_frames: u64,
     /// Streams webrtcbin handed over (media/encoding).
     pub pads: Vec<String>,
 }
@@ -357,6 +360,11 @@ impl BotMedia {
                                     }
                                 }
                                 r.last_video_seq = Some(seq);
+                                // The marker bit ends a frame: frames as sent,
+                                // whether or not this bot keeps up decoding them.
+                                if rtp.is_marker() {
+                                    r.rtp_frames += 1;
+                                }
                             }
                         }
                     }
@@ -531,6 +539,7 @@ impl BotMedia {
             video_packets: r.video_packets,
             video_lost: r.video_lost,
             video_bytes: r.video_bytes,
+            rtp_frames: r.rtp_frames,
             pads: r.pads.clone(),
         }
     }
