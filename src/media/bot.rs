@@ -411,7 +411,11 @@ impl BotMedia {
             }
         }
         watch_colour_changes(&pipeline, &changes);
-        watch_rtp_arrivals(&webrtcbin, &received);
+        if cfg.decode && !cfg.load {
+            // Only decoded frames are traced back to their packets; load
+            // bots skip the per-packet bookkeeping.
+            watch_rtp_arrivals(&webrtcbin, &received);
+        }
         pipeline.set_state(gst::State::Playing).context("bot pipeline refused to play")?;
         let feeder = match preencoded {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
