@@ -225,12 +225,17 @@ fn count_dir(path: String) -> usize {
     std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
 }
 
+/// CPUs of this machine ("% of machine" divides by it).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim().to_string();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let date = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-    Machine { cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), cpu_model: model, kernel, date }
+    Machine { cpus: cpus(), cpu_model: model, kernel, date }
 }
 
 fn load_bot(url: &str, room: &str, i: usize, fixed_size: bool) -> BotOptions {
@@ -307,7 +312,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 const WINDOWS: usize = 3;
 
 async fn capacity(o: &BenchOptions, plan: &[(Inputs, Vec<usize>)], warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let cpus = cpus() as f64;
     let mut rows = Vec::new();
     for (inputs, sizes) in plan {
         for &n in sizes {
@@ -318,60 +323,55 @@ async fn capacity(o: &BenchOptions, plan: &[(Inputs, Vec<usize>)], warm: Duratio
 }
 
 async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration) -> Result<CapacityRow> {
-    {
-        eprintln!("bench capacity: {n} participants ({} load bots + 1 observer), {} inputs", n - 1, inputs.label());
-        let (server, bots, obs) = loaded_room(o, "capacity", n, "observer", inputs).await?;
-        tokio::time::sleep(warm).await;
-        let pid = server.pid().to_string();
-        obs.reset_max_gap();
-        let (mut server_cpu, mut load_cpu, mut fps, mut rtp_fps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (first, started) = (obs.stats(), Instant::now());
-        for _ in 0..WINDOWS {
-            let (s0, l0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), Instant::now());
-            let (f0, r0) = (obs.stats().frames, obs.stats().rtp_frames);
-            tokio::time::sleep(window / WINDOWS as u32).await;
-            let secs = t0.elapsed().as_secs_f64();
-            let (s1, l1) = (cpu_seconds(&pid), cpu_seconds("self"));
-            let (f1, r1) = (obs.stats().frames, obs.stats().rtp_frames);
-            rtp_fps.push((r1 - r0) as f64 / secs);
-            server_cpu.push((s1 - s0) / secs * 100.0);
-            load_cpu.push((l1 - l0) / secs * 100.0 / cpus);
-            fps.push((f1 - f0) as f64 / secs);
-        }
-        let core = median(server_cpu);
-        let last = obs.stats();
-        let expected = (started.elapsed().as_secs_f64() * 30.0).round() as u64;
-        let row = CapacityRow {
-            inputs: inputs.label().into(),
-            participants: n,
-            server_cpu_pct_of_core: core,
-            server_cpu_pct_of_machine: core / cpus,
-            load_cpu_pct_of_machine: median(load_cpu),
-            rss_mib: rss_mib(server.pid()),
-            threads: count_dir(format!("/proc/{pid}/task")),
-            fds: count_dir(format!("/proc/{pid}/fd")),
-            observer_fps: median(fps),
-            observer_rtp_fps: median(rtp_fps),
-            observer_max_gap_ms: last.max_frame_gap_ms,
-            observer_dropped_frames: expected.saturating_sub(last.frames - first.frames),
-            observer_lost_packets: last.video_lost - first.video_lost,
-        };
-        eprintln!(
-            "  server {:.1} % of machine, load {:.1} %, observer {:.1} fps sent / {:.1} decoded, RSS {:.0} MiB",
-            row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_rtp_fps, row.observer_fps, row.rss_mib
-        );
-        disconnect_all(obs, bots).await;
-        drop(server);
-        Ok(row)
+    eprintln!("bench capacity: {n} participants ({} load bots + 1 observer), {} inputs", n - 1, inputs.label());
+    let (server, bots, obs) = loaded_room(o, "capacity", n, "observer", inputs).await?;
+    tokio::time::sleep(warm).await;
+    let pid = server.pid().to_string();
+    obs.reset_max_gap();
+    let (mut server_cpu, mut load_cpu, mut fps, mut rtp_fps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (first, started) = (obs.stats(), Instant::now());
+    for _ in 0..WINDOWS {
+        let (s0, l0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), Instant::now());
+        let (f0, r0) = (obs.stats().frames, obs.stats().rtp_frames);
+        tokio::time::sleep(window / WINDOWS as u32).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let (s1, l1) = (cpu_seconds(&pid), cpu_seconds("self"));
+        let (f1, r1) = (obs.stats().frames, obs.stats().rtp_frames);
+        rtp_fps.push((r1 - r0) as f64 / secs);
+        server_cpu.push((s1 - s0) / secs * 100.0);
+        load_cpu.push((l1 - l0) / secs * 100.0 / cpus);
+        fps.push((f1 - f0) as f64 / secs);
     }
+    let core = median(server_cpu);
+    let last = obs.stats();
+    let expected = (started.elapsed().as_secs_f64() * 30.0).round() as u64;
+    let row = CapacityRow {
+        inputs: inputs.label().into(),
+        participants: n,
+        server_cpu_pct_of_core: core,
+        server_cpu_pct_of_machine: core / cpus,
+        load_cpu_pct_of_machine: median(load_cpu),
+        rss_mib: rss_mib(server.pid()),
+        threads: count_dir(format!("/proc/{pid}/task")),
+        fds: count_dir(format!("/proc/{pid}/fd")),
+        observer_fps: median(fps),
+        observer_rtp_fps: median(rtp_fps),
+        observer_max_gap_ms: last.max_frame_gap_ms,
+        observer_dropped_frames: expected.saturating_sub(last.frames - first.frames),
+        observer_lost_packets: last.video_lost - first.video_lost,
+    };
+    eprintln!(
+        "  server {:.1} % of machine, load {:.1} %, observer {:.1} fps sent / {:.1} decoded, RSS {:.0} MiB",
+        row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_rtp_fps, row.observer_fps, row.rss_mib
+    );
+    disconnect_all(obs, bots).await;
+    drop(server);
+    Ok(row)
 }
 
+/// Nearest-rank percentile of sorted samples, 0 when there are none.
 fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    crate::plot::percentile(sorted, p).unwrap_or(0)
 }
 
 async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<JoinResult> {
@@ -508,7 +508,7 @@ async fn ladder(o: &BenchOptions, window: Duration) -> Result<Vec<RungDownlink>>
     let (c0, t0) = (cpu_seconds(&pid), Instant::now());
     tokio::time::sleep(window).await;
     let secs = t0.elapsed().as_secs_f64();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let cpus = cpus() as f64;
     eprintln!("  server {:.1} % of the machine with every rung in use", (cpu_seconds(&pid) - c0) / secs * 100.0 / cpus);
     let mut rows = Vec::new();
     for ((rung, b), s0) in receivers.iter().zip(before) {
@@ -536,7 +536,7 @@ async fn ladder(o: &BenchOptions, window: Duration) -> Result<Vec<RungDownlink>>
 /// Server CPU added by receive-only viewers (count-only bots, on the
 /// highest rung) on a room of 4 participants.
 async fn viewers(o: &BenchOptions, counts: &[usize], warm: Duration, window: Duration) -> Result<Vec<ViewerRow>> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let cpus = cpus() as f64;
     let mut rows = Vec::new();
     for &n in counts {
         eprintln!("bench viewers: {n} viewers on a room of 4");
@@ -732,7 +732,7 @@ async fn bandwidth(o: &BenchOptions, sizes: &[usize], warm: Duration, window: Du
 /// GStreamer pipeline (see [`crate::media::rawmix`]), in this process with
 /// no bot running, CPU from /proc/self.
 async fn raw_pipeline(o: &BenchOptions, sizes: &[usize], warm: Duration, window: Duration, capacity: &[CapacityRow]) -> Result<Vec<RawRow>> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let cpus = cpus() as f64;
     let (w, h) = parse_canvas(&o.canvas)?;
     let mut rows = Vec::new();
     for &n in sizes {
