@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what tessera needs on Debian 12 (bookworm), only what is missing.
 #   scripts/deps.sh            build + runtime packages (GStreamer 1.22, libnice)
-#   scripts/deps.sh --browser  also what the tests need: Chromium + ChromeDriver, iproute2
+#   scripts/deps.sh --browser  also what the tests need: Chromium, iproute2, and a
+#                              Python virtualenv with aiortc (target/interop-venv)
 # The package list is mirrored in the Dockerfile; keep them in step.
 set -euo pipefail
 
@@ -16,7 +17,8 @@ PACKAGES=(
 if [[ "${1:-}" == "--browser" ]]; then
   # Tests: Chromium for the browser tests; ip/tc for the shaped-link test
   # (network namespaces, veth, tbf).
-  PACKAGES+=(chromium chromium-driver iproute2)
+  # python3-venv: the virtualenv of the aiortc interop tests.
+  PACKAGES+=(chromium chromium-driver iproute2 python3 python3-venv)
   # Node.js runs the browser tests; the machine's own node is used if present.
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi
@@ -47,4 +49,21 @@ if ! command -v cargo >/dev/null; then
     echo "deps: Rust is missing; install it with rustup (https://rustup.rs), then run this again" >&2
   fi
   exit 1
+fi
+
+if [[ "${1:-}" == "--browser" ]]; then
+  # aiortc, an independent WebRTC stack, for the interop tests: pinned in
+  # tests/interop/requirements.txt, (re)installed when that file changes.
+  cd "$(dirname "$0")/.."
+  venv=target/interop-venv
+  req=tests/interop/requirements.txt
+  stamp="$venv/.requirements"
+  if ! cmp -s "$req" "$stamp" 2>/dev/null; then
+    echo "deps: installing the aiortc virtualenv ($venv)"
+    rm -rf "$venv"
+    mkdir -p target
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$stamp"
+  fi
 fi

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use tessera::bot::{parse_color, Bot, BotOptions};
+use tessera::media::dtls::DtlsCertificate;
 use tessera::media::MediaConfig;
 use tessera::server::{self, ServerConfig};
 
@@ -28,6 +29,15 @@ enum Command {
     Preview(PreviewArgs),
     /// Run the benchmark scenarios; writes bench/results/latest.json and bench/RESULTS.md.
     Bench(BenchArgs),
+    /// Write a new DTLS certificate (ECDSA P-256, with its key) for `serve --dtls-cert`.
+    DtlsCert(DtlsCertArgs),
+}
+
+#[derive(Parser)]
+struct DtlsCertArgs {
+    /// PEM file to write (certificate and private key; created with mode 0600).
+    #[arg(short = 'o', long)]
+    out: PathBuf,
 }
 
 #[derive(Parser)]
@@ -114,6 +124,11 @@ struct ServeArgs {
     /// listening on loopback, otherwise every interface.
     #[arg(long = "ice-address")]
     ice_addresses: Vec<String>,
+    /// DTLS certificate and private key (one PEM file; `tessera dtls-cert`
+    /// makes one). Default: an ECDSA P-256 certificate generated at start.
+    /// A file keeps the fingerprint across restarts and cluster nodes.
+    #[arg(long)]
+    dtls_cert: Option<PathBuf>,
 }
 
 #[derive(Parser)]
@@ -216,7 +231,23 @@ fn main() -> Result<()> {
             tessera::bench::run(o).await.map(|_| ())
         }),
         Command::Preview(a) => preview(a),
+        Command::DtlsCert(a) => dtls_cert(a),
     }
+}
+
+fn dtls_cert(a: DtlsCertArgs) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cert = DtlsCertificate::generate()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&a.out)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", a.out.display()))?;
+    f.write_all(cert.pem().as_bytes()).with_context(|| format!("writing {}", a.out.display()))?;
+    println!("{}: {} sha-256 {}", a.out.display(), cert.key_type(), cert.fingerprint());
+    Ok(())
 }
 
 fn load_catalog(dir: &std::path::Path) -> Result<tessera::layouts::Catalog, tessera::layouts::Problems> {
@@ -299,6 +330,11 @@ async fn serve(a: ServeArgs) -> Result<()> {
     if fps == 0 || fps > 60 {
         bail!("--fps must be between 1 and 60");
     }
+    let dtls = match &a.dtls_cert {
+        Some(path) => DtlsCertificate::from_pem_file(path)?,
+        None => DtlsCertificate::process()?,
+    };
+    tracing::info!("DTLS certificate: {}, sha-256 {}", dtls.key_type(), dtls.fingerprint());
     let media = MediaConfig {
         canvas_width: w,
         canvas_height: h,
@@ -311,6 +347,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         audio_complexity: m.audio_complexity,
         background: m.background.0,
         ice_addresses: if a.ice_addresses.is_empty() { server::default_ice_addresses(&a.listen.ip()) } else { a.ice_addresses },
+        dtls: Some(dtls),
     };
     let cfg = ServerConfig {
         listen: a.listen,

@@ -226,6 +226,7 @@ pub struct BotMedia {
     started: Instant,
     changes: Arc<Mutex<SentChanges>>,
     sent: Arc<AtomicU64>,
+    cert: super::dtls::DtlsCertificate,
 }
 
 impl BotMedia {
@@ -275,6 +276,8 @@ impl BotMedia {
                 p
             }
         };
+        let cert = super::dtls::DtlsCertificate::process()?;
+        cert.apply(&pipeline);
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
         restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
         if let Some(acaps) = pipeline.by_name("acaps") {
@@ -421,7 +424,7 @@ impl BotMedia {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
             None => None,
         };
-        Ok(BotMedia { sent, changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder })
+        Ok(BotMedia { sent, changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder, cert })
     }
 
     /// Apply the server's offer and produce an answer (delivered as
@@ -430,17 +433,19 @@ impl BotMedia {
         let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).context("the offer does not parse")?;
         let offer = WebRTCSessionDescription::new(WebRTCSDPType::Offer, msg);
         let weak = self.webrtcbin.downgrade();
+        let cert = self.cert.clone();
         let promise = gst::Promise::with_change_func(move |_reply| {
             let Some(wb) = weak.upgrade() else { return };
             let weak2 = wb.downgrade();
             let events = events.clone();
+            let cert = cert.clone();
             let p2 = gst::Promise::with_change_func(move |reply| {
                 let Some(wb) = weak2.upgrade() else { return };
                 let answer = match reply {
                     Ok(Some(r)) => r.value("answer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()),
                     _ => None,
                 };
-                let Some(answer) = answer else {
+                let Some(answer) = answer.and_then(|a| cert.local_description(&a).ok()) else {
                     let _ = events.try_send(BotMediaEvent::Failed("could not create an answer".into()));
                     return;
                 };
@@ -473,6 +478,7 @@ impl BotMedia {
             .get_reply()
             .and_then(|r| r.value("offer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()))
             .context("webrtcbin's reply has no offer")?;
+        let offer = self.cert.local_description(&offer)?;
         self.webrtcbin.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
         offer.sdp().as_text().context("offer SDP")
     }

@@ -12,6 +12,7 @@
 pub mod audio;
 pub mod bot;
 pub mod delivery;
+pub mod dtls;
 pub mod mixer;
 pub mod participant;
 pub mod preview;
@@ -53,6 +54,9 @@ pub struct MediaConfig {
     pub background: u32,
     /// Local addresses ICE may use. Empty: every interface.
     pub ice_addresses: Vec<String>,
+    /// DTLS certificate of every participant's and viewer's webrtcbin.
+    /// None: the process's own, generated at first use (ECDSA P-256).
+    pub dtls: Option<dtls::DtlsCertificate>,
 }
 
 impl Default for MediaConfig {
@@ -69,11 +73,20 @@ impl Default for MediaConfig {
             audio_complexity: 5,
             background: 0x000000,
             ice_addresses: Vec::new(),
+            dtls: None,
         }
     }
 }
 
 impl MediaConfig {
+    /// The DTLS certificate to give every webrtcbin of this server.
+    pub fn dtls_certificate(&self) -> Result<dtls::DtlsCertificate> {
+        match &self.dtls {
+            Some(c) => Ok(c.clone()),
+            None => dtls::DtlsCertificate::process(),
+        }
+    }
+
     /// The ladder in use: the declared one fitted to the canvas, or the
     /// default one for the canvas.
     pub fn rungs(&self) -> Vec<Rung> {

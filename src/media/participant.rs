@@ -60,6 +60,7 @@ pub struct ParticipantPipeline {
     state: Arc<Mutex<SigState>>,
     ready: Arc<AtomicBool>,
     events: EventSender,
+    cert: super::dtls::DtlsCertificate,
 }
 
 fn send(events: &EventSender, ev: ParticipantEvent) {
@@ -120,6 +121,8 @@ impl ParticipantPipeline {
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow::anyhow!("participant pipeline is not a pipeline"))?;
         pipeline.set_property("name", format!("participant-{id}"));
+        let cert = cfg.dtls_certificate()?;
+        cert.apply(&pipeline);
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
         restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
 
@@ -172,6 +175,7 @@ impl ParticipantPipeline {
             state: state.clone(),
             ready: ready.clone(),
             events: events.clone(),
+            cert,
         };
         // From here on, an early return drops `p`, which removes the
         // participant from the mixer and stops the pipeline.
@@ -325,6 +329,7 @@ impl ParticipantPipeline {
         let id = self.id.clone();
         // Offer once, when webrtcbin says negotiation is needed.
         {
+            let cert = self.cert.clone();
             let state = self.state.clone();
             let events = self.events.clone();
             self.webrtcbin.connect("on-negotiation-needed", false, move |values| {
@@ -339,6 +344,7 @@ impl ParticipantPipeline {
                 let weak = wb.downgrade();
                 let state = state.clone();
                 let events = events.clone();
+                let cert = cert.clone();
                 let promise = gst::Promise::with_change_func(move |reply| {
                     let Some(wb) = weak.upgrade() else { return };
                     let offer = match reply {
@@ -348,6 +354,13 @@ impl ParticipantPipeline {
                     let Some(offer) = offer else {
                         send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: "the server could not create an offer".into() });
                         return;
+                    };
+                    let offer = match cert.local_description(&offer) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: format!("offer SDP: {e:#}") });
+                            return;
+                        }
                     };
                     wb.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
                     let sdp = match offer.sdp().as_text() {

@@ -182,3 +182,78 @@ pub async fn fps_over(b: &Bot, secs: f64) -> f64 {
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     (b.stats().frames - f0) as f64 / secs
 }
+
+/// The Python of the virtualenv with aiortc that `scripts/deps.sh --browser`
+/// makes (`TESSERA_INTEROP_PYTHON` overrides). Missing: the test fails and
+/// says how to install it.
+pub fn interop_python() -> std::path::PathBuf {
+    let p = std::env::var_os("TESSERA_INTEROP_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: the aiortc interop tests need the virtualenv that `./scripts/deps.sh --browser` installs",
+        p.display()
+    );
+    p
+}
+
+/// A participant on aiortc (tests/interop/aiortc_client.py), an
+/// independent WebRTC stack, as a child process.
+pub struct AiortcClient {
+    child: Child,
+    report: std::path::PathBuf,
+    pub name: String,
+}
+
+impl AiortcClient {
+    /// Join `room` as `name`; `extra` are more flags of the client
+    /// (--color, --tone, --duration, --listen, --role, --quality).
+    pub fn spawn(url: &str, room: &str, name: &str, extra: &[&str]) -> AiortcClient {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/aiortc_client.py");
+        let report = std::env::temp_dir().join(format!("tessera-aiortc-{}-{room}-{name}.json", std::process::id()));
+        let _ = std::fs::remove_file(&report);
+        let child = Command::new(interop_python())
+            .arg(script)
+            .args(["--server", url, "--room", room, "--name", name, "--ice-address", "127.0.0.1", "--report"])
+            .arg(&report)
+            .args(extra)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the aiortc client starts");
+        AiortcClient { child, report, name: name.to_string() }
+    }
+
+    /// Wait for the client to finish (at most `timeout`) and read its report.
+    pub async fn report(mut self, timeout: Duration) -> serde_json::Value {
+        let t0 = std::time::Instant::now();
+        loop {
+            match self.child.try_wait().expect("wait for the aiortc client") {
+                Some(status) => {
+                    assert!(status.success(), "aiortc client {} exited with {status}", self.name);
+                    break;
+                }
+                None if t0.elapsed() > timeout => panic!("aiortc client {} did not finish within {timeout:?}", self.name),
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let text = std::fs::read_to_string(&self.report).unwrap_or_else(|e| panic!("no report from {}: {e}", self.name));
+        let _ = std::fs::remove_file(&self.report);
+        serde_json::from_str(&text).expect("the aiortc report is JSON")
+    }
+}
+
+impl Drop for AiortcClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `[r, g, b]` from a JSON array.
+pub fn rgb_of(v: &serde_json::Value) -> [u8; 3] {
+    let c: Vec<u8> = v.as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0) as u8).collect()).unwrap_or_default();
+    assert_eq!(c.len(), 3, "not an RGB triple: {v}");
+    [c[0], c[1], c[2]]
+}
