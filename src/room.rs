@@ -18,10 +18,45 @@ use crate::speaker::SpeakerDetector;
 /// Events for one participant's signaling task, from the room and from media.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParticipantEvent {
-    /// A message to send to the client as is.
+    /// A message from the room (layout, speaker, send size) to send as is.
     Send(ServerMessage),
-    /// The participant's media failed (bus error, ICE failure): remove it.
-    Failed { code: ErrorCode, message: String },
+    /// Something the participant's media did; signaling decides what the
+    /// client is told.
+    Media(MediaEvent),
+}
+
+/// What a participant's media reports. Media never builds wire messages:
+/// the signaling session maps these to protocol messages and codes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// The server's offer, ready to send.
+    Offer { sdp: String },
+    /// A local ICE candidate of the server (m-line index, `candidate:...`).
+    Ice { mline: u32, candidate: String },
+    /// The client's answer is applied: its candidates may follow.
+    AnswerApplied,
+    /// The client's answer could not be used.
+    AnswerRefused { reason: String },
+    /// The receiver is now on this rung (or audio only).
+    Rung(RungInfo),
+    /// The participant's media failed (bus error, ICE or DTLS failure):
+    /// remove it.
+    Failed { reason: String },
+}
+
+/// The rung a receiver gets, for the `quality` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RungInfo {
+    /// Rung name, or `audio` when video is paused on a starved link.
+    pub rung: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub kbps: u32,
+    /// Chosen by the server (true) or asked for by the client (false).
+    pub auto: bool,
+    /// The server's estimate of the receiver's downlink, when known.
+    pub estimate_kbps: Option<u32>,
 }
 
 pub type EventSender = mpsc::Sender<ParticipantEvent>;
@@ -82,8 +117,11 @@ pub struct Placement {
 
 /// The media side of one participant. Dropping it tears the media down.
 pub trait ParticipantMedia: Send + Sync {
-    fn apply_answer(&self, sdp: &str) -> Result<(), ProtocolError>;
-    fn add_ice(&self, sdp_mline_index: u32, candidate: &str) -> Result<(), ProtocolError>;
+    /// Apply the client's answer; the outcome arrives as
+    /// [`MediaEvent::AnswerApplied`] or [`MediaEvent::AnswerRefused`].
+    fn apply_answer(&self, sdp: &str);
+    /// A remote candidate, given only after the answer was applied.
+    fn add_ice(&self, sdp_mline_index: u32, candidate: &str);
     /// Choose a rung of the ladder by name, or `auto` (already validated).
     fn set_quality(&self, _quality: &str) {}
 }
@@ -149,7 +187,7 @@ pub struct LayoutState {
 }
 
 /// A change of layout requested through signaling or the HTTP API.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayoutRequest {
     pub group: Option<String>,
@@ -638,17 +676,15 @@ impl Membership {
         &self.room.id
     }
 
-    pub fn apply_answer(&self, sdp: &str) -> Result<(), ProtocolError> {
-        match &self.media {
-            Some(m) => m.apply_answer(sdp),
-            None => Err(ProtocolError::new(ErrorCode::NotJoined, "not in a room")),
+    pub fn apply_answer(&self, sdp: &str) {
+        if let Some(m) = &self.media {
+            m.apply_answer(sdp);
         }
     }
 
-    pub fn add_ice(&self, sdp_mline_index: u32, candidate: &str) -> Result<(), ProtocolError> {
-        match &self.media {
-            Some(m) => m.add_ice(sdp_mline_index, candidate),
-            None => Err(ProtocolError::new(ErrorCode::NotJoined, "not in a room")),
+    pub fn add_ice(&self, sdp_mline_index: u32, candidate: &str) {
+        if let Some(m) = &self.media {
+            m.add_ice(sdp_mline_index, candidate);
         }
     }
 
@@ -721,12 +757,8 @@ mod tests {
         }
     }
     impl ParticipantMedia for FakeParticipant {
-        fn apply_answer(&self, _sdp: &str) -> Result<(), ProtocolError> {
-            Ok(())
-        }
-        fn add_ice(&self, _i: u32, _c: &str) -> Result<(), ProtocolError> {
-            Ok(())
-        }
+        fn apply_answer(&self, _sdp: &str) {}
+        fn add_ice(&self, _i: u32, _c: &str) {}
     }
 
     fn drain(rx: &mut mpsc::Receiver<ParticipantEvent>) -> Vec<ServerMessage> {

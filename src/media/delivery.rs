@@ -27,8 +27,7 @@ use gst::prelude::*;
 
 use super::MediaConfig;
 use crate::ladder::{Choice, LinkSample, Rung, RungController, Target};
-use crate::protocol::ServerMessage;
-use crate::room::{EventSender, ParticipantEvent};
+use crate::room::{EventSender, MediaEvent, ParticipantEvent, RungInfo};
 
 /// Minimum spacing of forced keyframes on one rung's encoder.
 const KEYFRAME_MIN_INTERVAL_MS: u64 = 500;
@@ -225,14 +224,14 @@ pub struct Delivery {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn quality_message(rungs: &[RungEncoder], t: Target, auto: bool, estimate: u32) -> ServerMessage {
+fn rung_info(rungs: &[RungEncoder], t: Target, auto: bool, estimate: u32) -> RungInfo {
     let estimate_kbps = (estimate > 0).then_some(estimate / 1000);
     match t {
         Target::Rung(i) => {
             let r = &rungs[i].spec;
-            ServerMessage::Quality { rung: r.name.clone(), width: r.width, height: r.height, fps: r.fps, kbps: r.bitrate / 1000, auto, estimate_kbps }
+            RungInfo { rung: r.name.clone(), width: r.width, height: r.height, fps: r.fps, kbps: r.bitrate / 1000, auto, estimate_kbps }
         }
-        Target::AudioOnly => ServerMessage::Quality { rung: "audio".into(), width: 0, height: 0, fps: 0, kbps: 0, auto, estimate_kbps },
+        Target::AudioOnly => RungInfo { rung: "audio".into(), width: 0, height: 0, fps: 0, kbps: 0, auto, estimate_kbps },
     }
 }
 
@@ -607,8 +606,8 @@ fn set_target(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, t
 }
 
 fn send_quality(rungs: &[RungEncoder], r: &Receiver, t: Target, auto: bool) {
-    let msg = quality_message(rungs, t, auto, r.link.estimate_bps.load(Ordering::Relaxed));
-    if r.events.try_send(ParticipantEvent::Send(msg)).is_err() {
+    let info = rung_info(rungs, t, auto, r.link.estimate_bps.load(Ordering::Relaxed));
+    if r.events.try_send(ParticipantEvent::Media(MediaEvent::Rung(info))).is_err() {
         tracing::debug!(receiver = %r.id, "quality event dropped (queue full)");
     }
 }

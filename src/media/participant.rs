@@ -12,7 +12,7 @@
 //! no lock of ours is held while a signal is emitted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use anyhow::{Context, Result};
 use gst::glib;
@@ -27,29 +27,7 @@ use crate::ladder::{Choice, PADDING_PACKET_BYTES, RTP_HEADER_BYTES};
 use crate::protocol::Role;
 use crate::room::JoinOptions;
 use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, unstamped, vp8_rtp_caps, TWCC_EXT_ID, TWCC_URI};
-use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
-use crate::room::{EventSender, ParticipantEvent, ParticipantMedia};
-
-/// Most ICE candidates buffered before the answer arrives.
-const MAX_PENDING_ICE: usize = 64;
-
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-enum Remote {
-    None,
-    Pending,
-    Set,
-}
-
-struct SigState {
-    offer_requested: bool,
-    offer_sent: bool,
-    remote: Remote,
-    pending_ice: Vec<(u32, String)>,
-}
-
-fn lock(m: &Mutex<SigState>) -> MutexGuard<'_, SigState> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::room::{EventSender, MediaEvent, ParticipantEvent, ParticipantMedia};
 
 pub struct ParticipantPipeline {
     id: String,
@@ -57,14 +35,15 @@ pub struct ParticipantPipeline {
     pipeline: gst::Pipeline,
     webrtcbin: gst::Element,
     mixer: Arc<RoomMixer>,
-    state: Arc<Mutex<SigState>>,
+    /// webrtcbin asked for negotiation and we made (or are making) the offer.
+    offer_requested: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
     events: EventSender,
     cert: super::dtls::DtlsCertificate,
 }
 
-fn send(events: &EventSender, ev: ParticipantEvent) {
-    if events.try_send(ev).is_err() {
+fn send(events: &EventSender, ev: MediaEvent) {
+    if events.try_send(ParticipantEvent::Media(ev)).is_err() {
         tracing::warn!("participant event queue full or closed; event dropped");
     }
 }
@@ -160,19 +139,13 @@ impl ParticipantPipeline {
             let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice)?;
             (handles.receiver.clone(), Some(handles))
         };
-        let state = Arc::new(Mutex::new(SigState {
-            offer_requested: false,
-            offer_sent: false,
-            remote: Remote::None,
-            pending_ice: Vec::new(),
-        }));
         let p = ParticipantPipeline {
             id: id.to_string(),
             receiver: receiver.clone(),
             pipeline: pipeline.clone(),
             webrtcbin: webrtcbin.clone(),
             mixer: mixer.clone(),
-            state: state.clone(),
+            offer_requested: Arc::new(AtomicBool::new(false)),
             ready: ready.clone(),
             events: events.clone(),
             cert,
@@ -330,19 +303,14 @@ impl ParticipantPipeline {
         // Offer once, when webrtcbin says negotiation is needed.
         {
             let cert = self.cert.clone();
-            let state = self.state.clone();
+            let requested = self.offer_requested.clone();
             let events = self.events.clone();
             self.webrtcbin.connect("on-negotiation-needed", false, move |values| {
                 let wb = values[0].get::<gst::Element>().ok()?;
-                {
-                    let mut st = lock(&state);
-                    if st.offer_requested {
-                        return None;
-                    }
-                    st.offer_requested = true;
+                if requested.swap(true, Ordering::SeqCst) {
+                    return None;
                 }
                 let weak = wb.downgrade();
-                let state = state.clone();
                 let events = events.clone();
                 let cert = cert.clone();
                 let promise = gst::Promise::with_change_func(move |reply| {
@@ -352,13 +320,13 @@ impl ParticipantPipeline {
                         _ => None,
                     };
                     let Some(offer) = offer else {
-                        send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: "the server could not create an offer".into() });
+                        send(&events, MediaEvent::Failed { reason: "the server could not create an offer".into() });
                         return;
                     };
                     let offer = match cert.local_description(&offer) {
                         Ok(o) => o,
                         Err(e) => {
-                            send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: format!("offer SDP: {e:#}") });
+                            send(&events, MediaEvent::Failed { reason: format!("offer SDP: {e:#}") });
                             return;
                         }
                     };
@@ -366,12 +334,11 @@ impl ParticipantPipeline {
                     let sdp = match offer.sdp().as_text() {
                         Ok(s) => s,
                         Err(e) => {
-                            send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: format!("offer SDP: {e}") });
+                            send(&events, MediaEvent::Failed { reason: format!("offer SDP: {e}") });
                             return;
                         }
                     };
-                    lock(&state).offer_sent = true;
-                    send(&events, ParticipantEvent::Send(ServerMessage::Offer { sdp }));
+                    send(&events, MediaEvent::Offer { sdp });
                 });
                 wb.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
                 None
@@ -382,7 +349,7 @@ impl ParticipantPipeline {
             self.webrtcbin.connect("on-ice-candidate", false, move |values| {
                 let mline = values[1].get::<u32>().ok()?;
                 let candidate = values[2].get::<String>().ok()?;
-                send(&events, ParticipantEvent::Send(ServerMessage::Ice { candidate, sdp_mline_index: mline }));
+                send(&events, MediaEvent::Ice { mline, candidate });
                 None
             });
         }
@@ -404,7 +371,7 @@ impl ParticipantPipeline {
                     }
                     WebRTCPeerConnectionState::Failed => send(
                         &events,
-                        ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: "the peer connection failed (ICE or DTLS)".into() },
+                        MediaEvent::Failed { reason: "the peer connection failed (ICE or DTLS)".into() },
                     ),
                     _ => {}
                 }
@@ -415,7 +382,7 @@ impl ParticipantPipeline {
             self.webrtcbin.connect_notify(Some("ice-connection-state"), move |wb, _| {
                 let st: gst_webrtc::WebRTCICEConnectionState = wb.property("ice-connection-state");
                 if st == gst_webrtc::WebRTCICEConnectionState::Failed {
-                    send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: "ICE failed".into() });
+                    send(&events, MediaEvent::Failed { reason: "ICE failed".into() });
                 }
             });
         }
@@ -444,7 +411,7 @@ impl ParticipantPipeline {
                 gst::MessageView::Error(e) => {
                     let src = e.src().map(|s| s.path_string().to_string()).unwrap_or_default();
                     tracing::warn!(participant = %id, "pipeline error from {src}: {} ({:?})", e.error(), e.debug());
-                    send(&events, ParticipantEvent::Failed { code: ErrorCode::MediaFailed, message: format!("media error: {}", e.error()) });
+                    send(&events, MediaEvent::Failed { reason: format!("media error: {}", e.error()) });
                 }
                 gst::MessageView::Warning(w) => {
                     tracing::debug!(participant = %id, "pipeline warning: {}", w.error());
@@ -594,27 +561,12 @@ fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<()> {
 }
 
 impl ParticipantMedia for ParticipantPipeline {
-    fn apply_answer(&self, sdp: &str) -> Result<(), ProtocolError> {
-        {
-            let mut st = lock(&self.state);
-            if !st.offer_sent {
-                return Err(ProtocolError::new(ErrorCode::AnswerBeforeOffer, "no offer has been sent yet; wait for `offer`"));
-            }
-            if st.remote != Remote::None {
-                return Err(ProtocolError::new(ErrorCode::AnswerBeforeOffer, "the offer was already answered"));
-            }
-            st.remote = Remote::Pending;
-        }
-        let msg = match gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()) {
-            Ok(m) => m,
-            Err(_) => {
-                lock(&self.state).remote = Remote::None;
-                return Err(ProtocolError::new(ErrorCode::InvalidSdp, "the answer SDP does not parse"));
-            }
+    fn apply_answer(&self, sdp: &str) {
+        let Ok(msg) = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()) else {
+            send(&self.events, MediaEvent::AnswerRefused { reason: "the answer SDP does not parse".into() });
+            return;
         };
         let desc = WebRTCSessionDescription::new(WebRTCSDPType::Answer, msg);
-        let state = self.state.clone();
-        let weak = self.webrtcbin.downgrade();
         let events = self.events.clone();
         let promise = gst::Promise::with_change_func(move |reply| {
             let failed = match reply {
@@ -622,23 +574,12 @@ impl ParticipantMedia for ParticipantPipeline {
                 Ok(None) => None,
                 Err(e) => Some(format!("{e:?}")),
             };
-            if let Some(err) = failed {
-                lock(&state).remote = Remote::None;
-                send(&events, ParticipantEvent::Send(ServerMessage::Error { code: ErrorCode::InvalidSdp, message: format!("the answer was refused: {err}") }));
-                return;
-            }
-            let pending = {
-                let mut st = lock(&state);
-                st.remote = Remote::Set;
-                std::mem::take(&mut st.pending_ice)
-            };
-            let Some(wb) = weak.upgrade() else { return };
-            for (mline, cand) in pending {
-                wb.emit_by_name::<()>("add-ice-candidate", &[&mline, &cand]);
+            match failed {
+                Some(reason) => send(&events, MediaEvent::AnswerRefused { reason }),
+                None => send(&events, MediaEvent::AnswerApplied),
             }
         });
         self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&desc, &promise]);
-        Ok(())
     }
 
     fn set_quality(&self, quality: &str) {
@@ -652,22 +593,8 @@ impl ParticipantMedia for ParticipantPipeline {
         self.mixer.delivery().set_choice(&self.id, choice);
     }
 
-    fn add_ice(&self, sdp_mline_index: u32, candidate: &str) -> Result<(), ProtocolError> {
-        if candidate.is_empty() {
-            return Ok(()); // end-of-candidates
-        }
-        {
-            let mut st = lock(&self.state);
-            if st.remote != Remote::Set {
-                if st.pending_ice.len() >= MAX_PENDING_ICE {
-                    return Err(ProtocolError::new(ErrorCode::InvalidField, format!("more than {MAX_PENDING_ICE} candidates before the answer")));
-                }
-                st.pending_ice.push((sdp_mline_index, candidate.to_string()));
-                return Ok(());
-            }
-        }
+    fn add_ice(&self, sdp_mline_index: u32, candidate: &str) {
         self.webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&sdp_mline_index, &candidate]);
-        Ok(())
     }
 }
 

@@ -1,5 +1,7 @@
 //! HTTP and WebSocket: warp routes and one task per signaling connection.
-//! No GStreamer here; media is reached through [`crate::room`].
+//! No GStreamer here; media is reached through [`crate::room`]. What a
+//! connection's messages mean is decided by the pure [`session::Session`];
+//! the task here only does I/O.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +13,11 @@ use tokio::sync::{mpsc, oneshot};
 use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
-use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
-use crate::room::{Hub, JoinOptions, LayoutRequest, Membership, ParticipantEvent};
+use crate::protocol::{self, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
+use crate::room::{Hub, LayoutRequest, Membership, ParticipantEvent};
+
+pub mod session;
+use session::{Input, Output, Session};
 
 /// WebSocket close code for a frame over [`MAX_FRAME_BYTES`].
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -126,13 +131,12 @@ async fn send_msg(tx: &mut futures::stream::SplitSink<WebSocket, Message>, msg: 
     tx.send(Message::text(msg.to_json())).await.is_ok()
 }
 
-/// A connection's place in a room: the membership, its events, and whether
-/// the offer has been sent to the client (an answer is expected only then).
-type Joined = (Membership, mpsc::Receiver<ParticipantEvent>, bool);
+/// A connection's place in a room: the membership and its events.
+type Joined = (Membership, mpsc::Receiver<ParticipantEvent>);
 
 /// Leave the room off the async workers: tearing a pipeline down blocks.
 fn leave(joined: Option<Joined>) {
-    if let Some((m, rx, _)) = joined {
+    if let Some((m, rx)) = joined {
         tokio::task::spawn_blocking(move || {
             drop(m);
             drop(rx);
@@ -140,20 +144,21 @@ fn leave(joined: Option<Joined>) {
     }
 }
 
-/// One signaling connection: a small actor over the WebSocket, the room
-/// events of its participant, and its media events.
+/// One signaling connection: the WebSocket, the room events of its
+/// participant, and a [`Session`] that decides what each of them means.
+/// This task only reads, writes and carries out the session's commands.
 async fn session(socket: WebSocket, hub: Arc<Hub>) {
     let (mut tx, mut rx) = socket.split();
     let mut joined: Option<Joined> = None;
-    let mut early_ice: Vec<ServerMessage> = Vec::new();
+    let mut sess = Session::new();
     loop {
         let event = async {
             match &mut joined {
-                Some((_, rx, _)) => rx.recv().await,
+                Some((_, rx)) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let input = tokio::select! {
             incoming = rx.next() => {
                 let msg = match incoming {
                     None => break,
@@ -173,129 +178,92 @@ async fn session(socket: WebSocket, hub: Arc<Hub>) {
                 }
                 if msg.is_binary() {
                     let e = ProtocolError::new(ErrorCode::UnsupportedFrame, "binary frames are not part of the protocol; send JSON text");
-                    if !send_msg(&mut tx, &e.to_message()).await { break; }
-                    continue;
-                }
-                let Ok(text) = msg.to_str() else { continue };
-                if text.len() > MAX_FRAME_BYTES {
-                    let _ = tx.send(Message::close_with(CLOSE_TOO_BIG, format!("frames are limited to {MAX_FRAME_BYTES} bytes"))).await;
-                    break;
-                }
-                let reply = handle_text(text, &hub, &mut joined).await;
-                if joined.is_none() {
-                    early_ice.clear();
-                }
-                if let Some(e) = reply {
-                    if !send_msg(&mut tx, &e.to_message()).await { break; }
+                    Input::Frame(Err(e))
+                } else {
+                    let Ok(text) = msg.to_str() else { continue };
+                    if text.len() > MAX_FRAME_BYTES {
+                        let _ = tx.send(Message::close_with(CLOSE_TOO_BIG, format!("frames are limited to {MAX_FRAME_BYTES} bytes"))).await;
+                        break;
+                    }
+                    Input::Frame(protocol::parse_client_message(text))
                 }
             }
-            ev = event => {
-                match ev {
-                    Some(ParticipantEvent::Send(m)) => {
-                        let offered = joined.as_ref().map(|j| j.2).unwrap_or(false);
-                        match &m {
-                            // Candidates are gathered while the offer is on
-                            // its way; clients get them after the offer.
-                            ServerMessage::Ice { .. } if !offered => {
-                                early_ice.push(m);
-                                continue;
-                            }
-                            ServerMessage::Offer { .. } => {
-                                if !send_msg(&mut tx, &m).await { break; }
-                                if let Some(j) = joined.as_mut() {
-                                    // From now on an answer is expected.
-                                    j.2 = true;
-                                }
-                                for ice in early_ice.drain(..) {
-                                    if !send_msg(&mut tx, &ice).await { break; }
-                                }
-                            }
-                            _ => {
-                                if !send_msg(&mut tx, &m).await { break; }
-                            }
-                        }
-                    }
-                    Some(ParticipantEvent::Failed { code, message }) => {
-                        tracing::warn!("participant removed: {message}");
-                        leave(joined.take());
-                        if !send_msg(&mut tx, &ServerMessage::Error { code, message }).await { break; }
-                    }
-                    None => { leave(joined.take()); }
-                }
-            }
+            ev = event => match ev {
+                Some(e) => Input::Event(e),
+                None => Input::EventsClosed,
+            },
+        };
+        if !run(&mut sess, input, &hub, &mut joined, &mut tx).await {
+            break;
         }
     }
     leave(joined.take());
 }
 
-async fn handle_text(
-    text: &str,
+/// Feed `input` to the session and carry out what it asks, including the
+/// inputs that carrying it out produces. False: the socket is gone.
+async fn run(
+    sess: &mut Session,
+    input: Input,
     hub: &Arc<Hub>,
     joined: &mut Option<Joined>,
-) -> Option<ProtocolError> {
-    let msg = match protocol::parse_client_message(text) {
-        Ok(m) => m,
-        Err(e) => return Some(e),
-    };
-    let not_joined = || ProtocolError::new(ErrorCode::NotJoined, "join a room first");
-    match msg {
-        ClientMessage::Join { room, name, role, quality } => {
-            if joined.is_some() {
-                return Some(ProtocolError::new(ErrorCode::AlreadyJoined, "already in a room; send `leave` first"));
-            }
-            let (etx, erx) = mpsc::channel(256);
-            let hub = hub.clone();
-            let opts = JoinOptions { role, quality };
-            let res = tokio::task::spawn_blocking(move || hub.join_with(&room, &name, &opts, etx)).await;
-            match res {
-                Ok(Ok(m)) => {
-                    *joined = Some((m, erx, false));
+    tx: &mut futures::stream::SplitSink<WebSocket, Message>,
+) -> bool {
+    let mut inputs = std::collections::VecDeque::from([input]);
+    while let Some(input) = inputs.pop_front() {
+        for out in sess.handle(input) {
+            let refused = match out {
+                Output::Send(m) => {
+                    if !send_msg(tx, &m).await {
+                        return false;
+                    }
                     None
                 }
-                Ok(Err(e)) => Some(e.to_protocol()),
-                Err(e) => Some(ProtocolError::new(ErrorCode::Internal, format!("join failed: {e}"))),
+                Output::Join { room, name, opts } => {
+                    let (etx, erx) = mpsc::channel(256);
+                    let hub = hub.clone();
+                    let res = tokio::task::spawn_blocking(move || hub.join_with(&room, &name, &opts, etx)).await;
+                    inputs.push_back(Input::JoinDone(match res {
+                        Ok(Ok(m)) => {
+                            *joined = Some((m, erx));
+                            Ok(())
+                        }
+                        Ok(Err(e)) => Err(e.to_protocol()),
+                        Err(e) => Err(ProtocolError::new(ErrorCode::Internal, format!("join failed: {e}"))),
+                    }));
+                    None
+                }
+                Output::Leave => {
+                    leave(joined.take());
+                    None
+                }
+                Output::ApplyAnswer(sdp) => {
+                    if let Some((m, _)) = joined.as_ref() {
+                        m.apply_answer(&sdp);
+                    }
+                    None
+                }
+                Output::AddIce { mline, candidate } => {
+                    if let Some((m, _)) = joined.as_ref() {
+                        m.add_ice(mline, &candidate);
+                    }
+                    None
+                }
+                Output::SetQuality(q) => joined.as_ref().and_then(|(m, _)| m.set_quality(&q).err()),
+                Output::Mute { audio, video } => {
+                    if let Some((m, _)) = joined.as_ref() {
+                        m.set_mute(audio, video);
+                    }
+                    None
+                }
+                Output::Layout(req) => joined.as_ref().and_then(|(m, _)| m.request_layout(&req).err()),
+            };
+            if let Some(e) = refused {
+                if !send_msg(tx, &e.to_protocol().to_message()).await {
+                    return false;
+                }
             }
-        }
-        ClientMessage::Answer { sdp } => match joined {
-            Some((_, _, false)) => Some(ProtocolError::new(
-                ErrorCode::AnswerBeforeOffer,
-                "no offer has been sent to this connection yet; wait for `offer`",
-            )),
-            Some((m, _, true)) => m.apply_answer(&sdp).err(),
-            None => Some(not_joined()),
-        },
-        ClientMessage::Ice { candidate, sdp_mline_index } => match joined {
-            Some((m, _, _)) => m.add_ice(sdp_mline_index, &candidate).err(),
-            None => Some(not_joined()),
-        },
-        ClientMessage::SetQuality { quality } => match joined {
-            Some((m, _, _)) => m.set_quality(&quality).err().map(|e| e.to_protocol()),
-            None => Some(not_joined()),
-        },
-        ClientMessage::Mute { audio, video } => match joined {
-            Some((m, _, _)) => {
-                m.set_mute(audio, video);
-                None
-            }
-            None => Some(not_joined()),
-        },
-        ClientMessage::SetLayout { group, layout } => match joined {
-            Some((m, _, _)) => m.request_layout(&LayoutRequest { group, layout, pins: Default::default() }).err().map(|e| e.to_protocol()),
-            None => Some(not_joined()),
-        },
-        ClientMessage::Pin { slot, id } => match joined {
-            Some((m, _, _)) => {
-                let req = LayoutRequest { pins: [(slot, id)].into_iter().collect(), ..Default::default() };
-                m.request_layout(&req).err().map(|e| e.to_protocol())
-            }
-            None => Some(not_joined()),
-        },
-        ClientMessage::Leave => {
-            if joined.is_none() {
-                return Some(not_joined());
-            }
-            leave(joined.take());
-            None
         }
     }
+    true
 }
