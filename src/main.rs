@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,6 +7,7 @@ use clap::{Parser, Subcommand};
 use tessera::bot::{parse_color, Bot, BotOptions};
 use tessera::media::dtls::DtlsCertificate;
 use tessera::media::MediaConfig;
+use tessera::config::Settings;
 use tessera::server::{self, ServerConfig};
 
 #[derive(Parser)]
@@ -93,42 +93,12 @@ struct PreviewArgs {
 
 #[derive(Parser)]
 struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port; the bound address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Folder of static files for the web client.
+    /// Settings file (docs/configuration.md; the repository's tessera.toml
+    /// is a commented example). Flags win over it. Default: none.
     #[arg(long)]
-    web: Option<PathBuf>,
-    /// Pipelines folder (mixer.toml, layouts/); watched for changes.
-    #[arg(long)]
-    pipelines: Option<PathBuf>,
-    /// Canvas of the composed grid, WIDTHxHEIGHT (overrides mixer.toml).
-    #[arg(long)]
-    canvas: Option<String>,
-    /// Frame rate of the composed grid (overrides mixer.toml).
-    #[arg(long)]
-    fps: Option<u32>,
-    /// Jitterbuffer latency for incoming RTP, in milliseconds (overrides mixer.toml).
-    #[arg(long)]
-    jitterbuffer_ms: Option<u32>,
-    /// Extra compositor latency, in milliseconds (overrides mixer.toml).
-    #[arg(long)]
-    mixer_latency_ms: Option<u32>,
-    /// gst-launch fragment for the shared VP8 encoder (overrides mixer.toml).
-    #[arg(long)]
-    video_encoder: Option<String>,
-    /// Participants per room.
-    #[arg(long, default_value_t = 25)]
-    max_participants: usize,
-    /// Local address ICE may use (repeatable). Default: 127.0.0.1 when
-    /// listening on loopback, otherwise every interface.
-    #[arg(long = "ice-address")]
-    ice_addresses: Vec<String>,
-    /// DTLS certificate and private key (one PEM file; `tessera dtls-cert`
-    /// makes one). Default: an ECDSA P-256 certificate generated at start.
-    /// A file keeps the fingerprint across restarts and cluster nodes.
-    #[arg(long)]
-    dtls_cert: Option<PathBuf>,
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Parser)]
@@ -196,12 +166,7 @@ struct BotArgs {
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
-    let (w, h) = s.split_once('x').with_context(|| format!("`{s}` is not WIDTHxHEIGHT"))?;
-    let (w, h): (u32, u32) = (w.parse()?, h.parse()?);
-    if w < 16 || h < 16 || w > 7680 || h > 4320 || w % 2 != 0 || h % 2 != 0 {
-        bail!("`{s}`: sizes must be even, between 16x16 and 7680x4320");
-    }
-    Ok((w, h))
+    tessera::config::parse_size(s).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn main() -> Result<()> {
@@ -312,49 +277,31 @@ fn preview(a: PreviewArgs) -> Result<()> {
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
-    let pipelines = a.pipelines.clone().unwrap_or_else(server::default_pipelines_dir);
+    let file = match &a.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let cfg = a.settings.over(file).resolve()?;
     // The server refuses to start on an invalid default configuration.
-    let catalog = match load_catalog(&pipelines) {
+    let catalog = match load_catalog(&cfg.pipelines) {
         Ok(c) => c,
         Err(problems) => {
             eprint!("{problems}");
-            bail!("{} problem(s) in {}; not starting", problems.0.len(), pipelines.display());
+            bail!("{} problem(s) in {}; not starting", problems.0.len(), cfg.pipelines.display());
         }
     };
-    let m = &catalog.mixer;
-    let (w, h) = match &a.canvas {
-        Some(c) => parse_size(c)?,
-        None => (m.width, m.height),
-    };
-    let fps = a.fps.unwrap_or(m.fps);
-    if fps == 0 || fps > 60 {
-        bail!("--fps must be between 1 and 60");
-    }
-    let dtls = match &a.dtls_cert {
+    let dtls = match &cfg.dtls_cert {
         Some(path) => DtlsCertificate::from_pem_file(path)?,
         None => DtlsCertificate::process()?,
     };
     tracing::info!("DTLS certificate: {}, sha-256 {}", dtls.key_type(), dtls.fingerprint());
-    let media = MediaConfig {
-        canvas_width: w,
-        canvas_height: h,
-        fps,
-        jitterbuffer_ms: a.jitterbuffer_ms.unwrap_or(m.jitterbuffer_ms),
-        mixer_latency_ms: a.mixer_latency_ms.unwrap_or(m.mixer_latency_ms),
-        video_encoder: a.video_encoder.clone().unwrap_or_else(|| m.video_encoder.clone()),
-        ladder: m.ladder.clone(),
-        audio_bitrate: m.audio_bitrate,
-        audio_complexity: m.audio_complexity,
-        background: m.background.0,
-        ice_addresses: if a.ice_addresses.is_empty() { server::default_ice_addresses(&a.listen.ip()) } else { a.ice_addresses },
-        dtls: Some(dtls),
-    };
+    let media = MediaConfig::configured(&catalog.mixer, &cfg, dtls)?;
     let cfg = ServerConfig {
-        listen: a.listen,
-        web_dir: a.web.unwrap_or_else(server::default_web_dir),
+        listen: cfg.listen,
+        web_dir: cfg.web,
         media,
-        max_participants: a.max_participants.max(1),
-        pipelines: Some(pipelines),
+        max_participants: cfg.max_participants,
+        pipelines: Some(cfg.pipelines),
         catalog,
     };
     let running = server::start(cfg)?;

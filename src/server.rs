@@ -1,6 +1,6 @@
 //! Wiring: a configured media backend, a hub of rooms, and the HTTP server.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,40 +28,12 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            web_dir: default_web_dir(),
+            web_dir: crate::config::default_web_dir(),
             media: MediaConfig::default(),
             max_participants: 25,
             pipelines: None,
             catalog: Catalog::builtin(),
         }
-    }
-}
-
-/// `./web` if it exists, else the `web/` folder of the source tree.
-pub fn default_web_dir() -> PathBuf {
-    let local = PathBuf::from("web");
-    if local.join("index.html").exists() {
-        return local;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
-}
-
-/// `./pipelines` if it exists, else the `pipelines/` folder of the source tree.
-pub fn default_pipelines_dir() -> PathBuf {
-    let local = PathBuf::from("pipelines");
-    if local.join("layouts").is_dir() {
-        return local;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines")
-}
-
-/// ICE addresses to use when none are configured: a server listening on
-/// loopback only offers loopback candidates; otherwise every interface.
-pub fn default_ice_addresses(listen: &IpAddr) -> Vec<String> {
-    if listen.is_loopback() {
-        vec![if listen.is_ipv4() { "127.0.0.1".into() } else { "::1".into() }]
-    } else {
-        Vec::new()
     }
 }
 

@@ -60,25 +60,50 @@ pub struct MediaConfig {
 }
 
 impl Default for MediaConfig {
+    /// mixer.toml's defaults (defined once, in [`crate::layouts::MixerSettings`]),
+    /// every interface, the process's certificate.
     fn default() -> Self {
-        MediaConfig {
-            canvas_width: 1280,
-            canvas_height: 720,
-            fps: 30,
-            jitterbuffer_ms: 50,
-            mixer_latency_ms: 20,
-            video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
-            ladder: Vec::new(),
-            audio_bitrate: 32_000,
-            audio_complexity: 5,
-            background: 0x000000,
-            ice_addresses: Vec::new(),
-            dtls: None,
-        }
+        MediaConfig::from_mixer(&crate::layouts::MixerSettings::default())
     }
 }
 
 impl MediaConfig {
+    /// The start-time media settings of a pipelines folder's mixer.toml.
+    pub fn from_mixer(m: &crate::layouts::MixerSettings) -> MediaConfig {
+        MediaConfig {
+            canvas_width: m.width,
+            canvas_height: m.height,
+            fps: m.fps,
+            jitterbuffer_ms: m.jitterbuffer_ms,
+            mixer_latency_ms: m.mixer_latency_ms,
+            video_encoder: m.video_encoder.clone(),
+            ladder: m.ladder.clone(),
+            audio_bitrate: m.audio_bitrate,
+            audio_complexity: m.audio_complexity,
+            background: m.background.0,
+            ice_addresses: Vec::new(),
+            dtls: None,
+        }
+    }
+
+    /// mixer.toml's settings with the server configuration's overrides.
+    pub fn configured(m: &crate::layouts::MixerSettings, cfg: &crate::config::Config, dtls: dtls::DtlsCertificate) -> Result<MediaConfig> {
+        let o = &cfg.media;
+        let mut media = MediaConfig::from_mixer(m);
+        if let Some(c) = &o.canvas {
+            (media.canvas_width, media.canvas_height) = crate::config::parse_size(c).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        media.fps = o.fps.unwrap_or(media.fps);
+        media.jitterbuffer_ms = o.jitterbuffer_ms.unwrap_or(media.jitterbuffer_ms);
+        media.mixer_latency_ms = o.mixer_latency_ms.unwrap_or(media.mixer_latency_ms);
+        if let Some(e) = &o.video_encoder {
+            media.video_encoder = e.clone();
+        }
+        media.ice_addresses = cfg.ice_addresses.clone();
+        media.dtls = Some(dtls);
+        Ok(media)
+    }
+
     /// The DTLS certificate to give every webrtcbin of this server.
     pub fn dtls_certificate(&self) -> Result<dtls::DtlsCertificate> {
         match &self.dtls {
