@@ -965,7 +965,13 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     s
 }
 
+/// Every scenario `--scenario` accepts, besides `all`.
+pub const SCENARIOS: [&str; 7] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "mesh"];
+
 pub async fn run(o: BenchOptions) -> Result<Report> {
+    if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
+        anyhow::bail!("unknown scenario `{bad}`; choose from all, {}", SCENARIOS.join(", "));
+    }
     let all = o.scenarios.is_empty() || o.scenarios.iter().any(|s| s == "all");
     let want = |name: &str| all || o.scenarios.iter().any(|s| s == name);
     let (plan, warm, window, joins): (Vec<(Inputs, Vec<usize>)>, _, _, usize) = if o.quick {

@@ -434,7 +434,7 @@ mod tests {
         let l = ladder();
         let mut c = RungController::new(&l, Target::Rung(2), 0);
         let mut t = 0;
-        let mut probes = 0;
+        let mut probes = Vec::new();
         let mut was_probing = false;
         // A link of 250 kbps: every probe fails (the estimate drops).
         while t < 120_000 {
@@ -443,13 +443,19 @@ mod tests {
             let d = c.tick(t, sample(est, 170_000));
             assert!(d.switch_to.is_none() || d.switch_to == Some(Target::Rung(2)), "switched to {:?}", d.switch_to);
             if c.probing() && !was_probing {
-                probes += 1;
-                assert!(t >= UP_HOLD_MS, "probed at {t} ms");
+                probes.push(t);
             }
             was_probing = c.probing();
         }
-        // 10 s hold, then back-offs of 12, 24, 48, 60 s: about 4 probes in 2 minutes.
-        assert!((2..=5).contains(&probes), "{probes} probes");
+        // The first probe right after the 10 s hold; each failure (found
+        // within the probe's 1.2 s) backs off 12, then 24, then 48 s: probes
+        // at about 10, 23, 47 and 95 s in these two minutes.
+        assert_eq!(probes.len(), 4, "probes at {probes:?} ms");
+        assert!((UP_HOLD_MS..UP_HOLD_MS + 200).contains(&probes[0]), "first probe at {} ms", probes[0]);
+        for (i, backoff) in [12_000, 24_000, 48_000].into_iter().enumerate() {
+            let gap = probes[i + 1] - probes[i];
+            assert!((backoff..backoff + 1_200).contains(&gap), "probes at {probes:?} ms: gap {gap} ms after probe {i}, want {backoff} + the failed probe");
+        }
         assert_eq!(c.current(), Target::Rung(2));
     }
 

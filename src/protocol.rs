@@ -478,17 +478,45 @@ mod tests {
 
     #[test]
     fn server_messages_have_the_documented_shape() {
-        let v: Value = serde_json::from_str(
-            &ServerMessage::Ice { candidate: "candidate:1".into(), sdp_mline_index: 1 }.to_json(),
-        )
-        .unwrap();
-        assert_eq!(v["type"], "ice");
-        assert_eq!(v["sdpMLineIndex"], 1);
-        let e: Value = serde_json::from_str(
-            &ServerMessage::Error { code: ErrorCode::UnknownMline, message: "x".into() }.to_json(),
-        )
-        .unwrap();
-        assert_eq!(e["code"], "unknown_mline");
+        // Golden JSON for every variant, as docs/protocol.md shows them.
+        let tile = |id: &str, name: &str, x: u32| Tile { id: id.into(), name: name.into(), x, y: 0, width: 640, height: 720, audio_muted: false, video_muted: x > 0 };
+        let cases: Vec<(ServerMessage, &str)> = vec![
+            (ServerMessage::Joined { id: "p7".into(), room: "standup".into() }, r#"{"type":"joined","id":"p7","room":"standup"}"#),
+            (ServerMessage::Offer { sdp: "v=0\r\n".into() }, r#"{"type":"offer","sdp":"v=0\r\n"}"#),
+            (
+                ServerMessage::Ice { candidate: "candidate:1 1 UDP 2015363327 127.0.0.1 43119 typ host".into(), sdp_mline_index: 0 },
+                r#"{"type":"ice","candidate":"candidate:1 1 UDP 2015363327 127.0.0.1 43119 typ host","sdpMLineIndex":0}"#,
+            ),
+            (
+                ServerMessage::Layout { canvas: Canvas { width: 1280, height: 720 }, tiles: vec![tile("p7", "Ada", 0), tile("p8", "Bob", 640)], layout: Some("grid-2x1".into()) },
+                r#"{"type":"layout","canvas":{"width":1280,"height":720},"tiles":[{"id":"p7","name":"Ada","x":0,"y":0,"width":640,"height":720,"audio_muted":false,"video_muted":false},{"id":"p8","name":"Bob","x":640,"y":0,"width":640,"height":720,"audio_muted":false,"video_muted":true}],"layout":"grid-2x1"}"#,
+            ),
+            (ServerMessage::Speaking { id: Some("p8".into()) }, r#"{"type":"speaking","id":"p8"}"#),
+            (ServerMessage::Speaking { id: None }, r#"{"type":"speaking","id":null}"#),
+            (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480 }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480}"#),
+            (
+                ServerMessage::Quality { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150) },
+                r#"{"type":"quality","rung":"low","width":320,"height":180,"fps":15,"kbps":120,"auto":true,"estimate_kbps":150}"#,
+            ),
+            (
+                ServerMessage::Quality { rung: "high".into(), width: 1280, height: 720, fps: 30, kbps: 1200, auto: false, estimate_kbps: None },
+                r#"{"type":"quality","rung":"high","width":1280,"height":720,"fps":30,"kbps":1200,"auto":false}"#,
+            ),
+            (
+                ServerMessage::Error { code: ErrorCode::UnknownMline, message: "x".into() },
+                r#"{"type":"error","code":"unknown_mline","message":"x"}"#,
+            ),
+        ];
+        for (msg, golden) in cases {
+            assert_eq!(msg.to_json(), golden);
+            // And back: clients (the bot) read them with the same types.
+            assert_eq!(serde_json::from_str::<ServerMessage>(golden).unwrap(), msg);
+        }
+        // Every error code's wire form is its documented snake_case name.
+        for code in [ErrorCode::MalformedJson, ErrorCode::AnswerBeforeOffer, ErrorCode::UnknownQuality, ErrorCode::MediaFailed] {
+            let v: Value = serde_json::from_str(&ServerMessage::Error { code, message: String::new() }.to_json()).unwrap();
+            assert_eq!(v["code"], code.as_str());
+        }
     }
 
     #[test]

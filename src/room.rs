@@ -729,16 +729,20 @@ mod tests {
     struct FakeFactory {
         rooms_created: AtomicUsize,
         layouts: Arc<Mutex<Vec<Vec<Placement>>>>,
+        /// When set, the first participant's media start waits at the first
+        /// barrier (it has started) and then at the second (let it finish).
+        slow_start: Option<Arc<(std::sync::Barrier, std::sync::Barrier)>>,
     }
     struct FakeRoom {
         layouts: Arc<Mutex<Vec<Vec<Placement>>>>,
+        slow_start: Option<Arc<(std::sync::Barrier, std::sync::Barrier)>>,
     }
     struct FakeParticipant;
 
     impl MediaFactory for FakeFactory {
         fn create_room(&self, _room: &str) -> anyhow::Result<Arc<dyn RoomMedia>> {
             self.rooms_created.fetch_add(1, Ordering::SeqCst);
-            Ok(Arc::new(FakeRoom { layouts: self.layouts.clone() }))
+            Ok(Arc::new(FakeRoom { layouts: self.layouts.clone(), slow_start: self.slow_start.clone() }))
         }
     }
     impl RoomMedia for FakeRoom {
@@ -746,9 +750,9 @@ mod tests {
             (640, 360)
         }
         fn add_participant(&self, id: &str, _opts: &JoinOptions, _events: EventSender) -> anyhow::Result<Box<dyn ParticipantMedia>> {
-            // The first participant's media is slow to start.
-            if id == "p1" {
-                std::thread::sleep(std::time::Duration::from_millis(150));
+            if let (Some(gate), "p1") = (&self.slow_start, id) {
+                gate.0.wait();
+                gate.1.wait();
             }
             Ok(Box::new(FakeParticipant))
         }
@@ -833,14 +837,18 @@ mod tests {
     /// became ready, so a slow first joiner ended up second.
     #[test]
     fn the_grid_follows_join_order_not_media_start_order() {
-        let f = Arc::new(FakeFactory::default());
+        let gate = Arc::new((std::sync::Barrier::new(2), std::sync::Barrier::new(2)));
+        let f = Arc::new(FakeFactory { slow_start: Some(gate.clone()), ..FakeFactory::default() });
         let hub = Hub::new(f.clone(), 4);
         let h1 = hub.clone();
         let (tx1, _rx1) = mpsc::channel(64);
         let slow = std::thread::spawn(move || h1.join("r", "slow", tx1).unwrap());
-        std::thread::sleep(std::time::Duration::from_millis(30));
+        // "slow" asked first and its media is starting; "fast" joins and is
+        // done before "slow"'s media is let go.
+        gate.0.wait();
         let (tx2, _rx2) = mpsc::channel(64);
         let fast = hub.join("r", "fast", tx2).unwrap();
+        gate.1.wait();
         let slow = slow.join().unwrap();
         let last = lock(&f.layouts).last().cloned().unwrap();
         assert_eq!(last.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec![slow.id(), fast.id()]);

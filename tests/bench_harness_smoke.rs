@@ -61,3 +61,16 @@ fn bench_harness_smoke() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Regression: a typo in `--scenario` ran nothing and exited 0.
+#[test]
+fn an_unknown_scenario_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["bench", "--quick", "--scenario", "capacty", "--out"])
+        .arg(std::env::temp_dir().join(format!("tessera-bench-typo-{}", std::process::id())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown scenario `capacty`") && err.contains("capacity"), "{err}");
+}

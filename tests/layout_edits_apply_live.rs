@@ -75,6 +75,15 @@ async fn layout_edits_apply_live() {
     let green = bot(&url, "live", "green", 0x00ff00, 660.0).await;
     wait_receiving(&green, Duration::from_secs(10)).await;
     assert!(red.wait_until(Duration::from_secs(2), |b| b.layout_name().as_deref() == Some("grid-2x2")).await);
+
+    // The watcher is still alive after the bad edit: a later valid edit
+    // applies (three people now in one row).
+    let fixed = text.replace("\"3-4\" = \"grid-2x2\"", "\"3\" = \"row-of-3\"\n\"4\" = \"grid-2x2\"")
+        + "\n[layouts.row-of-3]\nslots = [{ x = 0, y = 0, w = 0.3333, h = 1 }, { x = 0.3333, y = 0, w = 0.3333, h = 1 }, { x = 0.6666, y = 0, w = 0.3334, h = 1 }]\n";
+    assert_ne!(fixed, text, "the shipped grid.toml no longer maps 3-4 to grid-2x2; update this test");
+    std::fs::write(&grid, fixed).unwrap();
+    let applied = red.wait_until(Duration::from_secs(2), |b| b.layout_name().as_deref() == Some("row-of-3")).await;
+    assert!(applied, "a valid edit after a rejected one was not applied: layout {:?}", red.layout_name());
     for b in [red, blue, green] {
         b.leave().await;
     }

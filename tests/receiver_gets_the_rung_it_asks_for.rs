@@ -10,14 +10,18 @@ use std::time::Duration;
 
 use common::*;
 use tessera::bot::{Bot, BotOptions};
-use tessera::ladder::default_ladder;
+use tessera::ladder::Rung;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_gets_the_rung_it_asks_for() {
     let server = start_server(media_config());
     let url = server.ws_url();
-    let ladder = default_ladder(CANVAS.0, CANVAS.1, 30);
-    let (high, low) = (&ladder[0], &ladder[2]);
+    // The default ladder of the 640x360 test canvas, as docs/ladder.md
+    // derives it (not from the code under test): high = the canvas at 30 fps,
+    // low = a quarter of each side at half the frame rate, 120 kbps scaled
+    // by pixel count (30 kbps) and raised to the 60 kbps floor.
+    let high = &Rung { name: "high".into(), width: 640, height: 360, fps: 30, bitrate: 300_000 };
+    let low = &Rung { name: "low".into(), width: 160, height: 90, fps: 15, bitrate: 60_000 };
 
     let sender = Bot::connect(busy_bot(&url, "q", "sender", 440.0)).await.expect("sender connects");
     let picky = Bot::connect(BotOptions { quality: Some("low".into()), ..busy_bot(&url, "q", "picky", 660.0) }).await.expect("picky connects");

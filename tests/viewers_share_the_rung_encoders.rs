@@ -41,10 +41,12 @@ async fn viewers_share_the_rung_encoders() {
     }
 
     // Full frame rate at every viewer, measured together.
-    let rates = futures::future::join_all(viewers.iter().map(|v| fps_over(v, 3.0))).await;
+    let (rates, listener_fps) = tokio::join!(futures::future::join_all(viewers.iter().map(|v| fps_over(v, 3.0))), fps_over(&listener, 3.0));
     for (i, fps) in rates.iter().enumerate() {
         assert!(*fps >= 25.0, "viewer{} received {fps:.1} fps", i + 1);
     }
+    assert!(listener_fps >= 25.0, "the decoding viewer received {listener_fps:.1} fps");
+    assert_eq!((listener.stats().width, listener.stats().height), CANVAS);
     assert_eq!((viewers[0].stats().width, viewers[0].stats().height), CANVAS);
 
     // No tile for viewers: the grid has the three speakers only.

@@ -539,7 +539,8 @@ impl BotMedia {
             frames: r.frames,
             fps,
             fps_recent: recent as f64 / span.as_secs_f64().max(1e-3),
-            max_frame_gap_ms: r.max_gap.as_millis() as u64,
+            // A stall still in progress counts too: the time since the last frame.
+            max_frame_gap_ms: r.max_gap.max(r.last_frame_at.map(|t| now - t).unwrap_or_default()).as_millis() as u64,
             width: r.width,
             height: r.height,
             bytes,

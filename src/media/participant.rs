@@ -411,7 +411,7 @@ impl ParticipantPipeline {
                 gst::MessageView::Error(e) => {
                     let src = e.src().map(|s| s.path_string().to_string()).unwrap_or_default();
                     tracing::warn!(participant = %id, "pipeline error from {src}: {} ({:?})", e.error(), e.debug());
-                    send(&events, MediaEvent::Failed { reason: format!("media error: {}", e.error()) });
+                    send(&events, MediaEvent::Failed { reason: format!("media error in {}: {}", src.rsplit('/').next().unwrap_or(""), e.error()) });
                 }
                 gst::MessageView::Warning(w) => {
                     tracing::debug!(participant = %id, "pipeline warning: {}", w.error());
