@@ -816,10 +816,6 @@ pub fn load_dir(dir: &Path, check_fragment: FragmentCheck) -> Result<Catalog, Pr
 mod tests {
     use super::*;
 
-    fn ok_fragment(_: &str) -> Result<(), String> {
-        Ok(())
-    }
-
     fn parse(text: &str) -> Result<ParsedLayouts, Vec<Problem>> {
         parse_layout_file(Path::new("t.toml"), text)
     }
@@ -839,17 +835,57 @@ mod tests {
         assert!(p[0].message.contains("outside the canvas"), "{}", p[0].message);
     }
 
+    /// The geometry the server uses: the built-in grid's slots in canvas
+    /// pixels, as the room places them.
     #[test]
     fn builtin_grid_matches_the_automatic_grid() {
         let c = Catalog::builtin();
-        for n in 1..=25 {
-            let l = c.pick("grid", None, n).unwrap();
-            let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
-            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let a = assign(l, &refs, None, &BTreeMap::new());
-            assert_eq!(a.len(), n);
+        for (w, h) in [(1280u32, 720u32), (640, 360), (320, 180)] {
+            for n in 1..=25usize {
+                let l = c.pick("grid", None, n).unwrap();
+                let (cols, rows) = crate::layout::grid_dims(n);
+                assert_eq!(l.slots.len(), (cols * rows) as usize, "n={n}");
+                let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let a = assign(l, &refs, None, &BTreeMap::new());
+                assert_eq!(a.len(), n);
+                // Participant i in join order is in row i / cols, column i % cols.
+                for (p, slot) in a {
+                    let r = l.slots[slot].rect(w, h);
+                    let (col, row) = (p as u32 % cols, p as u32 / cols);
+                    let x = ((col * w) as f64 / cols as f64).round() as u32 & !1;
+                    let y = ((row * h) as f64 / rows as f64).round() as u32 & !1;
+                    assert_eq!((r.x, r.y), (x, y), "{w}x{h} n={n} participant {p}");
+                }
+            }
         }
-        let _ = ok_fragment("");
+    }
+
+    #[test]
+    fn two_are_side_by_side_and_three_fill_a_2x2_grid_row_by_row() {
+        let c = Catalog::builtin();
+        let rects = |n: usize| c.pick("grid", None, n).unwrap().slots.iter().map(|s| s.rect(640, 360)).collect::<Vec<_>>();
+        assert_eq!(rects(2), vec![Rect { x: 0, y: 0, width: 320, height: 360 }, Rect { x: 320, y: 0, width: 320, height: 360 }]);
+        let r3 = rects(3);
+        assert_eq!(&r3[..3], &[Rect { x: 0, y: 0, width: 320, height: 180 }, Rect { x: 320, y: 0, width: 320, height: 180 }, Rect { x: 0, y: 180, width: 320, height: 180 }]);
+    }
+
+    #[test]
+    fn slot_rects_are_even_inside_the_canvas_and_disjoint() {
+        let c = Catalog::builtin();
+        for (w, h) in [(1280u32, 720u32), (640, 360), (320, 240), (100, 100), (64, 64)] {
+            for n in 1..=25usize {
+                let rects: Vec<Rect> = c.pick("grid", None, n).unwrap().slots.iter().map(|s| s.rect(w, h)).collect();
+                for (i, r) in rects.iter().enumerate() {
+                    assert!(r.x + r.width <= w && r.y + r.height <= h, "{w}x{h} n={n} {r:?}");
+                    assert!(r.width % 2 == 0 && r.height % 2 == 0 && r.x % 2 == 0 && r.y % 2 == 0, "{r:?}");
+                    for o in &rects[i + 1..] {
+                        let overlap = r.x < o.x + o.width && o.x < r.x + r.width && r.y < o.y + o.height && o.y < r.y + r.height;
+                        assert!(!overlap, "{w}x{h} n={n}: {r:?} overlaps {o:?}");
+                    }
+                }
+            }
+        }
     }
 
     fn speaker_layout() -> Layout {
