@@ -1,9 +1,30 @@
 // A browser and a `tessera bot` in one room: the bot finds the browser's
-// tile non-empty in its decoded grid, and the browser hears the bot's tone
-// (WebAudio analyser on the remote audio track) — and not its own audio.
+// live picture in its tile (the page sends a canvas alternating red and
+// blue, and the bot sees both: not a frozen frame), and the browser hears
+// the bot's tone (WebAudio analyser on the remote audio track) and not its
+// own (the page sends a 440 Hz oscillator).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, newPage, join, runBot, CARD_RGB, close } from './helpers.mjs';
+import { spawn } from 'node:child_process';
+import { startServer, launch, newPage, join, close, BIN } from './helpers.mjs';
+
+/// `tessera bot` printing its report every 0.5 s; resolves to every report.
+function botReports(server, room, name, { color, tone, seconds }) {
+  const proc = spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
+    '--tone', String(tone), '--duration', String(seconds), '--report-every', '0.5'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { err += d; });
+  return new Promise((resolve, reject) => {
+    proc.on('exit', (code) => {
+      if (code !== 0) { reject(new Error(`bot exited ${code}: ${err}`)); return; }
+      // One JSON object per line while running, then the final pretty report.
+      const lines = out.split('\n').filter((l) => l.startsWith('{') && l.endsWith('}'));
+      resolve(lines.map((l) => JSON.parse(l)));
+    });
+  });
+}
 
 test('a browser and a bot see and hear each other', { timeout: 90000 }, async () => {
   const server = await startServer();
@@ -12,7 +33,35 @@ test('a browser and a bot see and hear each other', { timeout: 90000 }, async ()
     const page = await newPage(browser);
     await join(page, server, 'mixed', 'Browser');
     const browserId = await page.evaluate(() => window.tessera.id);
-    // Start listening for the bot's tone while it is in the room.
+    // Send a picture that changes (red and blue, half a second each) and a
+    // 440 Hz tone instead of the fake camera and microphone.
+    await page.evaluate(async () => {
+      const pc = window.tessera.pc;
+      const c = document.createElement('canvas');
+      c.width = 320; c.height = 240;
+      const g = c.getContext('2d');
+      let n = 0;
+      const draw = () => { g.fillStyle = Math.floor(n++ / 15) % 2 ? '#0000ff' : '#ff0000'; g.fillRect(0, 0, 320, 240); };
+      draw();
+      const timer = setInterval(draw, 33);
+      const vtrack = c.captureStream(30).getVideoTracks()[0];
+      const ctx = new AudioContext();
+      await ctx.resume();
+      const osc = ctx.createOscillator();
+      osc.frequency.value = 440;
+      const gain = ctx.createGain();
+      gain.gain.value = 0.3;
+      const dst = ctx.createMediaStreamDestination();
+      osc.connect(gain).connect(dst);
+      osc.start();
+      const atrack = dst.stream.getAudioTracks()[0];
+      for (const sender of pc.getSenders()) {
+        if (sender.track && sender.track.kind === 'video') await sender.replaceTrack(vtrack);
+        else if (sender.track && sender.track.kind === 'audio') await sender.replaceTrack(atrack);
+      }
+      window.testSources = { timer, ctx, osc, vtrack, atrack };
+    });
+    // Listen while the bot is in the room.
     const heard = page.evaluate(async () => {
       const v = document.getElementById('mix');
       const stream = v.srcObject;
@@ -23,28 +72,34 @@ test('a browser and a bot see and hear each other', { timeout: 90000 }, async ()
       ctx.createMediaStreamSource(stream).connect(an);
       const bins = new Float32Array(an.frequencyBinCount);
       const hz = ctx.sampleRate / an.fftSize;
-      let best = { hz: 0, db: -Infinity, at660: -Infinity };
+      const band = (f) => Math.max(...bins.slice(Math.floor((f - 20) / hz), Math.ceil((f + 20) / hz)));
+      let best = { hz: 0, db: -Infinity };
+      let at660 = -Infinity;
+      let at440 = -Infinity;
       const until = performance.now() + 10000;
       while (performance.now() < until) {
         await new Promise((r) => setTimeout(r, 200));
         an.getFloatFrequencyData(bins);
         let peak = 0;
         for (let i = 1; i < bins.length; i++) if (bins[i] > bins[peak]) peak = i;
-        const at660 = Math.max(...bins.slice(Math.floor(640 / hz), Math.ceil(680 / hz)));
-        if (bins[peak] > best.db) best = { hz: peak * hz, db: bins[peak], at660 };
+        if (bins[peak] > best.db) best = { hz: peak * hz, db: bins[peak] };
+        at660 = Math.max(at660, band(660));
+        at440 = Math.max(at440, band(440));
       }
-      return best;
+      return { ...best, at660, at440 };
     });
-    const report = await runBot(server, 'mixed', 'bot-660', { color: 'blue', tone: 660, seconds: 11 });
-    const tile = report.tiles.find((t) => t.id === browserId);
-    assert.ok(tile, `bot's layout has the browser's tile: ${JSON.stringify(report.tiles)}`);
-    const c = tile.center_rgb;
-    assert.ok(Math.max(...c) > 40, `browser tile is black: ${c}`);
-    assert.ok(!close(c, CARD_RGB, 12), `browser tile shows the placeholder: ${c}`);
-    assert.ok(report.fps >= 20, `bot received ${report.fps} fps`);
+    const reports = await botReports(server, 'mixed', 'bot-660', { color: 'green', tone: 660, seconds: 11 });
+    const last = reports[reports.length - 1];
+    assert.ok(last && last.fps >= 20, `bot received ${last && last.fps} fps`);
+    const seen = reports.map((r) => (r.tiles.find((t) => t.id === browserId) || {}).center_rgb).filter(Boolean);
+    assert.ok(seen.length >= 5, `bot's layout never had the browser's tile: ${JSON.stringify(last && last.tiles)}`);
+    const red = seen.filter((c) => close(c, [255, 0, 0], 60)).length;
+    const blue = seen.filter((c) => close(c, [0, 0, 255], 60)).length;
+    assert.ok(red >= 1 && blue >= 1, `the browser's tile is not live (red ${red}, blue ${blue} of ${seen.length}): ${JSON.stringify(seen)}`);
     const best = await heard;
     assert.ok(Math.abs(best.hz - 660) < 15, `dominant frequency in the browser: ${JSON.stringify(best)}`);
-    assert.ok(best.at660 > -60, `660 Hz too quiet: ${best.at660} dB`);
+    assert.ok(best.at660 > -60, `660 Hz too quiet: ${JSON.stringify(best)}`);
+    assert.ok(best.at440 <= best.at660 - 20, `the browser hears its own 440 Hz: ${JSON.stringify(best)}`);
     assert.deepEqual(page.errors, []);
   } finally {
     await browser.close();

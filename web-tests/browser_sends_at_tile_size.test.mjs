@@ -32,7 +32,8 @@ test('a browser sends at its tile size', { timeout: 120000 }, async () => {
     const one = await uplink(page, 3000);
     bots.push(spawnBot(server, 'tiles', 'bot1'));
     await page.waitForFunction(() => window.tessera.layout.tiles.length === 2, null, { timeout: 10000 });
-    await until(() => page.evaluate(() => window.tessera.sendSize && window.tessera.sendSize.width === 320), 5000);
+    const halved = await until(() => page.evaluate(() => window.tessera.sendSize && window.tessera.sendSize.width === 320), 5000);
+    assert.ok(halved, `2-person send_size: ${JSON.stringify(await page.evaluate(() => window.tessera.sendSize))}`);
     await sleep(4000); // let the encoder settle at the new size and rate
     const two = await uplink(page);
     for (let i = 2; i <= 8; i++) bots.push(spawnBot(server, 'tiles', `bot${i}`, { tone: 300 + 50 * i }));

@@ -17,8 +17,15 @@ test('join screen and room at desktop and phone sizes', { timeout: 90000 }, asyn
       await page.fill('#name', `Screen ${label}`);
       await page.waitForFunction(() => document.getElementById('camera-select').options.length > 0);
       await page.screenshot({ path: `${OUT}/join-${label}.png`, fullPage: true });
-      // Keyboard only: tab to the join button and press Enter.
+      // Keyboard only: from the name field, Tab until the join button has
+      // the focus, then Enter.
       await page.focus('#name');
+      let tabs = 0;
+      while (tabs < 20 && !(await page.evaluate(() => document.activeElement && document.activeElement.id === 'join-btn'))) {
+        await page.keyboard.press('Tab');
+        tabs += 1;
+      }
+      assert.ok(tabs < 20, `${label}: the join button is not reachable with Tab`);
       await page.keyboard.press('Enter');
       await waitConnected(page);
       await page.waitForTimeout(1500);
@@ -28,8 +35,14 @@ test('join screen and room at desktop and phone sizes', { timeout: 90000 }, asyn
       const unlabeled = await page.evaluate(() => [...document.querySelectorAll('button')]
         .filter((b) => !b.hidden && b.offsetParent !== null && !(b.textContent.trim() || b.getAttribute('aria-label'))).length);
       assert.equal(unlabeled, 0, 'every visible button has a label');
-      // Toggle state is exposed as text and aria-pressed, not colour alone.
-      await page.focus('#mic-btn');
+      // Toggle state is exposed as text and aria-pressed, not colour alone;
+      // the microphone button is reached with Tab too.
+      tabs = 0;
+      while (tabs < 30 && !(await page.evaluate(() => document.activeElement && document.activeElement.id === 'mic-btn'))) {
+        await page.keyboard.press('Tab');
+        tabs += 1;
+      }
+      assert.ok(tabs < 30, `${label}: the microphone button is not reachable with Tab`);
       await page.keyboard.press('Enter');
       assert.equal(await page.getAttribute('#mic-btn', 'aria-pressed'), 'true');
       assert.equal((await page.textContent('#mic-btn')).trim(), 'Unmute');

@@ -40,12 +40,13 @@ test('three pages share one room; camera off shows the name card', { timeout: 12
       const ok = await until(async () => {
         const c = await mixPixel(p, tile.x + Math.round(tile.width / 8), tile.y + Math.round(tile.height / 8));
         return close(c, CARD_RGB, 24);
-      }, 2000 - (Date.now() - t0) + 500);
-      assert.ok(ok, `name card not shown in Ada's tile: ${await mixPixel(p, tile.x + tile.width / 8, tile.y + tile.height / 8)}`);
+      }, Math.max(0, 2000 - (Date.now() - t0)), 50);
+      const shownAfter = Date.now() - t0;
+      assert.ok(ok, `name card not shown in Ada's tile within 2 s: ${await mixPixel(p, tile.x + tile.width / 8, tile.y + tile.height / 8)}`);
+      assert.ok(shownAfter <= 2100, `name card shown after ${shownAfter} ms`);
       const entry = await p.textContent(`#people li[data-id="${adaId}"]`);
       assert.match(entry, /camera off/);
     }
-    assert.ok(Date.now() - t0 < 2500, `placeholder took ${Date.now() - t0} ms`);
     await pages[1].screenshot({ path: `${OUT}/room-camera-off.png` });
     for (const p of pages) assert.deepEqual(p.errors, [], 'no console errors');
   } finally {
