@@ -420,6 +420,11 @@ impl BotMedia {
             watch_rtp_arrivals(&webrtcbin, &received);
         }
         pipeline.set_state(gst::State::Playing).context("bot pipeline refused to play")?;
+        // Negotiate (the offer arrives later) only once the state change is
+        // over; see ParticipantPipeline::new.
+        if pipeline.state(gst::ClockTime::from_seconds(5)).0.is_err() {
+            tracing::warn!("bot pipeline did not settle in PLAYING within 5 s");
+        }
         let feeder = match preencoded {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
             None => None,

@@ -121,24 +121,25 @@ impl DtlsCertificate {
     }
 
     /// Give this certificate to every DTLS transport `pipeline`'s webrtcbin
-    /// creates. Call before negotiation starts (before the pipeline plays
-    /// and before an offer is made): webrtcbin creates its transports while
-    /// it negotiates, and the fingerprint in the SDP is read from them.
+    /// creates. Call before the pipeline plays, and negotiate (make or
+    /// apply the offer) only once it is PLAYING with no state change in
+    /// flight: webrtcbin creates its transports while it negotiates.
+    ///
+    /// A transport's decoder half (`dtlssrtpdec`) creates the DTLS
+    /// connection that both halves share; giving it our certificate
+    /// replaces that connection, which is safe while the decoder is still
+    /// in NULL: it connects its peer-certificate handler, and the encoder
+    /// half takes the connection, only on their way to READY. A decoder
+    /// that reached READY first (a state change racing the transport's
+    /// creation) keeps no handler on the new connection and refuses every
+    /// peer certificate ("certificate verify failed").
     pub(crate) fn apply(&self, pipeline: &gst::Pipeline) {
-        fn is_dtls_decoder(e: &gst::Element) -> bool {
-            e.factory().is_some_and(|f| f.name() == "dtlssrtpdec")
-        }
-        for e in pipeline.iterate_recurse().into_iter().flatten() {
-            if is_dtls_decoder(&e) {
-                e.set_property("pem", &*self.pem);
-            }
-        }
-        // The transport's dtlssrtpdec sits in a bin webrtcbin adds when it
-        // creates the transport; the element is in state NULL then, before
-        // its DTLS connection is handed to the encoder side.
         let pem = self.pem.clone();
         pipeline.connect_deep_element_added(move |_, _, e| {
-            if is_dtls_decoder(e) {
+            if e.factory().is_some_and(|f| f.name() == "dtlssrtpdec") {
+                if e.current_state() != gst::State::Null {
+                    tracing::warn!("{} is already {:?} when it gets the DTLS certificate: its handshake will fail", e.name(), e.current_state());
+                }
                 e.set_property("pem", &*pem);
             }
         });

@@ -35,8 +35,6 @@ pub struct ParticipantPipeline {
     pipeline: gst::Pipeline,
     webrtcbin: gst::Element,
     mixer: Arc<RoomMixer>,
-    /// webrtcbin asked for negotiation and we made (or are making) the offer.
-    offer_requested: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
     events: EventSender,
     cert: super::dtls::DtlsCertificate,
@@ -82,8 +80,8 @@ impl ParticipantPipeline {
                  ! opusenc bitrate={ab} complexity={cx} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
                  videoconvert name=vconv ! aspectratiocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
                  ! textoverlay name=label valignment=bottom halignment=left shaded-background=true auto-resize=false xpad=8 ypad=6 \
-                 ! appsink name=vsink sync=false max-buffers=2 drop=true \
-                 audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false",
+                 ! appsink name=vsink sync=false async=false max-buffers=2 drop=true \
+                 audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false async=false",
                 ab = cfg.audio_bitrate,
                 cx = cfg.audio_complexity,
             )
@@ -145,7 +143,6 @@ impl ParticipantPipeline {
             pipeline: pipeline.clone(),
             webrtcbin: webrtcbin.clone(),
             mixer: mixer.clone(),
-            offer_requested: Arc::new(AtomicBool::new(false)),
             ready: ready.clone(),
             events: events.clone(),
             cert,
@@ -160,7 +157,51 @@ impl ParticipantPipeline {
         p.connect_webrtc_signals();
         p.connect_bus();
         pipeline.set_state(gst::State::Playing).context("participant pipeline refused to play")?;
+        // Negotiate only once the state change is over: webrtcbin creates
+        // the DTLS transports while it makes the offer, and a state change
+        // still running in another thread could take a new transport to
+        // READY before our certificate is in place (its decoder would then
+        // refuse every peer certificate: about one handshake in sixty
+        // failed). The appsinks are async=false, so nothing prerolls and
+        // the change to PLAYING is over when set_state returns.
+        match pipeline.state(gst::ClockTime::from_seconds(2)) {
+            (Ok(_), gst::State::Playing, _) => {}
+            (res, cur, pending) => tracing::warn!(participant = %id, "pipeline not settled in PLAYING ({res:?}, {cur:?} -> {pending:?}); offering anyway"),
+        }
+        p.make_offer();
         Ok(p)
+    }
+
+    /// The server's one offer: made, corrected (DTLS fingerprint), set as
+    /// the local description and handed to signaling as [`MediaEvent::Offer`].
+    fn make_offer(&self) {
+        let weak = self.webrtcbin.downgrade();
+        let events = self.events.clone();
+        let cert = self.cert.clone();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let Some(wb) = weak.upgrade() else { return };
+            let offer = match reply {
+                Ok(Some(r)) => r.value("offer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()),
+                _ => None,
+            };
+            let Some(offer) = offer else {
+                send(&events, MediaEvent::Failed { reason: "the server could not create an offer".into() });
+                return;
+            };
+            let offer = match cert.local_description(&offer) {
+                Ok(o) => o,
+                Err(e) => {
+                    send(&events, MediaEvent::Failed { reason: format!("offer SDP: {e:#}") });
+                    return;
+                }
+            };
+            wb.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
+            match offer.sdp().as_text() {
+                Ok(sdp) => send(&events, MediaEvent::Offer { sdp }),
+                Err(e) => send(&events, MediaEvent::Failed { reason: format!("offer SDP: {e}") }),
+            }
+        });
+        self.webrtcbin.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
     }
 
     /// Google congestion control on the sending side: webrtcbin asks for an
@@ -300,50 +341,6 @@ impl ParticipantPipeline {
 
     fn connect_webrtc_signals(&self) {
         let id = self.id.clone();
-        // Offer once, when webrtcbin says negotiation is needed.
-        {
-            let cert = self.cert.clone();
-            let requested = self.offer_requested.clone();
-            let events = self.events.clone();
-            self.webrtcbin.connect("on-negotiation-needed", false, move |values| {
-                let wb = values[0].get::<gst::Element>().ok()?;
-                if requested.swap(true, Ordering::SeqCst) {
-                    return None;
-                }
-                let weak = wb.downgrade();
-                let events = events.clone();
-                let cert = cert.clone();
-                let promise = gst::Promise::with_change_func(move |reply| {
-                    let Some(wb) = weak.upgrade() else { return };
-                    let offer = match reply {
-                        Ok(Some(r)) => r.value("offer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()),
-                        _ => None,
-                    };
-                    let Some(offer) = offer else {
-                        send(&events, MediaEvent::Failed { reason: "the server could not create an offer".into() });
-                        return;
-                    };
-                    let offer = match cert.local_description(&offer) {
-                        Ok(o) => o,
-                        Err(e) => {
-                            send(&events, MediaEvent::Failed { reason: format!("offer SDP: {e:#}") });
-                            return;
-                        }
-                    };
-                    wb.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
-                    let sdp = match offer.sdp().as_text() {
-                        Ok(s) => s,
-                        Err(e) => {
-                            send(&events, MediaEvent::Failed { reason: format!("offer SDP: {e}") });
-                            return;
-                        }
-                    };
-                    send(&events, MediaEvent::Offer { sdp });
-                });
-                wb.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
-                None
-            });
-        }
         {
             let events = self.events.clone();
             self.webrtcbin.connect("on-ice-candidate", false, move |values| {
