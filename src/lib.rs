@@ -1,22 +1,24 @@
 //! tessera: a WebRTC Multipoint Control Unit on GStreamer.
 //!
-//! Data flow, module by module:
-//! `signaling` (warp, WebSocket) → `protocol` (messages, validation) →
-//! `room` (participants, grid order) → `media` (GStreamer pipelines).
-//! `config` is the server's one configuration tree (tessera.toml and flags);
-//! `layout` holds the pure grid geometry; `bot` is the headless client;
-//! `bench` measures it all and `plot` draws the benchmark charts (SVG).
+//! The server, module by module along the data flow:
+//! `config` (every setting: tessera.toml and flags) →
+//! `signaling` (warp, WebSocket I/O; `signaling::session`, the pure
+//! per-connection state machine) → `protocol` (messages, validation, error
+//! codes) → `room` (participants, join order, placement, speaker) →
+//! `media` (the only GStreamer user: participant, mixer, delivery).
+//! `layouts` and `layout` hold the pipelines/ files and grid geometry,
+//! `ladder` and `speaker` pure rules with time passed in, `server` the
+//! wiring. `tools` (the bot, the benchmark harness, its plots and the
+//! plain-pipeline reference) stands apart: the server never uses it.
 
-pub mod bench;
-pub mod bot;
 pub mod config;
 pub mod ladder;
 pub mod layout;
 pub mod layouts;
 pub mod media;
-pub mod plot;
 pub mod protocol;
 pub mod room;
 pub mod server;
 pub mod signaling;
 pub mod speaker;
+pub mod tools;

@@ -4,7 +4,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use tessera::bot::{parse_color, Bot, BotOptions};
+use tessera::tools::bot::{parse_color, Bot, BotOptions};
 use tessera::media::dtls::DtlsCertificate;
 use tessera::media::MediaConfig;
 use tessera::config::Settings;
@@ -183,7 +183,7 @@ fn main() -> Result<()> {
         Command::Bot(a) => rt.block_on(bot(a)),
         Command::Check(a) => check(a),
         Command::Bench(a) => rt.block_on(async {
-            let o = tessera::bench::BenchOptions {
+            let o = tessera::tools::bench::BenchOptions {
                 quick: a.quick,
                 scenarios: a.scenarios,
                 out_dir: a.out,
@@ -193,7 +193,7 @@ fn main() -> Result<()> {
                 inputs: a.inputs,
                 window: a.window.map(Duration::from_secs_f64),
             };
-            tessera::bench::run(o).await.map(|_| ())
+            tessera::tools::bench::run(o).await.map(|_| ())
         }),
         Command::Preview(a) => preview(a),
         Command::DtlsCert(a) => dtls_cert(a),

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use tessera::bot::{Bot, BotOptions};
+use tessera::tools::bot::{Bot, BotOptions};
 use tessera::ladder::Rung;
 use tessera::media::MediaConfig;
 use tessera::server::{self, ServerConfig};

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tessera::bot::{Bot, BotOptions};
+use tessera::tools::bot::{Bot, BotOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dtls_handshake_succeeds() {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tessera::bot::Bot;
+use tessera::tools::bot::Bot;
 
 fn share_of_color(b: &Bot, color: u32) -> f64 {
     let Some(f) = b.last_frame() else { return 1.0 };

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tessera::bot::Bot;
+use tessera::tools::bot::Bot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loudest_bot_takes_the_floor() {

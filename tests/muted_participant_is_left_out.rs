@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tessera::bot::Bot;
+use tessera::tools::bot::Bot;
 use tessera::media::raw::CARD_RGB;
 
 fn tile_of(b: &Bot, id: &str) -> Option<tessera::protocol::Tile> {

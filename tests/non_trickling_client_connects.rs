@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tessera::bot::Bot;
+use tessera::tools::bot::Bot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_trickling_client_connects() {

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tessera::bot::Bot;
+use tessera::tools::bot::Bot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_only_participant_gets_the_grid() {

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tessera::bot::{Bot, BotOptions};
+use tessera::tools::bot::{Bot, BotOptions};
 use tessera::ladder::Rung;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

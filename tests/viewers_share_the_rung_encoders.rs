@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tessera::bot::{Bot, BotOptions};
+use tessera::tools::bot::{Bot, BotOptions};
 
 const VIEWERS: usize = 20;
 

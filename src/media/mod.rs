@@ -1,23 +1,25 @@
-//! Media: the only module that talks to GStreamer.
+//! Media: the only module of the server that talks to GStreamer.
 //!
-//! * [`mixer`]: one pipeline per room: a `compositor` for the grid, ONE
-//!   shared video encoder, and the mix-minus audio mixer ([`audio`]).
+//! * [`mixer`]: one pipeline per room: a `compositor` for the grid, the
+//!   encoder ladder ([`delivery`]: one encoder per rung in use, shared by
+//!   every receiver on it) and the mix-minus audio mixer ([`audio`]).
 //! * [`participant`]: one pipeline per participant around `webrtcbin`:
-//!   decodes what the participant sends into the room mixer, sends the
-//!   shared encoded grid and the participant's own audio mix back.
-//! * [`bot`]: a headless participant built on `webrtcbin` and test sources.
+//!   decodes what the participant sends into the room mixer, sends its
+//!   rung's encoded grid and its own audio mix back; reports typed
+//!   [`crate::room::MediaEvent`]s, never wire messages.
+//! * [`dtls`]: the process's DTLS certificate (ECDSA P-256).
+//! * [`preview`]: `tessera preview`, a layout rendered as the mixer would.
 //!
 //! Pipelines are bridged with appsink/appsrc (see docs/architecture.md).
+//! The bot's media lives apart, in [`crate::tools::bot_media`].
 
 pub mod audio;
-pub mod bot;
 pub mod delivery;
 pub mod dtls;
 pub mod mixer;
 pub mod participant;
 pub mod preview;
 pub mod raw;
-pub mod rawmix;
 
 use std::sync::{Arc, Once};
 

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tessera::bot::{Bot, BotOptions};
+use tessera::tools::bot::{Bot, BotOptions};
 use tessera::media::MediaConfig;
 use tessera::server::{self, Running, ServerConfig};
 

@@ -1,7 +1,7 @@
 //! `tessera bot`: a headless participant for CI. It joins a room over the
 //! signaling protocol, sends a solid colour (or a test pattern) and a
 //! tone, and reports what it received. Its media lives in
-//! [`crate::media::bot`]; this module is the signaling client and report.
+//! [`crate::tools::bot_media`]; this module is the signaling client and report.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::media::bot::{dominant_frequencies, level_at, BotMedia, BotMediaConfig, BotMediaEvent, RgbFrame};
+use crate::tools::bot_media::{dominant_frequencies, level_at, BotMedia, BotMediaConfig, BotMediaEvent, RgbFrame};
 use crate::protocol::{sdp_with_candidates, Canvas, ServerMessage, Tile};
 
 #[derive(Debug, Clone)]
@@ -291,7 +291,7 @@ impl Bot {
         self.media.stats().first_frame_at.map(|t| t.saturating_duration_since(self.started))
     }
 
-    pub fn stats(&self) -> crate::media::bot::ReceivedStats {
+    pub fn stats(&self) -> crate::tools::bot_media::ReceivedStats {
         self.media.stats()
     }
 
@@ -304,7 +304,7 @@ impl Bot {
         self.media.set_probe(x, y)
     }
 
-    pub fn probe_log(&self) -> Vec<crate::media::bot::ProbeSample> {
+    pub fn probe_log(&self) -> Vec<crate::tools::bot_media::ProbeSample> {
         self.media.probe_log()
     }
 

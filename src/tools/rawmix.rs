@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use gst::prelude::*;
 
-use super::bot::{clip, clip_source, opus_clip};
+use super::bot_media::{clip, clip_source, opus_clip};
 
 /// What the raw pipeline produced while it ran.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +37,7 @@ pub fn grid_tile(n: usize, w: u32, h: u32) -> (u32, u32, u32) {
 /// Run the pipeline for `warm + window`; `measure` is called at the start
 /// and the end of `window` (the caller reads CPU time there).
 pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_complexity: u32, warm: Duration, window: Duration, mut measure: impl FnMut()) -> Result<RawRun> {
-    super::init()?;
+    crate::media::init()?;
     let (cols, tw, th) = grid_tile(n, width, height);
     let mut desc = format!(
         "compositor name=comp background=black force-live=true latency=20000000 ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
@@ -62,7 +62,7 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
         let pad = comp.static_pad(&format!("sink_{i}")).context("compositor pad")?;
         pad.set_property("xpos", ((i as u32 % cols) * tw) as i32);
         pad.set_property("ypos", ((i as u32 / cols) * th) as i32);
-        let v = clip(&clip_source(Some(0x00ff00 + i as u32 * 0x101010), ""), tw, th, super::bot::CLIP_BITRATE.min(crate::layout::send_bitrate(tw, th, fps)), fps)?;
+        let v = clip(&clip_source(Some(0x00ff00 + i as u32 * 0x101010), ""), tw, th, super::bot_media::CLIP_BITRATE.min(crate::layout::send_bitrate(tw, th, fps)), fps)?;
         let a = opus_clip(300.0 + 40.0 * i as f64, 0.05)?;
         let vs = appsrc(&pipeline, &format!("v{i}"))?;
         let as_ = appsrc(&pipeline, &format!("a{i}"))?;
@@ -92,7 +92,7 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
                 if now >= vnext {
                     for (src, c) in &video {
                         if let Some(b) = c.1.get(k % c.1.len().max(1)) {
-                            let _ = src.push_buffer(super::unstamped(b));
+                            let _ = src.push_buffer(crate::media::unstamped(b));
                         }
                     }
                     k += 1;
@@ -101,7 +101,7 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
                 if now >= anext {
                     for (src, c) in &audio {
                         if let Some(b) = c.1.get(j % c.1.len().max(1)) {
-                            let _ = src.push_buffer(super::unstamped(b));
+                            let _ = src.push_buffer(crate::media::unstamped(b));
                         }
                     }
                     j += 1;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::bot::{Bot, BotOptions};
-use crate::media::bot::{BotMedia, BotMediaConfig, BotMediaEvent};
+use crate::tools::bot::{Bot, BotOptions};
+use crate::tools::bot_media::{BotMedia, BotMediaConfig, BotMediaEvent};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -371,7 +371,7 @@ async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, war
 
 /// Nearest-rank percentile of sorted samples, 0 when there are none.
 fn percentile(sorted: &[u64], p: f64) -> u64 {
-    crate::plot::percentile(sorted, p).unwrap_or(0)
+    crate::tools::plot::percentile(sorted, p).unwrap_or(0)
 }
 
 async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<JoinResult> {
@@ -739,7 +739,7 @@ async fn raw_pipeline(o: &BenchOptions, sizes: &[usize], warm: Duration, window:
         eprintln!("bench raw: plain decode → compose → encode pipeline, {n} inputs");
         let (run, cpu) = tokio::task::spawn_blocking(move || {
             let mut marks = Vec::new();
-            let run = crate::media::rawmix::run(n, w, h, 30, crate::layouts::DEFAULT_VIDEO_ENCODER, 5, warm, window, || marks.push(cpu_seconds("self")));
+            let run = crate::tools::rawmix::run(n, w, h, 30, crate::layouts::DEFAULT_VIDEO_ENCODER, 5, warm, window, || marks.push(cpu_seconds("self")));
             run.map(|r| (r, marks.get(1).zip(marks.first()).map(|(b, a)| b - a).unwrap_or(0.0)))
         })
         .await??;
@@ -766,7 +766,7 @@ async fn raw_pipeline(o: &BenchOptions, sizes: &[usize], warm: Duration, window:
 /// The report's charts as SVG, each rasterised to a PNG beside it; returns
 /// (title, png file name relative to the output folder).
 fn write_plots(r: &Report, out: &Path) -> Result<Vec<(String, String)>> {
-    use crate::plot::{cdf_chart, line_chart, Series};
+    use crate::tools::plot::{cdf_chart, line_chart, Series};
     let dir = out.join("plots");
     std::fs::create_dir_all(&dir)?;
     let mut charts: Vec<(String, String, String)> = Vec::new();
@@ -944,7 +944,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         }
     }
     if !r.raw.is_empty() {
-        s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/media/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
+        s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
         for x in &r.raw {
             s += &format!(
                 "| {} | {:.1} | {:.1} | {} | {} |\n",

@@ -13,7 +13,7 @@ use gst_video::prelude::*;
 use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
 use tokio::sync::mpsc;
 
-use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, vp8_rtp_caps};
+use crate::media::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, vp8_rtp_caps};
 
 /// What the bot sends.
 #[derive(Debug, Clone)]
@@ -226,12 +226,12 @@ pub struct BotMedia {
     started: Instant,
     changes: Arc<Mutex<SentChanges>>,
     sent: Arc<AtomicU64>,
-    cert: super::dtls::DtlsCertificate,
+    cert: crate::media::dtls::DtlsCertificate,
 }
 
 impl BotMedia {
     pub fn new(cfg: &BotMediaConfig, events: mpsc::Sender<BotMediaEvent>) -> Result<BotMedia> {
-        super::init()?;
+        crate::media::init()?;
         let video_src = match cfg.color {
             Some(rgb) => format!("videotestsrc name=vsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
             None => format!("videotestsrc name=vsrc is-live=true pattern={}", cfg.pattern),
@@ -276,7 +276,7 @@ impl BotMedia {
                 p
             }
         };
-        let cert = super::dtls::DtlsCertificate::process()?;
+        let cert = crate::media::dtls::DtlsCertificate::process()?;
         cert.apply(&pipeline);
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
         restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
@@ -581,7 +581,7 @@ impl BotMedia {
 
     /// Change the solid colour this bot sends (takes effect on the next frame).
     pub fn set_color(&self, rgb: u32) {
-        let (y, _, _) = super::raw::rgb_to_yuv((rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8);
+        let (y, _, _) = crate::media::raw::rgb_to_yuv((rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8);
         self.changes.lock().unwrap_or_else(|p| p.into_inner()).pending_y = Some(y);
         if let Some(src) = self.pipeline.by_name("vsrc") {
             src.set_property("foreground-color", 0xff00_0000u32 | rgb);
@@ -772,13 +772,13 @@ impl PreEncoded {
                 let now = start.elapsed();
                 if now >= anext {
                     let b = &audio.1[ai % audio.1.len()];
-                    let _ = asrc.push_buffer(super::unstamped(b));
+                    let _ = asrc.push_buffer(crate::media::unstamped(b));
                     ai += 1;
                     anext += audio_period;
                 }
                 if let (Some(v), Some(c)) = (&vsrc, &video) {
                     if now >= vnext && !c.1.is_empty() {
-                        let _ = v.push_buffer(super::unstamped(&c.1[vi % c.1.len()]));
+                        let _ = v.push_buffer(crate::media::unstamped(&c.1[vi % c.1.len()]));
                         vi += 1;
                         vnext += frame;
                     }

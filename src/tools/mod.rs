@@ -1,0 +1,12 @@
+//! Tools apart from the server: `tessera serve` never uses this tree.
+//!
+//! * [`bot`] and [`bot_media`]: `tessera bot`, the headless participant our
+//!   users run in CI (signaling client and report; its webrtcbin media).
+//! * [`bench`]: `tessera bench`, the benchmark harness; [`plot`] draws its
+//!   charts; [`rawmix`] is the plain-pipeline reference it compares with.
+
+pub mod bench;
+pub mod bot;
+pub mod bot_media;
+pub mod plot;
+pub mod rawmix;
