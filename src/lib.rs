@@ -7,7 +7,7 @@
 //! codes) → `room` (participants, join order, placement, speaker) →
 //! `media` (the only GStreamer user: participant, mixer, delivery).
 //! `layouts` and `layout` hold the pipelines/ files and grid geometry,
-//! `ladder` and `speaker` pure rules with time passed in, `server` the
+//! `ladder`, `link` and `speaker` pure rules with time passed in, `server` the
 //! wiring. `tools` (the bot, the benchmark harness, its plots and the
 //! plain-pipeline reference) stands apart: the server never uses it.
 
@@ -15,6 +15,7 @@ pub mod config;
 pub mod ladder;
 pub mod layout;
 pub mod layouts;
+pub mod link;
 pub mod media;
 pub mod protocol;
 pub mod room;

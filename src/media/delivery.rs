@@ -15,7 +15,6 @@
 //! never shows a broken picture. A new receiver gets nothing until a
 //! keyframe of its rung.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
@@ -27,10 +26,9 @@ use gst::prelude::*;
 
 use super::MediaConfig;
 use crate::ladder::{Choice, LinkSample, Rung, RungController, Target};
+use crate::link::{KeyframeThrottle, LinkWindow};
 use crate::room::{EventSender, MediaEvent, ParticipantEvent, RungInfo};
 
-/// Minimum spacing of forced keyframes on one rung's encoder.
-const KEYFRAME_MIN_INTERVAL_MS: u64 = 500;
 /// Controller period.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -38,101 +36,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Throttled keyframe requests: a request inside the 500 ms window is kept
-/// pending and served by the first encoded frame after the window.
-struct KeyframeThrottle {
-    epoch: Instant,
-    last_ms: AtomicU64,
-    pending: AtomicBool,
-    forced: AtomicU64,
-}
-
-impl KeyframeThrottle {
-    fn new() -> KeyframeThrottle {
-        KeyframeThrottle { epoch: Instant::now(), last_ms: AtomicU64::new(0), pending: AtomicBool::new(false), forced: AtomicU64::new(0) }
-    }
-
-    fn request(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-    }
-
-    /// Called per encoded frame; true when a keyframe must be forced now.
-    fn due(&self) -> bool {
-        if !self.pending.load(Ordering::SeqCst) {
-            return false;
-        }
-        let now = self.epoch.elapsed().as_millis() as u64 + KEYFRAME_MIN_INTERVAL_MS;
-        let last = self.last_ms.load(Ordering::SeqCst);
-        if now < last + KEYFRAME_MIN_INTERVAL_MS {
-            return false;
-        }
-        self.pending.store(false, Ordering::SeqCst);
-        self.last_ms.store(now, Ordering::SeqCst);
-        self.forced.fetch_add(1, Ordering::SeqCst);
-        true
-    }
-}
-
 /// What a receiver's transport tells about its link, written by the
-/// participant pipeline (congestion-control estimate, TWCC feedback).
-#[derive(Default)]
+/// participant pipeline (congestion-control estimate, TWCC feedback) from
+/// its streaming threads; the rules are [`LinkWindow`]'s, with the time
+/// taken here.
 pub struct LinkStats {
     pub estimate_bps: AtomicU32,
-    feedback: Mutex<Feedback>,
+    epoch: Instant,
+    window: Mutex<LinkWindow>,
 }
 
-#[derive(Default)]
-struct Feedback {
-    /// Received packets: (arrival on the receiver's clock in ns, bytes).
-    received: VecDeque<(u64, u32)>,
-    /// Every reported packet: (when reported, lost).
-    reports: VecDeque<(Instant, bool)>,
-    /// Latest arrival time seen (receiver's clock, ns).
-    newest: u64,
-    any: bool,
+impl Default for LinkStats {
+    fn default() -> Self {
+        LinkStats { estimate_bps: AtomicU32::new(0), epoch: Instant::now(), window: Mutex::new(LinkWindow::default()) }
+    }
 }
 
 impl LinkStats {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     /// Record the packet reports of one TWCC feedback: (lost, arrival on
     /// the receiver's clock in ns, bytes). One lock per feedback, not per
     /// packet: this runs on a streaming thread.
     pub fn feedback(&self, packets: &[(bool, Option<u64>, u32)]) {
-        let now = Instant::now();
-        let mut f = lock(&self.feedback);
-        f.any = true;
-        for &(lost, remote_ns, size) in packets {
-            f.reports.push_back((now, lost));
-            if let (false, Some(ts)) = (lost, remote_ns) {
-                f.received.push_back((ts, size));
-                f.newest = f.newest.max(ts);
-            }
-        }
-        while f.reports.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1)) {
-            f.reports.pop_front();
-        }
-        let newest = f.newest;
-        while f.received.front().is_some_and(|(t, _)| newest.saturating_sub(*t) > 1_000_000_000) {
-            f.received.pop_front();
-        }
+        let now = self.now_ms();
+        lock(&self.window).feedback(now, packets);
     }
 
     pub fn sample(&self) -> LinkSample {
-        let f = lock(&self.feedback);
-        let now = Instant::now();
-        let recent: Vec<&(Instant, bool)> = f.reports.iter().filter(|(t, _)| now.duration_since(*t) <= Duration::from_secs(1)).collect();
-        let loss = if recent.is_empty() { 0.0 } else { recent.iter().filter(|(_, l)| *l).count() as f64 / recent.len() as f64 };
-        // Delivered rate over the newest 500 ms of the receiver's clock.
-        let newest = f.newest;
-        let window = 500_000_000u64;
-        let bytes: u64 = f.received.iter().filter(|(t, _)| newest.saturating_sub(*t) < window).map(|(_, s)| *s as u64).sum();
-        let stale = f.reports.back().map(|(t, _)| now.duration_since(*t) > Duration::from_secs(1)).unwrap_or(true);
-        LinkSample {
-            estimate_bps: self.estimate_bps.load(Ordering::Relaxed),
-            delivered_bps: if stale { 0 } else { (bytes * 8 * 1_000_000_000 / window) as u32 },
-            loss,
-            has_feedback: f.any,
-            rung_bps: 0,
-        }
+        let now = self.now_ms();
+        lock(&self.window).sample(now, self.estimate_bps.load(Ordering::Relaxed))
     }
 }
 
@@ -175,7 +110,9 @@ struct RungEncoder {
     valve: gst::Element,
     /// Frames that passed the valve (into scaling and encoding).
     admitted: Arc<AtomicU64>,
-    keyframes: KeyframeThrottle,
+    /// Keyframe requests (the rule is [`KeyframeThrottle`]'s); times from `epoch`.
+    keyframes: Mutex<KeyframeThrottle>,
+    epoch: Instant,
     running: AtomicBool,
     bytes: AtomicU64,
     frames: AtomicU64,
@@ -278,7 +215,8 @@ impl Delivery {
                 spec: r.clone(),
                 valve,
                 admitted,
-                keyframes: KeyframeThrottle::new(),
+                keyframes: Mutex::new(KeyframeThrottle::default()),
+                epoch: Instant::now(),
                 running: AtomicBool::new(false),
                 bytes: AtomicU64::new(0),
                 frames: AtomicU64::new(0),
@@ -293,7 +231,8 @@ impl Delivery {
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                         let rung = &rungs_cb[i];
-                        if rung.keyframes.due() {
+                        let due = lock(&rung.keyframes).due(rung.epoch.elapsed().as_millis() as u64);
+                        if due {
                             if let Some(pad) = sink.static_pad("sink") {
                                 pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
                             }
@@ -383,7 +322,7 @@ impl Delivery {
         let Some(r) = self.find(id) else { return };
         let st = lock(&r.st);
         for i in [st.current, if let Target::Rung(t) = st.target { Some(t) } else { None }].into_iter().flatten() {
-            self.rungs[i].keyframes.request();
+            lock(&self.rungs[i].keyframes).request();
         }
     }
 
@@ -428,7 +367,7 @@ impl Delivery {
                 running: r.running.load(Ordering::SeqCst),
                 receivers: list.iter().filter(|x| lock(&x.st).current == Some(i)).count(),
                 kbps: kbps.get(i).copied().unwrap_or(0),
-                keyframes_forced: r.keyframes.forced.load(Ordering::SeqCst),
+                keyframes_forced: lock(&r.keyframes).forced(),
             })
             .collect()
     }
@@ -461,7 +400,7 @@ impl Delivery {
     }
 
     pub fn keyframes_forced(&self) -> u64 {
-        self.rungs.iter().map(|r| r.keyframes.forced.load(Ordering::SeqCst)).sum()
+        self.rungs.iter().map(|r| lock(&r.keyframes).forced()).sum()
     }
 
     fn start_controller(&self) -> Result<()> {
@@ -532,7 +471,7 @@ fn watch(rungs: &[RungEncoder], r: &Receiver, composed: u64) {
                 x.running.load(Ordering::Relaxed),
                 x.admitted.load(Ordering::Relaxed),
                 x.frames.load(Ordering::Relaxed),
-                x.keyframes.forced.load(Ordering::Relaxed)
+                lock(&x.keyframes).forced()
             )
         })
         .collect();
@@ -597,7 +536,7 @@ fn set_target(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, t
         (auto, paused)
     };
     if let Target::Rung(i) = t {
-        rungs[i].keyframes.request();
+        lock(&rungs[i].keyframes).request();
     }
     update_valves(rungs, receivers);
     if paused {
@@ -661,7 +600,7 @@ fn update_valves(rungs: &[RungEncoder], receivers: &Receivers) {
             rung.valve.set_property("drop", !u);
             if u {
                 // A restarted encoder's first frames must be decodable.
-                rung.keyframes.request();
+                lock(&rung.keyframes).request();
             }
             tracing::debug!("rung {} {}", rung.spec.name, if u { "started" } else { "stopped" });
         }
