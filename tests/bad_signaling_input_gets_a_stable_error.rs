@@ -14,6 +14,12 @@ use common::*;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A well-formed answer with made-up credentials and fingerprint: enough
+/// for signaling and webrtcbin to take it, never enough to connect.
+const FAKE_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:audio0\r\na=rtpmap:111 OPUS/48000/2\r\na=sendrecv\r\n\
+    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:video1\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
+
 async fn next_json(ws: &mut Ws) -> serde_json::Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a reply in time").expect("open").expect("ok");
@@ -71,9 +77,6 @@ async fn bad_signaling_input_gets_a_stable_error() {
     expect_error(&mut ws, r#"{"type":"ice","candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMLineIndex":7}"#, "unknown_mline").await;
     // ICE before the answer is buffered, not refused.
     ws.send(Message::Text(r#"{"type":"ice","candidate":"candidate:1 1 udp 2122260223 127.0.0.1 9 typ host","sdpMLineIndex":0}"#.into())).await.unwrap();
-    let fake_answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\n\
-        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\n";
     let mut seen = Vec::new();
     let offer = next_of(&mut ws, "offer", &mut seen).await;
     let sdp = offer["sdp"].as_str().expect("offer sdp");
@@ -90,7 +93,7 @@ async fn bad_signaling_input_gets_a_stable_error() {
     assert!(errors.is_empty(), "buffered candidates were refused: {errors:?}");
     expect_error(&mut ws, r#"{"type":"ice","candidate":"candidate:99 1 udp 2122260223 127.0.0.1 9999 typ host","sdpMLineIndex":0}"#, "invalid_field").await;
     // The SDP line cap: 2 000 lines.
-    let long = format!("{fake_answer}{}", "a=x-filler:1\r\n".repeat(2_000));
+    let long = format!("{FAKE_ANSWER}{}", "a=x-filler:1\r\n".repeat(2_000));
     let e = {
         ws.send(Message::Text(serde_json::json!({"type":"answer","sdp":long}).to_string())).await.unwrap();
         next_of(&mut ws, "error", &mut Vec::new()).await
@@ -99,7 +102,7 @@ async fn bad_signaling_input_gets_a_stable_error() {
     assert!(e["message"].as_str().unwrap_or("").contains("2000"), "{e}");
     let audio_only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:a\r\na=ice-pwd:b\r\na=fingerprint:sha-256 00\r\n";
     expect_error(&mut ws, &serde_json::json!({"type":"answer","sdp":audio_only}).to_string(), "invalid_sdp").await;
-    let no_fp = fake_answer.replace("a=fingerprint:sha-256 00\r\n", "");
+    let no_fp = FAKE_ANSWER.replace("a=fingerprint:sha-256 00\r\n", "");
     expect_error(&mut ws, &serde_json::json!({"type":"answer","sdp":no_fp}).to_string(), "invalid_sdp").await;
 
     // Frames over 64 KiB close the connection with 1009.
@@ -184,10 +187,7 @@ async fn hostile_corpus_never_breaks_the_server() {
     next_of(&mut ws, "offer", &mut seen).await;
     assert_eq!(replay(&mut ws, &cases, 1).await, 37);
 
-    let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:audio0\r\na=rtpmap:111 OPUS/48000/2\r\na=sendrecv\r\n\
-        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:video1\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
-    ws.send(Message::Text(serde_json::json!({"type":"answer","sdp":answer}).to_string())).await.unwrap();
+    ws.send(Message::Text(serde_json::json!({"type":"answer","sdp":FAKE_ANSWER}).to_string())).await.unwrap();
     assert_eq!(replay(&mut ws, &cases, 2).await, 38);
     // webrtcbin took the answer: no late refusal.
     while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), ws.next()).await {

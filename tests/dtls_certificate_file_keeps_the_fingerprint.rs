@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::ChildServer;
+use common::{refused_start, ChildServer};
 
 /// Join a room on `url` and return the fingerprints in the server's offer.
 async fn offered_fingerprints(url: &str) -> Vec<String> {
@@ -28,33 +28,6 @@ async fn offered_fingerprints(url: &str) -> Vec<String> {
             return sdp.lines().filter_map(|l| l.strip_prefix("a=fingerprint:")).map(str::to_string).collect();
         }
     }
-}
-
-/// Run `tessera serve` with `args`, expect it to exit non-zero within 20 s; its stderr.
-fn refused_start(args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("tessera serve {args:?} did not stop by itself");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
-    assert!(!status.success(), "tessera serve {args:?} started: {err}");
-    assert!(!err.contains("panicked"), "a panic instead of an error: {err}");
-    err
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,13 +64,13 @@ async fn dtls_certificate_file_keeps_the_fingerprint() {
     assert_ne!(a[0], format!("sha-256 {fingerprint}"));
 
     // Files that cannot work stop the server at start, with a reason.
-    let err = refused_start(&["--dtls-cert", "/nonexistent/dtls.pem"]);
+    let err = refused_start(&["--dtls-cert".as_ref(), "/nonexistent/dtls.pem".as_ref()]);
     assert!(err.contains("cannot read the DTLS certificate"), "{err}");
     let text = std::fs::read_to_string(&file).unwrap();
     let cert_only: String = text.split_inclusive('\n').take_while(|l| !l.contains("PRIVATE KEY")).collect();
     let broken = dir.join("cert-only.pem");
     std::fs::write(&broken, cert_only).unwrap();
-    let err = refused_start(&["--dtls-cert", broken.to_str().unwrap()]);
+    let err = refused_start(&["--dtls-cert".as_ref(), broken.as_os_str()]);
     assert!(err.contains("not a usable DTLS certificate") && err.contains("no PRIVATE KEY"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,8 @@
 //! `tessera check` (exit 1) and by the loader the server uses; the shipped
 //! files must pass.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,30 +61,7 @@ fn check_command_exits_1_on_problems_and_0_on_the_shipped_files() {
 
 #[test]
 fn the_server_refuses_to_start_on_an_invalid_default() {
-    let bin = env!("CARGO_BIN_EXE_tessera");
-    // Spawned and waited for with a deadline: a server that starts anyway
-    // must fail this test, not hang it.
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--pipelines"])
-        .arg(corpus().join("bad_encoder_property"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t0.elapsed() > std::time::Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tessera serve started on an invalid pipelines folder");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(!status.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let dir = corpus().join("bad_encoder_property");
+    let err = common::refused_start(&["--pipelines".as_ref(), dir.as_os_str()]);
     assert!(err.contains("no property \"speed\" in element \"vp8enc\""), "{err}");
 }

@@ -251,6 +251,36 @@ impl Drop for AiortcClient {
     }
 }
 
+/// Run `tessera serve` with `args`, expecting it to refuse to start: it
+/// must exit non-zero by itself within 20 s (a server that starts anyway
+/// fails the test instead of hanging it), without a panic. Its stderr.
+pub fn refused_start(args: &[&std::ffi::OsStr]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tessera serve starts");
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tessera serve {args:?} did not stop by itself");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(!status.success(), "tessera serve {args:?} started: {err}");
+    assert!(!err.contains("panicked"), "a panic instead of an error: {err}");
+    err
+}
+
 /// `[r, g, b]` from a JSON array.
 pub fn rgb_of(v: &serde_json::Value) -> [u8; 3] {
     let c: Vec<u8> = v.as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0) as u8).collect()).unwrap_or_default();
