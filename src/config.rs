@@ -69,7 +69,7 @@ pub struct NetworkSection {
 pub struct MediaSection {
     /// Canvas of the composed grid, WIDTHxHEIGHT. [default: mixer.toml's]
     #[arg(long)]
-    pub canvas: Option<String>,
+    pub canvas: Option<Size>,
     /// Frame rate of the composed grid, 1..=60. [default: mixer.toml's]
     #[arg(long)]
     pub fps: Option<u32>,
@@ -99,18 +99,81 @@ pub struct Settings {
     pub media: MediaSection,
 }
 
-/// The resolved configuration: every value set.
+/// The resolved configuration: every value set, by section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    pub server: Server,
+    pub rooms: Rooms,
+    pub network: Network,
+    /// Overrides of mixer.toml (None: keep mixer.toml's); see [`MediaSection::apply`].
+    pub media: MediaSection,
+}
+
+/// `[server]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
     pub listen: SocketAddr,
     pub web: PathBuf,
     pub pipelines: PathBuf,
+}
+
+/// `[rooms]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rooms {
     pub max_participants: usize,
+}
+
+/// `[network]`, resolved: what every webrtcbin of the server is given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Network {
     /// Empty: every interface.
     pub ice_addresses: Vec<String>,
     pub dtls_cert: Option<PathBuf>,
-    /// Overrides of mixer.toml (None: keep mixer.toml's).
-    pub media: MediaSection,
+}
+
+impl Default for Config {
+    /// The defaults: `tessera serve` with no file and no flags.
+    fn default() -> Config {
+        Settings::default().resolve().unwrap_or_else(|e| unreachable!("the defaults are valid: {e}"))
+    }
+}
+
+/// A size, `WIDTHxHEIGHT`: even, between 16x16 and 7680x4320. Checked
+/// where it is read (file or flag), once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Size, String> {
+        parse_size(s).map(|(width, height)| Size { width, height })
+    }
+}
+
+impl TryFrom<String> for Size {
+    type Error = String;
+    fn try_from(s: String) -> Result<Size, String> {
+        s.parse()
+    }
+}
+
+impl MediaSection {
+    /// mixer.toml's start-time settings with these overrides.
+    pub fn apply(&self, m: &mut crate::layouts::MixerSettings) {
+        if let Some(c) = self.canvas {
+            (m.width, m.height) = (c.width, c.height);
+        }
+        m.fps = self.fps.unwrap_or(m.fps);
+        m.jitterbuffer_ms = self.jitterbuffer_ms.unwrap_or(m.jitterbuffer_ms);
+        m.mixer_latency_ms = self.mixer_latency_ms.unwrap_or(m.mixer_latency_ms);
+        if let Some(e) = &self.video_encoder {
+            m.video_encoder = e.clone();
+        }
+    }
 }
 
 /// A problem with a configuration file or value.
@@ -179,16 +242,17 @@ impl Settings {
                 return Err(ConfigError::Value(format!("fps is {fps}; it must be between 1 and 60")));
             }
         }
-        if let Some(c) = &self.media.canvas {
-            parse_size(c).map_err(ConfigError::Value)?;
-        }
         Ok(Config {
-            listen,
-            web: self.server.web.unwrap_or_else(default_web_dir),
-            pipelines: self.server.pipelines.unwrap_or_else(default_pipelines_dir),
-            max_participants,
-            ice_addresses: self.network.ice_address.unwrap_or_else(|| default_ice_addresses(&listen.ip())),
-            dtls_cert: self.network.dtls_cert,
+            server: Server {
+                listen,
+                web: self.server.web.unwrap_or_else(default_web_dir),
+                pipelines: self.server.pipelines.unwrap_or_else(default_pipelines_dir),
+            },
+            rooms: Rooms { max_participants },
+            network: Network {
+                ice_addresses: self.network.ice_address.unwrap_or_else(|| default_ice_addresses(&listen.ip())),
+                dtls_cert: self.network.dtls_cert,
+            },
             media: self.media,
         })
     }
@@ -251,11 +315,12 @@ mod tests {
     #[test]
     fn no_file_and_no_flags_give_the_defaults() {
         let c = Settings::default().resolve().unwrap();
-        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.max_participants, 25);
-        assert_eq!(c.ice_addresses, vec!["127.0.0.1".to_string()]);
-        assert_eq!(c.dtls_cert, None);
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.rooms.max_participants, 25);
+        assert_eq!(c.network.ice_addresses, vec!["127.0.0.1".to_string()]);
+        assert_eq!(c.network.dtls_cert, None);
         assert_eq!(c.media, MediaSection::default());
+        assert_eq!(c, Config::default());
     }
 
     #[test]
@@ -266,10 +331,10 @@ mod tests {
         )
         .unwrap();
         let c = flags(&["--max-participants", "4"]).over(file).resolve().unwrap();
-        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap(), "from the file");
-        assert_eq!(c.max_participants, 4, "from the flag");
+        assert_eq!(c.server.listen, "0.0.0.0:9000".parse().unwrap(), "from the file");
+        assert_eq!(c.rooms.max_participants, 4, "from the flag");
         assert_eq!(c.media.fps, Some(15));
-        assert!(c.ice_addresses.is_empty(), "not on loopback: every interface");
+        assert!(c.network.ice_addresses.is_empty(), "not on loopback: every interface");
     }
 
     #[test]
@@ -296,8 +361,10 @@ mod tests {
     fn values_out_of_range_are_refused() {
         assert!(flags(&["--fps", "0"]).resolve().is_err());
         assert!(flags(&["--max-participants", "0"]).resolve().is_err());
-        assert!(flags(&["--canvas", "641x360"]).resolve().is_err());
-        assert!(flags(&["--canvas", "640x360"]).resolve().is_ok());
+        assert!(Cli::try_parse_from(["serve", "--canvas", "641x360"]).is_err());
+        assert_eq!(flags(&["--canvas", "640x360"]).media.canvas, Some(Size { width: 640, height: 360 }));
+        let e = Settings::from_toml(Path::new("t.toml"), "[media]\ncanvas = \"640x361\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:2:") && e.contains("WIDTHxHEIGHT"), "{e}");
         let e = Settings::from_file(Path::new("/nonexistent/tessera.toml")).unwrap_err();
         assert!(e.to_string().contains("cannot read /nonexistent/tessera.toml"), "{e}");
     }
@@ -305,8 +372,8 @@ mod tests {
     #[test]
     fn repeatable_flags_replace_the_file_list() {
         let file = Settings::from_toml(Path::new("t"), "[network]\nice_addresses = [\"10.0.0.1\", \"10.0.0.2\"]\n").unwrap();
-        assert_eq!(Settings::default().over(file.clone()).resolve().unwrap().ice_addresses, ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(Settings::default().over(file.clone()).resolve().unwrap().network.ice_addresses, ["10.0.0.1", "10.0.0.2"]);
         let c = flags(&["--ice-address", "127.0.0.1"]).over(file).resolve().unwrap();
-        assert_eq!(c.ice_addresses, ["127.0.0.1"]);
+        assert_eq!(c.network.ice_addresses, ["127.0.0.1"]);
     }
 }

@@ -283,27 +283,20 @@ async fn serve(a: ServeArgs) -> Result<()> {
     };
     let cfg = a.settings.over(file).resolve()?;
     // The server refuses to start on an invalid default configuration.
-    let catalog = match load_catalog(&cfg.pipelines) {
+    let catalog = match load_catalog(&cfg.server.pipelines) {
         Ok(c) => c,
         Err(problems) => {
             eprint!("{problems}");
-            bail!("{} problem(s) in {}; not starting", problems.0.len(), cfg.pipelines.display());
+            bail!("{} problem(s) in {}; not starting", problems.0.len(), cfg.server.pipelines.display());
         }
     };
-    let dtls = match &cfg.dtls_cert {
+    let dtls = match &cfg.network.dtls_cert {
         Some(path) => DtlsCertificate::from_pem_file(path)?,
         None => DtlsCertificate::process()?,
     };
     tracing::info!("DTLS certificate: {}, sha-256 {}", dtls.key_type(), dtls.fingerprint());
-    let media = MediaConfig::configured(&catalog.mixer, &cfg, dtls)?;
-    let cfg = ServerConfig {
-        listen: cfg.listen,
-        web_dir: cfg.web,
-        media,
-        max_participants: cfg.max_participants,
-        pipelines: Some(cfg.pipelines),
-        catalog,
-    };
+    let media = MediaConfig::configured(&catalog.mixer, &cfg, dtls);
+    let cfg = ServerConfig { config: cfg, media, catalog, watch_pipelines: true };
     let running = server::start(cfg)?;
     // Tests and scripts read this line to find the port.
     println!("tessera listening on http://{}", running.addr());

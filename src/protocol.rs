@@ -91,8 +91,11 @@ impl ProtocolError {
     }
 }
 
-/// Messages a client sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Messages a client sends. Serialised by clients (the bot, the tests);
+/// the server reads them with [`parse_client_message`], which validates
+/// every field and gives each problem its stable code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// `role` (default participant) and `quality` (default `auto`) are optional.
     Join { room: String, name: String, role: Role, quality: String },
@@ -100,15 +103,36 @@ pub enum ClientMessage {
     SetQuality { quality: String },
     Answer { sdp: String },
     /// An ICE candidate. An empty `candidate` means end-of-candidates.
-    Ice { candidate: String, sdp_mline_index: u32 },
+    Ice {
+        candidate: String,
+        #[serde(rename = "sdpMLineIndex")]
+        sdp_mline_index: u32,
+    },
     /// Microphone and/or camera muted (true) or live (false); an absent
     /// field leaves that state unchanged.
-    Mute { audio: Option<bool>, video: Option<bool> },
+    Mute {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        audio: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        video: Option<bool>,
+    },
     /// Switch the room to a layout group (chosen by count) or one layout.
-    SetLayout { group: Option<String>, layout: Option<String> },
+    SetLayout {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        layout: Option<String>,
+    },
     /// Pin participant `id` to the reserved slot `slot`; `id: None` unpins.
     Pin { slot: String, id: Option<String> },
     Leave,
+}
+
+impl ClientMessage {
+    /// The message as a WebSocket text frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| unreachable!("client messages always serialise: {e}"))
+    }
 }
 
 /// How a client takes part in a room.
@@ -468,6 +492,32 @@ pub fn sdp_with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_client_message_reads_back_as_written() {
+        use super::{parse_client_message, ClientMessage, Role};
+        let all = [
+            ClientMessage::Join { room: "r1".into(), name: "Ann".into(), role: Role::Viewer, quality: "low".into() },
+            ClientMessage::SetQuality { quality: "auto".into() },
+            ClientMessage::Answer {
+                sdp: "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:u\r\na=ice-pwd:pppppppppppppppppppppp\r\n\
+                      m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:u\r\na=ice-pwd:pppppppppppppppppppppp\r\n"
+                    .into(),
+            },
+            ClientMessage::Ice { candidate: "candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into(), sdp_mline_index: 1 },
+            ClientMessage::Ice { candidate: String::new(), sdp_mline_index: 0 },
+            ClientMessage::Mute { audio: Some(true), video: None },
+            ClientMessage::SetLayout { group: Some("grid".into()), layout: None },
+            ClientMessage::Pin { slot: "main".into(), id: Some("p1".into()) },
+            ClientMessage::Pin { slot: "main".into(), id: None },
+            ClientMessage::Leave,
+        ];
+        for m in all {
+            let text = m.to_json();
+            assert_eq!(parse_client_message(&text).as_ref(), Ok(&m), "{text}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -8,32 +8,27 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
+use crate::config::Config;
 use crate::layouts::{self, Catalog};
 use crate::media::{GstMedia, MediaConfig};
 use crate::room::Hub;
 use crate::signaling::Server;
 
+/// What a server starts with: the resolved configuration, the media
+/// settings made from it and mixer.toml, and the layouts.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub web_dir: PathBuf,
+    pub config: Config,
     pub media: MediaConfig,
-    pub max_participants: usize,
-    /// Watched for changes when set; `catalog` was loaded from it.
-    pub pipelines: Option<PathBuf>,
     pub catalog: Catalog,
+    /// Watch `config.server.pipelines` for changes (`catalog` was loaded from it).
+    pub watch_pipelines: bool,
 }
 
 impl Default for ServerConfig {
+    /// The default configuration with the built-in layouts, not watched.
     fn default() -> Self {
-        ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            web_dir: crate::config::default_web_dir(),
-            media: MediaConfig::default(),
-            max_participants: 25,
-            pipelines: None,
-            catalog: Catalog::builtin(),
-        }
+        ServerConfig { config: Config::default(), media: MediaConfig::default(), catalog: Catalog::builtin(), watch_pipelines: false }
     }
 }
 
@@ -113,8 +108,8 @@ fn watch(dir: PathBuf, hub: Arc<Hub>) -> tokio::task::JoinHandle<()> {
 /// Start a server (must be called inside a tokio runtime).
 pub fn start(cfg: ServerConfig) -> Result<Running> {
     let media = GstMedia::new(cfg.media.clone())?;
-    let hub = Hub::with_catalog(Arc::new(media), cfg.max_participants, cfg.catalog.clone());
-    let server = Server::start(hub.clone(), cfg.listen, cfg.web_dir.clone())?;
-    let watcher = cfg.pipelines.clone().map(|dir| watch(dir, hub.clone()));
+    let hub = Hub::with_catalog(Arc::new(media), cfg.config.rooms.max_participants, cfg.catalog.clone());
+    let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone())?;
+    let watcher = cfg.watch_pipelines.then(|| watch(cfg.config.server.pipelines.clone(), hub.clone()));
     Ok(Running { server, hub, watcher })
 }

@@ -132,9 +132,10 @@ async fn constrained_link_moves_to_the_low_rung() {
         Rung { name: "medium".into(), width: 320, height: 180, fps: 30, bitrate: 300_000 },
         Rung { name: "low".into(), width: 160, height: 90, fps: 15, bitrate: 100_000 },
     ];
-    let media = MediaConfig { ladder, ice_addresses: vec![ns.host_ip.clone()], ..media_config() };
+    let network = tessera::config::Network { ice_addresses: vec![ns.host_ip.clone()], ..Default::default() };
+    let media = MediaConfig { ladder, network, ..media_config() };
     init_tracing();
-    let server = server::start(ServerConfig { listen: format!("{}:0", ns.host_ip).parse().unwrap(), media, ..ServerConfig::default() })
+    let server = server::start(ServerConfig { config: listening_on(&format!("{}:0", ns.host_ip)), media, ..ServerConfig::default() })
         .expect("server starts");
     let url = server.ws_url();
 

@@ -7,6 +7,8 @@
 //!   decodes what the participant sends into the room mixer, sends its
 //!   rung's encoded grid and its own audio mix back; reports typed
 //!   [`crate::room::MediaEvent`]s, never wire messages.
+//! * [`webrtc`]: the webrtcbin wiring every peer shares (the participant
+//!   pipeline here and the bot): ICE, states, offer/answer, decoders, bus.
 //! * [`dtls`]: the process's DTLS certificate (ECDSA P-256).
 //! * [`preview`]: `tessera preview`, a layout rendered as the mixer would.
 //!
@@ -20,11 +22,11 @@ pub mod mixer;
 pub mod participant;
 pub mod preview;
 pub mod raw;
+pub mod webrtc;
 
 use std::sync::{Arc, Once};
 
 use anyhow::{Context, Result};
-use gst::glib;
 use gst::prelude::*;
 
 use crate::ladder::{default_ladder, fit_ladder, Rung};
@@ -54,8 +56,8 @@ pub struct MediaConfig {
     pub audio_complexity: u32,
     /// Canvas background, 0xRRGGBB.
     pub background: u32,
-    /// Local addresses ICE may use. Empty: every interface.
-    pub ice_addresses: Vec<String>,
+    /// `[network]`: ICE addresses, given to every webrtcbin.
+    pub network: crate::config::Network,
     /// DTLS certificate of every participant's and viewer's webrtcbin.
     /// None: the process's own, generated at first use (ECDSA P-256).
     pub dtls: Option<dtls::DtlsCertificate>,
@@ -83,27 +85,16 @@ impl MediaConfig {
             audio_bitrate: m.audio_bitrate,
             audio_complexity: m.audio_complexity,
             background: m.background.0,
-            ice_addresses: Vec::new(),
+            network: crate::config::Network::default(),
             dtls: None,
         }
     }
 
     /// mixer.toml's settings with the server configuration's overrides.
-    pub fn configured(m: &crate::layouts::MixerSettings, cfg: &crate::config::Config, dtls: dtls::DtlsCertificate) -> Result<MediaConfig> {
-        let o = &cfg.media;
-        let mut media = MediaConfig::from_mixer(m);
-        if let Some(c) = &o.canvas {
-            (media.canvas_width, media.canvas_height) = crate::config::parse_size(c).map_err(|e| anyhow::anyhow!(e))?;
-        }
-        media.fps = o.fps.unwrap_or(media.fps);
-        media.jitterbuffer_ms = o.jitterbuffer_ms.unwrap_or(media.jitterbuffer_ms);
-        media.mixer_latency_ms = o.mixer_latency_ms.unwrap_or(media.mixer_latency_ms);
-        if let Some(e) = &o.video_encoder {
-            media.video_encoder = e.clone();
-        }
-        media.ice_addresses = cfg.ice_addresses.clone();
-        media.dtls = Some(dtls);
-        Ok(media)
+    pub fn configured(m: &crate::layouts::MixerSettings, cfg: &crate::config::Config, dtls: dtls::DtlsCertificate) -> MediaConfig {
+        let mut m = m.clone();
+        cfg.media.apply(&mut m);
+        MediaConfig { network: cfg.network.clone(), dtls: Some(dtls), ..MediaConfig::from_mixer(&m) }
     }
 
     /// The DTLS certificate to give every webrtcbin of this server.
@@ -250,55 +241,6 @@ pub(crate) fn shutdown_pipeline(pipeline: &gst::Pipeline) {
     if let Err(e) = pipeline.set_state(gst::State::Null) {
         tracing::warn!("pipeline {} refused NULL: {e}", pipeline.name());
     }
-}
-
-mod nice_ffi {
-    use std::os::raw::{c_char, c_int, c_void};
-    #[link(name = "nice")]
-    extern "C" {
-        pub fn nice_address_new() -> *mut c_void;
-        pub fn nice_address_free(addr: *mut c_void);
-        pub fn nice_address_set_from_string(addr: *mut c_void, s: *const c_char) -> c_int;
-        pub fn nice_agent_add_local_address(agent: *mut c_void, addr: *const c_void) -> c_int;
-    }
-}
-
-/// Restrict the ICE agent of `webrtcbin` to the given local addresses
-/// (before any gathering). With none given, libnice uses every interface.
-/// UPnP port mapping is turned off either way: it is for clients behind
-/// home routers, and each agent otherwise starts a UPnP discovery of its
-/// own (threads, sockets, and "Unable to listen" warnings when many
-/// agents share a host).
-pub(crate) fn restrict_ice_addresses(webrtcbin: &gst::Element, addrs: &[String]) -> Result<()> {
-    let ice: glib::Object = webrtcbin.property("ice-agent");
-    if ice.find_property("agent").is_none() {
-        if addrs.is_empty() {
-            return Ok(());
-        }
-        anyhow::bail!("the ICE implementation of webrtcbin is not libnice; cannot restrict addresses");
-    }
-    let agent: glib::Object = ice.property("agent");
-    if agent.find_property("upnp").is_some() {
-        agent.set_property("upnp", false);
-    }
-    for a in addrs {
-        let c = std::ffi::CString::new(a.as_str()).context("ICE address contains a NUL byte")?;
-        // SAFETY: `agent` is a live NiceAgent (the property's declared type);
-        // the NiceAddress is allocated, filled and freed here, and
-        // nice_agent_add_local_address copies it.
-        unsafe {
-            let addr = nice_ffi::nice_address_new();
-            let ok = nice_ffi::nice_address_set_from_string(addr, c.as_ptr()) != 0;
-            if ok {
-                nice_ffi::nice_agent_add_local_address(agent.as_ptr() as *mut _, addr);
-            }
-            nice_ffi::nice_address_free(addr);
-            if !ok {
-                anyhow::bail!("`{a}` is not an IP address");
-            }
-        }
-    }
-    Ok(())
 }
 
 /// RTP caps we send and accept; `rtcp-fb` fields become SDP feedback lines.

@@ -18,7 +18,6 @@ use anyhow::{Context, Result};
 use gst::glib;
 use gst::prelude::*;
 use gst_rtp::prelude::*;
-use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType, WebRTCSessionDescription};
 
 use super::audio::audio_caps;
 use super::delivery::{LinkStats, Receiver};
@@ -26,40 +25,23 @@ use super::mixer::{tile_caps, InputHandles, RoomMixer, TileElements};
 use crate::ladder::{Choice, PADDING_PACKET_BYTES, RTP_HEADER_BYTES};
 use crate::protocol::Role;
 use crate::room::JoinOptions;
-use super::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, unstamped, vp8_rtp_caps, TWCC_EXT_ID, TWCC_URI};
+use super::webrtc::{self, element, Peer, PeerEvent, Stream};
+use super::{opus_rtp_caps, shutdown_pipeline, unstamped, vp8_rtp_caps, TWCC_EXT_ID, TWCC_URI};
 use crate::room::{EventSender, MediaEvent, ParticipantEvent, ParticipantMedia};
 
 pub struct ParticipantPipeline {
     id: String,
     receiver: Arc<Receiver>,
     pipeline: gst::Pipeline,
-    webrtcbin: gst::Element,
+    peer: Peer,
     mixer: Arc<RoomMixer>,
     ready: Arc<AtomicBool>,
-    events: EventSender,
-    cert: super::dtls::DtlsCertificate,
 }
 
 fn send(events: &EventSender, ev: MediaEvent) {
     if events.try_send(ParticipantEvent::Media(ev)).is_err() {
         tracing::warn!("participant event queue full or closed; event dropped");
     }
-}
-
-fn appsrc(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSrc> {
-    pipeline
-        .by_name(name)
-        .with_context(|| format!("{name} missing"))?
-        .downcast::<gst_app::AppSrc>()
-        .map_err(|_| anyhow::anyhow!("{name} is not an appsrc"))
-}
-
-fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink> {
-    pipeline
-        .by_name(name)
-        .with_context(|| format!("{name} missing"))?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| anyhow::anyhow!("{name} is not an appsink"))
 }
 
 impl ParticipantPipeline {
@@ -98,19 +80,18 @@ impl ParticipantPipeline {
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow::anyhow!("participant pipeline is not a pipeline"))?;
         pipeline.set_property("name", format!("participant-{id}"));
-        let cert = cfg.dtls_certificate()?;
-        cert.apply(&pipeline);
-        let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
-        restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let peer = Peer::new(&pipeline, cfg.dtls_certificate()?, &cfg.network, on_peer_event(id, &mixer, &ready, &events))?;
+        let webrtcbin = peer.webrtcbin().clone();
 
         let by = |n: &str| pipeline.by_name(n).with_context(|| format!("{n} missing"));
         by("acaps")?.set_property("caps", opus_rtp_caps());
         by("vcaps")?.set_property("caps", vp8_rtp_caps());
         let vpay = by("vpay")?;
         add_twcc_extension(&vpay)?;
-        let asrc = appsrc(&pipeline, "asrc")?;
+        let asrc: gst_app::AppSrc = element(&pipeline, "asrc")?;
         asrc.set_property_from_str("leaky-type", "downstream");
-        let vsrc = appsrc(&pipeline, "vsrc")?;
+        let vsrc: gst_app::AppSrc = element(&pipeline, "vsrc")?;
         vsrc.set_caps(Some(&gst::Caps::builder("video/x-vp8").build()));
         vsrc.set_property_from_str("leaky-type", "downstream");
         let direction = if viewer {
@@ -125,7 +106,6 @@ impl ParticipantPipeline {
             trans.set_property("direction", direction);
         }
 
-        let ready = Arc::new(AtomicBool::new(false));
         let (receiver, handles) = if viewer {
             (mixer.add_viewer(id, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice), None)
         } else {
@@ -141,11 +121,9 @@ impl ParticipantPipeline {
             id: id.to_string(),
             receiver: receiver.clone(),
             pipeline: pipeline.clone(),
-            webrtcbin: webrtcbin.clone(),
+            peer,
             mixer: mixer.clone(),
-            ready: ready.clone(),
-            events: events.clone(),
-            cert,
+            ready,
         };
         // From here on, an early return drops `p`, which removes the
         // participant from the mixer and stops the pipeline.
@@ -154,54 +132,10 @@ impl ParticipantPipeline {
         }
         p.connect_keyframe_requests(&vsrc)?;
         p.connect_congestion_control(&vpay)?;
-        p.connect_webrtc_signals();
-        p.connect_bus();
-        pipeline.set_state(gst::State::Playing).context("participant pipeline refused to play")?;
-        // Negotiate only once the state change is over: webrtcbin creates
-        // the DTLS transports while it makes the offer, and a state change
-        // still running in another thread could take a new transport to
-        // READY before our certificate is in place (its decoder would then
-        // refuse every peer certificate: about one handshake in sixty
-        // failed). The appsinks are async=false, so nothing prerolls and
-        // the change to PLAYING is over when set_state returns.
-        match pipeline.state(gst::ClockTime::from_seconds(2)) {
-            (Ok(_), gst::State::Playing, _) => {}
-            (res, cur, pending) => tracing::warn!(participant = %id, "pipeline not settled in PLAYING ({res:?}, {cur:?} -> {pending:?}); offering anyway"),
-        }
-        p.make_offer();
+        p.connect_incoming();
+        p.peer.play(std::time::Duration::from_secs(2))?;
+        p.peer.offer();
         Ok(p)
-    }
-
-    /// The server's one offer: made, corrected (DTLS fingerprint), set as
-    /// the local description and handed to signaling as [`MediaEvent::Offer`].
-    fn make_offer(&self) {
-        let weak = self.webrtcbin.downgrade();
-        let events = self.events.clone();
-        let cert = self.cert.clone();
-        let promise = gst::Promise::with_change_func(move |reply| {
-            let Some(wb) = weak.upgrade() else { return };
-            let offer = match reply {
-                Ok(Some(r)) => r.value("offer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()),
-                _ => None,
-            };
-            let Some(offer) = offer else {
-                send(&events, MediaEvent::Failed { reason: "the server could not create an offer".into() });
-                return;
-            };
-            let offer = match cert.local_description(&offer) {
-                Ok(o) => o,
-                Err(e) => {
-                    send(&events, MediaEvent::Failed { reason: format!("offer SDP: {e:#}") });
-                    return;
-                }
-            };
-            wb.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
-            match offer.sdp().as_text() {
-                Ok(sdp) => send(&events, MediaEvent::Offer { sdp }),
-                Err(e) => send(&events, MediaEvent::Failed { reason: format!("offer SDP: {e}") }),
-            }
-        });
-        self.webrtcbin.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
     }
 
     /// Google congestion control on the sending side: webrtcbin asks for an
@@ -213,7 +147,7 @@ impl ParticipantPipeline {
         let link = self.receiver.link.clone();
         let receiver = Arc::downgrade(&self.receiver);
         let top = self.mixer.delivery().ladder().first().map(|r| r.link_bps()).unwrap_or(1_500_000);
-        self.webrtcbin.connect("request-aux-sender", false, move |_values| {
+        self.peer.webrtcbin().connect("request-aux-sender", false, move |_values| {
             let bwe = match gst::ElementFactory::make("rtpgccbwe").build() {
                 Ok(e) => e,
                 Err(e) => {
@@ -278,7 +212,7 @@ impl ParticipantPipeline {
 
     fn connect_decoded_outputs(&self, handles: InputHandles) -> Result<()> {
         let InputHandles { room_in, flags, audio: port, .. } = handles;
-        let vsink = appsink(&self.pipeline, "vsink")?;
+        let vsink: gst_app::AppSink = element(&self.pipeline, "vsink")?;
         vsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
@@ -300,7 +234,7 @@ impl ParticipantPipeline {
                 })
                 .build(),
         );
-        let asink = appsink(&self.pipeline, "asink")?;
+        let asink: gst_app::AppSink = element(&self.pipeline, "asink")?;
         asink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
@@ -339,85 +273,36 @@ impl ParticipantPipeline {
         Ok(())
     }
 
-    fn connect_webrtc_signals(&self) {
+    /// Incoming streams: the decoder for what arrived, into the tile
+    /// (video) or the mix-minus (audio); anything else is dropped.
+    fn connect_incoming(&self) {
         let id = self.id.clone();
-        {
-            let events = self.events.clone();
-            self.webrtcbin.connect("on-ice-candidate", false, move |values| {
-                let mline = values[1].get::<u32>().ok()?;
-                let candidate = values[2].get::<String>().ok()?;
-                send(&events, MediaEvent::Ice { mline, candidate });
-                None
-            });
-        }
-        {
-            let events = self.events.clone();
-            let ready = self.ready.clone();
-            let mixer = Arc::downgrade(&self.mixer);
-            let id = id.clone();
-            self.webrtcbin.connect_notify(Some("connection-state"), move |wb, _| {
-                let st: WebRTCPeerConnectionState = wb.property("connection-state");
-                tracing::debug!(participant = %id, "connection state {st:?}");
-                match st {
-                    WebRTCPeerConnectionState::Connected => {
-                        ready.store(true, Ordering::SeqCst);
-                        // A new receiver needs a keyframe to start decoding.
-                        if let Some(m) = mixer.upgrade() {
-                            m.request_keyframe(&id);
-                        }
-                    }
-                    WebRTCPeerConnectionState::Failed => send(
-                        &events,
-                        MediaEvent::Failed { reason: "the peer connection failed (ICE or DTLS)".into() },
-                    ),
-                    _ => {}
-                }
-            });
-        }
-        {
-            let events = self.events.clone();
-            self.webrtcbin.connect_notify(Some("ice-connection-state"), move |wb, _| {
-                let st: gst_webrtc::WebRTCICEConnectionState = wb.property("ice-connection-state");
-                if st == gst_webrtc::WebRTCICEConnectionState::Failed {
-                    send(&events, MediaEvent::Failed { reason: "ICE failed".into() });
-                }
-            });
-        }
-        // Incoming streams: build the decoder for what arrived.
-        {
-            let pipeline = self.pipeline.downgrade();
-            let id = id.clone();
-            self.webrtcbin.connect_pad_added(move |_, pad| {
-                if pad.direction() != gst::PadDirection::Src {
-                    return;
-                }
-                let Some(pipeline) = pipeline.upgrade() else { return };
-                if let Err(e) = link_incoming(&pipeline, pad) {
-                    tracing::warn!(participant = %id, "incoming stream not used: {e:#}");
-                }
-            });
-        }
-    }
-
-    fn connect_bus(&self) {
-        let Some(bus) = self.pipeline.bus() else { return };
-        let events = self.events.clone();
-        let id = self.id.clone();
-        bus.set_sync_handler(move |_, msg| {
-            match msg.view() {
-                gst::MessageView::Error(e) => {
-                    let src = e.src().map(|s| s.path_string().to_string()).unwrap_or_default();
-                    tracing::warn!(participant = %id, "pipeline error from {src}: {} ({:?})", e.error(), e.debug());
-                    send(&events, MediaEvent::Failed { reason: format!("media error in {}: {}", src.rsplit('/').next().unwrap_or(""), e.error()) });
-                }
-                gst::MessageView::Warning(w) => {
-                    tracing::debug!(participant = %id, "pipeline warning: {}", w.error());
-                }
-                _ => {}
+        self.peer.on_stream(move |pipeline, pad, stream| {
+            if let Err(e) = link_incoming(pipeline, pad, stream) {
+                tracing::warn!(participant = %id, "incoming {} not used: {e:#}", stream.describe());
             }
-            gst::BusSyncReply::Drop
         });
     }
+}
+
+/// What the participant's webrtcbin reports, as room media events; a
+/// connected receiver needs a keyframe to start decoding.
+fn on_peer_event(id: &str, mixer: &Arc<RoomMixer>, ready: &Arc<AtomicBool>, events: &EventSender) -> webrtc::OnEvent {
+    let (id, mixer, ready, events) = (id.to_string(), Arc::downgrade(mixer), ready.clone(), events.clone());
+    Arc::new(move |ev| match ev {
+        PeerEvent::Ice { mline, candidate } => send(&events, MediaEvent::Ice { mline, candidate }),
+        PeerEvent::LocalDescription(sdp) => send(&events, MediaEvent::Offer { sdp }),
+        PeerEvent::RemoteApplied => send(&events, MediaEvent::AnswerApplied),
+        PeerEvent::RemoteRefused(reason) => send(&events, MediaEvent::AnswerRefused { reason }),
+        PeerEvent::Failed(reason) => send(&events, MediaEvent::Failed { reason }),
+        PeerEvent::Connected => {
+            ready.store(true, Ordering::SeqCst);
+            if let Some(m) = mixer.upgrade() {
+                m.request_keyframe(&id);
+            }
+        }
+        PeerEvent::GatheringComplete => {}
+    })
 }
 
 /// Let the payloader write the transport-wide sequence number extension
@@ -508,75 +393,23 @@ impl Padder {
     }
 }
 
-/// Link a new webrtcbin source pad to a decoder chain ending at the
-/// pipeline's video or audio converter.
-fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<()> {
-    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-    let s = caps.structure(0).context("incoming pad has no caps")?;
-    let media = s.get::<&str>("media").unwrap_or("");
-    let encoding = s.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
-    let (chain, target): (Vec<&str>, &str) = match (media, encoding.as_str()) {
-        ("video", "VP8") => (vec!["rtpvp8depay", "vp8dec"], "vconv"),
-        ("video", "H264") => (vec!["rtph264depay", "h264parse", "avdec_h264"], "vconv"),
-        ("audio", "OPUS") => (vec!["rtpopusdepay", "opusdec"], "aconv"),
-        _ => (vec![], ""),
-    };
-    let target_el = if target.is_empty() { None } else { pipeline.by_name(target) };
-    let target_free = target_el
-        .as_ref()
-        .and_then(|t| t.static_pad("sink"))
-        .map(|p| !p.is_linked())
-        .unwrap_or(false);
-    if chain.is_empty() || !target_free {
-        // Unknown codec or a second stream of a kind: consume and drop it.
-        let sink = make("fakesink")?;
-        sink.set_property("async", false);
-        sink.set_property("sync", false);
-        pipeline.add(&sink)?;
-        sink.sync_state_with_parent()?;
-        pad.link(&sink.static_pad("sink").context("fakesink pad")?)?;
-        anyhow::bail!("no decoder for {media}/{encoding} or one is already linked; dropping it");
+/// Link a new webrtcbin source pad to its decoder chain ending at the
+/// pipeline's video or audio converter (one stream of each kind).
+fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream) -> Result<()> {
+    let target = pipeline.by_name(if stream.is_video() { "vconv" } else { "aconv" });
+    let free = target.as_ref().and_then(|t| t.static_pad("sink")).is_some_and(|p| !p.is_linked());
+    match (stream.decoder(), target) {
+        (Some(decoder), Some(target)) if free => webrtc::attach(pipeline, pad, &webrtc::chain(decoder, 200)?, &target),
+        _ => {
+            webrtc::discard(pipeline, pad)?;
+            anyhow::bail!("no decoder for it, or one of its kind is already linked; dropping it");
+        }
     }
-    let mut elements = Vec::new();
-    for f in &chain {
-        elements.push(make(f)?);
-    }
-    let queue = make("queue")?;
-    queue.set_property("max-size-time", 200_000_000u64);
-    elements.insert(0, queue);
-    pipeline.add_many(elements.iter())?;
-    gst::Element::link_many(elements.iter())?;
-    let last = elements.last().context("empty chain")?;
-    if let Some(t) = &target_el {
-        last.link(t)?;
-    }
-    for e in &elements {
-        e.sync_state_with_parent()?;
-    }
-    pad.link(&elements[0].static_pad("sink").context("queue sink")?)?;
-    Ok(())
 }
 
 impl ParticipantMedia for ParticipantPipeline {
     fn apply_answer(&self, sdp: &str) {
-        let Ok(msg) = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()) else {
-            send(&self.events, MediaEvent::AnswerRefused { reason: "the answer SDP does not parse".into() });
-            return;
-        };
-        let desc = WebRTCSessionDescription::new(WebRTCSDPType::Answer, msg);
-        let events = self.events.clone();
-        let promise = gst::Promise::with_change_func(move |reply| {
-            let failed = match reply {
-                Ok(Some(r)) => r.get::<glib::Error>("error").ok().map(|e| e.to_string()),
-                Ok(None) => None,
-                Err(e) => Some(format!("{e:?}")),
-            };
-            match failed {
-                Some(reason) => send(&events, MediaEvent::AnswerRefused { reason }),
-                None => send(&events, MediaEvent::AnswerApplied),
-            }
-        });
-        self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&desc, &promise]);
+        self.peer.apply_answer(sdp);
     }
 
     fn set_quality(&self, quality: &str) {
@@ -591,7 +424,7 @@ impl ParticipantMedia for ParticipantPipeline {
     }
 
     fn add_ice(&self, sdp_mline_index: u32, candidate: &str) {
-        self.webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&sdp_mline_index, &candidate]);
+        self.peer.add_ice(sdp_mline_index, candidate);
     }
 }
 

@@ -19,7 +19,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::tools::bot::{Bot, BotOptions};
-use crate::tools::bot_media::{BotMedia, BotMediaConfig, BotMediaEvent};
+use crate::media::webrtc::PeerEvent;
+use crate::tools::bot_media::BotMedia;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -582,21 +583,18 @@ const BUSY: &str = "zone-plate kx2=20 ky2=20 kt=1";
 
 /// A mesh client's media: what a load bot sends (640x360 VP8 clip, Opus),
 /// once per peer, nothing decoded.
-fn mesh_client(i: usize) -> BotMediaConfig {
-    BotMediaConfig {
+fn mesh_client(i: usize) -> BotOptions {
+    BotOptions {
         color: None,
         pattern: BUSY.into(),
         tone_hz: 300.0 + 40.0 * i as f64,
         volume: 0.05,
-        send_video: true,
         load: true,
         width: 640,
         height: 360,
-        fps: 30,
-        ice_addresses: vec!["127.0.0.1".into()],
-        send_audio: true,
         decode: false,
         fixed_size: true,
+        ..BotOptions::default()
     }
 }
 
@@ -610,32 +608,39 @@ struct MeshLink {
 
 async fn mesh_link(i: usize, j: usize) -> Result<MeshLink> {
     use tokio::sync::mpsc;
-    let (ta, ra) = mpsc::channel(256);
+    let (ta, mut ra) = mpsc::channel(256);
     let (tb, mut rb) = mpsc::channel(256);
-    let (ca, cb, tb2) = (mesh_client(i), mesh_client(j), tb.clone());
+    let (ca, cb) = (mesh_client(i), mesh_client(j));
     let a = Arc::new(tokio::task::spawn_blocking(move || BotMedia::new(&ca, ta)).await??);
-    let b = Arc::new(tokio::task::spawn_blocking(move || BotMedia::new(&cb, tb2)).await??);
-    let a2 = a.clone();
-    let offer = tokio::task::spawn_blocking(move || a2.create_offer()).await??;
-    b.handle_offer(&offer, tb)?;
-    let mut early = Vec::new();
-    let answer = loop {
-        match tokio::time::timeout(Duration::from_secs(10), rb.recv()).await {
-            Ok(Some(BotMediaEvent::Answer(s))) => break s,
-            Ok(Some(BotMediaEvent::Ice { mline, candidate })) => early.push((mline, candidate)),
-            Ok(Some(BotMediaEvent::Failed(e))) => bail!("mesh link {i}-{j}: {e}"),
-            Ok(Some(_)) => {}
-            _ => bail!("mesh link {i}-{j}: no answer"),
+    let b = Arc::new(tokio::task::spawn_blocking(move || BotMedia::new(&cb, tb)).await??);
+    // Each side's description, and the candidates it found before it.
+    async fn described(rx: &mut mpsc::Receiver<PeerEvent>, what: &str) -> Result<(String, Vec<(u32, String)>)> {
+        let mut early = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(PeerEvent::LocalDescription(s))) => return Ok((s, early)),
+                Ok(Some(PeerEvent::Ice { mline, candidate })) => early.push((mline, candidate)),
+                Ok(Some(PeerEvent::Failed(e))) => bail!("{what}: {e}"),
+                Ok(Some(_)) => {}
+                _ => bail!("{what}: nothing in 10 s"),
+            }
         }
-    };
-    a.apply_answer(&answer)?;
-    for (m, c) in early {
+    }
+    a.create_offer();
+    let (offer, early_a) = described(&mut ra, &format!("mesh link {i}-{j} offer")).await?;
+    b.handle_offer(&offer)?;
+    let (answer, early_b) = described(&mut rb, &format!("mesh link {i}-{j} answer")).await?;
+    a.apply_answer(&answer);
+    for (m, c) in early_a {
+        b.add_ice(m, &c);
+    }
+    for (m, c) in early_b {
         a.add_ice(m, &c);
     }
-    let forward = |mut rx: mpsc::Receiver<BotMediaEvent>, to: Arc<BotMedia>| {
+    let forward = |mut rx: mpsc::Receiver<PeerEvent>, to: Arc<BotMedia>| {
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                if let BotMediaEvent::Ice { mline, candidate } = ev {
+                if let PeerEvent::Ice { mline, candidate } = ev {
                     to.add_ice(mline, &candidate);
                 }
             }

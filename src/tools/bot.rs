@@ -12,8 +12,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::tools::bot_media::{dominant_frequencies, level_at, BotMedia, BotMediaConfig, BotMediaEvent, RgbFrame};
-use crate::protocol::{sdp_with_candidates, Canvas, ServerMessage, Tile};
+use crate::media::webrtc::PeerEvent;
+use crate::tools::bot_media::{dominant_frequencies, level_at, BotMedia, RgbFrame};
+use crate::protocol::{sdp_with_candidates, Canvas, ClientMessage, Role, ServerMessage, Tile};
 
 #[derive(Debug, Clone)]
 pub struct BotOptions {
@@ -188,39 +189,24 @@ pub struct Bot {
 impl Bot {
     /// Connect, join and start media. Returns once `join` is sent.
     pub async fn connect(opts: BotOptions) -> Result<Bot> {
-        let (ev_tx, ev_rx) = mpsc::channel::<BotMediaEvent>(256);
-        let mcfg = BotMediaConfig {
-            color: opts.color,
-            pattern: opts.pattern.clone(),
-            tone_hz: opts.tone_hz,
-            volume: opts.volume,
-            send_video: opts.send_video && !opts.viewer,
-            send_audio: !opts.viewer,
-            load: opts.load,
-            width: opts.width,
-            height: opts.height,
-            fps: opts.fps,
-            ice_addresses: opts.ice_addresses.clone(),
-            decode: opts.decode,
-            fixed_size: opts.fixed_size,
+        let (ev_tx, ev_rx) = mpsc::channel::<PeerEvent>(256);
+        let media = {
+            let opts = opts.clone();
+            tokio::task::spawn_blocking(move || BotMedia::new(&opts, ev_tx)).await??
         };
-        let tx2 = ev_tx.clone();
-        let media = tokio::task::spawn_blocking(move || BotMedia::new(&mcfg, tx2)).await??;
         let media = Arc::new(media);
         let started = std::time::Instant::now();
         let (ws, _) = tokio_tungstenite::connect_async(opts.server.as_str())
             .await
             .with_context(|| format!("cannot connect to {}", opts.server))?;
         let (mut wtx, wrx) = ws.split();
-        let mut join = serde_json::json!({"type": "join", "room": opts.room, "name": opts.name});
-        if opts.viewer {
-            join["role"] = "viewer".into();
-        }
-        if let Some(q) = &opts.quality {
-            join["quality"] = q.clone().into();
-        }
-        let join = join.to_string();
-        wtx.send(Message::Text(join)).await.context("sending join")?;
+        let join = ClientMessage::Join {
+            room: opts.room.clone(),
+            name: opts.name.clone(),
+            role: if opts.viewer { Role::Viewer } else { Role::Participant },
+            quality: opts.quality.clone().unwrap_or_else(|| "auto".into()),
+        };
+        wtx.send(Message::Text(join.to_json())).await.context("sending join")?;
         let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
         // Writer: everything we send goes through one queue.
         tokio::spawn(async move {
@@ -232,7 +218,7 @@ impl Bot {
             let _ = wtx.close().await;
         });
         let state = Arc::new(Mutex::new(BotState::default()));
-        let task = tokio::spawn(run(wrx, ev_rx, ev_tx, media.clone(), state.clone(), out_tx.clone(), opts.trickle, started));
+        let task = tokio::spawn(run(wrx, ev_rx, media.clone(), state.clone(), out_tx.clone(), opts.trickle, started));
         Ok(Bot { opts, media, state, out: out_tx, task, started })
     }
 
@@ -279,7 +265,7 @@ impl Bot {
 
     /// Ask for a rung by name, or `auto`.
     pub async fn set_quality(&self, quality: &str) -> Result<()> {
-        self.send_raw(serde_json::json!({"type": "set_quality", "quality": quality}).to_string()).await
+        self.send_raw(ClientMessage::SetQuality { quality: quality.into() }.to_json()).await
     }
 
     pub fn is_connected(&self) -> bool {
@@ -443,8 +429,7 @@ type WsRead = futures::stream::SplitStream<
 
 async fn run(
     mut wrx: WsRead,
-    mut ev_rx: mpsc::Receiver<BotMediaEvent>,
-    ev_tx: mpsc::Sender<BotMediaEvent>,
+    mut ev_rx: mpsc::Receiver<PeerEvent>,
     media: Arc<BotMedia>,
     state: Arc<Mutex<BotState>>,
     out: mpsc::Sender<String>,
@@ -470,7 +455,7 @@ async fn run(
                 match m {
                     ServerMessage::Joined { id, .. } => lock(&state).id = Some(id),
                     ServerMessage::Offer { sdp } => {
-                        if let Err(e) = media.handle_offer(&sdp, ev_tx.clone()) {
+                        if let Err(e) = media.handle_offer(&sdp) {
                             lock(&state).errors.push(("bot_offer".into(), format!("{e:#}")));
                         }
                     }
@@ -500,27 +485,28 @@ async fn run(
             ev = ev_rx.recv() => {
                 let Some(ev) = ev else { break };
                 match ev {
-                    BotMediaEvent::Answer(sdp) => {
+                    PeerEvent::LocalDescription(sdp) => {
                         if trickle {
-                            let _ = out.send(serde_json::json!({"type": "answer", "sdp": sdp}).to_string()).await;
+                            let _ = out.send(ClientMessage::Answer { sdp }.to_json()).await;
                             for (m, c) in candidates.drain(..) {
-                                let _ = out.send(serde_json::json!({"type": "ice", "candidate": c, "sdpMLineIndex": m}).to_string()).await;
+                                let _ = out.send(ClientMessage::Ice { candidate: c, sdp_mline_index: m }.to_json()).await;
                             }
                             answer_sent = true;
                         } else {
                             answer = Some(sdp);
                         }
                     }
-                    BotMediaEvent::Ice { mline, candidate } => {
+                    PeerEvent::Ice { mline, candidate } => {
                         if trickle && answer_sent {
-                            let _ = out.send(serde_json::json!({"type": "ice", "candidate": candidate, "sdpMLineIndex": mline}).to_string()).await;
+                            let _ = out.send(ClientMessage::Ice { candidate, sdp_mline_index: mline }.to_json()).await;
                         } else {
                             candidates.push((mline, candidate));
                         }
                     }
-                    BotMediaEvent::GatheringComplete => gathering_done = true,
-                    BotMediaEvent::Connected => lock(&state).connected = true,
-                    BotMediaEvent::Failed(e) => lock(&state).errors.push(("bot_media".into(), e)),
+                    PeerEvent::GatheringComplete => gathering_done = true,
+                    PeerEvent::Connected => lock(&state).connected = true,
+                    PeerEvent::Failed(e) => lock(&state).errors.push(("bot_media".into(), e)),
+                    PeerEvent::RemoteApplied | PeerEvent::RemoteRefused(_) => {}
                 }
             }
         }
@@ -528,7 +514,7 @@ async fn run(
         if !trickle && !answer_sent && gathering_done {
             if let Some(sdp) = answer.take() {
                 let full = sdp_with_candidates(&sdp, &candidates);
-                let _ = out.send(serde_json::json!({"type": "answer", "sdp": full}).to_string()).await;
+                let _ = out.send(ClientMessage::Answer { sdp: full }.to_json()).await;
                 answer_sent = true;
             }
         }

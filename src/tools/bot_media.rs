@@ -10,50 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use gst::prelude::*;
 use gst_video::prelude::*;
-use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
 use tokio::sync::mpsc;
 
-use crate::media::{make, opus_rtp_caps, restrict_ice_addresses, shutdown_pipeline, vp8_rtp_caps};
-
-/// What the bot sends.
-#[derive(Debug, Clone)]
-pub struct BotMediaConfig {
-    /// 0xRRGGBB for a solid colour, or None with `pattern`.
-    pub color: Option<u32>,
-    /// A videotestsrc pattern name (e.g. `smpte`, `ball`) when `color` is None.
-    pub pattern: String,
-    pub tone_hz: f64,
-    /// Tone volume, 0..1.
-    pub volume: f64,
-    /// Send video at all (false: receive the grid only, like a browser
-    /// whose camera is denied).
-    pub send_video: bool,
-    /// Load mode (benchmarks): send media encoded once at start and looped,
-    /// and do not decode what is received (bytes are still counted).
-    pub load: bool,
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub ice_addresses: Vec<String>,
-    /// Send audio at all (false: a receive-only viewer).
-    pub send_audio: bool,
-    /// Decode received video (false: depayload and count frames only,
-    /// reading the size from keyframes; audio is not analysed).
-    pub decode: bool,
-    /// Ignore the server's `send_size` and always send `width` x `height`
-    /// (benchmarks comparing full-size inputs with tile-sized ones).
-    pub fixed_size: bool,
-}
-
-/// Events from the bot's webrtcbin to its signaling loop.
-#[derive(Debug, Clone)]
-pub enum BotMediaEvent {
-    Answer(String),
-    Ice { mline: u32, candidate: String },
-    GatheringComplete,
-    Connected,
-    Failed(String),
-}
+use crate::media::webrtc::{self, Peer, PeerEvent, Stream};
+use crate::media::{opus_rtp_caps, shutdown_pipeline, vp8_rtp_caps};
+use crate::tools::bot::BotOptions;
 
 /// Audio kept for analysis: the last second.
 const AUDIO_KEEP: usize = 48_000;
@@ -220,28 +181,28 @@ pub struct BotMedia {
     size: (u32, u32),
     fixed_size: bool,
     pipeline: gst::Pipeline,
-    webrtcbin: gst::Element,
+    peer: Peer,
     received: Arc<Mutex<Received>>,
     bytes: Arc<AtomicU64>,
     started: Instant,
     changes: Arc<Mutex<SentChanges>>,
     sent: Arc<AtomicU64>,
-    cert: crate::media::dtls::DtlsCertificate,
 }
 
 impl BotMedia {
-    pub fn new(cfg: &BotMediaConfig, events: mpsc::Sender<BotMediaEvent>) -> Result<BotMedia> {
+    pub fn new(cfg: &BotOptions, events: mpsc::Sender<PeerEvent>) -> Result<BotMedia> {
         crate::media::init()?;
+        let (send_video, send_audio) = (cfg.send_video && !cfg.viewer, !cfg.viewer);
         let video_src = match cfg.color {
             Some(rgb) => format!("videotestsrc name=vsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
             None => format!("videotestsrc name=vsrc is-live=true pattern={}", cfg.pattern),
         };
-        let preencoded = if cfg.load { Some(PreEncoded::new(cfg)?) } else { None };
-        let video_branch = if cfg.load && cfg.send_video {
+        let preencoded = if cfg.load { Some(PreEncoded::new(cfg, send_video)?) } else { None };
+        let video_branch = if cfg.load && send_video {
             "appsrc name=lvsrc is-live=true do-timestamp=true format=time ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 \
              ! capsfilter name=vcaps ! webrtc.sink_1"
                 .to_string()
-        } else if cfg.send_video {
+        } else if send_video {
             format!(
                 "{video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale ! capsfilter name=vsize ! videoconvert \
                  ! vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
@@ -253,7 +214,7 @@ impl BotMedia {
         } else {
             String::new()
         };
-        let audio_branch = if !cfg.send_audio {
+        let audio_branch = if !send_audio {
             String::new()
         } else if cfg.load {
             "appsrc name=lasrc is-live=true do-timestamp=true format=time ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0".to_string()
@@ -276,10 +237,14 @@ impl BotMedia {
                 p
             }
         };
-        let cert = crate::media::dtls::DtlsCertificate::process()?;
-        cert.apply(&pipeline);
-        let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin missing")?;
-        restrict_ice_addresses(&webrtcbin, &cfg.ice_addresses)?;
+        let network = crate::config::Network { ice_addresses: cfg.ice_addresses.clone(), ..Default::default() };
+        let peer = Peer::new(&pipeline, crate::media::dtls::DtlsCertificate::process()?, &network, {
+            // Events are forwarded without waiting (GStreamer threads).
+            let events = events.clone();
+            Arc::new(move |ev| {
+                let _ = events.try_send(ev);
+            })
+        })?;
         if let Some(acaps) = pipeline.by_name("acaps") {
             acaps.set_property("caps", opus_rtp_caps());
         }
@@ -290,114 +255,17 @@ impl BotMedia {
         let received = Arc::new(Mutex::new(Received::default()));
         let bytes = Arc::new(AtomicU64::new(0));
         {
-            let ev = events.clone();
-            webrtcbin.connect("on-ice-candidate", false, move |values| {
-                let mline = values[1].get::<u32>().ok()?;
-                let candidate = values[2].get::<String>().ok()?;
-                let _ = ev.try_send(BotMediaEvent::Ice { mline, candidate });
-                None
-            });
-        }
-        {
-            let ev = events.clone();
-            webrtcbin.connect_notify(Some("ice-gathering-state"), move |wb, _| {
-                let st: gst_webrtc::WebRTCICEGatheringState = wb.property("ice-gathering-state");
-                if st == gst_webrtc::WebRTCICEGatheringState::Complete {
-                    let _ = ev.try_send(BotMediaEvent::GatheringComplete);
-                }
-            });
-        }
-        {
-            let ev = events.clone();
-            webrtcbin.connect_notify(Some("connection-state"), move |wb, _| {
-                let st: gst_webrtc::WebRTCPeerConnectionState = wb.property("connection-state");
-                match st {
-                    gst_webrtc::WebRTCPeerConnectionState::Connected => {
-                        let _ = ev.try_send(BotMediaEvent::Connected);
-                    }
-                    gst_webrtc::WebRTCPeerConnectionState::Failed => {
-                        let _ = ev.try_send(BotMediaEvent::Failed("peer connection failed".into()));
-                    }
-                    _ => {}
-                }
-            });
-        }
-        {
-            let pl = pipeline.downgrade();
             let received = received.clone();
             let bytes = bytes.clone();
-            let discard = cfg.load;
-            let decode = cfg.decode;
-            webrtcbin.connect_pad_added(move |_, pad| {
-                if pad.direction() != gst::PadDirection::Src {
-                    return;
+            let (discard, decode) = (cfg.load, cfg.decode);
+            peer.on_stream(move |pipeline, pad, stream| {
+                lock(&received).pads.push(stream.describe());
+                count_rtp(pad, stream.is_video(), bytes.clone(), received.clone());
+                // Load mode: count and drop.
+                let linked = if discard { webrtc::discard(pipeline, pad) } else { link_receiver(pipeline, pad, stream, received.clone(), decode) };
+                if let Err(e) = linked {
+                    tracing::warn!("bot: incoming {} not analysed: {e:#}", stream.describe());
                 }
-                let Some(pipeline) = pl.upgrade() else { return };
-                let b = bytes.clone();
-                let is_video = pad
-                    .current_caps()
-                    .and_then(|c| c.structure(0).and_then(|s| s.get::<&str>("media").ok().map(|m| m == "video")))
-                    .unwrap_or(false);
-                let rec = received.clone();
-                {
-                    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-                    let desc = caps
-                        .structure(0)
-                        .map(|s| format!("{}/{}", s.get::<&str>("media").unwrap_or("?"), s.get::<&str>("encoding-name").unwrap_or("?")))
-                        .unwrap_or_default();
-                    lock(&rec).pads.push(desc);
-                }
-                pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                    if let Some(buf) = info.buffer() {
-                        b.fetch_add(buf.size() as u64, Ordering::Relaxed);
-                        if is_video {
-                            if let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) {
-                                let mut r = lock(&rec);
-                                r.video_packets += 1;
-                                r.video_bytes += buf.size() as u64;
-                                let seq = rtp.seq();
-                                if let Some(last) = r.last_video_seq {
-                                    let gap = seq.wrapping_sub(last);
-                                    if gap > 1 && gap < 1000 {
-                                        r.video_lost += (gap - 1) as u64;
-                                    }
-                                }
-                                r.last_video_seq = Some(seq);
-                                // The marker bit ends a frame: frames as sent,
-                                // whether or not this bot keeps up decoding them.
-                                if rtp.is_marker() {
-                                    r.rtp_frames += 1;
-                                }
-                            }
-                        }
-                    }
-                    gst::PadProbeReturn::Ok
-                });
-                if discard {
-                    // Load mode: count and drop.
-                    let linked = make("fakesink").and_then(|sink| {
-                        sink.set_property("sync", false);
-                        sink.set_property("async", false);
-                        pipeline.add(&sink)?;
-                        sink.sync_state_with_parent()?;
-                        pad.link(&sink.static_pad("sink").context("fakesink pad")?)?;
-                        Ok(())
-                    });
-                    if let Err(e) = linked {
-                        tracing::warn!("bot: cannot drop incoming stream: {e:#}");
-                    }
-                } else if let Err(e) = link_receiver(&pipeline, pad, received.clone(), decode) {
-                    tracing::warn!("bot: incoming stream not analysed: {e:#}");
-                }
-            });
-        }
-        if let Some(bus) = pipeline.bus() {
-            let ev = events.clone();
-            bus.set_sync_handler(move |_, msg| {
-                if let gst::MessageView::Error(e) = msg.view() {
-                    let _ = ev.try_send(BotMediaEvent::Failed(format!("{} ({:?})", e.error(), e.debug())));
-                }
-                gst::BusSyncReply::Drop
             });
         }
         let changes = Arc::new(Mutex::new(SentChanges::default()));
@@ -417,83 +285,32 @@ impl BotMedia {
         if cfg.decode && !cfg.load {
             // Only decoded frames are traced back to their packets; load
             // bots skip the per-packet bookkeeping.
-            watch_rtp_arrivals(&webrtcbin, &received);
+            watch_rtp_arrivals(peer.webrtcbin(), &received);
         }
-        pipeline.set_state(gst::State::Playing).context("bot pipeline refused to play")?;
-        // Negotiate (the offer arrives later) only once the state change is
-        // over; see ParticipantPipeline::new.
-        if pipeline.state(gst::ClockTime::from_seconds(5)).0.is_err() {
-            tracing::warn!("bot pipeline did not settle in PLAYING within 5 s");
-        }
+        // Negotiate (the offer arrives later) only once PLAYING.
+        peer.play(Duration::from_secs(5))?;
         let feeder = match preencoded {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
             None => None,
         };
-        Ok(BotMedia { sent, changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, webrtcbin, received, bytes, started: Instant::now(), feeder, cert })
+        Ok(BotMedia { sent, changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, peer, received, bytes, started: Instant::now(), feeder })
     }
 
-    /// Apply the server's offer and produce an answer (delivered as
-    /// [`BotMediaEvent::Answer`]).
-    pub fn handle_offer(&self, sdp: &str, events: mpsc::Sender<BotMediaEvent>) -> Result<()> {
-        let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).context("the offer does not parse")?;
-        let offer = WebRTCSessionDescription::new(WebRTCSDPType::Offer, msg);
-        let weak = self.webrtcbin.downgrade();
-        let cert = self.cert.clone();
-        let promise = gst::Promise::with_change_func(move |_reply| {
-            let Some(wb) = weak.upgrade() else { return };
-            let weak2 = wb.downgrade();
-            let events = events.clone();
-            let cert = cert.clone();
-            let p2 = gst::Promise::with_change_func(move |reply| {
-                let Some(wb) = weak2.upgrade() else { return };
-                let answer = match reply {
-                    Ok(Some(r)) => r.value("answer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()),
-                    _ => None,
-                };
-                let Some(answer) = answer.and_then(|a| cert.local_description(&a).ok()) else {
-                    let _ = events.try_send(BotMediaEvent::Failed("could not create an answer".into()));
-                    return;
-                };
-                wb.emit_by_name::<()>("set-local-description", &[&answer, &None::<gst::Promise>]);
-                match answer.sdp().as_text() {
-                    Ok(s) => {
-                        let _ = events.try_send(BotMediaEvent::Answer(s));
-                    }
-                    Err(e) => {
-                        let _ = events.try_send(BotMediaEvent::Failed(format!("answer SDP: {e}")));
-                    }
-                }
-            });
-            wb.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &p2]);
-        });
-        self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&offer, &promise]);
-        Ok(())
+    /// Apply the server's offer and produce an answer (reported as
+    /// [`PeerEvent::LocalDescription`]).
+    pub fn handle_offer(&self, sdp: &str) -> Result<()> {
+        self.peer.answer(sdp)
     }
 
-    /// Make an offer and set it as the local description (a bot that
-    /// calls another bot directly, as in a peer-to-peer mesh). Blocks until
-    /// webrtcbin has produced it.
-    pub fn create_offer(&self) -> Result<String> {
-        let promise = gst::Promise::new();
-        self.webrtcbin.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
-        if promise.wait() != gst::PromiseResult::Replied {
-            anyhow::bail!("webrtcbin made no offer");
-        }
-        let offer = promise
-            .get_reply()
-            .and_then(|r| r.value("offer").ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()))
-            .context("webrtcbin's reply has no offer")?;
-        let offer = self.cert.local_description(&offer)?;
-        self.webrtcbin.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
-        offer.sdp().as_text().context("offer SDP")
+    /// Make an offer (a bot that calls another bot directly, as in a
+    /// peer-to-peer mesh); reported as [`PeerEvent::LocalDescription`].
+    pub fn create_offer(&self) {
+        self.peer.offer()
     }
 
     /// Apply the answer to an offer from [`BotMedia::create_offer`].
-    pub fn apply_answer(&self, sdp: &str) -> Result<()> {
-        let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).context("the answer does not parse")?;
-        let answer = WebRTCSessionDescription::new(WebRTCSDPType::Answer, msg);
-        self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
-        Ok(())
+    pub fn apply_answer(&self, sdp: &str) {
+        self.peer.apply_answer(sdp)
     }
 
     /// RTP bytes this bot has sent (payloader output, before SRTP).
@@ -524,9 +341,7 @@ impl BotMedia {
     }
 
     pub fn add_ice(&self, mline: u32, candidate: &str) {
-        if !candidate.is_empty() {
-            self.webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
-        }
+        self.peer.add_ice(mline, candidate);
     }
 
     pub fn stats(&self) -> ReceivedStats {
@@ -731,9 +546,9 @@ fn collect(desc: &str) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
 }
 
 impl PreEncoded {
-    fn new(cfg: &BotMediaConfig) -> Result<PreEncoded> {
+    fn new(cfg: &BotOptions, send_video: bool) -> Result<PreEncoded> {
         let source = clip_source(cfg.color, &cfg.pattern);
-        let video = if cfg.send_video { Some(clip(&source, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
+        let video = if send_video { Some(clip(&source, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
         let audio = opus_clip(cfg.tone_hz, cfg.volume)?;
         Ok(PreEncoded { video, audio, source })
     }
@@ -941,13 +756,40 @@ pub fn dominant_frequencies(bin_hz: f64, db: &[f64], max: usize, floor_db: f64) 
     out
 }
 
+/// Count what arrives on an incoming stream (before any buffering): bytes,
+/// and for video packets, sequence gaps and frames (marker bits).
+fn count_rtp(pad: &gst::Pad, is_video: bool, bytes: Arc<AtomicU64>, received: Arc<Mutex<Received>>) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        bytes.fetch_add(buf.size() as u64, Ordering::Relaxed);
+        if !is_video {
+            return gst::PadProbeReturn::Ok;
+        }
+        if let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) {
+            let mut r = lock(&received);
+            r.video_packets += 1;
+            r.video_bytes += buf.size() as u64;
+            let seq = rtp.seq();
+            if let Some(last) = r.last_video_seq {
+                let gap = seq.wrapping_sub(last);
+                if gap > 1 && gap < 1000 {
+                    r.video_lost += (gap - 1) as u64;
+                }
+            }
+            r.last_video_seq = Some(seq);
+            // The marker bit ends a frame: frames as sent, whether or not
+            // this bot keeps up decoding them.
+            if rtp.is_marker() {
+                r.rtp_frames += 1;
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 /// Count-only reception: depayload and count frames, no decoding.
 fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>, video: bool) -> Result<()> {
-    let queue = make("queue")?;
-    let mut chain = vec![queue];
-    if video {
-        chain.push(make("rtpvp8depay")?);
-    }
+    let chain = webrtc::chain(if video { &["rtpvp8depay"] } else { &[] }, 1000)?;
     let sink = gst_app::AppSink::builder().sync(false).max_buffers(8).drop(true).build();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -966,40 +808,31 @@ fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Re
             })
             .build(),
     );
-    attach_chain(pipeline, pad, &chain, sink.upcast())
+    webrtc::attach(pipeline, pad, &chain, sink.upcast_ref())
 }
 
-fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>, decode: bool) -> Result<()> {
-    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-    let s = caps.structure(0).context("no caps")?;
-    let media = s.get::<&str>("media").unwrap_or("");
-    let encoding = s.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
+fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream, received: Arc<Mutex<Received>>, decode: bool) -> Result<()> {
     if !decode {
-        return link_counter(pipeline, pad, received, media == "video" && encoding == "VP8");
+        return link_counter(pipeline, pad, received, stream.is_video() && stream.encoding == "VP8");
     }
-    let (names, out_caps): (Vec<&str>, gst::Caps) = match (media, encoding.as_str()) {
-        ("video", "VP8") => (
-            vec!["queue", "rtpvp8depay", "vp8dec", "videoconvert"],
-            gst::Caps::builder("video/x-raw").field("format", "RGB").build(),
-        ),
-        ("audio", "OPUS") => (
-            vec!["queue", "rtpopusdepay", "opusdec", "audioconvert", "audioresample"],
+    let decoder = stream.decoder().with_context(|| format!("no decoder for {}", stream.describe()))?;
+    let is_video = stream.is_video();
+    let (convert, out_caps): (&[&str], gst::Caps) = if is_video {
+        (&["videoconvert"], gst::Caps::builder("video/x-raw").field("format", "RGB").build())
+    } else {
+        (
+            &["audioconvert", "audioresample"],
             gst::Caps::builder("audio/x-raw").field("format", "F32LE").field("rate", 48000i32).field("channels", 1i32).build(),
-        ),
-        _ => anyhow::bail!("unexpected stream {media}/{encoding}"),
+        )
     };
-    let mut elements = Vec::new();
-    for n in &names {
-        elements.push(make(n)?);
-    }
-    if media == "video" {
+    let elements = webrtc::chain(&[decoder, convert].concat(), 1000)?;
+    if is_video {
         // Ask for a keyframe (PLI) when the decoder cannot start.
-        if elements[2].find_property("automatic-request-sync-points").is_some() {
-            elements[2].set_property("automatic-request-sync-points", true);
+        if let Some(dec) = elements.iter().find(|e| e.find_property("automatic-request-sync-points").is_some()) {
+            dec.set_property("automatic-request-sync-points", true);
         }
     }
     let sink = gst_app::AppSink::builder().caps(&out_caps).sync(false).max_buffers(4).drop(true).build();
-    let is_video = media == "video";
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -1038,22 +871,7 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<R
             })
             .build(),
     );
-    attach_chain(pipeline, pad, &elements, sink.upcast())
-}
-
-/// Add `chain` and `sink` to the running pipeline, link them in order,
-/// start them, then link `pad` to the head of the chain.
-fn attach_chain(pipeline: &gst::Pipeline, pad: &gst::Pad, chain: &[gst::Element], sink: gst::Element) -> Result<()> {
-    pipeline.add_many(chain.iter())?;
-    pipeline.add(&sink)?;
-    gst::Element::link_many(chain.iter())?;
-    chain.last().context("empty chain")?.link(&sink)?;
-    sink.sync_state_with_parent()?;
-    for e in chain {
-        e.sync_state_with_parent()?;
-    }
-    pad.link(&chain[0].static_pad("sink").context("chain has no sink pad")?)?;
-    Ok(())
+    webrtc::attach(pipeline, pad, &elements, sink.upcast_ref())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tessera::tools::bot::{Bot, BotOptions};
+use tessera::config::{Config, Network};
 use tessera::media::MediaConfig;
 use tessera::server::{self, Running, ServerConfig};
 
@@ -23,7 +24,7 @@ pub fn media_config() -> MediaConfig {
     MediaConfig {
         canvas_width: CANVAS.0,
         canvas_height: CANVAS.1,
-        ice_addresses: vec!["127.0.0.1".into()],
+        network: Network { ice_addresses: vec!["127.0.0.1".into()], ..Network::default() },
         ..MediaConfig::default()
     }
 }
@@ -31,8 +32,14 @@ pub fn media_config() -> MediaConfig {
 /// A server in this process, on a free loopback port.
 pub fn start_server(media: MediaConfig) -> Running {
     init_tracing();
-    server::start(ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), media, ..ServerConfig::default() })
-        .expect("server starts")
+    server::start(ServerConfig { config: listening_on("127.0.0.1:0"), media, ..ServerConfig::default() }).expect("server starts")
+}
+
+/// The default configuration, listening on `addr`.
+pub fn listening_on(addr: &str) -> Config {
+    let mut c = Config::default();
+    c.server.listen = addr.parse().expect("a socket address");
+    c
 }
 
 /// The shipped pipelines folder, loaded.
@@ -44,14 +51,12 @@ pub fn shipped_catalog() -> tessera::layouts::Catalog {
 /// A server using `catalog`, watching `pipelines` if given.
 pub fn start_server_with(catalog: tessera::layouts::Catalog, pipelines: Option<std::path::PathBuf>) -> Running {
     init_tracing();
-    server::start(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        media: media_config(),
-        catalog,
-        pipelines,
-        ..ServerConfig::default()
-    })
-    .expect("server starts")
+    let mut config = listening_on("127.0.0.1:0");
+    let watch_pipelines = pipelines.is_some();
+    if let Some(dir) = pipelines {
+        config.server.pipelines = dir;
+    }
+    server::start(ServerConfig { config, media: media_config(), catalog, watch_pipelines }).expect("server starts")
 }
 
 /// A minimal HTTP/1.1 request to the server; returns (status, body).

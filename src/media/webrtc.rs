@@ -1,0 +1,408 @@
+//! WebRTC wiring shared by every `webrtcbin` we run: the server's
+//! participant and viewer pipelines ([`super::participant`]) and the bot
+//! ([`crate::tools::bot_media`]). One implementation of:
+//!
+//! * set-up: the DTLS certificate, the ICE agent's addresses and ports;
+//! * ICE candidate forwarding, connection and ICE state, gathering;
+//! * the offer/answer promises (local descriptions corrected for the
+//!   given certificate's fingerprint);
+//! * incoming streams: which decoder a stream needs and how a chain is
+//!   attached to a running pipeline;
+//! * bus handling (errors become [`PeerEvent::Failed`]).
+//!
+//! Everything webrtcbin tells us becomes a typed [`PeerEvent`] handed to
+//! the owner's callback, from GStreamer's threads: the callback must not
+//! block (owners forward with `try_send` on a bounded channel). Closures
+//! hold weak references to the element and pipeline, and no lock of ours
+//! is held while a signal is emitted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use gst::glib;
+use gst::prelude::*;
+use gst_webrtc::{WebRTCICEConnectionState, WebRTCICEGatheringState, WebRTCPeerConnectionState, WebRTCSDPType, WebRTCSessionDescription};
+
+use super::dtls::DtlsCertificate;
+use crate::config::Network;
+use super::make;
+
+/// What a peer's webrtcbin reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// A local ICE candidate, to signal to the other side.
+    Ice { mline: u32, candidate: String },
+    /// Every local candidate has been found.
+    GatheringComplete,
+    /// ICE and DTLS are up: media flows.
+    Connected,
+    /// ICE, DTLS, negotiation or the pipeline failed.
+    Failed(String),
+    /// Our offer or answer, already set as the local description.
+    LocalDescription(String),
+    /// The remote answer was accepted.
+    RemoteApplied,
+    /// The remote answer was refused (the reason is webrtcbin's).
+    RemoteRefused(String),
+}
+
+/// The owner's event callback: called on GStreamer threads, must not block.
+pub type OnEvent = Arc<dyn Fn(PeerEvent) + Send + Sync>;
+
+/// An incoming stream's kind, from its pad's caps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    /// `audio` or `video`.
+    pub media: String,
+    /// RTP encoding name, upper case (`VP8`, `H264`, `OPUS`).
+    pub encoding: String,
+}
+
+impl Stream {
+    fn of(pad: &gst::Pad) -> Stream {
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let s = caps.structure(0);
+        let field = |name: &str| s.and_then(|s| s.get::<&str>(name).ok()).unwrap_or("").to_string();
+        Stream { media: field("media"), encoding: field("encoding-name").to_ascii_uppercase() }
+    }
+
+    pub fn is_video(&self) -> bool {
+        self.media == "video"
+    }
+
+    /// The depayloader and decoder this stream needs, or None for a codec
+    /// we do not decode.
+    pub fn decoder(&self) -> Option<&'static [&'static str]> {
+        match (self.media.as_str(), self.encoding.as_str()) {
+            ("video", "VP8") => Some(&["rtpvp8depay", "vp8dec"]),
+            ("video", "H264") => Some(&["rtph264depay", "h264parse", "avdec_h264"]),
+            ("audio", "OPUS") => Some(&["rtpopusdepay", "opusdec"]),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.media, self.encoding)
+    }
+}
+
+/// A `webrtcbin` named `webrtc` inside its pipeline, wired.
+#[derive(Clone)]
+pub struct Peer {
+    pipeline: gst::Pipeline,
+    webrtcbin: gst::Element,
+    cert: DtlsCertificate,
+    events: OnEvent,
+}
+
+impl Peer {
+    /// Give the pipeline's webrtcbin our certificate and network settings,
+    /// and forward its candidates, states and the pipeline's errors to `events`.
+    pub fn new(pipeline: &gst::Pipeline, cert: DtlsCertificate, network: &Network, events: OnEvent) -> Result<Peer> {
+        cert.apply(pipeline);
+        let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin `webrtc` missing")?;
+        configure_ice(&webrtcbin, network)?;
+        let peer = Peer { pipeline: pipeline.clone(), webrtcbin, cert, events };
+        peer.connect_signals();
+        peer.connect_bus();
+        Ok(peer)
+    }
+
+    pub fn webrtcbin(&self) -> &gst::Element {
+        &self.webrtcbin
+    }
+
+    fn emit(&self, ev: PeerEvent) {
+        (self.events)(ev)
+    }
+
+    fn connect_signals(&self) {
+        let events = self.events.clone();
+        self.webrtcbin.connect("on-ice-candidate", false, move |values| {
+            let mline = values.get(1)?.get::<u32>().ok()?;
+            let candidate = values.get(2)?.get::<String>().ok()?;
+            events(PeerEvent::Ice { mline, candidate });
+            None
+        });
+        let events = self.events.clone();
+        self.webrtcbin.connect_notify(Some("ice-gathering-state"), move |wb, _| {
+            if wb.property::<WebRTCICEGatheringState>("ice-gathering-state") == WebRTCICEGatheringState::Complete {
+                events(PeerEvent::GatheringComplete);
+            }
+        });
+        let events = self.events.clone();
+        self.webrtcbin.connect_notify(Some("connection-state"), move |wb, _| {
+            let st: WebRTCPeerConnectionState = wb.property("connection-state");
+            tracing::debug!(peer = %wb.parent().map(|p| p.name().to_string()).unwrap_or_default(), "connection state {st:?}");
+            match st {
+                WebRTCPeerConnectionState::Connected => events(PeerEvent::Connected),
+                WebRTCPeerConnectionState::Failed => events(PeerEvent::Failed("the peer connection failed (ICE or DTLS)".into())),
+                _ => {}
+            }
+        });
+        let events = self.events.clone();
+        self.webrtcbin.connect_notify(Some("ice-connection-state"), move |wb, _| {
+            if wb.property::<WebRTCICEConnectionState>("ice-connection-state") == WebRTCICEConnectionState::Failed {
+                events(PeerEvent::Failed("ICE failed".into()));
+            }
+        });
+    }
+
+    fn connect_bus(&self) {
+        let Some(bus) = self.pipeline.bus() else { return };
+        let events = self.events.clone();
+        let name = self.pipeline.name().to_string();
+        bus.set_sync_handler(move |_, msg| {
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    let src = e.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                    tracing::warn!(pipeline = %name, "error from {src}: {} ({:?})", e.error(), e.debug());
+                    events(PeerEvent::Failed(format!("media error in {}: {}", src.rsplit('/').next().unwrap_or(""), e.error())));
+                }
+                gst::MessageView::Warning(w) => tracing::debug!(pipeline = %name, "warning: {}", w.error()),
+                _ => {}
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
+
+    /// Call `f` for each stream webrtcbin adds (a source pad), with the
+    /// pipeline to attach a chain to.
+    pub fn on_stream(&self, f: impl Fn(&gst::Pipeline, &gst::Pad, &Stream) + Send + Sync + 'static) {
+        let pipeline = self.pipeline.downgrade();
+        self.webrtcbin.connect_pad_added(move |_, pad| {
+            if pad.direction() != gst::PadDirection::Src {
+                return;
+            }
+            if let Some(pipeline) = pipeline.upgrade() {
+                f(&pipeline, pad, &Stream::of(pad));
+            }
+        });
+    }
+
+    /// Start the pipeline and wait for the state change to finish: webrtcbin
+    /// creates the DTLS transports while it negotiates, and a state change
+    /// still running in another thread could take a new transport to READY
+    /// before our certificate is in place (its decoder would then refuse
+    /// every peer certificate: about one handshake in sixty failed). Sinks
+    /// must be `async=false` so nothing waits for preroll.
+    pub fn play(&self, settle: Duration) -> Result<()> {
+        self.pipeline.set_state(gst::State::Playing).context("the pipeline refused to play")?;
+        match self.pipeline.state(gst::ClockTime::from_nseconds(settle.as_nanos() as u64)) {
+            (Ok(_), gst::State::Playing, _) => {}
+            (res, cur, pending) => {
+                tracing::warn!(pipeline = %self.pipeline.name(), "not settled in PLAYING ({res:?}, {cur:?} -> {pending:?}); negotiating anyway")
+            }
+        }
+        Ok(())
+    }
+
+    /// Make an offer; it is set as the local description and reported as
+    /// [`PeerEvent::LocalDescription`].
+    pub fn offer(&self) {
+        let peer = self.weak();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            if let Some(p) = peer.upgrade() {
+                p.set_local(reply, "offer");
+            }
+        });
+        self.webrtcbin.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+    }
+
+    /// Apply a remote offer and answer it; the answer is set as the local
+    /// description and reported as [`PeerEvent::LocalDescription`].
+    pub fn answer(&self, offer_sdp: &str) -> Result<()> {
+        let msg = gst_sdp::SDPMessage::parse_buffer(offer_sdp.as_bytes()).context("the offer SDP does not parse")?;
+        let offer = WebRTCSessionDescription::new(WebRTCSDPType::Offer, msg);
+        let peer = self.weak();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let Some(p) = peer.upgrade() else { return };
+            if let Some(reason) = promise_error(reply) {
+                p.emit(PeerEvent::Failed(format!("the offer was refused: {reason}")));
+                return;
+            }
+            let peer = p.weak();
+            let answered = gst::Promise::with_change_func(move |reply| {
+                if let Some(p) = peer.upgrade() {
+                    p.set_local(reply, "answer");
+                }
+            });
+            p.webrtcbin.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &answered]);
+        });
+        self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&offer, &promise]);
+        Ok(())
+    }
+
+    /// Apply the remote answer to our offer: [`PeerEvent::RemoteApplied`]
+    /// or [`PeerEvent::RemoteRefused`].
+    pub fn apply_answer(&self, sdp: &str) {
+        let Ok(msg) = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()) else {
+            self.emit(PeerEvent::RemoteRefused("the answer SDP does not parse".into()));
+            return;
+        };
+        let desc = WebRTCSessionDescription::new(WebRTCSDPType::Answer, msg);
+        let events = self.events.clone();
+        let promise = gst::Promise::with_change_func(move |reply| match promise_error(reply) {
+            Some(reason) => events(PeerEvent::RemoteRefused(reason)),
+            None => events(PeerEvent::RemoteApplied),
+        });
+        self.webrtcbin.emit_by_name::<()>("set-remote-description", &[&desc, &promise]);
+    }
+
+    /// A remote ICE candidate (an empty one, end-of-candidates, is ignored).
+    pub fn add_ice(&self, mline: u32, candidate: &str) {
+        if !candidate.is_empty() {
+            self.webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+        }
+    }
+
+    /// The reply to create-offer/create-answer: correct it for our
+    /// certificate, set it as the local description, report it.
+    fn set_local(&self, reply: std::result::Result<Option<&gst::StructureRef>, gst::PromiseError>, kind: &str) {
+        let desc = match reply {
+            Ok(Some(r)) => r.value(kind).ok().and_then(|v| v.get::<WebRTCSessionDescription>().ok()),
+            _ => None,
+        };
+        let Some(desc) = desc else {
+            self.emit(PeerEvent::Failed(format!("webrtcbin could not create an {kind}")));
+            return;
+        };
+        let desc = match self.cert.local_description(&desc) {
+            Ok(d) => d,
+            Err(e) => {
+                self.emit(PeerEvent::Failed(format!("{kind} SDP: {e:#}")));
+                return;
+            }
+        };
+        self.webrtcbin.emit_by_name::<()>("set-local-description", &[&desc, &None::<gst::Promise>]);
+        match desc.sdp().as_text() {
+            Ok(sdp) => self.emit(PeerEvent::LocalDescription(sdp)),
+            Err(e) => self.emit(PeerEvent::Failed(format!("{kind} SDP: {e}"))),
+        }
+    }
+
+    fn weak(&self) -> WeakPeer {
+        WeakPeer { pipeline: self.pipeline.downgrade(), webrtcbin: self.webrtcbin.downgrade(), cert: self.cert.clone(), events: self.events.clone() }
+    }
+}
+
+/// A [`Peer`] held by webrtcbin's own callbacks without keeping it alive.
+struct WeakPeer {
+    pipeline: glib::WeakRef<gst::Pipeline>,
+    webrtcbin: glib::WeakRef<gst::Element>,
+    cert: DtlsCertificate,
+    events: OnEvent,
+}
+
+impl WeakPeer {
+    fn upgrade(&self) -> Option<Peer> {
+        Some(Peer { pipeline: self.pipeline.upgrade()?, webrtcbin: self.webrtcbin.upgrade()?, cert: self.cert.clone(), events: self.events.clone() })
+    }
+}
+
+/// The error a webrtcbin promise replied with, if any.
+fn promise_error(reply: std::result::Result<Option<&gst::StructureRef>, gst::PromiseError>) -> Option<String> {
+    match reply {
+        Ok(Some(r)) => r.get::<glib::Error>("error").ok().map(|e| e.to_string()),
+        Ok(None) => None,
+        Err(e) => Some(format!("{e:?}")),
+    }
+}
+
+/// Make the elements named in `factories`, preceded by a queue holding at
+/// most `queue_ms` of data.
+pub fn chain(factories: &[&str], queue_ms: u64) -> Result<Vec<gst::Element>> {
+    let queue = make("queue")?;
+    queue.set_property("max-size-time", queue_ms * 1_000_000);
+    let mut elements = vec![queue];
+    for f in factories {
+        elements.push(make(f)?);
+    }
+    Ok(elements)
+}
+
+/// Attach `chain` to the running `pipeline` between `pad` and `tail` (added
+/// to the pipeline unless it is in already): link, start, then link the pad.
+pub fn attach(pipeline: &gst::Pipeline, pad: &gst::Pad, chain: &[gst::Element], tail: &gst::Element) -> Result<()> {
+    pipeline.add_many(chain.iter())?;
+    if tail.parent().is_none() {
+        pipeline.add(tail)?;
+    }
+    gst::Element::link_many(chain.iter())?;
+    chain.last().context("empty chain")?.link(tail)?;
+    tail.sync_state_with_parent()?;
+    for e in chain {
+        e.sync_state_with_parent()?;
+    }
+    pad.link(&chain[0].static_pad("sink").context("chain has no sink pad")?)?;
+    Ok(())
+}
+
+/// Consume and drop a stream nobody uses.
+pub fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<()> {
+    let sink = make("fakesink")?;
+    sink.set_property("async", false);
+    sink.set_property("sync", false);
+    pipeline.add(&sink)?;
+    sink.sync_state_with_parent()?;
+    pad.link(&sink.static_pad("sink").context("fakesink pad")?)?;
+    Ok(())
+}
+
+/// An element of `pipeline` by name, as `T` (an appsrc, an appsink).
+pub fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T> {
+    pipeline
+        .by_name(name)
+        .with_context(|| format!("{name} missing"))?
+        .downcast::<T>()
+        .map_err(|_| anyhow::anyhow!("{name} is not a {}", T::static_type().name()))
+}
+
+mod nice_ffi {
+    use std::os::raw::{c_char, c_int, c_void};
+    #[link(name = "nice")]
+    extern "C" {
+        pub fn nice_address_new() -> *mut c_void;
+        pub fn nice_address_free(addr: *mut c_void);
+        pub fn nice_address_set_from_string(addr: *mut c_void, s: *const c_char) -> c_int;
+        pub fn nice_agent_add_local_address(agent: *mut c_void, addr: *const c_void) -> c_int;
+    }
+}
+
+/// Set up the ICE agent of `webrtcbin` (before any gathering): the local
+/// addresses it may use (none given: every interface). UPnP port mapping is turned off either way: it is for clients
+/// behind home routers, and each agent otherwise starts a UPnP discovery of
+/// its own (threads, sockets, and "Unable to listen" warnings when many
+/// agents share a host).
+pub fn configure_ice(webrtcbin: &gst::Element, network: &Network) -> Result<()> {
+    let ice: glib::Object = webrtcbin.property("ice-agent");
+    if ice.find_property("agent").is_none() {
+        if network.ice_addresses.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!("the ICE implementation of webrtcbin is not libnice; cannot restrict addresses");
+    }
+    let agent: glib::Object = ice.property("agent");
+    if agent.find_property("upnp").is_some() {
+        agent.set_property("upnp", false);
+    }
+    for a in &network.ice_addresses {
+        let c = std::ffi::CString::new(a.as_str()).context("ICE address contains a NUL byte")?;
+        // SAFETY: `agent` is a live NiceAgent (the property's declared type);
+        // the NiceAddress is allocated, filled and freed here, and
+        // nice_agent_add_local_address copies it.
+        unsafe {
+            let addr = nice_ffi::nice_address_new();
+            let ok = nice_ffi::nice_address_set_from_string(addr, c.as_ptr()) != 0;
+            if ok {
+                nice_ffi::nice_agent_add_local_address(agent.as_ptr() as *mut _, addr);
+            }
+            nice_ffi::nice_address_free(addr);
+            if !ok {
+                anyhow::bail!("`{a}` is not an IP address");
+            }
+        }
+    }
+    Ok(())
+}
