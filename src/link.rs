@@ -1,12 +1,13 @@
 //! Pure delivery rules with time passed in: what a receiver's TWCC feedback
-//! says about its link, and how often a rung may be asked for a keyframe.
+//! says about its link, how often a rung may be asked for a keyframe, and
+//! when a receiver moves from one rung to another ([`RungSwitch`]).
 //! No clocks, no GStreamer: `media::delivery` is the thin adapter that
 //! feeds them from the streaming threads and reads them from its
 //! controller. The rung controller itself is [`crate::ladder`].
 
 use std::collections::VecDeque;
 
-use crate::ladder::LinkSample;
+use crate::ladder::{LinkSample, Target};
 
 /// Minimum spacing of forced keyframes on one rung's encoder.
 pub const KEYFRAME_MIN_INTERVAL_MS: u64 = 500;
@@ -105,9 +106,125 @@ impl LinkWindow {
     }
 }
 
+/// Which rung's frames one receiver gets. `target` is where it is going
+/// (chosen by the receiver or the rung controller), `current` the rung
+/// whose frames it gets now. A move happens at the target's next keyframe;
+/// until then the receiver keeps the frames of the rung it is on, so a
+/// switch never shows a broken picture, and a new receiver gets nothing
+/// before a keyframe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RungSwitch {
+    pub target: Target,
+    pub current: Option<usize>,
+}
+
+/// What to do with one encoded frame for one receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameFor {
+    /// Not this receiver's rung (or not a keyframe to start on).
+    Skip,
+    /// Hand it over; `switched`: this keyframe completed a move.
+    Deliver { switched: bool },
+}
+
+/// What pointing a receiver at a target asks of the rungs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pointed {
+    /// It is there already: nothing changes.
+    AlreadyThere,
+    /// The target rung owes it a keyframe; the move happens then.
+    Moving(usize),
+    /// Video paused at once (audio only).
+    Paused,
+}
+
+impl RungSwitch {
+    pub fn new(target: Target) -> RungSwitch {
+        RungSwitch { target, current: None }
+    }
+
+    /// One frame of rung `rung` was encoded (`key`: a keyframe).
+    pub fn frame(&mut self, rung: usize, key: bool) -> FrameFor {
+        match self.target {
+            Target::Rung(t) if t == rung && self.current != Some(rung) => {
+                if key {
+                    self.current = Some(rung);
+                    FrameFor::Deliver { switched: true }
+                } else {
+                    FrameFor::Skip
+                }
+            }
+            _ if self.current == Some(rung) => FrameFor::Deliver { switched: false },
+            _ => FrameFor::Skip,
+        }
+    }
+
+    /// Go to `target`.
+    pub fn point(&mut self, target: Target) -> Pointed {
+        self.target = target;
+        match target {
+            Target::AudioOnly => {
+                self.current = None;
+                Pointed::Paused
+            }
+            Target::Rung(i) if self.current == Some(i) => Pointed::AlreadyThere,
+            Target::Rung(i) => Pointed::Moving(i),
+        }
+    }
+
+    /// Mark the rungs this receiver needs encoded: the one it is on and the
+    /// one it is going to.
+    pub fn mark_used(&self, used: &mut [bool]) {
+        for i in [self.current, if let Target::Rung(t) = self.target { Some(t) } else { None }].into_iter().flatten() {
+            if let Some(u) = used.get_mut(i) {
+                *u = true;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_receiver_starts_on_its_rungs_first_keyframe() {
+        let mut s = RungSwitch::new(Target::Rung(1));
+        assert_eq!(s.frame(1, false), FrameFor::Skip, "no delta frame before a keyframe");
+        assert_eq!(s.frame(0, true), FrameFor::Skip, "another rung's keyframe is not for it");
+        assert_eq!(s.frame(1, true), FrameFor::Deliver { switched: true });
+        assert_eq!(s.frame(1, false), FrameFor::Deliver { switched: false });
+        assert_eq!(s.current, Some(1));
+    }
+
+    #[test]
+    fn a_moving_receiver_keeps_its_rung_until_the_targets_keyframe() {
+        let mut s = RungSwitch { target: Target::Rung(0), current: Some(0) };
+        assert_eq!(s.point(Target::Rung(2)), Pointed::Moving(2));
+        assert_eq!(s.frame(0, false), FrameFor::Deliver { switched: false }, "still on the old rung");
+        assert_eq!(s.frame(2, false), FrameFor::Skip, "the new rung's delta frames are not decodable");
+        assert_eq!(s.frame(2, true), FrameFor::Deliver { switched: true });
+        assert_eq!(s.frame(0, false), FrameFor::Skip, "the old rung is left");
+        assert_eq!(s.point(Target::Rung(2)), Pointed::AlreadyThere);
+    }
+
+    #[test]
+    fn audio_only_pauses_at_once_and_frees_every_rung() {
+        let mut s = RungSwitch { target: Target::Rung(1), current: Some(1) };
+        assert_eq!(s.point(Target::AudioOnly), Pointed::Paused);
+        assert_eq!(s.frame(1, true), FrameFor::Skip);
+        let mut used = [false; 3];
+        s.mark_used(&mut used);
+        assert_eq!(used, [false; 3]);
+    }
+
+    #[test]
+    fn rungs_in_use_are_the_current_and_the_target() {
+        let mut used = [false; 3];
+        RungSwitch { target: Target::Rung(2), current: Some(0) }.mark_used(&mut used);
+        RungSwitch::new(Target::Rung(0)).mark_used(&mut used);
+        assert_eq!(used, [true, false, true], "rung 1 encodes nothing");
+    }
 
     #[test]
     fn the_first_keyframe_request_is_served_at_once_and_the_next_after_500_ms() {

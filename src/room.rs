@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -232,15 +234,10 @@ pub struct Room {
     started: Instant,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of our locks leaves plain data behind;
-    // keep serving rather than poisoning every later request.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Room {
     fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.catalog.read().clone()
     }
 
     /// The layout in use and each participant's placement.
@@ -347,7 +344,7 @@ impl Room {
     /// Media statistics plus who is in the room.
     pub fn stats(&self) -> serde_json::Value {
         let (participants, viewers) = {
-            let m = lock(&self.members);
+            let m = self.members.lock();
             (m.list.len(), m.viewers.len())
         };
         serde_json::json!({
@@ -372,7 +369,7 @@ impl Room {
 
     /// Audio levels from media: update the active speaker.
     fn levels(&self, levels: Vec<(String, f64)>) {
-        let mut m = lock(&self.members);
+        let mut m = self.members.lock();
         let now = self.started.elapsed().as_millis() as u64;
         if let Some(change) = m.speaker.update(now, &levels) {
             Self::broadcast(&m, &ServerMessage::Speaking { id: change });
@@ -397,7 +394,7 @@ impl Room {
                 return Err(RoomError::UnknownLayout(format!("no layout `{l}`")));
             }
         }
-        let mut m = lock(&self.members);
+        let mut m = self.members.lock();
         for id in req.pins.values().flatten() {
             if !m.list.iter().any(|x| &x.id == id) {
                 return Err(RoomError::UnknownParticipant(id.clone()));
@@ -454,15 +451,15 @@ impl Hub {
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.catalog.read().clone()
     }
 
     /// Install a new (already validated) catalog and re-lay every room.
     pub fn set_catalog(&self, catalog: Catalog) {
-        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
-        let rooms: Vec<Arc<Room>> = lock(&self.rooms).values().cloned().collect();
+        *self.catalog.write() = Arc::new(catalog);
+        let rooms: Vec<Arc<Room>> = self.rooms.lock().values().cloned().collect();
         for r in rooms {
-            let mut m = lock(&r.members);
+            let mut m = r.members.lock();
             let c = r.catalog();
             m.speaker.hold_ms = c.mixer.speaker_hold_ms as u64;
             m.speaker.threshold_db = c.mixer.speaker_threshold_db;
@@ -473,7 +470,7 @@ impl Hub {
     }
 
     pub fn room(&self, id: &str) -> Option<Arc<Room>> {
-        lock(&self.rooms).get(id).cloned()
+        self.rooms.lock().get(id).cloned()
     }
 
     /// Change a room's layout (HTTP API).
@@ -487,20 +484,20 @@ impl Hub {
 
     pub fn layout_state(&self, room: &str) -> Option<LayoutState> {
         let r = self.room(room)?;
-        let m = lock(&r.members);
+        let m = r.members.lock();
         Some(r.state(&m))
     }
 
     pub fn room_count(&self) -> usize {
-        lock(&self.rooms).len()
+        self.rooms.lock().len()
     }
 
     pub fn participant_count(&self) -> usize {
-        lock(&self.rooms).values().map(|r| lock(&r.members).list.len()).sum()
+        self.rooms.lock().values().map(|r| r.members.lock().list.len()).sum()
     }
 
     fn get_or_create(&self, room: &str) -> Result<Arc<Room>, RoomError> {
-        let mut rooms = lock(&self.rooms);
+        let mut rooms = self.rooms.lock();
         if let Some(r) = rooms.get(room) {
             return Ok(r.clone());
         }
@@ -547,7 +544,7 @@ impl Hub {
         // Reserve a place; retry if the room closed under us.
         let room = loop {
             let room = self.get_or_create(room_id)?;
-            let mut m = lock(&room.members);
+            let mut m = room.members.lock();
             if m.closed {
                 continue;
             }
@@ -574,7 +571,7 @@ impl Hub {
             }
         };
         if viewer {
-            let mut m = lock(&room.members);
+            let mut m = room.members.lock();
             m.pending -= 1;
             m.viewers.push((id.clone(), events.clone()));
             if !m.list.is_empty() {
@@ -586,7 +583,7 @@ impl Hub {
             return Ok(Membership { hub: self.clone(), room, id, media: Some(media) });
         }
         {
-            let mut m = lock(&room.members);
+            let mut m = room.members.lock();
             m.pending -= 1;
             let at = m.list.iter().position(|x| x.seq > seq).unwrap_or(m.list.len());
             m.list.insert(at, Member {
@@ -606,7 +603,7 @@ impl Hub {
 
     /// Give back a place reserved by `join` that will not be taken.
     fn abandon_reservation(&self, room: &Arc<Room>) {
-        let mut m = lock(&room.members);
+        let mut m = room.members.lock();
         m.pending -= 1;
         let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
         drop(m);
@@ -616,8 +613,8 @@ impl Hub {
     }
 
     fn remove_if_empty(&self, room: &Arc<Room>) -> Option<Arc<Room>> {
-        let mut rooms = lock(&self.rooms);
-        let mut m = lock(&room.members);
+        let mut rooms = self.rooms.lock();
+        let mut m = room.members.lock();
         if m.list.is_empty() && m.viewers.is_empty() && m.pending == 0 && !m.closed {
             m.closed = true;
             drop(m);
@@ -632,7 +629,7 @@ impl Hub {
 
     /// Take a member off the grid; the others get the new layout.
     fn leave(&self, room: &Arc<Room>, id: &str) {
-        let mut m = lock(&room.members);
+        let mut m = room.members.lock();
         if let Some(i) = m.viewers.iter().position(|(v, _)| v == id) {
             m.viewers.remove(i);
             return;
@@ -647,7 +644,7 @@ impl Hub {
     /// Mute or unmute a member's microphone and/or camera; everyone gets
     /// the new layout (which shows the state).
     fn set_mute(&self, room: &Arc<Room>, id: &str, audio: Option<bool>, video: Option<bool>) {
-        let mut m = lock(&room.members);
+        let mut m = room.members.lock();
         let Some(member) = m.list.iter_mut().find(|x| x.id == id) else { return };
         let before = (member.audio_muted, member.video_muted);
         member.audio_muted = audio.unwrap_or(member.audio_muted);
@@ -757,7 +754,7 @@ mod tests {
             Ok(Box::new(FakeParticipant))
         }
         fn set_layout(&self, tiles: &[Placement]) {
-            lock(&self.layouts).push(tiles.to_vec());
+            self.layouts.lock().push(tiles.to_vec());
         }
     }
     impl ParticipantMedia for FakeParticipant {
@@ -825,7 +822,7 @@ mod tests {
         }
         // Same tile size: no new send_size.
         assert!(!msgs.iter().any(|m| matches!(m, ServerMessage::SendSize { .. })));
-        let last = lock(&f.layouts).last().cloned().unwrap();
+        let last = f.layouts.lock().last().cloned().unwrap();
         assert!(last[0].video_muted);
         // A second participant halves the tile: a new send_size.
         let (tx2, _rx2) = mpsc::channel(64);
@@ -850,7 +847,7 @@ mod tests {
         let fast = hub.join("r", "fast", tx2).unwrap();
         gate.1.wait();
         let slow = slow.join().unwrap();
-        let last = lock(&f.layouts).last().cloned().unwrap();
+        let last = f.layouts.lock().last().cloned().unwrap();
         assert_eq!(last.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec![slow.id(), fast.id()]);
         assert_eq!(last[0].name, "slow");
     }

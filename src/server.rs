@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 
 use crate::config::Config;
 use crate::layouts::{self, Catalog};
@@ -35,7 +37,7 @@ impl Default for ServerConfig {
 pub struct Running {
     pub server: Server,
     pub hub: Arc<Hub>,
-    watcher: Option<tokio::task::JoinHandle<()>>,
+    watcher: Option<(Debouncer<RecommendedWatcher>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Running {
@@ -48,8 +50,9 @@ impl Running {
     }
 
     pub async fn stop(self) {
-        if let Some(w) = &self.watcher {
-            w.abort();
+        if let Some((debouncer, task)) = self.watcher {
+            drop(debouncer);
+            task.abort();
         }
         self.server.stop().await;
     }
@@ -74,15 +77,30 @@ fn fingerprint(dir: &std::path::Path) -> Vec<(PathBuf, u64, Option<SystemTime>)>
     v
 }
 
-/// Watch `dir` (polling every 250 ms): a valid change is applied to every
-/// running room; an invalid one is reported in the log and the last good
-/// version stays.
-fn watch(dir: PathBuf, hub: Arc<Hub>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Watch `dir` for changes (inotify, through `notify`, debounced by
+/// 200 ms so an editor's write-rename-chmod is one change): a valid change
+/// is applied to every running room; an invalid one is reported in the log
+/// and the last good version stays. The returned debouncer must be kept:
+/// dropping it stops the watch.
+fn watch(dir: PathBuf, hub: Arc<Hub>) -> Result<(Debouncer<RecommendedWatcher>, tokio::task::JoinHandle<()>)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut debouncer = new_debouncer(Duration::from_millis(200), move |res: DebounceEventResult| match res {
+        // A full queue already holds a reload that will see this change too.
+        Ok(events) if !events.is_empty() => {
+            let _ = tx.try_send(());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("watching the pipelines folder: {e}"),
+    })
+    .context("cannot start watching the pipelines folder")?;
+    debouncer
+        .watcher()
+        .watch(&dir, RecursiveMode::Recursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    let task = tokio::spawn(async move {
+        // Reads and metadata-only events change nothing that is loaded.
         let mut last = fingerprint(&dir);
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tick.tick().await;
+        while rx.recv().await.is_some() {
             let now = fingerprint(&dir);
             if now == last {
                 continue;
@@ -102,7 +120,8 @@ fn watch(dir: PathBuf, hub: Arc<Hub>) -> tokio::task::JoinHandle<()> {
                 Err(e) => tracing::error!("reloading {}: {e}", dir.display()),
             }
         }
-    })
+    });
+    Ok((debouncer, task))
 }
 
 /// Start a server (must be called inside a tokio runtime).
@@ -110,6 +129,6 @@ pub fn start(cfg: ServerConfig) -> Result<Running> {
     let media = GstMedia::new(cfg.media.clone())?;
     let hub = Hub::with_catalog(Arc::new(media), cfg.config.rooms.max_participants, cfg.catalog.clone());
     let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone())?;
-    let watcher = cfg.watch_pipelines.then(|| watch(cfg.config.server.pipelines.clone(), hub.clone()));
+    let watcher = if cfg.watch_pipelines { Some(watch(cfg.config.server.pipelines.clone(), hub.clone())?) } else { None };
     Ok(Running { server, hub, watcher })
 }

@@ -8,7 +8,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -112,7 +114,7 @@ pub struct AudioPort {
 
 impl AudioPort {
     pub fn push_input(&self, samples: &[i16]) {
-        self.input.lock().unwrap_or_else(|p| p.into_inner()).push(samples);
+        self.input.lock().push(samples);
     }
 }
 
@@ -160,13 +162,13 @@ impl AudioMixer {
 
     /// Push the whole mix into `output` whenever `on` is set (viewers).
     pub fn set_broadcast(&self, output: gst_app::AppSrc, on: Arc<AtomicBool>) {
-        *self.broadcast.write().unwrap_or_else(|p| p.into_inner()) = Some((output, on));
+        *self.broadcast.write() = Some((output, on));
     }
 
     /// Report levels to `listener` every 100 ms (called on the mixer thread,
     /// with no lock held; it must be quick).
     pub fn set_level_listener(&self, listener: Levels) {
-        *self.levels.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+        *self.levels.write() = Some(listener);
     }
 
     pub fn add(&self, id: &str, output: gst_app::AppSrc, ready: Arc<AtomicBool>) -> Arc<AudioPort> {
@@ -177,7 +179,7 @@ impl AudioMixer {
             ready,
             muted: AtomicBool::new(false),
         });
-        let mut w = self.ports.write().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.ports.write();
         let mut v: Vec<_> = w.iter().cloned().collect();
         v.push(port.clone());
         *w = Arc::new(v);
@@ -185,7 +187,7 @@ impl AudioMixer {
     }
 
     pub fn remove(&self, id: &str) {
-        let mut w = self.ports.write().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.ports.write();
         let v: Vec<_> = w.iter().filter(|p| p.id != id).cloned().collect();
         *w = Arc::new(v);
     }
@@ -232,7 +234,7 @@ fn run(ports: Ports, levels: LevelSlot, broadcast: Broadcast, stop: Arc<AtomicBo
             // Far behind (machine stalled): do not burst to catch up.
             next = now;
         }
-        let snapshot = ports.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let snapshot = ports.read().clone();
         let n = snapshot.len();
         if n == 0 {
             continue;
@@ -242,7 +244,7 @@ fn run(ports: Ports, levels: LevelSlot, broadcast: Broadcast, stop: Arc<AtomicBo
         outs.resize_with(n + 1, || vec![0; FRAME]);
         let mut active = vec![false; n];
         for (i, port) in snapshot.iter().enumerate() {
-            let took = port.input.lock().unwrap_or_else(|p| p.into_inner()).take(&mut frames[i]);
+            let took = port.input.lock().take(&mut frames[i]);
             active[i] = took && !port.muted.load(Ordering::Relaxed);
         }
         let mut inputs: Vec<Option<&[i16]>> =
@@ -250,7 +252,7 @@ fn run(ports: Ports, levels: LevelSlot, broadcast: Broadcast, stop: Arc<AtomicBo
         inputs.push(None);
         mix_minus(&inputs, &mut total, &mut outs[..n + 1]);
         inputs.pop();
-        if let Some((out, on)) = broadcast.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some((out, on)) = broadcast.read().as_ref() {
             if on.load(Ordering::Relaxed) {
                 let _ = out.push_buffer(pcm_buffer(&outs[n]));
             }
@@ -269,7 +271,7 @@ fn run(ports: Ports, levels: LevelSlot, broadcast: Broadcast, stop: Arc<AtomicBo
                 .map(|p| (p.id.clone(), level_db(energy.get(&p.id).copied().unwrap_or(0.0), FRAME * LEVEL_TICKS as usize)))
                 .collect();
             energy.clear();
-            let listener = levels.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let listener = levels.read().clone();
             if let Some(l) = listener {
                 l(report);
             }

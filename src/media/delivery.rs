@@ -16,7 +16,9 @@
 //! keyframe of its rung.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,15 +28,12 @@ use gst::prelude::*;
 
 use super::MediaConfig;
 use crate::ladder::{Choice, LinkSample, Rung, RungController, Target};
-use crate::link::{KeyframeThrottle, LinkWindow};
+use crate::link::{FrameFor, KeyframeThrottle, LinkWindow, Pointed, RungSwitch};
 use crate::room::{EventSender, MediaEvent, ParticipantEvent, RungInfo};
 
 /// Controller period.
 const TICK: Duration = Duration::from_millis(100);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What a receiver's transport tells about its link, written by the
 /// participant pipeline (congestion-control estimate, TWCC feedback) from
@@ -62,12 +61,12 @@ impl LinkStats {
     /// packet: this runs on a streaming thread.
     pub fn feedback(&self, packets: &[(bool, Option<u64>, u32)]) {
         let now = self.now_ms();
-        lock(&self.window).feedback(now, packets);
+        self.window.lock().feedback(now, packets);
     }
 
     pub fn sample(&self) -> LinkSample {
         let now = self.now_ms();
-        lock(&self.window).sample(now, self.estimate_bps.load(Ordering::Relaxed))
+        self.window.lock().sample(now, self.estimate_bps.load(Ordering::Relaxed))
     }
 }
 
@@ -93,15 +92,14 @@ pub struct Receiver {
 
 struct RecvState {
     choice: Choice,
-    target: Target,
-    /// The rung whose frames this receiver gets now.
-    current: Option<usize>,
+    /// Where it is going and where its frames come from (the rule).
+    switch: RungSwitch,
     controller: Option<RungController>,
 }
 
 impl Receiver {
     pub fn set_estimator(&self, e: &gst::Element) {
-        *lock(&self.estimator) = Some(e.downgrade());
+        *self.estimator.lock() = Some(e.downgrade());
     }
 }
 
@@ -231,7 +229,7 @@ impl Delivery {
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                         let rung = &rungs_cb[i];
-                        let due = lock(&rung.keyframes).due(rung.epoch.elapsed().as_millis() as u64);
+                        let due = rung.keyframes.lock().due(rung.epoch.elapsed().as_millis() as u64);
                         if due {
                             if let Some(pad) = sink.static_pad("sink") {
                                 pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
@@ -241,7 +239,7 @@ impl Delivery {
                         rung.bytes.fetch_add(buffer.size() as u64, Ordering::Relaxed);
                         rung.frames.fetch_add(1, Ordering::Relaxed);
                         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                        let list = receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+                        let list = receivers.read().clone();
                         for r in list.iter() {
                             if r.ready.load(Ordering::Relaxed) {
                                 deliver(&rungs_cb, r, i, key, &buffer);
@@ -289,13 +287,13 @@ impl Delivery {
             link: Arc::new(LinkStats::default()),
             padding_bps: Arc::new(AtomicU32::new(0)),
             estimator: Mutex::new(None),
-            st: Mutex::new(RecvState { choice, target: start, current: None, controller }),
+            st: Mutex::new(RecvState { choice, switch: RungSwitch::new(start), controller }),
             frames_sent: AtomicU64::new(0),
             ready_at: Mutex::new(None),
             warned: AtomicBool::new(false),
         });
         {
-            let mut w = self.receivers.write().unwrap_or_else(|p| p.into_inner());
+            let mut w = self.receivers.write();
             let mut v: Vec<_> = w.iter().cloned().collect();
             v.push(r.clone());
             *w = Arc::new(v);
@@ -306,7 +304,7 @@ impl Delivery {
 
     pub fn remove(&self, id: &str) {
         {
-            let mut w = self.receivers.write().unwrap_or_else(|p| p.into_inner());
+            let mut w = self.receivers.write();
             let v: Vec<_> = w.iter().filter(|r| r.id != id).cloned().collect();
             *w = Arc::new(v);
         }
@@ -314,15 +312,16 @@ impl Delivery {
     }
 
     fn find(&self, id: &str) -> Option<Arc<Receiver>> {
-        self.receivers.read().unwrap_or_else(|p| p.into_inner()).iter().find(|r| r.id == id).cloned()
+        self.receivers.read().iter().find(|r| r.id == id).cloned()
     }
 
     /// A receiver needs a keyframe (it just connected, or sent PLI/FIR).
     pub fn request_keyframe(&self, id: &str) {
         let Some(r) = self.find(id) else { return };
-        let st = lock(&r.st);
-        for i in [st.current, if let Target::Rung(t) = st.target { Some(t) } else { None }].into_iter().flatten() {
-            lock(&self.rungs[i].keyframes).request();
+        let mut used = vec![false; self.rungs.len()];
+        r.st.lock().switch.mark_used(&mut used);
+        for (rung, _) in self.rungs.iter().zip(used).filter(|(_, u)| *u) {
+            rung.keyframes.lock().request();
         }
     }
 
@@ -331,7 +330,7 @@ impl Delivery {
         let Some(r) = self.find(id) else { return };
         let now = self.now_ms();
         let target = {
-            let mut st = lock(&r.st);
+            let mut st = r.st.lock();
             st.choice = choice.clone();
             match choice {
                 Choice::Fixed(i) => {
@@ -339,7 +338,7 @@ impl Delivery {
                     Target::Rung(i.min(self.rungs.len() - 1))
                 }
                 Choice::Auto => {
-                    let start = match st.target {
+                    let start = match st.switch.target {
                         Target::Rung(i) => Target::Rung(i),
                         Target::AudioOnly => Target::Rung(self.rungs.len() - 1),
                     };
@@ -357,34 +356,34 @@ impl Delivery {
     }
 
     pub fn stats(&self) -> Vec<RungStats> {
-        let list = self.receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let kbps = lock(&self.kbps).clone();
+        let list = self.receivers.read().clone();
+        let kbps = self.kbps.lock().clone();
         self.rungs
             .iter()
             .enumerate()
             .map(|(i, r)| RungStats {
                 rung: r.spec.clone(),
                 running: r.running.load(Ordering::SeqCst),
-                receivers: list.iter().filter(|x| lock(&x.st).current == Some(i)).count(),
+                receivers: list.iter().filter(|x| x.st.lock().switch.current == Some(i)).count(),
                 kbps: kbps.get(i).copied().unwrap_or(0),
-                keyframes_forced: lock(&r.keyframes).forced(),
+                keyframes_forced: r.keyframes.lock().forced(),
             })
             .collect()
     }
 
     /// Every receiver's rung and link, for the stats API.
     pub fn receivers(&self) -> Vec<ReceiverStats> {
-        let list = self.receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let list = self.receivers.read().clone();
         list.iter()
             .map(|r| {
                 let link = r.link.sample();
-                let st = lock(&r.st);
+                let st = r.st.lock();
                 let name = |i: Option<usize>| i.and_then(|i| self.rungs.get(i)).map(|x| x.spec.name.clone()).unwrap_or_else(|| "none".into());
                 ReceiverStats {
                     id: r.id.clone(),
                     frames_sent: r.frames_sent.load(Ordering::Relaxed),
-                    rung: name(st.current),
-                    target: match st.target {
+                    rung: name(st.switch.current),
+                    target: match st.switch.target {
                         Target::Rung(i) => name(Some(i)),
                         Target::AudioOnly => "audio".into(),
                     },
@@ -400,7 +399,7 @@ impl Delivery {
     }
 
     pub fn keyframes_forced(&self) -> u64 {
-        self.rungs.iter().map(|r| lock(&r.keyframes).forced()).sum()
+        self.rungs.iter().map(|r| r.keyframes.lock().forced()).sum()
     }
 
     fn start_controller(&self) -> Result<()> {
@@ -416,8 +415,8 @@ impl Delivery {
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(TICK);
                 let now = epoch.elapsed().as_millis() as u64;
-                let list = receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
-                let rung_kbps = lock(&kbps).clone();
+                let list = receivers.read().clone();
+                let rung_kbps = kbps.lock().clone();
                 for r in list.iter() {
                     if r.ready.load(Ordering::Relaxed) {
                         control(&rungs, &receivers, r, now, &rung_kbps);
@@ -428,7 +427,7 @@ impl Delivery {
                 if last_measure.elapsed() >= Duration::from_secs(2) {
                     let secs = last_measure.elapsed().as_secs_f64();
                     last_measure = Instant::now();
-                    let mut k = lock(&kbps);
+                    let mut k = kbps.lock();
                     for (i, r) in rungs.iter().enumerate() {
                         let b = r.bytes.load(Ordering::Relaxed);
                         k[i] = ((b - last_bytes[i]) as f64 * 8.0 / secs / 1000.0) as u32;
@@ -437,7 +436,7 @@ impl Delivery {
                 }
             }
         })?;
-        *lock(&self.thread) = Some(t);
+        *self.thread.lock() = Some(t);
         Ok(())
     }
 }
@@ -457,11 +456,11 @@ fn count_buffers(element: &gst::Element, pad: &str) -> Arc<AtomicU64> {
 
 /// Warn (once) about a connected receiver that got no frame in 3 s.
 fn watch(rungs: &[RungEncoder], r: &Receiver, composed: u64) {
-    let since = *lock(&r.ready_at).get_or_insert_with(Instant::now);
+    let since = *r.ready_at.lock().get_or_insert_with(Instant::now);
     if r.frames_sent.load(Ordering::Relaxed) > 0 || since.elapsed() < Duration::from_secs(3) || r.warned.swap(true, Ordering::Relaxed) {
         return;
     }
-    let st = lock(&r.st);
+    let st = r.st.lock();
     let state: Vec<String> = rungs
         .iter()
         .map(|x| {
@@ -471,15 +470,15 @@ fn watch(rungs: &[RungEncoder], r: &Receiver, composed: u64) {
                 x.running.load(Ordering::Relaxed),
                 x.admitted.load(Ordering::Relaxed),
                 x.frames.load(Ordering::Relaxed),
-                lock(&x.keyframes).forced()
+                x.keyframes.lock().forced()
             )
         })
         .collect();
     tracing::warn!(
         receiver = %r.id,
         "connected 3 s ago but no video frame delivered yet: target {:?}, current {:?}; {composed} frames composed; rungs: {}",
-        st.target,
-        st.current,
+        st.switch.target,
+        st.switch.current,
         state.join("; ")
     );
 }
@@ -488,8 +487,8 @@ fn watch(rungs: &[RungEncoder], r: &Receiver, composed: u64) {
 fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now: u64, rung_kbps: &[u32]) {
     let mut sample = r.link.sample();
     let decision = {
-        let mut st = lock(&r.st);
-        sample.rung_bps = st.current.and_then(|i| rung_kbps.get(i)).copied().unwrap_or(0) * 1000;
+        let mut st = r.st.lock();
+        sample.rung_bps = st.switch.current.and_then(|i| rung_kbps.get(i)).copied().unwrap_or(0) * 1000;
         match st.controller.as_mut() {
             Some(c) => c.tick(now, sample),
             None => return,
@@ -500,7 +499,7 @@ fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now:
         tracing::info!(receiver = %r.id, "{note}");
     }
     if let Some(bps) = decision.set_estimate {
-        if let Some(e) = lock(&r.estimator).as_ref().and_then(|w| w.upgrade()) {
+        if let Some(e) = r.estimator.lock().as_ref().and_then(|w| w.upgrade()) {
             e.set_property("estimated-bitrate", bps);
         }
         r.link.estimate_bps.store(bps, Ordering::Relaxed);
@@ -514,33 +513,21 @@ fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now:
 /// Point a receiver at `t`: request a keyframe there and open its valve;
 /// the switch itself happens at that keyframe.
 fn set_target(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, t: Target, announce_now: bool) {
-    let (auto, paused) = {
-        let mut st = lock(&r.st);
-        st.target = t;
-        let auto = st.controller.is_some();
-        let paused = t == Target::AudioOnly;
-        if paused {
-            st.current = None;
-        }
-        if st.current == Some(match t {
-            Target::Rung(i) => i,
-            Target::AudioOnly => usize::MAX,
-        }) {
-            // Already there.
-            drop(st);
-            if announce_now {
-                send_quality(rungs, r, t, auto);
-            }
-            return;
-        }
-        (auto, paused)
+    let (pointed, auto) = {
+        let mut st = r.st.lock();
+        (st.switch.point(t), st.controller.is_some())
     };
-    if let Target::Rung(i) = t {
-        lock(&rungs[i].keyframes).request();
-    }
-    update_valves(rungs, receivers);
-    if paused {
-        send_quality(rungs, r, t, auto);
+    match pointed {
+        Pointed::AlreadyThere if announce_now => send_quality(rungs, r, t, auto),
+        Pointed::AlreadyThere => {}
+        Pointed::Moving(i) => {
+            rungs[i].keyframes.lock().request();
+            update_valves(rungs, receivers);
+        }
+        Pointed::Paused => {
+            update_valves(rungs, receivers);
+            send_quality(rungs, r, t, auto);
+        }
     }
 }
 
@@ -554,22 +541,8 @@ fn send_quality(rungs: &[RungEncoder], r: &Receiver, t: Target, auto: bool) {
 /// Hand one encoded frame of rung `i` to receiver `r` if it is on that
 /// rung, or moving to it and this is a keyframe.
 fn deliver(rungs: &[RungEncoder], r: &Receiver, i: usize, key: bool, buffer: &gst::Buffer) {
-    let mut st = lock(&r.st);
-    let switched = match st.target {
-        Target::Rung(t) if t == i => {
-            if st.current != Some(i) {
-                if !key {
-                    return;
-                }
-                st.current = Some(i);
-                true
-            } else {
-                false
-            }
-        }
-        _ if st.current == Some(i) => false,
-        _ => return,
-    };
+    let mut st = r.st.lock();
+    let FrameFor::Deliver { switched } = st.switch.frame(i, key) else { return };
     // Pushing only queues the buffer; flushing (leaving) receivers miss it.
     if let Err(e) = r.appsrc.push_buffer(super::unstamped(buffer)) {
         tracing::debug!(receiver = %r.id, "frame not queued: {e:?}");
@@ -584,23 +557,17 @@ fn deliver(rungs: &[RungEncoder], r: &Receiver, i: usize, key: bool, buffer: &gs
 
 /// Open the valves of rungs in use, close the others.
 fn update_valves(rungs: &[RungEncoder], receivers: &Receivers) {
-    let list = receivers.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let list = receivers.read().clone();
     let mut used = vec![false; rungs.len()];
     for r in list.iter() {
-        let st = lock(&r.st);
-        if let Some(c) = st.current {
-            used[c] = true;
-        }
-        if let Target::Rung(t) = st.target {
-            used[t] = true;
-        }
+        r.st.lock().switch.mark_used(&mut used);
     }
     for (rung, u) in rungs.iter().zip(used) {
         if rung.running.swap(u, Ordering::SeqCst) != u {
             rung.valve.set_property("drop", !u);
             if u {
                 // A restarted encoder's first frames must be decodable.
-                lock(&rung.keyframes).request();
+                rung.keyframes.lock().request();
             }
             tracing::debug!("rung {} {}", rung.spec.name, if u { "started" } else { "stopped" });
         }
@@ -610,7 +577,7 @@ fn update_valves(rungs: &[RungEncoder], receivers: &Receivers) {
 impl Drop for Delivery {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = lock(&self.thread).take() {
+        if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
     }

@@ -14,7 +14,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use anyhow::{Context, Result};
 use gst::prelude::*;
@@ -159,7 +161,7 @@ impl RoomMixer {
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                         let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
-                        let list = viewer_audio.read().unwrap_or_else(|p| p.into_inner()).clone();
+                        let list = viewer_audio.read().clone();
                         for v in list.iter() {
                             if v.ready.load(Ordering::Relaxed) {
                                 if v.appsrc.caps().is_none() {
@@ -241,7 +243,7 @@ impl RoomMixer {
         choice: Choice,
     ) -> Arc<Receiver> {
         {
-            let mut w = self.viewer_audio.write().unwrap_or_else(|p| p.into_inner());
+            let mut w = self.viewer_audio.write();
             let mut v: Vec<ViewerAudio> = w.iter().cloned().collect();
             v.push(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone() });
             self.viewers_on.store(true, Ordering::SeqCst);
@@ -251,7 +253,7 @@ impl RoomMixer {
     }
 
     pub fn viewer_count(&self) -> usize {
-        self.viewer_audio.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.viewer_audio.read().len()
     }
 
     /// Connect a participant: its decoded, tile-sized video goes into a new
@@ -315,7 +317,7 @@ impl RoomMixer {
         let room_in = video.appsrc.clone();
         let flags = Arc::new(InputFlags::default());
         let audio = self.audio.add(id, audio_out, ready.clone());
-        self.inputs.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        self.inputs.lock().insert(
             id.to_string(),
             VideoInput {
                 video,
@@ -344,14 +346,14 @@ impl RoomMixer {
         self.audio.remove(id);
         self.delivery.remove(id);
         {
-            let mut w = self.viewer_audio.write().unwrap_or_else(|p| p.into_inner());
+            let mut w = self.viewer_audio.write();
             if w.iter().any(|v| v.id == id) {
                 let v: Vec<ViewerAudio> = w.iter().filter(|v| v.id != id).cloned().collect();
                 self.viewers_on.store(!v.is_empty(), Ordering::SeqCst);
                 *w = Arc::new(v);
             }
         }
-        let input = self.inputs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let input = self.inputs.lock().remove(id);
         if let Some(input) = input {
             self.drop_input(&input.video);
             self.drop_input(&input.frame);
@@ -363,7 +365,7 @@ impl RoomMixer {
     /// hidden. Never blocks: property changes only; name cards and border
     /// frames are rendered on another thread or are cheap solid fills.
     pub fn set_layout(&self, tiles: &[Placement]) {
-        let mut inputs = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inputs = self.inputs.lock();
         for (id, input) in inputs.iter_mut() {
             if !tiles.iter().any(|t| &t.id == id) {
                 input.video.pad.set_property("alpha", 0.0f64);

@@ -12,7 +12,9 @@
 //! no lock of ours is held while a signal is emitted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use anyhow::{Context, Result};
 use gst::glib;
@@ -186,7 +188,7 @@ impl ParticipantPipeline {
         let padder = Mutex::new(Padder::default());
         pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, info| {
             let bps = padding.load(Ordering::Relaxed);
-            let mut padder = padder.lock().unwrap_or_else(|p| p.into_inner());
+            let mut padder = padder.lock();
             match info.data.take() {
                 Some(gst::PadProbeData::Buffer(b)) => {
                     let mut list = gst::BufferList::new();

@@ -3,7 +3,9 @@
 //! tone, and reports what it received. Its media lives in
 //! [`crate::tools::bot_media`]; this module is the signaling client and report.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -125,9 +127,6 @@ struct BotState {
     qualities: Vec<QualitySeen>,
 }
 
-fn lock(m: &Mutex<BotState>) -> MutexGuard<'_, BotState> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What the bot saw at a tile's centre.
 #[derive(Debug, Clone, Serialize)]
@@ -223,44 +222,44 @@ impl Bot {
     }
 
     pub fn id(&self) -> Option<String> {
-        lock(&self.state).id.clone()
+        self.state.lock().id.clone()
     }
 
     pub fn layout(&self) -> Option<(Canvas, Vec<Tile>)> {
-        lock(&self.state).layout.clone()
+        self.state.lock().layout.clone()
     }
 
     /// Name of the layout in the last `layout` message.
     pub fn layout_name(&self) -> Option<String> {
-        lock(&self.state).layout_name.clone()
+        self.state.lock().layout_name.clone()
     }
 
     /// The active speaker from the last `speaking` message.
     pub fn speaker(&self) -> Option<String> {
-        lock(&self.state).speaker.clone()
+        self.state.lock().speaker.clone()
     }
 
     pub fn layouts_received(&self) -> u32 {
-        lock(&self.state).layouts_received
+        self.state.lock().layouts_received
     }
 
     pub fn errors(&self) -> Vec<(String, String)> {
-        lock(&self.state).errors.clone()
+        self.state.lock().errors.clone()
     }
 
     /// The last `send_size` hint from the server (width, height, max bitrate).
     pub fn send_size(&self) -> Option<(u32, u32, u32)> {
-        lock(&self.state).send_size
+        self.state.lock().send_size
     }
 
     /// Every `quality` event received, oldest first.
     pub fn qualities(&self) -> Vec<QualitySeen> {
-        lock(&self.state).qualities.clone()
+        self.state.lock().qualities.clone()
     }
 
     /// The rung named by the last `quality` event.
     pub fn rung(&self) -> Option<String> {
-        lock(&self.state).qualities.last().map(|q| q.rung.clone())
+        self.state.lock().qualities.last().map(|q| q.rung.clone())
     }
 
     /// Ask for a rung by name, or `auto`.
@@ -269,7 +268,7 @@ impl Bot {
     }
 
     pub fn is_connected(&self) -> bool {
-        lock(&self.state).connected
+        self.state.lock().connected
     }
 
     /// Time from opening the WebSocket to the first decoded mixed frame.
@@ -355,7 +354,7 @@ impl Bot {
     }
 
     pub fn report(&self) -> BotReport {
-        let st = lock(&self.state).clone();
+        let st = self.state.lock().clone();
         let s = self.media.stats();
         BotReport {
             room: self.opts.room.clone(),
@@ -453,32 +452,32 @@ async fn run(
                     continue;
                 };
                 match m {
-                    ServerMessage::Joined { id, .. } => lock(&state).id = Some(id),
+                    ServerMessage::Joined { id, .. } => state.lock().id = Some(id),
                     ServerMessage::Offer { sdp } => {
                         if let Err(e) = media.handle_offer(&sdp) {
-                            lock(&state).errors.push(("bot_offer".into(), format!("{e:#}")));
+                            state.lock().errors.push(("bot_offer".into(), format!("{e:#}")));
                         }
                     }
                     ServerMessage::Ice { candidate, sdp_mline_index } => media.add_ice(sdp_mline_index, &candidate),
                     ServerMessage::Layout { canvas, tiles, layout } => {
-                        let mut st = lock(&state);
+                        let mut st = state.lock();
                         st.layout = Some((canvas, tiles));
                         st.layout_name = layout;
                         st.layouts_received += 1;
                     }
-                    ServerMessage::Speaking { id } => lock(&state).speaker = id,
+                    ServerMessage::Speaking { id } => state.lock().speaker = id,
                     ServerMessage::Quality { rung, width, height, fps, kbps, auto, .. } => {
                         let at_ms = started.elapsed().as_millis() as u64;
                         tracing::debug!("bot: quality {rung} {width}x{height}@{fps} {kbps} kbps (auto {auto}) at {at_ms} ms");
-                        lock(&state).qualities.push(QualitySeen { rung, width, height, fps, kbps, auto, at_ms });
+                        state.lock().qualities.push(QualitySeen { rung, width, height, fps, kbps, auto, at_ms });
                     }
                     ServerMessage::SendSize { width, height, max_bitrate } => {
-                        lock(&state).send_size = Some((width, height, max_bitrate));
+                        state.lock().send_size = Some((width, height, max_bitrate));
                         media.fit_send_size(width, height, max_bitrate);
                     }
                     ServerMessage::Error { code, message } => {
                         tracing::warn!("bot: server error {code}: {message}");
-                        lock(&state).errors.push((code.to_string(), message));
+                        state.lock().errors.push((code.to_string(), message));
                     }
                 }
             }
@@ -504,8 +503,8 @@ async fn run(
                         }
                     }
                     PeerEvent::GatheringComplete => gathering_done = true,
-                    PeerEvent::Connected => lock(&state).connected = true,
-                    PeerEvent::Failed(e) => lock(&state).errors.push(("bot_media".into(), e)),
+                    PeerEvent::Connected => state.lock().connected = true,
+                    PeerEvent::Failed(e) => state.lock().errors.push(("bot_media".into(), e)),
                     PeerEvent::RemoteApplied | PeerEvent::RemoteRefused(_) => {}
                 }
             }
@@ -519,5 +518,5 @@ async fn run(
             }
         }
     }
-    lock(&state).closed = true;
+    state.lock().closed = true;
 }

@@ -4,7 +4,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -111,9 +113,6 @@ impl Received {
     }
 }
 
-fn lock(m: &Mutex<Received>) -> MutexGuard<'_, Received> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// An RGB frame copied out of the pipeline.
 #[derive(Debug, Clone)]
@@ -259,7 +258,7 @@ impl BotMedia {
             let bytes = bytes.clone();
             let (discard, decode) = (cfg.load, cfg.decode);
             peer.on_stream(move |pipeline, pad, stream| {
-                lock(&received).pads.push(stream.describe());
+                received.lock().pads.push(stream.describe());
                 count_rtp(pad, stream.is_video(), bytes.clone(), received.clone());
                 // Load mode: count and drop.
                 let linked = if discard { webrtc::discard(pipeline, pad) } else { link_receiver(pipeline, pad, stream, received.clone(), decode) };
@@ -330,7 +329,7 @@ impl BotMedia {
         let sw = ((w as f64 / scale) as u32 & !1).max(16);
         let sh = ((h as f64 / scale) as u32 & !1).max(16);
         if let Some(f) = &self.feeder {
-            *f.wanted.lock().unwrap_or_else(|p| p.into_inner()) = Some((sw, sh, max_bitrate.min(CLIP_BITRATE)));
+            *f.wanted.lock() = Some((sw, sh, max_bitrate.min(CLIP_BITRATE)));
         }
         if let Some(f) = self.pipeline.by_name("vsize") {
             f.set_property("caps", gst::Caps::builder("video/x-raw").field("width", sw as i32).field("height", sh as i32).build());
@@ -345,7 +344,7 @@ impl BotMedia {
     }
 
     pub fn stats(&self) -> ReceivedStats {
-        let r = lock(&self.received);
+        let r = self.received.lock();
         let now = Instant::now();
         let fps = match r.first_frame {
             Some(t) if r.frames > 1 => (r.frames - 1) as f64 / (now - t).as_secs_f64().max(1e-3),
@@ -377,7 +376,7 @@ impl BotMedia {
 
     /// Watch the pixel (x, y) of every decoded frame from now on.
     pub fn set_probe(&self, x: u32, y: u32) {
-        let mut r = lock(&self.received);
+        let mut r = self.received.lock();
         r.probe = Some((x, y));
         r.probe_log.clear();
     }
@@ -385,19 +384,19 @@ impl BotMedia {
     /// What the watched pixel showed, frame by frame, with decode and
     /// RTP arrival times.
     pub fn probe_log(&self) -> Vec<ProbeSample> {
-        lock(&self.received).probe_log.iter().copied().collect()
+        self.received.lock().probe_log.iter().copied().collect()
     }
 
     /// When the last RTP packet of each frame that changed colour (after
     /// [`BotMedia::set_color`]) left this bot, in order.
     pub fn sent_changes(&self) -> Vec<Instant> {
-        self.changes.lock().unwrap_or_else(|p| p.into_inner()).sent.clone()
+        self.changes.lock().sent.clone()
     }
 
     /// Change the solid colour this bot sends (takes effect on the next frame).
     pub fn set_color(&self, rgb: u32) {
         let (y, _, _) = crate::media::raw::rgb_to_yuv((rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8);
-        self.changes.lock().unwrap_or_else(|p| p.into_inner()).pending_y = Some(y);
+        self.changes.lock().pending_y = Some(y);
         if let Some(src) = self.pipeline.by_name("vsrc") {
             src.set_property("foreground-color", 0xff00_0000u32 | rgb);
         }
@@ -405,12 +404,12 @@ impl BotMedia {
 
     /// Reset the longest-gap measurement (e.g. after start-up).
     pub fn reset_max_gap(&self) {
-        lock(&self.received).max_gap = Duration::ZERO;
+        self.received.lock().max_gap = Duration::ZERO;
     }
 
     /// The last decoded mixed frame, as RGB.
     pub fn last_frame(&self) -> Option<RgbFrame> {
-        let sample = lock(&self.received).last_sample.clone()?;
+        let sample = self.received.lock().last_sample.clone()?;
         let caps = sample.caps()?;
         let info = gst_video::VideoInfo::from_caps(caps).ok()?;
         let buffer = sample.buffer()?;
@@ -429,7 +428,7 @@ impl BotMedia {
     /// (bin width in Hz, level in dBFS per bin). None before enough audio.
     pub fn spectrum(&self) -> Option<(f64, Vec<f64>)> {
         let samples: Vec<f32> = {
-            let r = lock(&self.received);
+            let r = self.received.lock();
             if r.audio.len() < FFT_LEN {
                 return None;
             }
@@ -474,7 +473,7 @@ pub(crate) fn clip_source(color: Option<u32>, pattern: &str) -> String {
 pub(crate) fn clip(source: &str, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Clip> {
     type Key = (String, u32, u32, u32, u32);
     static CLIPS: std::sync::OnceLock<Mutex<std::collections::HashMap<Key, Clip>>> = std::sync::OnceLock::new();
-    let mut clips = CLIPS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut clips = CLIPS.get_or_init(Default::default).lock();
     let key = (source.to_string(), width, height, bitrate, fps);
     if let Some(c) = clips.get(&key) {
         return Ok(c.clone());
@@ -572,7 +571,7 @@ impl PreEncoded {
             let (mut vi, mut ai) = (0usize, 0usize);
             let (mut vnext, mut anext) = (Duration::ZERO, Duration::ZERO);
             while !stop2.load(Ordering::SeqCst) {
-                let size = wanted2.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let size = wanted2.lock().take();
                 if let (Some((w, h, bitrate)), Some(v)) = (size, &vsrc) {
                     match clip(&source, w, h, bitrate, fps) {
                         Ok(c) => {
@@ -616,7 +615,7 @@ fn watch_colour_changes(pipeline: &gst::Pipeline, changes: &Arc<Mutex<SentChange
     if let Some(pad) = enc.static_pad("sink") {
         let changes = changes.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let mut c = changes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = changes.lock();
             if let (Some(want), Some(buf)) = (c.pending_y, info.buffer()) {
                 // I420 (or any planar YUV): the first byte is a luma sample
                 // of a solid-colour frame.
@@ -633,7 +632,7 @@ fn watch_colour_changes(pipeline: &gst::Pipeline, changes: &Arc<Mutex<SentChange
         let changes = changes.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
-            let mut c = changes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = changes.lock();
             if c.frame_pts.is_some() && buf.pts().map(|p| p.nseconds()) == c.frame_pts {
                 let marker = gst_rtp::RTPBuffer::from_buffer_readable(buf).map(|r| r.is_marker()).unwrap_or(false);
                 if marker {
@@ -660,7 +659,7 @@ fn watch_rtp_arrivals(webrtcbin: &gst::Element, received: &Arc<Mutex<Received>>)
             let received = received.clone();
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 if let Some(f) = info.buffer().and_then(|b| frame(b)) {
-                    let mut r = lock(&received);
+                    let mut r = received.lock();
                     let now = Instant::now();
                     match r.rtp_arrivals.iter_mut().rev().take(8).find(|(k, _)| *k == f) {
                         Some(entry) => entry.1 = now,
@@ -678,7 +677,7 @@ fn watch_rtp_arrivals(webrtcbin: &gst::Element, received: &Arc<Mutex<Received>>)
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
                 if let (Some(f), Some(pts)) = (frame(buf), buf.pts()) {
-                    let mut r = lock(&received);
+                    let mut r = received.lock();
                     if r.pts_frames.back().map(|(p, _)| *p) != Some(pts.nseconds()) {
                         r.pts_frames.push_back((pts.nseconds(), f));
                         while r.pts_frames.len() > RTP_KEEP {
@@ -766,7 +765,7 @@ fn count_rtp(pad: &gst::Pad, is_video: bool, bytes: Arc<AtomicU64>, received: Ar
             return gst::PadProbeReturn::Ok;
         }
         if let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) {
-            let mut r = lock(&received);
+            let mut r = received.lock();
             r.video_packets += 1;
             r.video_bytes += buf.size() as u64;
             let seq = rtp.seq();
@@ -797,7 +796,7 @@ fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Re
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 if video {
                     let size = sample.buffer().and_then(|b| b.map_readable().ok().and_then(|m| vp8_keyframe_size(&m)));
-                    let mut r = lock(&received);
+                    let mut r = received.lock();
                     r.frame_arrived(Instant::now());
                     if let Some((w, h)) = size {
                         r.width = w;
@@ -837,7 +836,7 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream, rece
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let mut r = lock(&received);
+                let mut r = received.lock();
                 if is_video {
                     let now = Instant::now();
                     r.frame_arrived(now);
