@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::tools::bot::{Bot, BotOptions};
 use crate::media::webrtc::PeerEvent;
 use crate::tools::bot_media::BotMedia;
+use crate::tools::procinfo::Proc;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -201,29 +202,10 @@ impl Drop for ServerProc {
     }
 }
 
-/// utime + stime of a process, in seconds.
+/// utime + stime of a process (`self` or a pid), in seconds; 0 when it is gone.
 fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses).
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn count_dir(path: String) -> usize {
-    std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
+    let p = if pid == "self" { Proc::myself() } else { Proc(pid.parse().ok()) };
+    p.cpu_seconds().unwrap_or(0.0)
 }
 
 /// CPUs of this machine ("% of machine" divides by it).
@@ -352,9 +334,9 @@ async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, war
         server_cpu_pct_of_core: core,
         server_cpu_pct_of_machine: core / cpus,
         load_cpu_pct_of_machine: median(load_cpu),
-        rss_mib: rss_mib(server.pid()),
-        threads: count_dir(format!("/proc/{pid}/task")),
-        fds: count_dir(format!("/proc/{pid}/fd")),
+        rss_mib: Proc(Some(server.pid())).rss_mib()?,
+        threads: Proc(Some(server.pid())).threads()?,
+        fds: Proc(Some(server.pid())).fds()?,
         observer_fps: median(fps),
         observer_rtp_fps: median(rtp_fps),
         observer_max_gap_ms: last.max_frame_gap_ms,

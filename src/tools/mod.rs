@@ -3,10 +3,12 @@
 //! * [`bot`] and [`bot_media`]: `tessera bot`, the headless participant our
 //!   users run in CI (signaling client and report; its webrtcbin media).
 //! * [`bench`]: `tessera bench`, the benchmark harness; [`plot`] draws its
-//!   charts; [`rawmix`] is the plain-pipeline reference it compares with.
+//!   charts; [`rawmix`] is the plain-pipeline reference it compares with;
+//!   [`procinfo`] reads a process's CPU, memory, threads and fds.
 
 pub mod bench;
 pub mod bot;
 pub mod bot_media;
 pub mod plot;
+pub mod procinfo;
 pub mod rawmix;

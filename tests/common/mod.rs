@@ -9,6 +9,7 @@ use std::time::Duration;
 use tessera::tools::bot::{Bot, BotOptions};
 use tessera::config::{Config, Network};
 use tessera::media::MediaConfig;
+use tessera::tools::procinfo::Proc;
 use tessera::server::{self, Running, ServerConfig};
 
 pub const CANVAS: (u32, u32) = (640, 360);
@@ -134,11 +135,11 @@ impl ChildServer {
     }
 
     pub fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map(|d| d.count()).unwrap_or(0)
+        Proc(Some(self.pid)).fds().expect("the server's open fds")
     }
 
     pub fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.pid)).map(|d| d.count()).unwrap_or(0)
+        Proc(Some(self.pid)).threads().expect("the server's threads")
     }
 }
 
