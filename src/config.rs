@@ -61,6 +61,10 @@ pub struct NetworkSection {
     /// [default: an ECDSA P-256 certificate generated at start]
     #[arg(long)]
     pub dtls_cert: Option<PathBuf>,
+    /// UDP ports for media, MIN-MAX: every participant's and viewer's ICE
+    /// uses one port of this range (one firewall rule). [default: any port]
+    #[arg(long)]
+    pub udp_ports: Option<PortRange>,
 }
 
 /// `[media]`: overrides of pipelines/mixer.toml, read at start.
@@ -129,6 +133,8 @@ pub struct Network {
     /// Empty: every interface.
     pub ice_addresses: Vec<String>,
     pub dtls_cert: Option<PathBuf>,
+    /// None: any port.
+    pub udp_ports: Option<PortRange>,
 }
 
 impl Default for Config {
@@ -157,6 +163,34 @@ impl std::str::FromStr for Size {
 impl TryFrom<String> for Size {
     type Error = String;
     fn try_from(s: String) -> Result<Size, String> {
+        s.parse()
+    }
+}
+
+/// A range of UDP ports, `MIN-MAX`, both included, 1..=65535, MIN <= MAX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PortRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PortRange, String> {
+        let bad = || format!("`{s}`: a port range is MIN-MAX with 1 <= MIN <= MAX <= 65535");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (min, max): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+        if min == 0 || min > max {
+            return Err(bad());
+        }
+        Ok(PortRange { min, max })
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(s: String) -> Result<PortRange, String> {
         s.parse()
     }
 }
@@ -219,6 +253,7 @@ impl Settings {
             network: NetworkSection {
                 ice_address: or(a.network.ice_address, b.network.ice_address),
                 dtls_cert: or(a.network.dtls_cert, b.network.dtls_cert),
+                udp_ports: or(a.network.udp_ports, b.network.udp_ports),
             },
             media: MediaSection {
                 canvas: or(a.media.canvas, b.media.canvas),
@@ -252,6 +287,7 @@ impl Settings {
             network: Network {
                 ice_addresses: self.network.ice_address.unwrap_or_else(|| default_ice_addresses(&listen.ip())),
                 dtls_cert: self.network.dtls_cert,
+                udp_ports: self.network.udp_ports,
             },
             media: self.media,
         })
@@ -367,6 +403,20 @@ mod tests {
         assert!(e.starts_with("t.toml:2:") && e.contains("WIDTHxHEIGHT"), "{e}");
         let e = Settings::from_file(Path::new("/nonexistent/tessera.toml")).unwrap_err();
         assert!(e.to_string().contains("cannot read /nonexistent/tessera.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_udp_port_range_is_read_from_the_file_or_the_flag() {
+        let file = Settings::from_toml(Path::new("t"), "[network]\nudp_ports = \"40000-40099\"\n").unwrap();
+        assert_eq!(Settings::default().over(file.clone()).resolve().unwrap().network.udp_ports, Some(PortRange { min: 40000, max: 40099 }));
+        let c = flags(&["--udp-ports", "50000-50000"]).over(file).resolve().unwrap();
+        assert_eq!(c.network.udp_ports, Some(PortRange { min: 50000, max: 50000 }));
+        assert_eq!(Config::default().network.udp_ports, None);
+        for bad in ["50000", "2-1", "0-10", "1-70000", "a-b"] {
+            assert!(Cli::try_parse_from(["serve", "--udp-ports", bad]).is_err(), "{bad}");
+        }
+        let e = Settings::from_toml(Path::new("t"), "[network]\nudp_ports = \"9-3\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("t:2:") && e.contains("MIN-MAX"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! hold weak references to the element and pipeline, and no lock of ours
 //! is held while a signal is emitted.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,7 +95,13 @@ pub struct Peer {
     webrtcbin: gst::Element,
     cert: DtlsCertificate,
     events: OnEvent,
+    /// Local candidates found so far.
+    found: Arc<AtomicU32>,
 }
+
+/// How long after our description a peer may go without a single local
+/// candidate before it is failed (host candidates take milliseconds).
+pub const NO_CANDIDATE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Peer {
     /// Give the pipeline's webrtcbin our certificate and network settings,
@@ -103,7 +110,7 @@ impl Peer {
         cert.apply(pipeline);
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin `webrtc` missing")?;
         configure_ice(&webrtcbin, network)?;
-        let peer = Peer { pipeline: pipeline.clone(), webrtcbin, cert, events };
+        let peer = Peer { pipeline: pipeline.clone(), webrtcbin, cert, events, found: Arc::new(AtomicU32::new(0)) };
         peer.connect_signals();
         peer.connect_bus();
         Ok(peer)
@@ -119,9 +126,11 @@ impl Peer {
 
     fn connect_signals(&self) {
         let events = self.events.clone();
+        let count = self.found.clone();
         self.webrtcbin.connect("on-ice-candidate", false, move |values| {
             let mline = values.get(1)?.get::<u32>().ok()?;
             let candidate = values.get(2)?.get::<String>().ok()?;
+            count.fetch_add(1, Ordering::Relaxed);
             events(PeerEvent::Ice { mline, candidate });
             None
         });
@@ -280,10 +289,37 @@ impl Peer {
             Ok(sdp) => self.emit(PeerEvent::LocalDescription(sdp)),
             Err(e) => self.emit(PeerEvent::Failed(format!("{kind} SDP: {e}"))),
         }
+        self.fail_without_candidates();
+    }
+
+    /// Gathering starts with the local description. libnice gives up
+    /// silently when it cannot bind (every port of the UDP port range
+    /// taken): gathering never completes and no candidate comes. Say so
+    /// after [`NO_CANDIDATE_TIMEOUT`] rather than let the other side time
+    /// out. The check runs on the system clock's thread, never blocking.
+    fn fail_without_candidates(&self) {
+        let clock = gst::SystemClock::obtain();
+        let at = clock.time() + gst::ClockTime::from_nseconds(NO_CANDIDATE_TIMEOUT.as_nanos() as u64);
+        let (found, events) = (self.found.clone(), self.events.clone());
+        let id = clock.new_single_shot_id(at);
+        let armed = id.wait_async(move |_, _, _| {
+            if found.load(Ordering::Relaxed) == 0 {
+                events(PeerEvent::Failed("no local ICE candidate: no usable address, or every port of the UDP port range is taken".into()));
+            }
+        });
+        if let Err(e) = armed {
+            tracing::debug!("no candidate check not armed: {e:?}");
+        }
     }
 
     fn weak(&self) -> WeakPeer {
-        WeakPeer { pipeline: self.pipeline.downgrade(), webrtcbin: self.webrtcbin.downgrade(), cert: self.cert.clone(), events: self.events.clone() }
+        WeakPeer {
+            pipeline: self.pipeline.downgrade(),
+            webrtcbin: self.webrtcbin.downgrade(),
+            cert: self.cert.clone(),
+            events: self.events.clone(),
+            found: self.found.clone(),
+        }
     }
 }
 
@@ -293,11 +329,18 @@ struct WeakPeer {
     webrtcbin: glib::WeakRef<gst::Element>,
     cert: DtlsCertificate,
     events: OnEvent,
+    found: Arc<AtomicU32>,
 }
 
 impl WeakPeer {
     fn upgrade(&self) -> Option<Peer> {
-        Some(Peer { pipeline: self.pipeline.upgrade()?, webrtcbin: self.webrtcbin.upgrade()?, cert: self.cert.clone(), events: self.events.clone() })
+        Some(Peer {
+            pipeline: self.pipeline.upgrade()?,
+            webrtcbin: self.webrtcbin.upgrade()?,
+            cert: self.cert.clone(),
+            events: self.events.clone(),
+            found: self.found.clone(),
+        })
     }
 }
 
@@ -371,12 +414,26 @@ mod nice_ffi {
 }
 
 /// Set up the ICE agent of `webrtcbin` (before any gathering): the local
-/// addresses it may use (none given: every interface). UPnP port mapping is turned off either way: it is for clients
+/// addresses it may use (none given: every interface) and its UDP port
+/// range (with max-bundle, one port per peer). ICE-TCP is off: its
+/// passive candidates listen on TCP ports of the same range, and after a
+/// peer leaves, its TCP connections' TIME_WAIT keeps those ports from
+/// being listened on again for a minute, which failed every new peer's
+/// gathering in a small range; clients that cannot use UDP go through TURN
+/// over TCP or TLS instead. UPnP port mapping is turned off either way: it is for clients
 /// behind home routers, and each agent otherwise starts a UPnP discovery of
 /// its own (threads, sockets, and "Unable to listen" warnings when many
 /// agents share a host).
 pub fn configure_ice(webrtcbin: &gst::Element, network: &Network) -> Result<()> {
     let ice: glib::Object = webrtcbin.property("ice-agent");
+    if ice.find_property("ice-tcp").is_some() {
+        ice.set_property("ice-tcp", false);
+    }
+    if let Some(range) = network.udp_ports {
+        // max first: min may not be set above the current max.
+        ice.set_property("max-rtp-port", range.max as u32);
+        ice.set_property("min-rtp-port", range.min as u32);
+    }
     if ice.find_property("agent").is_none() {
         if network.ice_addresses.is_empty() {
             return Ok(());

@@ -45,3 +45,24 @@ impl Proc {
         self.open()?.fd_count().context("reading fd/")
     }
 }
+
+impl Proc {
+    /// Local ports of the UDP sockets (IPv4 and IPv6) this process holds.
+    pub fn udp_ports(&self) -> Result<Vec<u16>> {
+        let inodes: std::collections::HashSet<u64> = self
+            .open()?
+            .fd()
+            .context("reading fd/")?
+            .flatten()
+            .filter_map(|fd| match fd.target {
+                procfs::process::FDTarget::Socket(inode) => Some(inode),
+                _ => None,
+            })
+            .collect();
+        let mut entries = procfs::net::udp().context("reading /proc/net/udp")?;
+        entries.extend(procfs::net::udp6().unwrap_or_default());
+        let mut ports: Vec<u16> = entries.iter().filter(|e| inodes.contains(&e.inode)).map(|e| e.local_address.port()).collect();
+        ports.sort_unstable();
+        Ok(ports)
+    }
+}
