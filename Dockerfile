@@ -19,6 +19,8 @@ COPY web /srv/tessera/web
 COPY pipelines /srv/tessera/pipelines
 WORKDIR /srv/tessera
 EXPOSE 8080
-# ICE needs reachable UDP ports: run with --network host, or publish a range.
+# ICE needs reachable UDP ports: run with --network host, or publish the
+# --udp-ports range. Browsers on other machines need HTTPS: add --tls-cert and
+# --tls-key (docs/deploy.md, docker-compose.yml).
 ENTRYPOINT ["tessera"]
-CMD ["serve", "--listen", "0.0.0.0:8080"]
+CMD ["serve", "--listen", "0.0.0.0:8080", "--udp-ports", "40000-40999"]

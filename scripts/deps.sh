@@ -18,7 +18,8 @@ if [[ "${1:-}" == "--browser" ]]; then
   # Tests: Chromium for the browser tests; ip/tc for the shaped-link test
   # (network namespaces, veth, tbf).
   # python3-venv: the virtualenv of the aiortc interop tests.
-  PACKAGES+=(chromium iproute2 python3 python3-venv)
+  # coturn: the TURN server of the relay tests (Debian's, as users run it).
+  PACKAGES+=(chromium iproute2 python3 python3-venv coturn)
   # Node.js runs the browser tests; the machine's own node is used if present.
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi

@@ -13,7 +13,7 @@
 //! watcher; the canvas, encoder and audio settings of `mixer.toml` are read
 //! at start, and the `[media]` section here overrides them.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -36,6 +36,23 @@ pub struct ServerSection {
     /// [default: ./pipelines, else the source tree's pipelines/]
     #[arg(long)]
     pub pipelines: Option<PathBuf>,
+    /// Serve HTTPS and WSS with this certificate (PEM; a chain, leaf first).
+    /// Needs tls_key. [default: plain HTTP]
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of tls_cert (PEM, PKCS#8). [default: none]
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS and WSS with a certificate generated at start for
+    /// localhost, the listen address and every tls_name (LAN demos:
+    /// browsers warn about it). [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tls_self_signed: Option<bool>,
+    /// A host name or address the self-signed certificate is also for
+    /// (repeatable). [default: none]
+    #[arg(long = "tls-name")]
+    #[serde(rename = "tls_names")]
+    pub tls_name: Option<Vec<String>>,
 }
 
 /// `[rooms]`: limits of a room.
@@ -65,6 +82,27 @@ pub struct NetworkSection {
     /// uses one port of this range (one firewall rule). [default: any port]
     #[arg(long)]
     pub udp_ports: Option<PortRange>,
+    /// Public address to put in the server's ICE candidates instead of the
+    /// local one it binds (a 1:1 NAT, e.g. a cloud VM); repeatable, one per
+    /// address family. [default: none]
+    #[arg(long = "announce-ip")]
+    #[serde(rename = "announce_ips")]
+    pub announce_ip: Option<Vec<IpAddr>>,
+    /// STUN server given to clients, `stun:HOST:PORT` (repeatable). [default: none]
+    #[arg(long)]
+    pub stun: Option<Vec<String>>,
+    /// TURN server given to clients, `turn:HOST:PORT[?transport=udp|tcp]` or
+    /// `turns:...` (repeatable); needs turn_secret. [default: none]
+    #[arg(long)]
+    pub turn: Option<Vec<String>>,
+    /// The TURN server's shared secret (coturn `--static-auth-secret`):
+    /// clients get credentials made from it that expire. [default: none]
+    #[arg(long)]
+    pub turn_secret: Option<String>,
+    /// Lifetime of the TURN credentials given at join, seconds, 60..=86400.
+    /// [default: 86400]
+    #[arg(long)]
+    pub turn_ttl: Option<u64>,
 }
 
 /// `[media]`: overrides of pipelines/mixer.toml, read at start.
@@ -119,6 +157,25 @@ pub struct Server {
     pub listen: SocketAddr,
     pub web: PathBuf,
     pub pipelines: PathBuf,
+    /// None: plain HTTP.
+    pub tls: Option<Tls>,
+}
+
+/// Where the HTTPS/WSS certificate comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tls {
+    Files { cert: PathBuf, key: PathBuf },
+    /// Generated at start for these names (DNS names or addresses).
+    SelfSigned { names: Vec<String> },
+}
+
+/// The STUN and TURN servers clients are given in `joined`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IceServers {
+    pub stun: Vec<String>,
+    pub turn: Vec<String>,
+    pub turn_secret: Option<String>,
+    pub turn_ttl_secs: u64,
 }
 
 /// `[rooms]`, resolved.
@@ -135,6 +192,9 @@ pub struct Network {
     pub dtls_cert: Option<PathBuf>,
     /// None: any port.
     pub udp_ports: Option<PortRange>,
+    /// Addresses announced in the server's candidates instead of the bound ones.
+    pub announce_ips: Vec<IpAddr>,
+    pub ice_servers: IceServers,
 }
 
 impl Default for Config {
@@ -248,12 +308,21 @@ impl Settings {
                 listen: or(a.server.listen, b.server.listen),
                 web: or(a.server.web, b.server.web),
                 pipelines: or(a.server.pipelines, b.server.pipelines),
+                tls_cert: or(a.server.tls_cert, b.server.tls_cert),
+                tls_key: or(a.server.tls_key, b.server.tls_key),
+                tls_self_signed: or(a.server.tls_self_signed, b.server.tls_self_signed),
+                tls_name: or(a.server.tls_name, b.server.tls_name),
             },
             rooms: RoomsSection { max_participants: or(a.rooms.max_participants, b.rooms.max_participants) },
             network: NetworkSection {
                 ice_address: or(a.network.ice_address, b.network.ice_address),
                 dtls_cert: or(a.network.dtls_cert, b.network.dtls_cert),
                 udp_ports: or(a.network.udp_ports, b.network.udp_ports),
+                announce_ip: or(a.network.announce_ip, b.network.announce_ip),
+                stun: or(a.network.stun, b.network.stun),
+                turn: or(a.network.turn, b.network.turn),
+                turn_secret: or(a.network.turn_secret, b.network.turn_secret),
+                turn_ttl: or(a.network.turn_ttl, b.network.turn_ttl),
             },
             media: MediaSection {
                 canvas: or(a.media.canvas, b.media.canvas),
@@ -277,17 +346,53 @@ impl Settings {
                 return Err(ConfigError::Value(format!("fps is {fps}; it must be between 1 and 60")));
             }
         }
+        let tls = match (self.server.tls_cert, self.server.tls_key, self.server.tls_self_signed.unwrap_or(false)) {
+            (None, None, false) => None,
+            (Some(cert), Some(key), false) => Some(Tls::Files { cert, key }),
+            (None, None, true) => {
+                let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+                if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+                    names.push(listen.ip().to_string());
+                }
+                names.extend(self.server.tls_name.clone().unwrap_or_default());
+                Some(Tls::SelfSigned { names })
+            }
+            (Some(_), None, _) | (None, Some(_), _) => return Err(ConfigError::Value("tls_cert and tls_key go together: give both, or neither".into())),
+            (Some(_), Some(_), true) => return Err(ConfigError::Value("give tls_cert and tls_key, or tls_self_signed, not both".into())),
+        };
+        if self.server.tls_name.as_ref().is_some_and(|n| !n.is_empty()) && !matches!(tls, Some(Tls::SelfSigned { .. })) {
+            return Err(ConfigError::Value("tls_names are the names of the self-signed certificate: they need tls_self_signed".into()));
+        }
+        let stun = self.network.stun.unwrap_or_default();
+        if let Some(bad) = stun.iter().find(|u| !(u.starts_with("stun:") || u.starts_with("stuns:"))) {
+            return Err(ConfigError::Value(format!("stun server `{bad}`: a STUN URL starts with `stun:` or `stuns:`")));
+        }
+        let turn = self.network.turn.unwrap_or_default();
+        if let Some(bad) = turn.iter().find(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
+            return Err(ConfigError::Value(format!("turn server `{bad}`: a TURN URL starts with `turn:` or `turns:`")));
+        }
+        let turn_secret = self.network.turn_secret.filter(|s| !s.is_empty());
+        if !turn.is_empty() && turn_secret.is_none() {
+            return Err(ConfigError::Value("turn servers need turn_secret (the TURN server's --static-auth-secret) to give clients credentials".into()));
+        }
+        let turn_ttl_secs = self.network.turn_ttl.unwrap_or(86_400);
+        if !(60..=86_400).contains(&turn_ttl_secs) {
+            return Err(ConfigError::Value(format!("turn_ttl is {turn_ttl_secs}; it must be between 60 and 86400 seconds")));
+        }
         Ok(Config {
             server: Server {
                 listen,
                 web: self.server.web.unwrap_or_else(default_web_dir),
                 pipelines: self.server.pipelines.unwrap_or_else(default_pipelines_dir),
+                tls,
             },
             rooms: Rooms { max_participants },
             network: Network {
                 ice_addresses: self.network.ice_address.unwrap_or_else(|| default_ice_addresses(&listen.ip())),
                 dtls_cert: self.network.dtls_cert,
                 udp_ports: self.network.udp_ports,
+                announce_ips: self.network.announce_ip.unwrap_or_default(),
+                ice_servers: IceServers { stun, turn, turn_secret, turn_ttl_secs },
             },
             media: self.media,
         })
@@ -417,6 +522,35 @@ mod tests {
         }
         let e = Settings::from_toml(Path::new("t"), "[network]\nudp_ports = \"9-3\"\n").unwrap_err().to_string();
         assert!(e.starts_with("t:2:") && e.contains("MIN-MAX"), "{e}");
+    }
+
+    #[test]
+    fn tls_is_files_or_self_signed_and_never_half_given() {
+        assert_eq!(Config::default().server.tls, None);
+        let c = flags(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).resolve().unwrap();
+        assert_eq!(c.server.tls, Some(Tls::Files { cert: "c.pem".into(), key: "k.pem".into() }));
+        let c = flags(&["--listen", "10.0.0.5:443", "--tls-self-signed", "--tls-name", "meet.lan"]).resolve().unwrap();
+        assert_eq!(c.server.tls, Some(Tls::SelfSigned { names: vec!["localhost".into(), "127.0.0.1".into(), "10.0.0.5".into(), "meet.lan".into()] }));
+        for bad in [&["--tls-cert", "c.pem"][..], &["--tls-key", "k.pem"], &["--tls-cert", "c", "--tls-key", "k", "--tls-self-signed"], &["--tls-name", "x"]] {
+            assert!(flags(bad).resolve().is_err(), "{bad:?}");
+        }
+        let file = Settings::from_toml(Path::new("t"), "[server]\ntls_self_signed = true\ntls_names = [\"a.lan\"]\n").unwrap();
+        assert!(matches!(file.resolve().unwrap().server.tls, Some(Tls::SelfSigned { names }) if names.contains(&"a.lan".to_string())));
+    }
+
+    #[test]
+    fn turn_needs_its_secret_and_urls_are_checked() {
+        let c = flags(&["--stun", "stun:s.example:3478", "--turn", "turn:t.example:3478", "--turn-secret", "x", "--turn-ttl", "600"]).resolve().unwrap();
+        assert_eq!(c.network.ice_servers.turn, ["turn:t.example:3478"]);
+        assert_eq!((c.network.ice_servers.turn_secret.as_deref(), c.network.ice_servers.turn_ttl_secs), (Some("x"), 600));
+        assert_eq!(Config::default().network.ice_servers.turn_ttl_secs, 86_400);
+        assert!(flags(&["--turn", "turn:t:3478"]).resolve().is_err(), "no secret");
+        assert!(flags(&["--turn", "t.example:3478", "--turn-secret", "x"]).resolve().is_err());
+        assert!(flags(&["--stun", "http://x"]).resolve().is_err());
+        assert!(flags(&["--turn", "turn:t:1", "--turn-secret", "x", "--turn-ttl", "100000"]).resolve().is_err());
+        let c = flags(&["--announce-ip", "203.0.113.7"]).resolve().unwrap();
+        assert_eq!(c.network.announce_ips, ["203.0.113.7".parse::<IpAddr>().unwrap()]);
+        assert!(Cli::try_parse_from(["serve", "--announce-ip", "example.org"]).is_err(), "an address, not a name");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! wiring. `tools` (the bot, the benchmark harness, its plots and the
 //! plain-pipeline reference) stands apart: the server never uses it.
 
+pub mod certs;
 pub mod config;
 pub mod ladder;
 pub mod layout;
@@ -23,3 +24,4 @@ pub mod server;
 pub mod signaling;
 pub mod speaker;
 pub mod tools;
+pub mod turn;

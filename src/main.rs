@@ -163,6 +163,9 @@ struct BotArgs {
     /// Exit with status 1 if the mixed video was received below this frame rate.
     #[arg(long)]
     min_fps: Option<f64>,
+    /// Use relay (TURN) candidates only: checks a TURN deployment.
+    #[arg(long)]
+    relay_only: bool,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -297,10 +300,21 @@ async fn serve(a: ServeArgs) -> Result<()> {
     tracing::info!("DTLS certificate: {}, sha-256 {}", dtls.key_type(), dtls.fingerprint());
     let media = MediaConfig::configured(&catalog.mixer, &cfg, dtls);
     let cfg = ServerConfig { config: cfg, media, catalog, watch_pipelines: true };
+    if cfg.config.server.tls.is_none() && !cfg.config.server.listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plain HTTP on {}: browsers give a page from another machine no camera or microphone without HTTPS; \
+             use --tls-cert/--tls-key (or --tls-self-signed for a LAN demo), or a TLS reverse proxy (docs/deploy.md)",
+            cfg.config.server.listen
+        );
+    }
     let running = server::start(cfg)?;
     // Tests and scripts read this line to find the port.
-    println!("tessera listening on http://{}", running.addr());
-    tracing::info!("serving on http://{} (signaling ws://{}/ws)", running.addr(), running.addr());
+    println!("tessera listening on {}", running.url());
+    if let Some(fp) = running.tls_fingerprint() {
+        // On stderr: scripts read only the line above from stdout.
+        tracing::info!("HTTPS certificate sha-256 {fp} (compare it with what the browser shows before accepting a self-signed one)");
+    }
+    tracing::info!("serving on {} (signaling {})", running.url(), running.ws_url());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -337,6 +351,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         quality: a.quality,
         decode: !a.no_decode,
         fixed_size: a.fixed_size,
+        relay_only: a.relay_only,
     };
     let bot = Bot::connect(opts).await?;
     let every = a.report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
@@ -356,6 +371,7 @@ async fn bot(a: BotArgs) -> Result<()> {
             }
         }
     }
+    bot.selected_pair().await;
     let report = bot.report();
     let json = serde_json::to_string_pretty(&report)?;
     match &a.report {

@@ -135,6 +135,16 @@ impl ClientMessage {
     }
 }
 
+/// A STUN or TURN server, in the shape of WebRTC's `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
 /// How a client takes part in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,7 +183,13 @@ pub struct Tile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    Joined { id: String, room: String },
+    Joined {
+        id: String,
+        room: String,
+        /// STUN/TURN servers to use (RTCIceServer), when the server has any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
+    },
     Offer { sdp: String },
     Ice {
         candidate: String,
@@ -448,6 +464,29 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// A host candidate as a server behind a 1:1 NAT must announce it: its
+/// address replaced by each announced address of the same family (the
+/// server keeps binding the local one). Other candidates, and candidates
+/// with no announced address of their family, are kept as they are.
+pub fn announce_candidate(candidate: &str, announce: &[std::net::IpAddr]) -> Vec<String> {
+    let fields: Vec<&str> = candidate.split(' ').collect();
+    let host = fields.get(6) == Some(&"typ") && fields.get(7) == Some(&"host");
+    let Some(local) = fields.get(4).and_then(|a| a.parse::<std::net::IpAddr>().ok()).filter(|_| host) else {
+        return vec![candidate.to_string()];
+    };
+    let same: Vec<String> = announce.iter().filter(|a| a.is_ipv4() == local.is_ipv4()).map(|a| a.to_string()).collect();
+    if same.is_empty() {
+        return vec![candidate.to_string()];
+    }
+    same.iter()
+        .map(|a| {
+            let mut f = fields.clone();
+            f[4] = a;
+            f.join(" ")
+        })
+        .collect()
+}
+
 /// Insert `a=candidate` lines (and `a=end-of-candidates`) into an SDP for a
 /// client that does not trickle. `candidates` are (m-line index, candidate
 /// attribute value starting with `candidate:`). Candidates already present
@@ -493,6 +532,20 @@ pub fn sdp_with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn host_candidates_carry_the_announced_address() {
+        use super::announce_candidate;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let host = "candidate:1 1 UDP 2015363327 10.0.0.5 43119 typ host";
+        assert_eq!(announce_candidate(host, &[ip("203.0.113.7")]), ["candidate:1 1 UDP 2015363327 203.0.113.7 43119 typ host"]);
+        assert_eq!(announce_candidate(host, &[ip("2001:db8::1")]), [host], "no IPv4 address announced");
+        assert_eq!(announce_candidate(host, &[]), [host]);
+        let relay = "candidate:2 1 UDP 5 198.51.100.1 3478 typ relay raddr 10.0.0.5 rport 43119";
+        assert_eq!(announce_candidate(relay, &[ip("203.0.113.7")]), [relay], "only host candidates");
+        assert_eq!(announce_candidate(host, &[ip("203.0.113.7"), ip("198.51.100.9")]).len(), 2);
+        assert_eq!(announce_candidate("", &[ip("203.0.113.7")]), [""]);
+    }
+
+    #[test]
     fn every_client_message_reads_back_as_written() {
         use super::{parse_client_message, ClientMessage, Role};
         let all = [
@@ -531,7 +584,15 @@ mod tests {
         // Golden JSON for every variant, as docs/protocol.md shows them.
         let tile = |id: &str, name: &str, x: u32| Tile { id: id.into(), name: name.into(), x, y: 0, width: 640, height: 720, audio_muted: false, video_muted: x > 0 };
         let cases: Vec<(ServerMessage, &str)> = vec![
-            (ServerMessage::Joined { id: "p7".into(), room: "standup".into() }, r#"{"type":"joined","id":"p7","room":"standup"}"#),
+            (ServerMessage::Joined { id: "p7".into(), room: "standup".into(), ice_servers: vec![] }, r#"{"type":"joined","id":"p7","room":"standup"}"#),
+            (
+                ServerMessage::Joined {
+                    id: "p7".into(),
+                    room: "standup".into(),
+                    ice_servers: vec![IceServer { urls: vec!["turn:t.example:3478".into()], username: Some("1700086400:p7".into()), credential: Some("feUJjB3zpqOCotTY82kk2Z1oFWI=".into()) }],
+                },
+                r#"{"type":"joined","id":"p7","room":"standup","ice_servers":[{"urls":["turn:t.example:3478"],"username":"1700086400:p7","credential":"feUJjB3zpqOCotTY82kk2Z1oFWI="}]}"#,
+            ),
             (ServerMessage::Offer { sdp: "v=0\r\n".into() }, r#"{"type":"offer","sdp":"v=0\r\n"}"#),
             (
                 ServerMessage::Ice { candidate: "candidate:1 1 UDP 2015363327 127.0.0.1 43119 typ host".into(), sdp_mline_index: 0 },

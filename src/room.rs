@@ -433,6 +433,8 @@ pub struct Hub {
     max_participants: usize,
     next_id: AtomicU64,
     catalog: Arc<RwLock<Arc<Catalog>>>,
+    /// STUN/TURN servers each participant is given in `joined`.
+    ice_servers: crate::config::IceServers,
 }
 
 impl Hub {
@@ -441,12 +443,17 @@ impl Hub {
     }
 
     pub fn with_catalog(factory: Arc<dyn MediaFactory>, max_participants: usize, catalog: Catalog) -> Arc<Hub> {
+        Self::with_ice_servers(factory, max_participants, catalog, crate::config::IceServers::default())
+    }
+
+    pub fn with_ice_servers(factory: Arc<dyn MediaFactory>, max_participants: usize, catalog: Catalog, ice_servers: crate::config::IceServers) -> Arc<Hub> {
         Arc::new(Hub {
             rooms: Mutex::new(HashMap::new()),
             factory,
             max_participants,
             next_id: AtomicU64::new(1),
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+            ice_servers,
         })
     }
 
@@ -562,7 +569,9 @@ impl Hub {
             self.abandon_reservation(&room);
             return Err(e);
         }
-        let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string() }));
+        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let ice_servers = crate::turn::ice_servers(&self.ice_servers, &id, now_unix);
+        let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string(), ice_servers }));
         let media = match room.media.add_participant(&id, opts, events.clone()) {
             Ok(m) => m,
             Err(e) => {

@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 
-use crate::config::Config;
+use crate::certs::Identity;
+use crate::config::{Config, Tls};
 use crate::layouts::{self, Catalog};
 use crate::media::{GstMedia, MediaConfig};
 use crate::room::Hub;
@@ -37,6 +38,7 @@ impl Default for ServerConfig {
 pub struct Running {
     pub server: Server,
     pub hub: Arc<Hub>,
+    tls_fingerprint: Option<String>,
     watcher: Option<(Debouncer<RecommendedWatcher>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -46,7 +48,17 @@ impl Running {
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.server.addr)
+        format!("{}://{}/ws", if self.server.tls { "wss" } else { "ws" }, self.server.addr)
+    }
+
+    /// `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.server.tls { "https" } else { "http" }, self.server.addr)
+    }
+
+    /// SHA-256 fingerprint of the HTTPS certificate, when serving TLS.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.tls_fingerprint.as_deref()
     }
 
     pub async fn stop(self) {
@@ -127,8 +139,14 @@ fn watch(dir: PathBuf, hub: Arc<Hub>) -> Result<(Debouncer<RecommendedWatcher>, 
 /// Start a server (must be called inside a tokio runtime).
 pub fn start(cfg: ServerConfig) -> Result<Running> {
     let media = GstMedia::new(cfg.media.clone())?;
-    let hub = Hub::with_catalog(Arc::new(media), cfg.config.rooms.max_participants, cfg.catalog.clone());
-    let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone())?;
+    let hub = Hub::with_ice_servers(Arc::new(media), cfg.config.rooms.max_participants, cfg.catalog.clone(), cfg.config.network.ice_servers.clone());
+    let identity = match &cfg.config.server.tls {
+        None => None,
+        Some(Tls::Files { cert, key }) => Some(Identity::from_files(cert, key)?),
+        Some(Tls::SelfSigned { names }) => Some(Identity::generate(names).context("generating the self-signed HTTPS certificate")?),
+    };
+    let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone(), identity.as_ref())?;
+    let tls_fingerprint = identity.map(|id| id.fingerprint());
     let watcher = if cfg.watch_pipelines { Some(watch(cfg.config.server.pipelines.clone(), hub.clone())?) } else { None };
-    Ok(Running { server, hub, watcher })
+    Ok(Running { server, hub, tls_fingerprint, watcher })
 }

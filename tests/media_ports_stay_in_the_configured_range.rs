@@ -1,7 +1,8 @@
 //! `--udp-ports MIN-MAX` keeps every media socket of the server inside the
-//! range (one firewall rule opens them all), and a peer that finds the
-//! range full is told so at once (`media_failed`) instead of waiting for
-//! its ICE to time out; the ports come back when peers leave.
+//! range (one firewall rule opens them all); a peer that finds the range
+//! full is told so at once (`media_failed`) instead of waiting for its ICE
+//! to time out, the others keep their media, and ports come back when
+//! peers leave.
 
 mod common;
 
@@ -10,7 +11,8 @@ use std::time::Duration;
 use common::*;
 use tessera::tools::procinfo::Proc;
 
-const RANGE: (u16, u16) = (47300, 47301);
+/// Four ports: a room of four fills them.
+const RANGE: (u16, u16) = (47300, 47303);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_ports_stay_in_the_configured_range() {
@@ -19,32 +21,44 @@ async fn media_ports_stay_in_the_configured_range() {
     let proc = Proc(Some(server.pid));
     assert!(proc.udp_ports().expect("the server's sockets").is_empty(), "no media socket before anyone joins");
 
-    let a = bot(&server.url, "ports", "a", 0xff0000, 440.0).await;
-    let b = bot(&server.url, "ports", "b", 0x0000ff, 660.0).await;
-    wait_receiving(&a, Duration::from_secs(10)).await;
-    wait_receiving(&b, Duration::from_secs(10)).await;
-    let ports = proc.udp_ports().expect("the server's sockets");
-    assert_eq!(ports, vec![RANGE.0, RANGE.1], "one socket per peer, every one in the range");
+    let colors = [0xff0000, 0x00ff00, 0x0000ff, 0xffff00];
+    let mut bots = Vec::new();
+    for (i, c) in colors.iter().enumerate() {
+        bots.push(bot(&server.url, "ports", &format!("p{i}"), *c, 440.0 + 110.0 * i as f64).await);
+    }
+    for b in &bots {
+        wait_receiving(b, Duration::from_secs(15)).await;
+    }
+    let all: Vec<u16> = (RANGE.0..=RANGE.1).collect();
+    assert_eq!(proc.udp_ports().expect("the server's sockets"), all, "one socket per peer, every one in the range");
 
-    // The range is full: the third peer hears it from the server.
-    let c = bot(&server.url, "ports", "c", 0x00ff00, 880.0).await;
-    let told = c.wait_until(Duration::from_secs(10), |c| c.errors().iter().any(|(code, _)| code == "media_failed")).await;
-    assert!(told, "the third peer got no media_failed: {:?}", c.errors());
-    let (_, message) = c.errors().into_iter().find(|(code, _)| code == "media_failed").expect("media_failed");
+    // The range is full: the fifth peer hears it from the server, and the
+    // four keep their media.
+    let frames: Vec<u64> = bots.iter().map(|b| b.stats().frames).collect();
+    let late = bot(&server.url, "ports", "late", 0xffffff, 990.0).await;
+    let told = late.wait_until(Duration::from_secs(10), |c| c.errors().iter().any(|(code, _)| code == "media_failed")).await;
+    assert!(told, "the fifth peer got no media_failed: {:?}", late.errors());
+    let (_, message) = late.errors().into_iter().find(|(code, _)| code == "media_failed").expect("media_failed");
     assert!(message.contains("port range"), "{message}");
-    assert!(!c.is_connected());
-    c.leave().await;
-    assert!(a.stats().frames > 0 && b.stats().frames > 0);
+    assert!(!late.is_connected());
+    late.leave().await;
+    for (b, f0) in bots.iter().zip(frames) {
+        assert!(b.stats().frames > f0 + 30, "a member's media stalled while the range was full");
+        assert!(fps_over(b, 1.0).await >= 20.0);
+    }
 
     // Ports come back: after one leaves, a newcomer connects on its port.
-    b.leave().await;
-    let freed = wait_for(Duration::from_secs(10), || proc.udp_ports().map(|p| p == vec![RANGE.0] || p == vec![RANGE.1]).unwrap_or(false)).await;
+    let gone = bots.pop().expect("four bots");
+    gone.leave().await;
+    let freed = wait_for(Duration::from_secs(10), || proc.udp_ports().map(|p| p.len() == 3).unwrap_or(false)).await;
     assert!(freed, "a leaving peer's port was not released: {:?}", proc.udp_ports());
-    let d = bot(&server.url, "ports", "d", 0xffff00, 550.0).await;
-    wait_receiving(&d, Duration::from_secs(10)).await;
-    assert_eq!(proc.udp_ports().expect("the server's sockets"), vec![RANGE.0, RANGE.1]);
-    d.leave().await;
-    a.leave().await;
+    let again = bot(&server.url, "ports", "again", 0x00ffff, 550.0).await;
+    wait_receiving(&again, Duration::from_secs(15)).await;
+    assert_eq!(proc.udp_ports().expect("the server's sockets"), all);
+    again.leave().await;
+    for b in bots {
+        b.leave().await;
+    }
 }
 
 async fn wait_for(timeout: Duration, f: impl Fn() -> bool) -> bool {

@@ -13,10 +13,12 @@ export const CANVAS = { width: 640, height: 360 };
 export const CARD_RGB = [0x30, 0x36, 0x44];
 mkdirSync(OUT, { recursive: true });
 
-export async function startServer(port = 0, extra = []) {
-  const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--canvas', `${CANVAS.width}x${CANVAS.height}`, '--ice-address', '127.0.0.1', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/// `tessera serve` on a free port. `host`: the address to listen on (and
+/// gather ICE on); `netns`: run it inside that network namespace.
+export async function startServer(port = 0, extra = [], { host = '127.0.0.1', netns = null } = {}) {
+  const args = ['serve', '--listen', `${host}:${port}`, '--canvas', `${CANVAS.width}x${CANVAS.height}`, '--ice-address', host, ...extra];
+  const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, BIN, ...args]] : [BIN, args];
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   const line = await new Promise((resolve, reject) => {
@@ -24,14 +26,14 @@ export async function startServer(port = 0, extra = []) {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 10000);
     proc.stdout.on('data', (d) => {
       buf += d;
-      const m = buf.match(/listening on http:\/\/([\d.]+):(\d+)/);
+      const m = buf.match(/listening on (https?):\/\/([\d.]+):(\d+)/);
       if (m) { clearTimeout(timer); resolve(m); }
     });
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${stderr}`)); });
   });
-  const p = Number(line[2]);
+  const [scheme, addr, p] = [line[1], line[2], Number(line[3])];
   return {
-    proc, port: p, url: `http://127.0.0.1:${p}`, ws: `ws://127.0.0.1:${p}/ws`,
+    proc, port: p, url: `${scheme}://${addr}:${p}`, ws: `${scheme === 'https' ? 'wss' : 'ws'}://${addr}:${p}/ws`,
     stderr: () => stderr,
     async stop() {
       if (proc.exitCode !== null) return;
@@ -41,13 +43,13 @@ export async function startServer(port = 0, extra = []) {
   };
 }
 
-export async function launch() {
+export async function launch(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: [
       '--no-sandbox', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
       '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--autoplay-policy=no-user-gesture-required', '--disable-gpu',
+      '--autoplay-policy=no-user-gesture-required', '--disable-gpu', ...extraArgs,
     ],
   });
 }
@@ -62,13 +64,13 @@ export async function newPage(browser, viewport = { width: 1280, height: 800 }) 
   return page;
 }
 
-export async function openJoin(page, server, room) {
-  await page.goto(`${server.url}/?room=${encodeURIComponent(room)}`);
+export async function openJoin(page, server, room, query = '') {
+  await page.goto(`${server.url}/?room=${encodeURIComponent(room)}${query}`);
   await page.waitForSelector('#join-btn');
 }
 
-export async function join(page, server, room, name) {
-  await openJoin(page, server, room);
+export async function join(page, server, room, name, query = '') {
+  await openJoin(page, server, room, query);
   await page.fill('#name', name);
   await page.click('#join-btn');
   await waitConnected(page);
@@ -129,10 +131,10 @@ export async function until(fn, timeout, step = 100) {
 }
 
 /// Run `tessera bot` for `seconds`; resolves to its JSON report.
-export async function runBot(server, room, name, { color = 'red', tone = 660, seconds = 8 } = {}) {
+export async function runBot(server, room, name, { color = 'red', tone = 660, seconds = 8, extra = [] } = {}) {
   const report = `${OUT}/${name}.report.json`;
   const proc = spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
-    '--tone', String(tone), '--duration', String(seconds), '--report', report], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--tone', String(tone), '--duration', String(seconds), '--report', report, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
   const [code] = await once(proc, 'exit');

@@ -3,6 +3,16 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const debug = params.has('debug');
+// ?relay=1: use TURN relays only (checks a TURN deployment).
+const relayOnly = params.get('relay') === '1';
+// Browsers give camera and microphone only to secure pages (HTTPS or localhost).
+const SECURE_TEXT = 'This page was not opened over a secure connection (HTTPS), so the browser gives it no camera or microphone. '
+  + 'Open it with https:// (the server needs --tls-cert and --tls-key, or --tls-self-signed for a LAN demo), or from localhost. '
+  + 'You can still join to watch and listen.';
+const RELAY_FAILED_TEXT = 'Relay only (?relay=1): the TURN server gave no relay address. It may be unreachable, or it refused the '
+  + 'credentials (the server\'s turn_secret must be the TURN server\'s static-auth-secret).';
+const ICE_FAILED_TEXT = 'The media connection could not be set up (ICE failed): your network may block the direct path to the server. '
+  + 'Behind a firewall or a strict NAT the server needs a TURN server (see docs/deploy.md).';
 
 const ERROR_TEXT = {
   room_full: 'This room is full.',
@@ -18,7 +28,7 @@ const FATAL = new Set(['room_full', 'invalid_field', 'missing_field']);
 const state = {
   room: '', name: '', ws: null, pc: null, local: null,
   micMuted: false, camOff: false, selfView: true,
-  myId: null, layout: null, sendSize: null, speaker: null, quality: null,
+  myId: null, layout: null, sendSize: null, speaker: null, quality: null, iceServers: [],
   leaving: true, attempt: 0, reconnectTimer: null, disconnectTimer: null,
   statsTimer: null, lastSample: null, stats: {}, connectedAt: 0,
 };
@@ -32,6 +42,7 @@ function send(msg) { if (state.ws && state.ws.readyState === WebSocket.OPEN) sta
 
 async function listDevices() {
   let devices = [];
+  if (!navigator.mediaDevices) return;
   try { devices = await navigator.mediaDevices.enumerateDevices(); } catch (e) { return; }
   for (const [kind, sel] of [['videoinput', $('camera-select')], ['audioinput', $('mic-select')]]) {
     const current = sel.value;
@@ -48,6 +59,7 @@ async function listDevices() {
 }
 
 async function openMedia() {
+  if (!window.isSecureContext || !navigator.mediaDevices) return null;
   const cam = $('camera-select').value;
   const mic = $('mic-select').value;
   const video = cam === 'none' ? false : { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 }, ...(cam ? { deviceId: { exact: cam } } : {}) };
@@ -65,7 +77,8 @@ async function startPreview() {
   const hasVideo = !!(state.local && state.local.getVideoTracks().length);
   const hasAudio = !!(state.local && state.local.getAudioTracks().length);
   $('preview').srcObject = hasVideo ? state.local : null;
-  $('preview-note').textContent = hasVideo && hasAudio ? ''
+  $('preview-note').textContent = !window.isSecureContext || !navigator.mediaDevices ? SECURE_TEXT
+    : hasVideo && hasAudio ? ''
     : hasAudio ? 'No camera available: you will join with audio only.'
       : hasVideo ? 'No microphone available: you will join with video only.'
         : 'No camera or microphone: you will join to watch and listen only.';
@@ -112,6 +125,7 @@ async function onMessage(data) {
   switch (msg.type) {
     case 'joined':
       state.myId = msg.id;
+      state.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
       showRoom();
       status(`Joined ${msg.room}; connecting media…`);
       if (state.micMuted || state.camOff) send({ type: 'mute', audio: state.micMuted, video: state.camOff });
@@ -142,10 +156,19 @@ async function onMessage(data) {
 }
 
 async function onOffer(sdp) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
   state.pc = pc;
+  let found = 0;
   pc.onicecandidate = (e) => {
-    if (e.candidate && e.candidate.candidate) send({ type: 'ice', candidate: e.candidate.candidate, sdpMLineIndex: e.candidate.sdpMLineIndex });
+    if (e.candidate && e.candidate.candidate) {
+      found += 1;
+      send({ type: 'ice', candidate: e.candidate.candidate, sdpMLineIndex: e.candidate.sdpMLineIndex });
+    }
+  };
+  // Nothing gathered: no path can ever work; say why now.
+  pc.onicegatheringstatechange = () => {
+    if (pc !== state.pc || pc.iceGatheringState !== 'complete' || found > 0) return;
+    showError(relayOnly ? RELAY_FAILED_TEXT : ICE_FAILED_TEXT);
   };
   const remote = new MediaStream();
   $('mix').srcObject = remote;
@@ -175,10 +198,13 @@ function onConnectionState(pc) {
   clearTimeout(state.disconnectTimer);
   if (s === 'connected') {
     state.attempt = 0;
+    if ($('error').textContent === ICE_FAILED_TEXT) showError('');
     state.connectedAt = Date.now();
     status(`Connected to ${state.room}`);
     startStats();
   } else if (s === 'failed') {
+    showError(!relayOnly ? ICE_FAILED_TEXT : state.iceServers.some((x) => x.urls.some((u) => u.startsWith('turn')))
+      ? RELAY_FAILED_TEXT : 'Relay only (?relay=1) was asked for, but the server gave no TURN server.');
     scheduleReconnect('media connection failed');
   } else if (s === 'disconnected') {
     status('Connection unstable…');

@@ -14,9 +14,11 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use gst::prelude::*;
-use sha2::{Digest, Sha256};
+
+use crate::certs::Identity;
+pub use crate::certs::sha256_fingerprint;
 
 /// A certificate and its private key, in the PEM form GStreamer's DTLS
 /// elements take (`dtlssrtpdec`'s `pem`: certificate and key in one string).
@@ -39,14 +41,11 @@ static PROCESS: OnceLock<std::result::Result<DtlsCertificate, String>> = OnceLoc
 impl DtlsCertificate {
     /// A new self-signed ECDSA P-256 certificate (SHA-256 signature).
     pub fn generate() -> Result<DtlsCertificate> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating an ECDSA P-256 key")?;
-        let params = rcgen::CertificateParams::new(vec!["tessera".to_string()]).context("certificate parameters")?;
-        let cert = params.self_signed(&key).context("self-signing the DTLS certificate")?;
-        Ok(DtlsCertificate {
-            pem: format!("{}{}", cert.pem(), key.serialize_pem()).into(),
-            fingerprint: sha256_fingerprint(cert.der()).into(),
-            key_type: "ECDSA P-256",
-        })
+        Ok(DtlsCertificate::of(Identity::generate(&["tessera".to_string()])?))
+    }
+
+    fn of(id: Identity) -> DtlsCertificate {
+        DtlsCertificate { pem: format!("{}{}", id.cert_pem, id.key_pem).into(), fingerprint: id.fingerprint().into(), key_type: id.key_type }
     }
 
     /// The certificate of this process: generated at the first call, the
@@ -67,36 +66,12 @@ impl DtlsCertificate {
 
     /// Parse a PEM string holding one certificate and its private key.
     pub fn from_pem(text: &str) -> Result<DtlsCertificate> {
-        let blocks = pem::parse_many(text).context("not PEM")?;
-        let certs: Vec<&pem::Pem> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
-        let [cert] = certs.as_slice() else {
-            bail!("expected exactly one CERTIFICATE block, found {}", certs.len());
-        };
-        let Some(key_block) = blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY")) else {
-            bail!("no PRIVATE KEY block");
-        };
-        let key = rcgen::KeyPair::from_pem(&pem::encode(key_block))
-            .context("the private key is not a PKCS#8 ECDSA, Ed25519 or RSA key")?;
-        // The certificate's SubjectPublicKeyInfo holds the key's public
-        // point (ECDSA) or modulus (RSA) verbatim.
-        let public = key.public_key_raw();
-        if public.is_empty() || !cert.contents().windows(public.len()).any(|w| w == public) {
-            bail!("the private key does not belong to the certificate");
-        }
-        let key_type = if key.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
-            "ECDSA P-256"
-        } else if key.is_compatible(&rcgen::PKCS_ECDSA_P384_SHA384) {
-            "ECDSA P-384"
-        } else {
+        let id = Identity::from_pem(text, false)?;
+        if id.key_type == "other" {
             // Browsers accept it; stacks that offer only ECDHE-ECDSA suites do not.
             tracing::warn!("the DTLS certificate's key is not ECDSA: clients offering only ECDHE-ECDSA cipher suites (aiortc) will not connect");
-            "other"
-        };
-        Ok(DtlsCertificate {
-            pem: format!("{}{}", pem::encode(cert), pem::encode(key_block)).into(),
-            fingerprint: sha256_fingerprint(cert.contents()).into(),
-            key_type,
-        })
+        }
+        Ok(DtlsCertificate::of(id))
     }
 
     /// `AB:CD:...`: the SHA-256 fingerprint as it appears in SDP
@@ -176,10 +151,6 @@ fn replace_fingerprints(sdp: &str, fingerprint: &str) -> String {
         .collect()
 }
 
-/// SHA-256 of a DER certificate as colon-separated upper-case hex.
-pub fn sha256_fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-}
 
 #[cfg(test)]
 mod tests {

@@ -111,7 +111,7 @@ impl Peer {
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin `webrtc` missing")?;
         configure_ice(&webrtcbin, network)?;
         let peer = Peer { pipeline: pipeline.clone(), webrtcbin, cert, events, found: Arc::new(AtomicU32::new(0)) };
-        peer.connect_signals();
+        peer.connect_signals(network.announce_ips.clone());
         peer.connect_bus();
         Ok(peer)
     }
@@ -124,14 +124,16 @@ impl Peer {
         (self.events)(ev)
     }
 
-    fn connect_signals(&self) {
+    fn connect_signals(&self, announce: Vec<std::net::IpAddr>) {
         let events = self.events.clone();
         let count = self.found.clone();
         self.webrtcbin.connect("on-ice-candidate", false, move |values| {
             let mline = values.get(1)?.get::<u32>().ok()?;
             let candidate = values.get(2)?.get::<String>().ok()?;
             count.fetch_add(1, Ordering::Relaxed);
-            events(PeerEvent::Ice { mline, candidate });
+            for candidate in crate::protocol::announce_candidate(&candidate, &announce) {
+                events(PeerEvent::Ice { mline, candidate });
+            }
             None
         });
         let events = self.events.clone();

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
+use crate::certs::Identity;
 use crate::protocol::{self, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
 use crate::room::{Hub, LayoutRequest, Membership, ParticipantEvent};
 
@@ -97,24 +98,42 @@ fn put_layout(room: &str, body: &[u8], hub: &Hub) -> warp::reply::WithStatus<war
     }
 }
 
-/// A running HTTP server.
+/// A running HTTP (or HTTPS) server.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Serving HTTPS and WSS.
+    pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
-    /// Bind `addr` (port 0 picks a free port) and serve in the background.
-    pub fn start(hub: Arc<Hub>, addr: SocketAddr, web_dir: PathBuf) -> Result<Server> {
+    /// Bind `addr` (port 0 picks a free port) and serve in the background:
+    /// HTTPS and WSS with `tls` (warp 0.3's rustls acceptor), plain HTTP
+    /// without.
+    pub fn start(hub: Arc<Hub>, addr: SocketAddr, web_dir: PathBuf, tls: Option<&Identity>) -> Result<Server> {
         let (tx, rx) = oneshot::channel::<()>();
-        let (bound, fut) = warp::serve(routes(hub, web_dir))
-            .try_bind_with_graceful_shutdown(addr, async move {
-                let _ = rx.await;
-            })
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let stop = async move {
+            let _ = rx.await;
+        };
+        let served = warp::serve(routes(hub, web_dir));
+        let (bound, fut): (SocketAddr, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) = match tls {
+            None => {
+                let (a, f) = served.try_bind_with_graceful_shutdown(addr, stop).with_context(|| format!("cannot listen on {addr}"))?;
+                (a, Box::pin(f))
+            }
+            Some(id) => {
+                let (a, f) = served
+                    .tls()
+                    .cert(id.cert_pem.as_bytes())
+                    .key(id.key_pem.as_bytes())
+                    .try_bind_with_graceful_shutdown(addr, stop)
+                    .with_context(|| format!("cannot listen with TLS on {addr}"))?;
+                (a, Box::pin(f))
+            }
+        };
         let task = tokio::spawn(fut);
-        Ok(Server { addr: bound, shutdown: Some(tx), task: Some(task) })
+        Ok(Server { addr: bound, tls: tls.is_some(), shutdown: Some(tx), task: Some(task) })
     }
 
     pub async fn stop(mut self) {

@@ -47,6 +47,8 @@ pub struct BotOptions {
     pub decode: bool,
     /// Ignore `send_size`: always send `width` x `height`.
     pub fixed_size: bool,
+    /// Use relay (TURN) candidates only, like iceTransportPolicy `relay`.
+    pub relay_only: bool,
 }
 
 impl Default for BotOptions {
@@ -70,6 +72,7 @@ impl Default for BotOptions {
             quality: None,
             decode: true,
             fixed_size: false,
+            relay_only: false,
         }
     }
 }
@@ -120,6 +123,8 @@ struct BotState {
     layouts_received: u32,
     errors: Vec<(String, String)>,
     connected: bool,
+    /// Candidate types of the selected pair (local, remote), when asked.
+    selected_pair: Option<(String, String)>,
     closed: bool,
     send_size: Option<(u32, u32, u32)>,
     layout_name: Option<String>,
@@ -172,6 +177,9 @@ pub struct BotReport {
     pub video_packets: u64,
     pub video_lost: u64,
     pub video_bytes: u64,
+    /// Candidate types of the selected pair (`{"local":"relay","remote":"host"}`),
+    /// when known.
+    pub selected_pair: Option<serde_json::Value>,
     /// Milliseconds since the bot connected.
     pub at_ms: u64,
 }
@@ -217,7 +225,7 @@ impl Bot {
             let _ = wtx.close().await;
         });
         let state = Arc::new(Mutex::new(BotState::default()));
-        let task = tokio::spawn(run(wrx, ev_rx, media.clone(), state.clone(), out_tx.clone(), opts.trickle, started));
+        let task = tokio::spawn(run(wrx, ev_rx, media.clone(), state.clone(), out_tx.clone(), opts.trickle, opts.relay_only, started));
         Ok(Bot { opts, media, state, out: out_tx, task, started })
     }
 
@@ -265,6 +273,18 @@ impl Bot {
     /// Ask for a rung by name, or `auto`.
     pub async fn set_quality(&self, quality: &str) -> Result<()> {
         self.send_raw(ClientMessage::SetQuality { quality: quality.into() }.to_json()).await
+    }
+
+    /// Ask webrtcbin which candidate pair carries the media: the types
+    /// (`host`, `srflx`, `relay`, ...) of its local and remote candidates.
+    /// Also kept for [`Bot::report`].
+    pub async fn selected_pair(&self) -> Option<(String, String)> {
+        let media = self.media.clone();
+        let pair = tokio::task::spawn_blocking(move || media.selected_pair()).await.ok().flatten();
+        if pair.is_some() {
+            self.state.lock().selected_pair = pair.clone();
+        }
+        pair
     }
 
     pub fn is_connected(&self) -> bool {
@@ -385,6 +405,7 @@ impl Bot {
             video_packets: s.video_packets,
             video_lost: s.video_lost,
             video_bytes: s.video_bytes,
+            selected_pair: st.selected_pair.as_ref().map(|(l, r)| serde_json::json!({"local": l, "remote": r})),
             at_ms: self.started.elapsed().as_millis() as u64,
         }
     }
@@ -433,6 +454,7 @@ async fn run(
     state: Arc<Mutex<BotState>>,
     out: mpsc::Sender<String>,
     trickle: bool,
+    relay_only: bool,
     started: std::time::Instant,
 ) {
     let mut answer: Option<String> = None;
@@ -452,7 +474,10 @@ async fn run(
                     continue;
                 };
                 match m {
-                    ServerMessage::Joined { id, .. } => state.lock().id = Some(id),
+                    ServerMessage::Joined { id, ice_servers, .. } => {
+                        media.set_ice_servers(&ice_servers);
+                        state.lock().id = Some(id);
+                    }
                     ServerMessage::Offer { sdp } => {
                         if let Err(e) = media.handle_offer(&sdp) {
                             state.lock().errors.push(("bot_offer".into(), format!("{e:#}")));
@@ -504,6 +529,10 @@ async fn run(
                     }
                     PeerEvent::GatheringComplete => gathering_done = true,
                     PeerEvent::Connected => state.lock().connected = true,
+                    PeerEvent::Failed(e) if relay_only => state.lock().errors.push((
+                        "bot_media".into(),
+                        format!("{e}; with relay only this means the TURN server was not reachable or refused the credentials (is turn_secret the TURN server's static-auth-secret?)"),
+                    )),
                     PeerEvent::Failed(e) => state.lock().errors.push(("bot_media".into(), e)),
                     PeerEvent::RemoteApplied | PeerEvent::RemoteRefused(_) => {}
                 }

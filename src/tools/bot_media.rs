@@ -287,12 +287,52 @@ impl BotMedia {
             watch_rtp_arrivals(peer.webrtcbin(), &received);
         }
         // Negotiate (the offer arrives later) only once PLAYING.
+        if cfg.relay_only {
+            peer.webrtcbin().set_property_from_str("ice-transport-policy", "relay");
+        }
         peer.play(Duration::from_secs(5))?;
         let feeder = match preencoded {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
             None => None,
         };
         Ok(BotMedia { sent, changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, peer, received, bytes, started: Instant::now(), feeder })
+    }
+
+    /// Use the STUN and TURN servers the server gave in `joined` (before
+    /// the offer: gathering starts with the answer).
+    pub fn set_ice_servers(&self, servers: &[crate::protocol::IceServer]) {
+        let wb = self.peer.webrtcbin();
+        for s in servers {
+            for url in &s.urls {
+                match turn_uri(url, s.username.as_deref(), s.credential.as_deref()) {
+                    Some(uri) if url.starts_with("turn") => {
+                        if !wb.emit_by_name::<bool>("add-turn-server", &[&uri]) {
+                            tracing::warn!("bot: webrtcbin refused the TURN server {url}");
+                        }
+                    }
+                    Some(uri) => wb.set_property("stun-server", uri),
+                    None => tracing::warn!("bot: ICE server `{url}` not understood"),
+                }
+            }
+        }
+    }
+
+    /// The candidate types (`host`, `srflx`, `prflx`, `relay`) of the
+    /// selected pair, local and remote, from webrtcbin's statistics; None
+    /// before a pair is selected. Blocks until webrtcbin replies.
+    pub fn selected_pair(&self) -> Option<(String, String)> {
+        let promise = gst::Promise::new();
+        self.peer.webrtcbin().emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+        let reply = promise.wait();
+        let stats = (reply == gst::PromiseResult::Replied).then(|| promise.get_reply()).flatten()?;
+        // Follow the pair's candidate ids: GStreamer 1.22 names the local
+        // candidate's structure `remote-candidate` and the other way round.
+        let pair = stats.iter().find_map(|(_, v)| v.get::<gst::Structure>().ok().filter(|s| s.name() == "candidate-pair"))?;
+        let kind = |id_field: &str| {
+            let id = pair.get::<String>(id_field).ok()?;
+            stats.get::<gst::Structure>(id.as_str()).ok()?.get::<String>("candidate-type").ok()
+        };
+        Some((kind("local-candidate-id")?, kind("remote-candidate-id")?))
     }
 
     /// Apply the server's offer and produce an answer (reported as
@@ -755,6 +795,19 @@ pub fn dominant_frequencies(bin_hz: f64, db: &[f64], max: usize, floor_db: f64) 
     out
 }
 
+/// webrtcbin's form of an ICE server URL: `stun://HOST:PORT`, or
+/// `turn(s)://USER:PASS@HOST:PORT[?transport=..]` with the user and password
+/// percent-encoded (TURN REST usernames contain a `:`).
+pub fn turn_uri(url: &str, username: Option<&str>, credential: Option<&str>) -> Option<String> {
+    let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let (scheme, rest) = url.split_once(':')?;
+    match scheme {
+        "stun" | "stuns" => Some(format!("{scheme}://{rest}")),
+        "turn" | "turns" => Some(format!("{scheme}://{}:{}@{rest}", enc(username?), enc(credential?))),
+        _ => None,
+    }
+}
+
 /// Count what arrives on an incoming stream (before any buffering): bytes,
 /// and for video packets, sequence gaps and frames (marker bits).
 fn count_rtp(pad: &gst::Pad, is_video: bool, bytes: Arc<AtomicU64>, received: Arc<Mutex<Received>>) {
@@ -876,6 +929,17 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream, rece
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_server_urls_become_webrtcbin_uris() {
+        assert_eq!(turn_uri("stun:s.example:3478", None, None).as_deref(), Some("stun://s.example:3478"));
+        assert_eq!(
+            turn_uri("turn:127.0.0.1:3478?transport=udp", Some("1700086400:p7"), Some("fe/J+k=")).as_deref(),
+            Some("turn://1700086400%3Ap7:fe%2FJ%2Bk%3D@127.0.0.1:3478?transport=udp")
+        );
+        assert_eq!(turn_uri("turn:t:1", None, None), None, "TURN needs credentials");
+        assert_eq!(turn_uri("http://x", None, None), None);
+    }
 
     #[test]
     fn keyframe_size_is_read_from_the_vp8_header() {

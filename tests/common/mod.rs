@@ -128,10 +128,11 @@ impl ChildServer {
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("reads the listening line");
-        let addr = line.trim().rsplit("http://").next().expect("address").to_string();
         assert!(line.contains("listening"), "unexpected first line: {line}");
+        let (scheme, addr) = line.trim().rsplit_once(' ').and_then(|(_, u)| u.split_once("://")).expect("a URL on the listening line");
+        let ws = if scheme == "https" { "wss" } else { "ws" };
         let pid = child.id();
-        ChildServer { child, url: format!("ws://{addr}/ws"), pid }
+        ChildServer { child, url: format!("{ws}://{addr}/ws"), pid }
     }
 
     pub fn fds(&self) -> usize {
@@ -292,4 +293,55 @@ pub fn rgb_of(v: &serde_json::Value) -> [u8; 3] {
     let c: Vec<u8> = v.as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0) as u8).collect()).unwrap_or_default();
     assert_eq!(c.len(), 3, "not an RGB triple: {v}");
     [c[0], c[1], c[2]]
+}
+
+/// A free port on 127.0.0.1 (UDP), for a helper server to listen on.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free UDP port").port()
+}
+
+/// Debian's coturn on loopback with TURN REST credentials
+/// (`--use-auth-secret --static-auth-secret`), relaying on loopback.
+/// scripts/deps.sh --browser installs it; missing, the test fails here.
+pub struct Coturn {
+    child: Child,
+    pub port: u16,
+}
+
+impl Coturn {
+    pub fn start(secret: &str) -> Coturn {
+        let port = free_udp_port();
+        let relay = 20_000 + (port % 20_000);
+        // coturn 4.6.1 exits at start with loopback peers allowed and a CLI
+        // without a password, hence --no-cli.
+        let child = Command::new("turnserver")
+            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--realm=tessera.test", "--use-auth-secret"])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--min-port={relay}"))
+            .arg(format!("--max-port={}", relay + 200))
+            .arg(format!("--static-auth-secret={secret}"))
+            .args(["--fingerprint", "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--no-multicast-peers", "--no-tcp-relay", "--log-file=stdout", "--simple-log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start coturn's turnserver (scripts/deps.sh --browser installs it): {e}"));
+        let pid = child.id();
+        let t0 = std::time::Instant::now();
+        while !tessera::tools::procinfo::Proc(Some(pid)).udp_ports().unwrap_or_default().contains(&port) {
+            assert!(t0.elapsed() < Duration::from_secs(10), "coturn is not listening on UDP {port} after 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Coturn { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("turn:127.0.0.1:{}?transport=udp", self.port)
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
