@@ -166,6 +166,9 @@ struct BotArgs {
     /// Use relay (TURN) candidates only: checks a TURN deployment.
     #[arg(long)]
     relay_only: bool,
+    /// Also trust this PEM certificate for wss:// (a --tls-self-signed server's).
+    #[arg(long)]
+    tls_trust: Option<PathBuf>,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -352,6 +355,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         decode: !a.no_decode,
         fixed_size: a.fixed_size,
         relay_only: a.relay_only,
+        tls_trust: a.tls_trust.map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))).transpose()?,
     };
     let bot = Bot::connect(opts).await?;
     let every = a.report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64);

@@ -49,7 +49,14 @@ fn bench_harness_smoke() {
     for k in ["tessera_up_kbps", "tessera_down_kbps", "mesh_up_kbps", "mesh_down_kbps"] {
         assert!(bw[0][k].as_f64().unwrap() > 20.0, "{k}: {}", bw[0]);
     }
+    // The same room over HTTP/WS and HTTPS/WSS: the bots reached both.
+    let tls = json["tls"].as_array().unwrap();
+    assert_eq!(tls.iter().map(|r| r["tls"].as_bool().unwrap()).collect::<Vec<_>>(), vec![false, true]);
+    for r in tls {
+        assert!(r["observer_fps"].as_f64().unwrap() > 10.0 && r["server_cpu_pct_of_machine"].as_f64().unwrap() > 0.0, "{r}");
+    }
     let md = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
+    assert!(md.contains("## HTTPS/WSS cost"));
     assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Latency"));
     assert!(md.contains("## Downlink per rung") && md.contains("## Viewers"));
     assert!(md.contains("## Bandwidth against a mesh") && md.contains("## Efficiency against a plain pipeline") && md.contains("## Plots"));

@@ -160,6 +160,8 @@ pub struct Report {
     pub raw: Vec<RawRow>,
     /// Per-client bandwidth, tessera against a peer-to-peer mesh.
     pub bandwidth: Vec<BandwidthRow>,
+    /// Server CPU of one room over plain HTTP/WS and over HTTPS/WSS.
+    pub tls: Vec<TlsRow>,
     /// Largest room with the observer at >= 29 fps and the server under
     /// 70 % of the machine, inputs at tile size.
     pub capacity_limit: Option<usize>,
@@ -174,8 +176,13 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(bin: &Path, canvas: &str) -> Result<ServerProc> {
+        ServerProc::start_with(bin, canvas, &[])
+    }
+
+    fn start_with(bin: &Path, canvas: &str, extra: &[String]) -> Result<ServerProc> {
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--canvas", canvas, "--ice-address", "127.0.0.1"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -183,11 +190,12 @@ impl ServerProc {
         let stdout = child.stdout.take().context("server stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line.trim().rsplit("http://").next().unwrap_or_default().to_string();
         if !line.contains("listening") {
             bail!("server did not start: {line}");
         }
-        Ok(ServerProc { child, url: format!("ws://{addr}/ws") })
+        let (scheme, addr) = line.trim().rsplit_once(' ').and_then(|(_, u)| u.split_once("://")).context("no URL on the listening line")?;
+        let ws = if scheme == "https" { "wss" } else { "ws" };
+        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), child })
     }
 
     fn pid(&self) -> u32 {
@@ -248,12 +256,19 @@ async fn wait_frames(b: &Bot, timeout: Duration) -> bool {
 /// A fresh server with a room of `n` participants: `n - 1` load bots and
 /// one decoding observer that already receives the mixed video.
 async fn loaded_room(o: &BenchOptions, room: &str, n: usize, observer_name: &str, inputs: Inputs) -> Result<(ServerProc, Vec<Bot>, Bot)> {
-    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+    loaded_room_with(o, room, n, observer_name, inputs, None).await
+}
+
+/// [`loaded_room`], the server serving HTTPS/WSS with `tls` when given.
+async fn loaded_room_with(o: &BenchOptions, room: &str, n: usize, observer_name: &str, inputs: Inputs, tls: Option<&TlsFiles>) -> Result<(ServerProc, Vec<Bot>, Bot)> {
+    let extra = tls.map(|t| t.flags()).unwrap_or_default();
+    let server = ServerProc::start_with(&o.server_bin, &o.canvas, &extra)?;
+    let trust = tls.map(|t| t.cert_pem.clone());
     let mut bots = Vec::new();
     for i in 0..n.saturating_sub(1) {
-        bots.push(Bot::connect(load_bot(&server.url, room, i, inputs == Inputs::Full360p)).await?);
+        bots.push(Bot::connect(BotOptions { tls_trust: trust.clone(), ..load_bot(&server.url, room, i, inputs == Inputs::Full360p) }).await?);
     }
-    let obs = Bot::connect(observer(&server.url, room, observer_name)).await?;
+    let obs = Bot::connect(BotOptions { tls_trust: trust, ..observer(&server.url, room, observer_name) }).await?;
     if !wait_frames(&obs, Duration::from_secs(20)).await {
         bail!("the {observer_name} received no video in a room of {n}");
     }
@@ -306,8 +321,12 @@ async fn capacity(o: &BenchOptions, plan: &[(Inputs, Vec<usize>)], warm: Duratio
 }
 
 async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration) -> Result<CapacityRow> {
-    eprintln!("bench capacity: {n} participants ({} load bots + 1 observer), {} inputs", n - 1, inputs.label());
-    let (server, bots, obs) = loaded_room(o, "capacity", n, "observer", inputs).await?;
+    capacity_row_with(o, inputs, n, cpus, warm, window, None).await
+}
+
+async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration, tls: Option<&TlsFiles>) -> Result<CapacityRow> {
+    eprintln!("bench capacity: {n} participants ({} load bots + 1 observer), {} inputs{}", n - 1, inputs.label(), if tls.is_some() { ", HTTPS/WSS" } else { "" });
+    let (server, bots, obs) = loaded_room_with(o, "capacity", n, "observer", inputs, tls).await?;
     tokio::time::sleep(warm).await;
     let pid = server.pid().to_string();
     obs.reset_max_gap();
@@ -350,6 +369,58 @@ async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, war
     disconnect_all(obs, bots).await;
     drop(server);
     Ok(row)
+}
+
+/// A certificate and key written for the server under test, trusted by the bots.
+struct TlsFiles {
+    dir: PathBuf,
+    cert_pem: String,
+}
+
+impl TlsFiles {
+    fn new() -> Result<TlsFiles> {
+        let id = crate::certs::Identity::generate(&["localhost".into(), "127.0.0.1".into()])?;
+        let dir = std::env::temp_dir().join(format!("tessera-bench-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("cert.pem"), &id.cert_pem)?;
+        std::fs::write(dir.join("key.pem"), &id.key_pem)?;
+        Ok(TlsFiles { dir, cert_pem: id.cert_pem })
+    }
+
+    fn flags(&self) -> Vec<String> {
+        vec!["--tls-cert".into(), self.dir.join("cert.pem").display().to_string(), "--tls-key".into(), self.dir.join("key.pem").display().to_string()]
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One row of the HTTPS/WSS cost comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsRow {
+    pub tls: bool,
+    pub round: usize,
+    pub participants: usize,
+    pub server_cpu_pct_of_machine: f64,
+    pub observer_fps: f64,
+}
+
+/// The same room served over plain HTTP/WS and over HTTPS/WSS, alternating
+/// (plain, TLS, plain, TLS), so both see the same machine state.
+async fn tls_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, window: Duration) -> Result<Vec<TlsRow>> {
+    let cpus = cpus() as f64;
+    let files = TlsFiles::new()?;
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        for tls in [false, true] {
+            let r = capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, tls.then_some(&files)).await?;
+            rows.push(TlsRow { tls, round, participants: n, server_cpu_pct_of_machine: r.server_cpu_pct_of_machine, observer_fps: r.observer_fps });
+        }
+    }
+    Ok(rows)
 }
 
 /// Nearest-rank percentile of sorted samples, 0 when there are none.
@@ -930,6 +1001,18 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             );
         }
     }
+    if !r.tls.is_empty() {
+        let med = |tls: bool| median(r.tls.iter().filter(|x| x.tls == tls).map(|x| x.server_cpu_pct_of_machine).collect());
+        let (plain, tls) = (med(false), med(true));
+        s += &format!(
+            "\n## HTTPS/WSS cost\n\nOne room of {} (tile inputs) served over plain HTTP/WS and over HTTPS/WSS (`--tls-cert/--tls-key`, the bots trusting the test certificate), alternating plain, TLS, plain, TLS in one run. TLS carries signaling only; media is DTLS-SRTP either way.\n\n| round | transport | server CPU (% of machine) | observer fps |\n|---|---|---|---|\n",
+            r.tls[0].participants
+        );
+        for x in &r.tls {
+            s += &format!("| {} | {} | {:.1} | {:.1} |\n", x.round + 1, if x.tls { "HTTPS/WSS" } else { "HTTP/WS" }, x.server_cpu_pct_of_machine, x.observer_fps);
+        }
+        s += &format!("\nMedian: plain **{plain:.1} %**, TLS **{tls:.1} %**; TLS − plain **{:+.1} points** (ratio {:.2}).\n", tls - plain, if plain > 0.0 { tls / plain } else { 0.0 });
+    }
     if !r.raw.is_empty() {
         s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
         for x in &r.raw {
@@ -953,7 +1036,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
 }
 
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 7] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "mesh"];
+pub const SCENARIOS: [&str; 8] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "mesh", "tls"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -982,6 +1065,8 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let raw = if want("raw") { raw_pipeline(&o, &raw_sizes, warm, window, &capacity).await? } else { Vec::new() };
     let mesh_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![2, 4, 6, 9] };
     let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
+    let tls_size = o.participants.first().copied().unwrap_or(if o.quick { 2 } else { 9 });
+    let tls = if want("tls") { tls_cost(&o, tls_size, if o.quick { 1 } else { 2 }, warm, window).await? } else { Vec::new() };
     let limit = |inputs: Inputs| {
         capacity
             .iter()
@@ -1001,6 +1086,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         viewers,
         raw,
         bandwidth,
+        tls,
         capacity_limit,
         capacity_limit_360p,
     };

@@ -49,6 +49,9 @@ pub struct BotOptions {
     pub fixed_size: bool,
     /// Use relay (TURN) candidates only, like iceTransportPolicy `relay`.
     pub relay_only: bool,
+    /// PEM certificate(s) to trust for `wss://` besides the public roots
+    /// (a server's self-signed certificate).
+    pub tls_trust: Option<String>,
 }
 
 impl Default for BotOptions {
@@ -73,6 +76,7 @@ impl Default for BotOptions {
             decode: true,
             fixed_size: false,
             relay_only: false,
+            tls_trust: None,
         }
     }
 }
@@ -88,6 +92,23 @@ pub struct QualitySeen {
     pub auto: bool,
     /// Milliseconds since the bot connected.
     pub at_ms: u64,
+}
+
+/// A TLS connector trusting the public roots and the certificates in `pem`.
+fn trusting(pem_text: &str) -> Result<tokio_tungstenite::Connector> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let blocks = pem::parse_many(pem_text).context("the certificate to trust is not PEM")?;
+    let mut added = 0;
+    for b in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
+        roots.add(rustls::pki_types::CertificateDer::from(b.contents().to_vec())).context("a certificate to trust does not parse")?;
+        added += 1;
+    }
+    if added == 0 {
+        bail!("no CERTIFICATE in the certificate to trust");
+    }
+    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(tokio_tungstenite::Connector::Rustls(Arc::new(cfg)))
 }
 
 /// Parse a colour: a name (red, green, blue, yellow, cyan, magenta, white,
@@ -203,7 +224,11 @@ impl Bot {
         };
         let media = Arc::new(media);
         let started = std::time::Instant::now();
-        let (ws, _) = tokio_tungstenite::connect_async(opts.server.as_str())
+        let connector = match &opts.tls_trust {
+            Some(pem) => Some(trusting(pem)?),
+            None => None,
+        };
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(opts.server.as_str(), None, false, connector)
             .await
             .with_context(|| format!("cannot connect to {}", opts.server))?;
         let (mut wtx, wrx) = ws.split();
