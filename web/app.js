@@ -112,8 +112,16 @@ function connect() {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
   const ws = new WebSocket(`${proto}://${location.host}/ws`);
   state.ws = ws;
-  ws.onopen = () => send({ type: 'join', room: state.room, name: state.name, quality: $('quality-select').value });
-  ws.onclose = () => scheduleReconnect('connection lost');
+  let opened = false;
+  ws.onopen = () => { opened = true; send({ type: 'join', room: state.room, name: state.name, quality: $('quality-select').value }); };
+  ws.onclose = () => {
+    // Browsers do not tell pages why a WebSocket failed; never opened over
+    // wss:// is most often a certificate the browser does not trust.
+    if (!opened && proto === 'wss' && state.attempt >= 1) {
+      showError(`Cannot reach the server at ${proto}://${location.host}/ws. If it uses a self-signed certificate, open https://${location.host}/ in this browser and accept the certificate, then try again.`);
+    }
+    scheduleReconnect(opened ? 'connection lost' : 'server unreachable');
+  };
   ws.onerror = () => {};
   ws.onmessage = (ev) => onMessage(ev.data).catch((e) => log('message handling failed', e));
 }
