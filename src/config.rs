@@ -105,6 +105,23 @@ pub struct NetworkSection {
     pub turn_ttl: Option<u64>,
 }
 
+/// `[auth]`: room tokens.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Secret that signs room tokens (HS256; `tessera token` mints them):
+    /// with it, every /ws and /api request needs a valid token. [default:
+    /// none: rooms are open]
+    #[arg(long)]
+    #[serde(rename = "secret")]
+    pub auth_secret: Option<String>,
+    /// A file holding auth_secret (keeps it out of `ps` and of this file).
+    /// [default: none]
+    #[arg(long)]
+    #[serde(rename = "secret_file")]
+    pub auth_secret_file: Option<PathBuf>,
+}
+
 /// `[media]`: overrides of pipelines/mixer.toml, read at start.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +155,8 @@ pub struct Settings {
     #[command(flatten)]
     pub network: NetworkSection,
     #[command(flatten)]
+    pub auth: AuthSection,
+    #[command(flatten)]
     pub media: MediaSection,
 }
 
@@ -147,6 +166,7 @@ pub struct Config {
     pub server: Server,
     pub rooms: Rooms,
     pub network: Network,
+    pub auth: Auth,
     /// Overrides of mixer.toml (None: keep mixer.toml's); see [`MediaSection::apply`].
     pub media: MediaSection,
 }
@@ -176,6 +196,20 @@ pub struct IceServers {
     pub turn: Vec<String>,
     pub turn_secret: Option<String>,
     pub turn_ttl_secs: u64,
+}
+
+/// `[auth]`, resolved.
+#[derive(Clone, Default, PartialEq)]
+pub struct Auth {
+    /// None: rooms are open.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Auth").field("secret", &self.secret.as_ref().map(|_| "<set>")).finish()
+    }
 }
 
 /// `[rooms]`, resolved.
@@ -324,6 +358,10 @@ impl Settings {
                 turn_secret: or(a.network.turn_secret, b.network.turn_secret),
                 turn_ttl: or(a.network.turn_ttl, b.network.turn_ttl),
             },
+            auth: AuthSection {
+                auth_secret: or(a.auth.auth_secret, b.auth.auth_secret),
+                auth_secret_file: or(a.auth.auth_secret_file, b.auth.auth_secret_file),
+            },
             media: MediaSection {
                 canvas: or(a.media.canvas, b.media.canvas),
                 fps: or(a.media.fps, b.media.fps),
@@ -379,7 +417,17 @@ impl Settings {
         if !(60..=86_400).contains(&turn_ttl_secs) {
             return Err(ConfigError::Value(format!("turn_ttl is {turn_ttl_secs}; it must be between 60 and 86400 seconds")));
         }
+        let auth_secret = match (self.auth.auth_secret, self.auth.auth_secret_file) {
+            (Some(_), Some(_)) => return Err(ConfigError::Value("give auth_secret or auth_secret_file, not both".into())),
+            (Some(s), None) => Some(s),
+            (None, Some(path)) => Some(std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path, source })?.trim().to_string()),
+            (None, None) => None,
+        };
+        if auth_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(ConfigError::Value("auth_secret is shorter than 16 characters: anyone could guess it and mint tokens".into()));
+        }
         Ok(Config {
+            auth: Auth { secret: auth_secret },
             server: Server {
                 listen,
                 web: self.server.web.unwrap_or_else(default_web_dir),
@@ -551,6 +599,22 @@ mod tests {
         let c = flags(&["--announce-ip", "203.0.113.7"]).resolve().unwrap();
         assert_eq!(c.network.announce_ips, ["203.0.113.7".parse::<IpAddr>().unwrap()]);
         assert!(Cli::try_parse_from(["serve", "--announce-ip", "example.org"]).is_err(), "an address, not a name");
+    }
+
+    #[test]
+    fn the_auth_secret_comes_from_a_flag_or_a_file_and_is_not_short() {
+        assert_eq!(Config::default().auth.secret, None);
+        let c = flags(&["--auth-secret", "0123456789abcdef0123"]).resolve().unwrap();
+        assert_eq!(c.auth.secret.as_deref(), Some("0123456789abcdef0123"));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "the secret is never printed");
+        assert!(flags(&["--auth-secret", "short"]).resolve().is_err());
+        let f = std::env::temp_dir().join(format!("tessera-secret-{}", std::process::id()));
+        std::fs::write(&f, "from-a-file-0123456789\n").unwrap();
+        let c = flags(&["--auth-secret-file", f.to_str().unwrap()]).resolve().unwrap();
+        assert_eq!(c.auth.secret.as_deref(), Some("from-a-file-0123456789"));
+        assert!(flags(&["--auth-secret-file", f.to_str().unwrap(), "--auth-secret", "0123456789abcdef0123"]).resolve().is_err());
+        let _ = std::fs::remove_file(&f);
+        assert!(flags(&["--auth-secret-file", "/nonexistent/secret"]).resolve().is_err());
     }
 
     #[test]

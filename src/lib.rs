@@ -11,6 +11,7 @@
 //! wiring. `tools` (the bot, the benchmark harness, its plots and the
 //! plain-pipeline reference) stands apart: the server never uses it.
 
+pub mod auth;
 pub mod certs;
 pub mod config;
 pub mod ladder;

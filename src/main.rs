@@ -31,6 +31,36 @@ enum Command {
     Bench(BenchArgs),
     /// Write a new DTLS certificate (ECDSA P-256, with its key) for `serve --dtls-cert`.
     DtlsCert(DtlsCertArgs),
+    /// Print a room token (a JWT signed with the server's auth secret).
+    Token(TokenArgs),
+}
+
+#[derive(Parser)]
+struct TokenArgs {
+    /// The server's auth secret ([auth] secret).
+    #[arg(long, conflicts_with = "secret_file", required_unless_present = "secret_file")]
+    secret: Option<String>,
+    /// A file holding the secret.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// The room the token is for (`*` with --role admin: every room).
+    #[arg(long)]
+    room: String,
+    /// Identity of the holder (the token's `sub`).
+    #[arg(long)]
+    identity: String,
+    /// Display name (used instead of the name the client sends).
+    #[arg(long)]
+    name: Option<String>,
+    /// participant, viewer or admin.
+    #[arg(long, default_value = "participant")]
+    role: String,
+    /// How long it is valid: 45s, 30m, 2h, 1d.
+    #[arg(long, default_value = "2h")]
+    ttl: String,
+    /// Receive only, even as a participant.
+    #[arg(long)]
+    no_publish: bool,
 }
 
 #[derive(Parser)]
@@ -166,9 +196,12 @@ struct BotArgs {
     /// Use relay (TURN) candidates only: checks a TURN deployment.
     #[arg(long)]
     relay_only: bool,
-    /// Also trust this PEM certificate for wss:// (a --tls-self-signed server's).
+    /// Also trust this PEM certificate for wss:// (a server's own certificate).
     #[arg(long)]
     tls_trust: Option<PathBuf>,
+    /// Room token (`tessera token`), for a server with an auth secret.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -203,7 +236,37 @@ fn main() -> Result<()> {
         }),
         Command::Preview(a) => preview(a),
         Command::DtlsCert(a) => dtls_cert(a),
+        Command::Token(a) => token(a),
     }
+}
+
+fn token(a: TokenArgs) -> Result<()> {
+    use tessera::auth::{Claims, Grant, TokenRole};
+    let secret = match (a.secret, a.secret_file) {
+        (Some(s), _) => s,
+        (None, Some(p)) => std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?.trim().to_string(),
+        (None, None) => bail!("give --secret or --secret-file"),
+    };
+    let role = match a.role.as_str() {
+        "participant" => TokenRole::Participant,
+        "viewer" => TokenRole::Viewer,
+        "admin" => TokenRole::Admin,
+        r => bail!("--role {r}: choose participant, viewer or admin"),
+    };
+    if a.room == "*" && role != TokenRole::Admin {
+        bail!("--room '*' is for admin tokens");
+    }
+    let ttl = tessera::auth::parse_ttl(&a.ttl).map_err(|e| anyhow::anyhow!(e))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let claims = Claims {
+        sub: a.identity,
+        name: a.name,
+        exp: now + ttl,
+        nbf: None,
+        grant: Grant { room: a.room, role, can_publish: !a.no_publish && role != TokenRole::Viewer, can_subscribe: true },
+    };
+    println!("{}", tessera::auth::mint(&secret, &claims)?);
+    Ok(())
 }
 
 fn dtls_cert(a: DtlsCertArgs) -> Result<()> {
@@ -310,6 +373,11 @@ async fn serve(a: ServeArgs) -> Result<()> {
             cfg.config.server.listen
         );
     }
+    if cfg.config.auth.secret.is_none() {
+        tracing::warn!("no auth secret: rooms are open, anyone who reaches this server can join any room (set [auth] secret or --auth-secret; docs/configuration.md)");
+    } else {
+        tracing::info!("room tokens required (mint them with `tessera token`)");
+    }
     let running = server::start(cfg)?;
     // Tests and scripts read this line to find the port.
     println!("tessera listening on {}", running.url());
@@ -356,6 +424,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         fixed_size: a.fixed_size,
         relay_only: a.relay_only,
         tls_trust: a.tls_trust.map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))).transpose()?,
+        token: a.token,
     };
     let bot = Bot::connect(opts).await?;
     let every = a.report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64);

@@ -40,6 +40,14 @@ pub enum ErrorCode {
     UnknownQuality,
     MediaFailed,
     Internal,
+    /// Room tokens (HTTP 401 before the upgrade, or at `join`).
+    MissingToken,
+    InvalidToken,
+    ExpiredToken,
+    TokenNotYetValid,
+    /// The `join` names another room than the token, or the token may not
+    /// do what was asked (the HTTP API without an admin token).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -63,6 +71,11 @@ impl ErrorCode {
             ErrorCode::UnknownQuality => "unknown_quality",
             ErrorCode::MediaFailed => "media_failed",
             ErrorCode::Internal => "internal",
+            ErrorCode::MissingToken => "missing_token",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::TokenNotYetValid => "token_not_yet_valid",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

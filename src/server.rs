@@ -145,7 +145,8 @@ pub fn start(cfg: ServerConfig) -> Result<Running> {
         Some(Tls::Files { cert, key }) => Some(Identity::from_files(cert, key)?),
         Some(Tls::SelfSigned { names }) => Some(Identity::generate(names).context("generating the self-signed HTTPS certificate")?),
     };
-    let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone(), identity.as_ref())?;
+    let secret = cfg.config.auth.secret.as_deref().map(Arc::from);
+    let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone(), identity.as_ref(), secret)?;
     let tls_fingerprint = identity.map(|id| id.fingerprint());
     let watcher = if cfg.watch_pipelines { Some(watch(cfg.config.server.pipelines.clone(), hub.clone())?) } else { None };
     Ok(Running { server, hub, tls_fingerprint, watcher })

@@ -3,6 +3,21 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const debug = params.has('debug');
+// ?token=...: a room token (servers with an auth secret need one).
+const roomToken = params.get('token');
+const TOKEN_TEXT = {
+  missing_token: 'This server needs an invitation link with a room token (?token=...). Ask the person who invited you for the link.',
+  invalid_token: 'The room token in this link is not valid for this server. Ask for a new link.',
+  expired_token: 'The room token in this link has expired. Ask for a new link.',
+  token_not_yet_valid: 'The room token in this link is not valid yet. Try again later, or check this computer\'s clock.',
+};
+/** The room and name a token carries (its payload is plain base64url JSON). */
+function tokenClaims(t) {
+  try {
+    const b = t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(decodeURIComponent(escape(atob(b))));
+  } catch (e) { return null; }
+}
 // ?relay=1: use TURN relays only (checks a TURN deployment).
 const relayOnly = params.get('relay') === '1';
 // Browsers give camera and microphone only to secure pages (HTTPS or localhost).
@@ -110,13 +125,24 @@ function scheduleReconnect(reason) {
 
 function connect() {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-  const ws = new WebSocket(`${proto}://${location.host}/ws`);
+  const query = roomToken ? `?token=${encodeURIComponent(roomToken)}` : '';
+  const ws = new WebSocket(`${proto}://${location.host}/ws${query}`);
   state.ws = ws;
   let opened = false;
   ws.onopen = () => { opened = true; send({ type: 'join', room: state.room, name: state.name, quality: $('quality-select').value }); };
-  ws.onclose = () => {
-    // Browsers do not tell pages why a WebSocket failed; never opened over
-    // wss:// is most often a certificate the browser does not trust.
+  ws.onclose = async () => {
+    // Browsers do not tell pages why a WebSocket failed. A refused token
+    // answers a plain GET with 401 and its reason: ask.
+    if (!opened) {
+      const why = await fetch(`/ws${query}`).then(async (r) => (r.status === 401 ? r.json() : null)).catch(() => null);
+      if (why && why.code) {
+        showError(`${TOKEN_TEXT[why.code] || 'The server refused this link'} (${why.code}: ${why.message})`);
+        leave();
+        return;
+      }
+    }
+    // Never opened over wss:// is most often a certificate the browser
+    // does not trust.
     if (!opened && proto === 'wss' && state.attempt >= 1) {
       showError(`Cannot reach the server at ${proto}://${location.host}/ws. If it uses a self-signed certificate, open https://${location.host}/ in this browser and accept the certificate, then try again.`);
     }
@@ -380,7 +406,7 @@ async function join() {
   const name = $('name').value.trim();
   if (!room || !name) return;
   localStorage.setItem('tessera.name', name);
-  history.replaceState(null, '', `?room=${encodeURIComponent(room)}${debug ? '&debug' : ''}`);
+  history.replaceState(null, '', `?room=${encodeURIComponent(room)}${roomToken ? `&token=${encodeURIComponent(roomToken)}` : ''}${debug ? '&debug' : ''}`);
   Object.assign(state, { room, name, leaving: false, attempt: 0 });
   showError('');
   if (!state.local) await startPreview();
@@ -401,8 +427,9 @@ function leave() {
   status('Not connected');
 }
 
-$('room').value = params.get('room') || 'lobby';
-$('name').value = localStorage.getItem('tessera.name') || '';
+const claims = roomToken && tokenClaims(roomToken);
+$('room').value = (claims && claims.grant && claims.grant.room !== '*' && claims.grant.room) || params.get('room') || 'lobby';
+$('name').value = (claims && claims.name) || localStorage.getItem('tessera.name') || '';
 $('join-form').addEventListener('submit', (e) => { e.preventDefault(); join(); });
 $('share-btn').addEventListener('click', async () => {
   const url = `${location.origin}${location.pathname}?room=${encodeURIComponent($('room').value.trim())}`;

@@ -26,12 +26,48 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// this are read and refused with 1009, larger ones end the connection.
 const CODEC_LIMIT: usize = 1024 * 1024;
 
+/// The room-token secret, when auth is on.
+pub type AuthSecret = Option<Arc<str>>;
+
+/// The token a request carries: `?token=` (browsers) or `Authorization: Bearer`.
+fn token() -> impl Filter<Extract = (Option<String>,), Error = warp::Rejection> + Clone {
+    let query = warp::query::<std::collections::HashMap<String, String>>()
+        .or(warp::any().map(std::collections::HashMap::new))
+        .unify();
+    query.and(warp::header::optional::<String>("authorization")).map(|q: std::collections::HashMap<String, String>, h: Option<String>| {
+        q.get("token").cloned().or_else(|| h.and_then(|h| h.strip_prefix("Bearer ").map(|t| t.trim().to_string())))
+    })
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// 401 (or 403) with `{"code","message"}`.
+fn refused(status: warp::http::StatusCode, code: ErrorCode, message: String) -> warp::reply::Response {
+    use warp::Reply;
+    api_error(status, code, message).into_response()
+}
+
+/// With auth on, the request's token must be an admin token for `room`.
+fn authorize_api(secret: &AuthSecret, token: Option<String>, room: &str) -> Result<(), warp::reply::Response> {
+    let Some(secret) = secret else { return Ok(()) };
+    let claims = crate::auth::verify(secret, token.as_deref(), now_unix()).map_err(|e| refused(warp::http::StatusCode::UNAUTHORIZED, e.code, e.message))?;
+    if !claims.admin_of(room) {
+        return Err(refused(warp::http::StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("the HTTP API of room `{room}` needs an admin token for it")));
+    }
+    Ok(())
+}
+
 /// Filters: the routes of a server.
 pub fn routes(
     hub: Arc<Hub>,
     web_dir: PathBuf,
+    secret: AuthSecret,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    use warp::Reply;
     let with_hub = warp::any().map(move || hub.clone());
+    let with_secret = warp::any().map(move || secret.clone());
     let health = warp::path("healthz").and(warp::path::end()).and(warp::get()).and(with_hub.clone()).map(|hub: Arc<Hub>| {
         warp::reply::json(&serde_json::json!({
             "status": "ok",
@@ -45,26 +81,65 @@ pub fn routes(
         .and(warp::body::content_length_limit(16 * 1024))
         .and(warp::body::bytes())
         .and(api_hub.clone())
-        .map(|room: String, body: bytes::Bytes, hub: Arc<Hub>| put_layout(&room, &body, &hub));
+        .and(with_secret.clone())
+        .and(token())
+        .map(|room: String, body: bytes::Bytes, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| match authorize_api(&secret, token, &room) {
+            Ok(()) => put_layout(&room, &body, &hub).into_response(),
+            Err(r) => r,
+        });
     let get_layout = warp::path!("api" / "rooms" / String / "layout")
         .and(warp::get())
         .and(api_hub)
-        .map(|room: String, hub: Arc<Hub>| match hub.layout_state(&room) {
-            Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK),
-            None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")),
+        .and(with_secret.clone())
+        .and(token())
+        .map(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            if let Err(r) = authorize_api(&secret, token, &room) {
+                return r;
+            }
+            match hub.layout_state(&room) {
+                Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK).into_response(),
+                None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")).into_response(),
+            }
         });
     let get_stats = warp::path!("api" / "rooms" / String / "stats")
         .and(warp::get())
         .and(with_hub.clone())
-        .map(|room: String, hub: Arc<Hub>| match hub.room_stats(&room) {
-            Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK),
-            None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")),
+        .and(with_secret.clone())
+        .and(token())
+        .map(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            if let Err(r) = authorize_api(&secret, token, &room) {
+                return r;
+            }
+            match hub.room_stats(&room) {
+                Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK).into_response(),
+                None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")).into_response(),
+            }
         });
-    let ws = warp::path("ws").and(warp::path::end()).and(warp::ws()).and(with_hub).map(|ws: warp::ws::Ws, hub: Arc<Hub>| {
-        ws.max_message_size(CODEC_LIMIT)
-            .max_frame_size(CODEC_LIMIT)
-            .on_upgrade(move |socket| session(socket, hub))
-    });
+    // The token is checked before the upgrade: a refused request gets 401
+    // and a JSON reason, and no WebSocket (a plain GET sees the same).
+    let ws = warp::path("ws")
+        .and(warp::path::end())
+        .and(warp::ws().map(Some).or(warp::any().map(|| None)).unify())
+        .and(with_hub)
+        .and(with_secret)
+        .and(token())
+        .map(|ws: Option<warp::ws::Ws>, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            let grant = match &secret {
+                None => None,
+                Some(s) => match crate::auth::verify(s, token.as_deref(), now_unix()) {
+                    Ok(c) => Some(c),
+                    Err(e) => return refused(warp::http::StatusCode::UNAUTHORIZED, e.code, e.message),
+                },
+            };
+            match ws {
+                Some(ws) => ws
+                    .max_message_size(CODEC_LIMIT)
+                    .max_frame_size(CODEC_LIMIT)
+                    .on_upgrade(move |socket| session(socket, hub, grant))
+                    .into_response(),
+                None => refused(warp::http::StatusCode::BAD_REQUEST, ErrorCode::UnsupportedFrame, "/ws is a WebSocket: send an upgrade request".into()),
+            }
+        });
     let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
     let files = warp::fs::dir(web_dir);
     health.or(put_layout).or(get_layout).or(get_stats).or(ws).or(index).or(files).with(warp::log("tessera::http"))
@@ -111,12 +186,12 @@ impl Server {
     /// Bind `addr` (port 0 picks a free port) and serve in the background:
     /// HTTPS and WSS with `tls` (warp 0.3's rustls acceptor), plain HTTP
     /// without.
-    pub fn start(hub: Arc<Hub>, addr: SocketAddr, web_dir: PathBuf, tls: Option<&Identity>) -> Result<Server> {
+    pub fn start(hub: Arc<Hub>, addr: SocketAddr, web_dir: PathBuf, tls: Option<&Identity>, secret: AuthSecret) -> Result<Server> {
         let (tx, rx) = oneshot::channel::<()>();
         let stop = async move {
             let _ = rx.await;
         };
-        let served = warp::serve(routes(hub, web_dir));
+        let served = warp::serve(routes(hub, web_dir, secret));
         let (bound, fut): (SocketAddr, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) = match tls {
             None => {
                 let (a, f) = served.try_bind_with_graceful_shutdown(addr, stop).with_context(|| format!("cannot listen on {addr}"))?;
@@ -166,10 +241,10 @@ fn leave(joined: Option<Joined>) {
 /// One signaling connection: the WebSocket, the room events of its
 /// participant, and a [`Session`] that decides what each of them means.
 /// This task only reads, writes and carries out the session's commands.
-async fn session(socket: WebSocket, hub: Arc<Hub>) {
+async fn session(socket: WebSocket, hub: Arc<Hub>, grant: Option<crate::auth::Claims>) {
     let (mut tx, mut rx) = socket.split();
     let mut joined: Option<Joined> = None;
-    let mut sess = Session::new();
+    let mut sess = Session::with_grant(grant);
     loop {
         let event = async {
             match &mut joined {

@@ -12,7 +12,8 @@
 //!   (at most [`MAX_PENDING_ICE`]), then handed over in order;
 //! * the server's candidates reach the client only after the offer.
 
-use crate::protocol::{ClientMessage, ErrorCode, ProtocolError, ServerMessage};
+use crate::auth::Claims;
+use crate::protocol::{validate_name, ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
 use crate::room::{JoinOptions, LayoutRequest, MediaEvent, ParticipantEvent, RungInfo};
 
 /// Most ICE candidates a client may send before its answer is applied.
@@ -78,6 +79,8 @@ enum State {
 #[derive(Debug)]
 pub struct Session {
     state: State,
+    /// The room token this connection was opened with (auth on).
+    grant: Option<Claims>,
 }
 
 impl Default for Session {
@@ -96,7 +99,14 @@ fn not_joined() -> Output {
 
 impl Session {
     pub fn new() -> Session {
-        Session { state: State::Idle }
+        Session { state: State::Idle, grant: None }
+    }
+
+    /// A connection opened with a verified room token: it may join only
+    /// the token's room, under the token's name when it has one, and as a
+    /// viewer when the token may not publish.
+    pub fn with_grant(grant: Option<Claims>) -> Session {
+        Session { state: State::Idle, grant }
     }
 
     /// In a room (joined, not left)?
@@ -123,9 +133,23 @@ impl Session {
     }
 
     fn client(&mut self, msg: ClientMessage) -> Vec<Output> {
-        if let ClientMessage::Join { room, name, role, quality } = msg {
+        if let ClientMessage::Join { room, mut name, mut role, quality } = msg {
             if self.state != State::Idle {
                 return vec![error(ErrorCode::AlreadyJoined, "already in a room; send `leave` first")];
+            }
+            if let Some(c) = &self.grant {
+                if !c.for_room(&room) {
+                    return vec![error(ErrorCode::Forbidden, format!("this connection's token is for room `{}`, not `{room}`", c.grant.room))];
+                }
+                if let Some(n) = &c.name {
+                    match validate_name(n) {
+                        Ok(n) => name = n,
+                        Err(e) => return vec![Output::Send(e.to_message())],
+                    }
+                }
+                if c.receive_only() {
+                    role = Role::Viewer;
+                }
             }
             self.state = State::Joining;
             return vec![Output::Join { room, name, opts: JoinOptions { role, quality } }];
@@ -286,6 +310,28 @@ mod tests {
 
     fn ice(i: usize) -> String {
         format!(r#"{{"type":"ice","candidate":"candidate:{i} 1 UDP 2122260223 127.0.0.1 {} typ host","sdpMLineIndex":0}}"#, 40000 + i)
+    }
+
+    #[test]
+    fn a_token_binds_the_room_the_name_and_the_role() {
+        use crate::auth::{Grant, TokenRole};
+        let grant = |role, can_publish| Claims {
+            sub: "u1".into(),
+            name: Some("Token Name".into()),
+            exp: u64::MAX / 2,
+            nbf: None,
+            grant: Grant { room: "r".into(), role, can_publish, can_subscribe: true },
+        };
+        let mut s = Session::with_grant(Some(grant(TokenRole::Participant, true)));
+        assert_eq!(codes(&frame(&mut s, r#"{"type":"join","room":"other","name":"Ada"}"#)), vec![ErrorCode::Forbidden]);
+        let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
+        assert!(matches!(&out[..], [Output::Join { name, opts, .. }] if name == "Token Name" && opts.role == Role::Participant), "{out:?}");
+        let mut s = Session::with_grant(Some(grant(TokenRole::Participant, false)));
+        let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
+        assert!(matches!(&out[..], [Output::Join { opts, .. }] if opts.role == Role::Viewer), "may not publish: a viewer");
+        let mut s = Session::with_grant(Some(grant(TokenRole::Viewer, true)));
+        let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
+        assert!(matches!(&out[..], [Output::Join { opts, .. }] if opts.role == Role::Viewer));
     }
 
     #[test]

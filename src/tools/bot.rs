@@ -52,6 +52,8 @@ pub struct BotOptions {
     /// PEM certificate(s) to trust for `wss://` besides the public roots
     /// (a server's self-signed certificate).
     pub tls_trust: Option<String>,
+    /// Room token, sent as `Authorization: Bearer` on the WebSocket request.
+    pub token: Option<String>,
 }
 
 impl Default for BotOptions {
@@ -77,6 +79,7 @@ impl Default for BotOptions {
             fixed_size: false,
             relay_only: false,
             tls_trust: None,
+            token: None,
         }
     }
 }
@@ -228,9 +231,19 @@ impl Bot {
             Some(pem) => Some(trusting(pem)?),
             None => None,
         };
-        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(opts.server.as_str(), None, false, connector)
-            .await
-            .with_context(|| format!("cannot connect to {}", opts.server))?;
+        let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(opts.server.as_str())
+            .with_context(|| format!("`{}` is not a WebSocket URL", opts.server))?;
+        if let Some(t) = &opts.token {
+            request.headers_mut().insert("authorization", format!("Bearer {t}").parse().context("the token is not a valid header value")?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await.map_err(|e| match e {
+            // The server's reason for a refused token is in the body.
+            tokio_tungstenite::tungstenite::Error::Http(r) => {
+                let body = r.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().to_string();
+                anyhow::anyhow!("{} refused the connection ({}): {body}", opts.server, r.status())
+            }
+            e => anyhow::Error::new(e).context(format!("cannot connect to {}", opts.server)),
+        })?;
         let (mut wtx, wrx) = ws.split();
         let join = ClientMessage::Join {
             room: opts.room.clone(),
