@@ -49,14 +49,26 @@ fn refused(status: warp::http::StatusCode, code: ErrorCode, message: String) -> 
     api_error(status, code, message).into_response()
 }
 
-/// With auth on, the request's token must be an admin token for `room`.
-fn authorize_api(secret: &AuthSecret, token: Option<String>, room: &str) -> Result<(), warp::reply::Response> {
-    let Some(secret) = secret else { return Ok(()) };
-    let claims = crate::auth::verify(secret, token.as_deref(), now_unix()).map_err(|e| refused(warp::http::StatusCode::UNAUTHORIZED, e.code, e.message))?;
-    if !claims.admin_of(room) {
-        return Err(refused(warp::http::StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("the HTTP API of room `{room}` needs an admin token for it")));
+/// `reply()` when auth is off or the request's token is an admin token for
+/// `room`; 401 or 403 with the reason otherwise.
+fn authorized(secret: &AuthSecret, token: Option<String>, room: &str, reply: impl FnOnce() -> warp::reply::Response) -> warp::reply::Response {
+    let Some(secret) = secret else { return reply() };
+    match crate::auth::verify(secret, token.as_deref(), now_unix()) {
+        Err(e) => refused(warp::http::StatusCode::UNAUTHORIZED, e.code, e.message),
+        Ok(c) if !c.admin_of(room) => {
+            refused(warp::http::StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("the HTTP API of room `{room}` needs an admin token for it"))
+        }
+        Ok(_) => reply(),
     }
-    Ok(())
+}
+
+/// A room's state as JSON, or 404 `unknown_room`.
+fn room_json(room: &str, state: Option<impl serde::Serialize>) -> warp::reply::Response {
+    use warp::Reply;
+    match state {
+        Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK).into_response(),
+        None => refused(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")),
+    }
 }
 
 /// Filters: the routes of a server.
@@ -83,9 +95,8 @@ pub fn routes(
         .and(api_hub.clone())
         .and(with_secret.clone())
         .and(token())
-        .map(|room: String, body: bytes::Bytes, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| match authorize_api(&secret, token, &room) {
-            Ok(()) => put_layout(&room, &body, &hub).into_response(),
-            Err(r) => r,
+        .map(|room: String, body: bytes::Bytes, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            authorized(&secret, token, &room, || put_layout(&room, &body, &hub).into_response())
         });
     let get_layout = warp::path!("api" / "rooms" / String / "layout")
         .and(warp::get())
@@ -93,13 +104,7 @@ pub fn routes(
         .and(with_secret.clone())
         .and(token())
         .map(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
-            if let Err(r) = authorize_api(&secret, token, &room) {
-                return r;
-            }
-            match hub.layout_state(&room) {
-                Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK).into_response(),
-                None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")).into_response(),
-            }
+            authorized(&secret, token, &room, || room_json(&room, hub.layout_state(&room)))
         });
     let get_stats = warp::path!("api" / "rooms" / String / "stats")
         .and(warp::get())
@@ -107,13 +112,7 @@ pub fn routes(
         .and(with_secret.clone())
         .and(token())
         .map(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
-            if let Err(r) = authorize_api(&secret, token, &room) {
-                return r;
-            }
-            match hub.room_stats(&room) {
-                Some(st) => warp::reply::with_status(warp::reply::json(&st), warp::http::StatusCode::OK).into_response(),
-                None => api_error(warp::http::StatusCode::NOT_FOUND, ErrorCode::UnknownRoom, format!("no room `{room}`")).into_response(),
-            }
+            authorized(&secret, token, &room, || room_json(&room, hub.room_stats(&room)))
         });
     // The token is checked before the upgrade: a refused request gets 401
     // and a JSON reason, and no WebSocket (a plain GET sees the same).
