@@ -55,13 +55,82 @@ pub struct ServerSection {
     pub tls_name: Option<Vec<String>>,
 }
 
-/// `[rooms]`: limits of a room.
+/// `[rooms]`: how many rooms, and how many in a room.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct RoomsSection {
-    /// Participants per room (viewers are counted apart). [default: 25]
+    /// Participants per room (viewers are counted apart); one more gets
+    /// `room_full`. [default: 25]
     #[arg(long)]
     pub max_participants: Option<usize>,
+    /// Viewers per room; one more gets `room_full`. [default: 200]
+    #[arg(long)]
+    pub max_viewers: Option<usize>,
+    /// Rooms on this server; a join that would open one more gets
+    /// `too_many_rooms`. [default: 100]
+    #[arg(long)]
+    pub max_rooms: Option<usize>,
+}
+
+/// `[limits]`: what one client may take, and when a silent one is gone.
+/// Exceeding a limit costs only that client (docs/configuration.md, Limits).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Open signaling connections per client IP address (one office
+    /// behind a NAT is one address); one more gets HTTP 429
+    /// `too_many_connections` before the upgrade. [default: 64]
+    #[arg(long)]
+    pub connections_per_ip: Option<usize>,
+    /// Joins per second per client IP address (sustained); more get
+    /// `rate_limited`. [default: 10]
+    #[arg(long)]
+    pub joins_per_second_per_ip: Option<u32>,
+    /// Joins one address may make at once before joins_per_second_per_ip
+    /// applies. [default: 64]
+    #[arg(long)]
+    pub join_burst_per_ip: Option<u32>,
+    /// Signaling messages per second per connection (sustained); more are
+    /// dropped with one `rate_limited` error a second. [default: 50]
+    #[arg(long)]
+    pub messages_per_second: Option<u32>,
+    /// Messages a connection may send at once before messages_per_second
+    /// applies (a browser's burst of ICE candidates). [default: 200]
+    #[arg(long)]
+    pub message_burst: Option<u32>,
+    /// Largest text frame, bytes; a larger one closes the connection with
+    /// WebSocket code 1009. 1024..=1048576. [default: 65536]
+    #[arg(long)]
+    pub max_frame_bytes: Option<usize>,
+    /// Largest SDP answer, bytes (`sdp_too_large`). [default: 32768]
+    #[arg(long)]
+    pub max_sdp_bytes: Option<usize>,
+    /// Most lines in an SDP answer (`sdp_too_large`). [default: 2000]
+    #[arg(long)]
+    pub max_sdp_lines: Option<usize>,
+    /// ICE candidates a connection may send per join
+    /// (`too_many_candidates`). [default: 64]
+    #[arg(long)]
+    pub max_ice_candidates: Option<usize>,
+    /// Longest room id, characters (`invalid_field`). [default: 64]
+    #[arg(long)]
+    pub max_room_chars: Option<usize>,
+    /// Longest display name, characters (`invalid_field`). [default: 64]
+    #[arg(long)]
+    pub max_name_chars: Option<usize>,
+    /// Seconds between the server's WebSocket pings. [default: 5]
+    #[arg(long)]
+    pub ping_interval: Option<u64>,
+    /// A connection that sends nothing (not even a pong) for this many
+    /// seconds is closed (`idle_timeout`) and its participant removed.
+    /// [default: 15]
+    #[arg(long)]
+    pub idle_timeout: Option<u64>,
+    /// A participant whose media stops for this many seconds while its
+    /// WebSocket lives is removed (`media_timeout`); 0 turns it off.
+    /// [default: 15]
+    #[arg(long)]
+    pub media_timeout: Option<u64>,
 }
 
 /// `[network]`: ICE and DTLS.
@@ -155,6 +224,8 @@ pub struct Settings {
     #[command(flatten)]
     pub network: NetworkSection,
     #[command(flatten)]
+    pub limits: LimitsSection,
+    #[command(flatten)]
     pub auth: AuthSection,
     #[command(flatten)]
     pub media: MediaSection,
@@ -166,6 +237,7 @@ pub struct Config {
     pub server: Server,
     pub rooms: Rooms,
     pub network: Network,
+    pub limits: Limits,
     pub auth: Auth,
     /// Overrides of mixer.toml (None: keep mixer.toml's); see [`MediaSection::apply`].
     pub media: MediaSection,
@@ -216,6 +288,37 @@ impl std::fmt::Debug for Auth {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rooms {
     pub max_participants: usize,
+    pub max_viewers: usize,
+    pub max_rooms: usize,
+}
+
+impl Default for Rooms {
+    fn default() -> Rooms {
+        Config::default().rooms
+    }
+}
+
+/// `[limits]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// What one message may carry (frame, SDP, names).
+    pub message: crate::protocol::Limits,
+    pub connections_per_ip: usize,
+    pub joins_per_second_per_ip: u32,
+    pub join_burst_per_ip: u32,
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    pub max_ice_candidates: usize,
+    pub ping_interval: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    /// None: never remove a participant for silent media.
+    pub media_timeout: Option<std::time::Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Config::default().limits
+    }
 }
 
 /// `[network]`, resolved: what every webrtcbin of the server is given.
@@ -347,7 +450,27 @@ impl Settings {
                 tls_self_signed: or(a.server.tls_self_signed, b.server.tls_self_signed),
                 tls_name: or(a.server.tls_name, b.server.tls_name),
             },
-            rooms: RoomsSection { max_participants: or(a.rooms.max_participants, b.rooms.max_participants) },
+            rooms: RoomsSection {
+                max_participants: or(a.rooms.max_participants, b.rooms.max_participants),
+                max_viewers: or(a.rooms.max_viewers, b.rooms.max_viewers),
+                max_rooms: or(a.rooms.max_rooms, b.rooms.max_rooms),
+            },
+            limits: LimitsSection {
+                connections_per_ip: or(a.limits.connections_per_ip, b.limits.connections_per_ip),
+                joins_per_second_per_ip: or(a.limits.joins_per_second_per_ip, b.limits.joins_per_second_per_ip),
+                join_burst_per_ip: or(a.limits.join_burst_per_ip, b.limits.join_burst_per_ip),
+                messages_per_second: or(a.limits.messages_per_second, b.limits.messages_per_second),
+                message_burst: or(a.limits.message_burst, b.limits.message_burst),
+                max_frame_bytes: or(a.limits.max_frame_bytes, b.limits.max_frame_bytes),
+                max_sdp_bytes: or(a.limits.max_sdp_bytes, b.limits.max_sdp_bytes),
+                max_sdp_lines: or(a.limits.max_sdp_lines, b.limits.max_sdp_lines),
+                max_ice_candidates: or(a.limits.max_ice_candidates, b.limits.max_ice_candidates),
+                max_room_chars: or(a.limits.max_room_chars, b.limits.max_room_chars),
+                max_name_chars: or(a.limits.max_name_chars, b.limits.max_name_chars),
+                ping_interval: or(a.limits.ping_interval, b.limits.ping_interval),
+                idle_timeout: or(a.limits.idle_timeout, b.limits.idle_timeout),
+                media_timeout: or(a.limits.media_timeout, b.limits.media_timeout),
+            },
             network: NetworkSection {
                 ice_address: or(a.network.ice_address, b.network.ice_address),
                 dtls_cert: or(a.network.dtls_cert, b.network.dtls_cert),
@@ -379,6 +502,11 @@ impl Settings {
         if !(1..=1000).contains(&max_participants) {
             return Err(ConfigError::Value(format!("max_participants is {max_participants}; it must be between 1 and 1000")));
         }
+        let max_viewers = self.rooms.max_viewers.unwrap_or(200);
+        let max_rooms = self.rooms.max_rooms.unwrap_or(100);
+        let limits = self.limits.resolve()?;
+        in_range("max_viewers", max_viewers, 0, 100_000)?;
+        in_range("max_rooms", max_rooms, 1, 100_000)?;
         if let Some(fps) = self.media.fps {
             if !(1..=60).contains(&fps) {
                 return Err(ConfigError::Value(format!("fps is {fps}; it must be between 1 and 60")));
@@ -434,7 +562,8 @@ impl Settings {
                 pipelines: self.server.pipelines.unwrap_or_else(default_pipelines_dir),
                 tls,
             },
-            rooms: Rooms { max_participants },
+            rooms: Rooms { max_participants, max_viewers, max_rooms },
+            limits,
             network: Network {
                 ice_addresses: self.network.ice_address.unwrap_or_else(|| default_ice_addresses(&listen.ip())),
                 dtls_cert: self.network.dtls_cert,
@@ -444,6 +573,53 @@ impl Settings {
             },
             media: self.media,
         })
+    }
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, min: T, max: T) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(ConfigError::Value(format!("{name} is {v}; it must be between {min} and {max}")));
+    }
+    Ok(())
+}
+
+impl LimitsSection {
+    fn resolve(self) -> Result<Limits, ConfigError> {
+        use std::time::Duration;
+        let d = crate::protocol::Limits::default();
+        let message = crate::protocol::Limits {
+            frame_bytes: self.max_frame_bytes.unwrap_or(d.frame_bytes),
+            sdp_bytes: self.max_sdp_bytes.unwrap_or(d.sdp_bytes),
+            sdp_lines: self.max_sdp_lines.unwrap_or(d.sdp_lines),
+            room_chars: self.max_room_chars.unwrap_or(d.room_chars),
+            name_chars: self.max_name_chars.unwrap_or(d.name_chars),
+        };
+        in_range("max_frame_bytes", message.frame_bytes, 1024, 1024 * 1024)?;
+        in_range("max_sdp_bytes", message.sdp_bytes, 1024, message.frame_bytes)?;
+        in_range("max_sdp_lines", message.sdp_lines, 20, 100_000)?;
+        in_range("max_room_chars", message.room_chars, 1, 1024)?;
+        in_range("max_name_chars", message.name_chars, 1, 1024)?;
+        let l = Limits {
+            message,
+            connections_per_ip: self.connections_per_ip.unwrap_or(64),
+            joins_per_second_per_ip: self.joins_per_second_per_ip.unwrap_or(10),
+            join_burst_per_ip: self.join_burst_per_ip.unwrap_or(64),
+            messages_per_second: self.messages_per_second.unwrap_or(50),
+            message_burst: self.message_burst.unwrap_or(200),
+            max_ice_candidates: self.max_ice_candidates.unwrap_or(64),
+            ping_interval: Duration::from_secs(self.ping_interval.unwrap_or(5)),
+            idle_timeout: Duration::from_secs(self.idle_timeout.unwrap_or(15)),
+            media_timeout: Some(self.media_timeout.unwrap_or(15)).filter(|s| *s > 0).map(Duration::from_secs),
+        };
+        in_range("connections_per_ip", l.connections_per_ip, 1, 100_000)?;
+        in_range("joins_per_second_per_ip", l.joins_per_second_per_ip, 1, 100_000)?;
+        in_range("join_burst_per_ip", l.join_burst_per_ip, 1, 100_000)?;
+        in_range("messages_per_second", l.messages_per_second, 1, 100_000)?;
+        in_range("message_burst", l.message_burst, 1, 100_000)?;
+        in_range("max_ice_candidates", l.max_ice_candidates, 1, 10_000)?;
+        in_range("ping_interval", l.ping_interval.as_secs(), 1, 600)?;
+        in_range("idle_timeout", l.idle_timeout.as_secs(), 2 * l.ping_interval.as_secs(), 3600)?;
+        Ok(l)
     }
 }
 

@@ -202,6 +202,14 @@ struct BotArgs {
     /// Room token (`tessera token`), for a server with an auth secret.
     #[arg(long)]
     token: Option<String>,
+    /// Hostile sender, for tests: random bytes after valid RTP headers in
+    /// every packet sent (the server must keep it to this participant).
+    #[arg(long)]
+    corrupt_media: bool,
+    /// Stop sending media after SECONDS while keeping the WebSocket open
+    /// (a frozen sender: the server removes it after its media_timeout).
+    #[arg(long)]
+    media_for: Option<f64>,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -425,6 +433,8 @@ async fn bot(a: BotArgs) -> Result<()> {
         relay_only: a.relay_only,
         tls_trust: a.tls_trust.map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))).transpose()?,
         token: a.token,
+        corrupt_media: a.corrupt_media,
+        media_for: a.media_for.map(|s| Duration::from_secs_f64(s.max(0.0))),
     };
     let bot = Bot::connect(opts).await?;
     let every = a.report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64);

@@ -7,14 +7,26 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Largest text frame the server accepts (bytes). Larger frames close the
-/// connection with WebSocket close code 1009.
-pub const MAX_FRAME_BYTES: usize = 64 * 1024;
-/// Largest room id and display name (in characters).
-pub const MAX_ROOM_CHARS: usize = 64;
-pub const MAX_NAME_CHARS: usize = 64;
-/// SDP bodies with more lines than this are refused before any parser sees them.
-pub const MAX_SDP_LINES: usize = 2_000;
+/// What one message may carry. The defaults here are the defaults of the
+/// `[limits]` settings of the same names (docs/configuration.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest text frame (bytes); larger frames close the connection with
+    /// WebSocket close code 1009.
+    pub frame_bytes: usize,
+    /// Largest SDP answer (bytes) and most lines in it (`sdp_too_large`).
+    pub sdp_bytes: usize,
+    pub sdp_lines: usize,
+    /// Longest room id and display name, in characters (`invalid_field`).
+    pub room_chars: usize,
+    pub name_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { frame_bytes: 64 * 1024, sdp_bytes: 32 * 1024, sdp_lines: 2_000, room_chars: 64, name_chars: 64 }
+    }
+}
 /// Number of m-lines in every offer the server makes: 0 = audio, 1 = video.
 pub const OFFER_MLINES: u32 = 2;
 
@@ -48,6 +60,15 @@ pub enum ErrorCode {
     /// The `join` names another room than the token, or the token may not
     /// do what was asked (the HTTP API without an admin token).
     Forbidden,
+    /// Limits (docs/configuration.md, `[limits]`).
+    RateLimited,
+    TooManyConnections,
+    TooManyRooms,
+    SdpTooLarge,
+    TooManyCandidates,
+    /// Dead peers: a silent WebSocket, or media that stopped.
+    IdleTimeout,
+    MediaTimeout,
 }
 
 impl ErrorCode {
@@ -76,6 +97,13 @@ impl ErrorCode {
             ErrorCode::ExpiredToken => "expired_token",
             ErrorCode::TokenNotYetValid => "token_not_yet_valid",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::SdpTooLarge => "sdp_too_large",
+            ErrorCode::TooManyCandidates => "too_many_candidates",
+            ErrorCode::IdleTimeout => "idle_timeout",
+            ErrorCode::MediaTimeout => "media_timeout",
         }
     }
 }
@@ -260,11 +288,11 @@ fn field_str<'a>(obj: &'a serde_json::Map<String, Value>, name: &str, ty: &str) 
     }
 }
 
-/// Room ids: 1 to 64 characters of `A-Z a-z 0-9 - _ .`.
-pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
+/// Room ids: 1 to `room_chars` (64) characters of `A-Z a-z 0-9 - _ .`.
+pub fn validate_room(room: &str, limits: &Limits) -> Result<(), ProtocolError> {
     let n = room.chars().count();
-    if n == 0 || n > MAX_ROOM_CHARS {
-        return Err(err(ErrorCode::InvalidField, format!("`room` must be 1 to {MAX_ROOM_CHARS} characters")));
+    if n == 0 || n > limits.room_chars {
+        return Err(err(ErrorCode::InvalidField, format!("`room` must be 1 to {} characters", limits.room_chars)));
     }
     if !room.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         return Err(err(ErrorCode::InvalidField, "`room` may contain only letters, digits, `-`, `_` and `.`"));
@@ -272,16 +300,21 @@ pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-/// Display names: any Unicode except control characters, 1 to 64
-/// characters after trimming.
-pub fn validate_name(name: &str) -> Result<String, ProtocolError> {
+/// Display names: any Unicode except control characters and the
+/// invisible formatting ones that reorder or hide text (bidi overrides and
+/// isolates, zero-width characters), 1 to `name_chars` (64) characters
+/// after trimming.
+pub fn validate_name(name: &str, limits: &Limits) -> Result<String, ProtocolError> {
     let trimmed = name.trim();
     let n = trimmed.chars().count();
-    if n == 0 || n > MAX_NAME_CHARS {
-        return Err(err(ErrorCode::InvalidField, format!("`name` must be 1 to {MAX_NAME_CHARS} characters")));
+    if n == 0 || n > limits.name_chars {
+        return Err(err(ErrorCode::InvalidField, format!("`name` must be 1 to {} characters", limits.name_chars)));
     }
     if trimmed.chars().any(|c| c.is_control()) {
         return Err(err(ErrorCode::InvalidField, "`name` may not contain control characters"));
+    }
+    if trimmed.chars().any(is_invisible_format) {
+        return Err(err(ErrorCode::InvalidField, "`name` may not contain bidi overrides or zero-width characters"));
     }
     Ok(trimmed.to_string())
 }
@@ -295,10 +328,21 @@ pub fn validate_quality(q: &str) -> Result<String, ProtocolError> {
     Ok(q.to_string())
 }
 
-/// Parse and validate one text frame from a client.
+/// Bidi embeddings, overrides and isolates, zero-width and word-joiner
+/// characters, the BOM: they change how a name card reads without showing.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Parse and validate one text frame from a client, with the default limits.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
-    if text.len() > MAX_FRAME_BYTES {
-        return Err(err(ErrorCode::InvalidField, format!("frame larger than {MAX_FRAME_BYTES} bytes")));
+    parse_client_message_with(text, &Limits::default())
+}
+
+/// Parse and validate one text frame from a client.
+pub fn parse_client_message_with(text: &str, limits: &Limits) -> Result<ClientMessage, ProtocolError> {
+    if text.len() > limits.frame_bytes {
+        return Err(err(ErrorCode::InvalidField, format!("frame larger than {} bytes", limits.frame_bytes)));
     }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| err(ErrorCode::MalformedJson, format!("not valid JSON: {e}")))?;
@@ -313,8 +357,8 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
     match ty {
         "join" => {
             let room = field_str(obj, "room", ty)?;
-            validate_room(room)?;
-            let name = validate_name(field_str(obj, "name", ty)?)?;
+            validate_room(room, limits)?;
+            let name = validate_name(field_str(obj, "name", ty)?, limits)?;
             let role = match obj.get("role") {
                 None | Some(Value::Null) => Role::Participant,
                 Some(Value::String(r)) if r == "participant" => Role::Participant,
@@ -330,7 +374,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
         "set_quality" => Ok(ClientMessage::SetQuality { quality: validate_quality(field_str(obj, "quality", ty)?)? }),
         "answer" => {
             let sdp = field_str(obj, "sdp", ty)?;
-            validate_answer_sdp(sdp)?;
+            validate_answer_sdp(sdp, limits)?;
             Ok(ClientMessage::Answer { sdp: sdp.to_string() })
         }
         "ice" => {
@@ -409,14 +453,20 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
 /// Semantic checks on an answer before any SDP parser sees it: size, line
 /// count, one m-line per offered m-line, ICE credentials and a DTLS
 /// fingerprint for every media section (at session or media level).
-pub fn validate_answer_sdp(sdp: &str) -> Result<(), ProtocolError> {
+pub fn validate_answer_sdp(sdp: &str, limits: &Limits) -> Result<(), ProtocolError> {
     let invalid = |m: &str| err(ErrorCode::InvalidSdp, m.to_string());
     if sdp.trim().is_empty() {
         return Err(invalid("the answer SDP is empty"));
     }
+    if sdp.len() > limits.sdp_bytes {
+        return Err(err(ErrorCode::SdpTooLarge, format!("the answer SDP has {} bytes; at most {} are taken", sdp.len(), limits.sdp_bytes)));
+    }
+    if sdp.bytes().any(|b| b == 0) {
+        return Err(invalid("the answer SDP contains a NUL byte"));
+    }
     let lines: Vec<&str> = sdp.lines().map(|l| l.trim_end_matches('\r')).collect();
-    if lines.len() > MAX_SDP_LINES {
-        return Err(invalid(&format!("the answer SDP has more than {MAX_SDP_LINES} lines")));
+    if lines.len() > limits.sdp_lines {
+        return Err(err(ErrorCode::SdpTooLarge, format!("the answer SDP has {} lines; at most {} are taken", lines.len(), limits.sdp_lines)));
     }
     if !lines.first().map(|l| l.starts_with("v=0")).unwrap_or(false) {
         return Err(invalid("the answer SDP must start with `v=0`"));
@@ -471,6 +521,34 @@ pub fn validate_answer_sdp(sdp: &str) -> Result<(), ProtocolError> {
         }
     }
     Ok(())
+}
+
+/// Does an answer send media to the server: a media section that is not
+/// rejected (port 0) and whose direction is `sendrecv` (the default) or
+/// `sendonly`?
+pub fn answer_sends_media(sdp: &str) -> bool {
+    let mut sends = false;
+    let mut section: Option<(bool, bool)> = None; // (live, sending)
+    let mut close = |sec: Option<(bool, bool)>| {
+        if let Some((live, sending)) = sec {
+            sends |= live && sending;
+        }
+    };
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("m=") {
+            close(section.take());
+            let live = m.split_whitespace().nth(1).is_some_and(|port| port != "0");
+            section = Some((live, true));
+        } else if let Some((_, sending)) = section.as_mut() {
+            match line {
+                "a=recvonly" | "a=inactive" => *sending = false,
+                "a=sendrecv" | "a=sendonly" => *sending = true,
+                _ => {}
+            }
+        }
+    }
+    close(section);
+    sends
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -641,6 +719,17 @@ mod tests {
             let v: Value = serde_json::from_str(&ServerMessage::Error { code, message: String::new() }.to_json()).unwrap();
             assert_eq!(v["code"], code.as_str());
         }
+    }
+
+    #[test]
+    fn an_answer_sends_media_unless_every_section_is_receive_only_or_rejected() {
+        let sdp = |a: &str, v: &str| format!("v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n{a}m=video {v} UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n");
+        assert!(answer_sends_media(&sdp("a=sendrecv\r\n", "9")));
+        assert!(answer_sends_media(&sdp("", "9")), "no direction: sendrecv");
+        assert!(!answer_sends_media(&sdp("a=recvonly\r\n", "9")));
+        assert!(!answer_sends_media(&sdp("a=inactive\r\n", "9")));
+        assert!(!answer_sends_media("v=0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n"), "rejected");
+        assert!(!answer_sends_media(""));
     }
 
     #[test]

@@ -126,6 +126,12 @@ pub trait ParticipantMedia: Send + Sync {
     fn add_ice(&self, sdp_mline_index: u32, candidate: &str);
     /// Choose a rung of the ladder by name, or `auto` (already validated).
     fn set_quality(&self, _quality: &str) {}
+    /// How long since this participant's last incoming media packet (or
+    /// since it joined, before the first) at `now`; None when it is not
+    /// expected to send any (a viewer, or an answer that sends nothing).
+    fn media_silence(&self, _now: std::time::Instant) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// How a client takes part.
@@ -142,13 +148,12 @@ impl Default for JoinOptions {
     }
 }
 
-/// Most receive-only viewers in one room.
-pub const MAX_VIEWERS: usize = 500;
-
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
-    #[error("room `{room}` is full ({max} participants)")]
-    Full { room: String, max: usize },
+    #[error("room `{room}` is full ({max} {what})")]
+    Full { room: String, max: usize, what: &'static str },
+    #[error("this server runs {max} rooms, the most it may: `{room}` cannot open")]
+    TooManyRooms { room: String, max: usize },
     #[error("media could not start: {0:#}")]
     Media(anyhow::Error),
     #[error("no room `{0}`")]
@@ -165,6 +170,7 @@ impl RoomError {
     pub fn to_protocol(&self) -> ProtocolError {
         match self {
             RoomError::Full { .. } => ProtocolError::new(ErrorCode::RoomFull, self.to_string()),
+            RoomError::TooManyRooms { .. } => ProtocolError::new(ErrorCode::TooManyRooms, self.to_string()),
             RoomError::Media(_) => ProtocolError::new(ErrorCode::MediaFailed, self.to_string()),
             RoomError::NoRoom(_) => ProtocolError::new(ErrorCode::UnknownRoom, self.to_string()),
             RoomError::UnknownLayout(_) => ProtocolError::new(ErrorCode::UnknownLayout, self.to_string()),
@@ -430,7 +436,7 @@ impl Room {
 pub struct Hub {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     factory: Arc<dyn MediaFactory>,
-    max_participants: usize,
+    limits: crate::config::Rooms,
     next_id: AtomicU64,
     catalog: Arc<RwLock<Arc<Catalog>>>,
     /// STUN/TURN servers each participant is given in `joined`.
@@ -439,18 +445,17 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(factory: Arc<dyn MediaFactory>, max_participants: usize) -> Arc<Hub> {
-        Self::with_catalog(factory, max_participants, Catalog::builtin())
+        let limits = crate::config::Rooms { max_participants, ..Default::default() };
+        Self::with_config(factory, limits, Catalog::builtin(), crate::config::IceServers::default())
     }
 
-    pub fn with_catalog(factory: Arc<dyn MediaFactory>, max_participants: usize, catalog: Catalog) -> Arc<Hub> {
-        Self::with_ice_servers(factory, max_participants, catalog, crate::config::IceServers::default())
-    }
-
-    pub fn with_ice_servers(factory: Arc<dyn MediaFactory>, max_participants: usize, catalog: Catalog, ice_servers: crate::config::IceServers) -> Arc<Hub> {
+    /// A hub with the `[rooms]` limits, the layouts and the STUN/TURN
+    /// servers given to participants.
+    pub fn with_config(factory: Arc<dyn MediaFactory>, limits: crate::config::Rooms, catalog: Catalog, ice_servers: crate::config::IceServers) -> Arc<Hub> {
         Arc::new(Hub {
             rooms: Mutex::new(HashMap::new()),
             factory,
-            max_participants,
+            limits,
             next_id: AtomicU64::new(1),
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             ice_servers,
@@ -508,6 +513,9 @@ impl Hub {
         if let Some(r) = rooms.get(room) {
             return Ok(r.clone());
         }
+        if rooms.len() >= self.limits.max_rooms {
+            return Err(RoomError::TooManyRooms { room: room.to_string(), max: self.limits.max_rooms });
+        }
         let media = self.factory.create_room(room).map_err(RoomError::Media)?;
         let catalog = self.catalog();
         let r = Arc::new(Room {
@@ -555,11 +563,24 @@ impl Hub {
             if m.closed {
                 continue;
             }
-            if viewer && m.viewers.len() >= MAX_VIEWERS {
-                return Err(RoomError::Full { room: room_id.to_string(), max: MAX_VIEWERS });
-            }
-            if !viewer && m.list.len() + m.pending >= self.max_participants {
-                return Err(RoomError::Full { room: room_id.to_string(), max: self.max_participants });
+            // A refused join gives back a room it opened.
+            let full = |max, what| {
+                let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
+                (empty, RoomError::Full { room: room_id.to_string(), max, what })
+            };
+            let refused = if viewer && m.viewers.len() >= self.limits.max_viewers {
+                Some(full(self.limits.max_viewers, "viewers"))
+            } else if !viewer && m.list.len() + m.pending >= self.limits.max_participants {
+                Some(full(self.limits.max_participants, "participants"))
+            } else {
+                None
+            };
+            if let Some((empty, e)) = refused {
+                drop(m);
+                if empty {
+                    self.remove_if_empty(&room);
+                }
+                return Err(e);
             }
             m.pending += 1;
             drop(m);
@@ -699,6 +720,11 @@ impl Membership {
     }
 
     /// Choose a rung by name, or `auto`.
+    /// See [`ParticipantMedia::media_silence`].
+    pub fn media_silence(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        self.media.as_ref().and_then(|m| m.media_silence(now))
+    }
+
     pub fn set_quality(&self, quality: &str) -> Result<(), RoomError> {
         self.room.check_quality(quality)?;
         if let Some(m) = &self.media {

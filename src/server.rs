@@ -139,14 +139,15 @@ fn watch(dir: PathBuf, hub: Arc<Hub>) -> Result<(Debouncer<RecommendedWatcher>, 
 /// Start a server (must be called inside a tokio runtime).
 pub fn start(cfg: ServerConfig) -> Result<Running> {
     let media = GstMedia::new(cfg.media.clone())?;
-    let hub = Hub::with_ice_servers(Arc::new(media), cfg.config.rooms.max_participants, cfg.catalog.clone(), cfg.config.network.ice_servers.clone());
+    let hub = Hub::with_config(Arc::new(media), cfg.config.rooms.clone(), cfg.catalog.clone(), cfg.config.network.ice_servers.clone());
     let identity = match &cfg.config.server.tls {
         None => None,
         Some(Tls::Files { cert, key }) => Some(Identity::from_files(cert, key)?),
         Some(Tls::SelfSigned { names }) => Some(Identity::generate(names).context("generating the self-signed HTTPS certificate")?),
     };
     let secret = cfg.config.auth.secret.as_deref().map(Arc::from);
-    let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone(), identity.as_ref(), secret)?;
+    let shared = crate::signaling::Shared::new(secret, cfg.config.limits.clone());
+    let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone(), identity.as_ref(), shared)?;
     let tls_fingerprint = identity.map(|id| id.fingerprint());
     let watcher = if cfg.watch_pipelines { Some(watch(cfg.config.server.pipelines.clone(), hub.clone())?) } else { None };
     Ok(Running { server, hub, tls_fingerprint, watcher })

@@ -31,8 +31,42 @@ use super::webrtc::{self, element, Peer, PeerEvent, Stream};
 use super::{opus_rtp_caps, shutdown_pipeline, unstamped, vp8_rtp_caps, TWCC_EXT_ID, TWCC_URI};
 use crate::room::{EventSender, MediaEvent, ParticipantEvent, ParticipantMedia};
 
+/// When this participant's media last arrived, for dead-peer detection.
+#[derive(Debug)]
+struct Activity {
+    since: std::time::Instant,
+    /// Milliseconds after `since` of the last incoming RTP buffer;
+    /// u64::MAX before the first.
+    last_ms: std::sync::atomic::AtomicU64,
+    /// The answer sends media (set when it is applied; a participant is
+    /// expected to until then).
+    sends: AtomicBool,
+}
+
+impl Activity {
+    fn new(sends: bool) -> Arc<Activity> {
+        Arc::new(Activity { since: std::time::Instant::now(), last_ms: std::sync::atomic::AtomicU64::new(u64::MAX), sends: AtomicBool::new(sends) })
+    }
+
+    fn heard(&self) {
+        self.last_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn silence(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        if !self.sends.load(Ordering::Relaxed) {
+            return None;
+        }
+        let last = match self.last_ms.load(Ordering::Relaxed) {
+            u64::MAX => self.since,
+            ms => self.since + std::time::Duration::from_millis(ms),
+        };
+        Some(now.saturating_duration_since(last))
+    }
+}
+
 pub struct ParticipantPipeline {
     id: String,
+    activity: Arc<Activity>,
     receiver: Arc<Receiver>,
     pipeline: gst::Pipeline,
     peer: Peer,
@@ -121,6 +155,7 @@ impl ParticipantPipeline {
         };
         let p = ParticipantPipeline {
             id: id.to_string(),
+            activity: Activity::new(!viewer),
             receiver: receiver.clone(),
             pipeline: pipeline.clone(),
             peer,
@@ -279,7 +314,13 @@ impl ParticipantPipeline {
     /// (video) or the mix-minus (audio); anything else is dropped.
     fn connect_incoming(&self) {
         let id = self.id.clone();
+        let activity = self.activity.clone();
         self.peer.on_stream(move |pipeline, pad, stream| {
+            let a = activity.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
+                a.heard();
+                gst::PadProbeReturn::Ok
+            });
             if let Err(e) = link_incoming(pipeline, pad, stream) {
                 tracing::warn!(participant = %id, "incoming {} not used: {e:#}", stream.describe());
             }
@@ -411,7 +452,14 @@ fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream) -> R
 
 impl ParticipantMedia for ParticipantPipeline {
     fn apply_answer(&self, sdp: &str) {
+        if self.activity.sends.load(Ordering::Relaxed) && !crate::protocol::answer_sends_media(sdp) {
+            self.activity.sends.store(false, Ordering::Relaxed);
+        }
         self.peer.apply_answer(sdp);
+    }
+
+    fn media_silence(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        self.activity.silence(now)
     }
 
     fn set_quality(&self, quality: &str) {

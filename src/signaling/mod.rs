@@ -3,9 +3,10 @@
 //! connection's messages mean is decided by the pure [`session::Session`];
 //! the task here only does I/O.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::{SinkExt, StreamExt};
@@ -14,20 +15,40 @@ use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
 use crate::certs::Identity;
-use crate::protocol::{self, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
+use crate::config::Limits;
+use crate::protocol::{self, ErrorCode, ProtocolError, ServerMessage};
 use crate::room::{Hub, LayoutRequest, Membership, ParticipantEvent};
 
+pub mod limits;
 pub mod session;
+use limits::{MessageRate, PerIpLimits, Verdict};
 use session::{Input, Output, Session};
 
-/// WebSocket close code for a frame over [`MAX_FRAME_BYTES`].
+/// WebSocket close code for a frame over `max_frame_bytes`.
 pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Hard limit in the WebSocket codec; frames between MAX_FRAME_BYTES and
+/// WebSocket close code for a connection closed by the server for a
+/// policy reason (idle, flooding); the reason text carries the code.
+pub const CLOSE_POLICY: u16 = 1008;
+/// Hard limit in the WebSocket codec: frames between `max_frame_bytes` and
 /// this are read and refused with 1009, larger ones end the connection.
 const CODEC_LIMIT: usize = 1024 * 1024;
 
 /// The room-token secret, when auth is on.
 pub type AuthSecret = Option<Arc<str>>;
+
+/// What every connection of a server shares besides the rooms.
+#[derive(Clone)]
+pub struct Shared {
+    pub secret: AuthSecret,
+    pub limits: Limits,
+    pub per_ip: Arc<PerIpLimits>,
+}
+
+impl Shared {
+    pub fn new(secret: AuthSecret, limits: Limits) -> Shared {
+        Shared { secret, per_ip: PerIpLimits::new(limits.clone()), limits }
+    }
+}
 
 /// The token a request carries: `?token=` (browsers) or `Authorization: Bearer`.
 fn token() -> impl Filter<Extract = (Option<String>,), Error = warp::Rejection> + Clone {
@@ -72,14 +93,12 @@ fn room_json(room: &str, state: Option<impl serde::Serialize>) -> warp::reply::R
 }
 
 /// Filters: the routes of a server.
-pub fn routes(
-    hub: Arc<Hub>,
-    web_dir: PathBuf,
-    secret: AuthSecret,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     use warp::Reply;
     let with_hub = warp::any().map(move || hub.clone());
+    let secret = shared.secret.clone();
     let with_secret = warp::any().map(move || secret.clone());
+    let with_shared = warp::any().map(move || shared.clone());
     let health = warp::path("healthz").and(warp::path::end()).and(warp::get()).and(with_hub.clone()).map(|hub: Arc<Hub>| {
         warp::reply::json(&serde_json::json!({
             "status": "ok",
@@ -114,30 +133,43 @@ pub fn routes(
         .map(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
             authorized(&secret, token, &room, || room_json(&room, hub.room_stats(&room)))
         });
-    // The token is checked before the upgrade: a refused request gets 401
-    // and a JSON reason, and no WebSocket (a plain GET sees the same).
+    // The token and the per-address limits are checked before the
+    // upgrade: a refused request gets 401 or 429 and a JSON reason, and no
+    // WebSocket (a plain GET sees the same).
     let ws = warp::path("ws")
         .and(warp::path::end())
         .and(warp::ws().map(Some).or(warp::any().map(|| None)).unify())
         .and(with_hub)
-        .and(with_secret)
+        .and(with_shared)
         .and(token())
-        .map(|ws: Option<warp::ws::Ws>, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
-            let grant = match &secret {
+        .and(warp::addr::remote())
+        .map(|ws: Option<warp::ws::Ws>, hub: Arc<Hub>, shared: Shared, token: Option<String>, remote: Option<SocketAddr>| {
+            let grant = match &shared.secret {
                 None => None,
                 Some(s) => match crate::auth::verify(s, token.as_deref(), now_unix()) {
                     Ok(c) => Some(c),
                     Err(e) => return refused(warp::http::StatusCode::UNAUTHORIZED, e.code, e.message),
                 },
             };
-            match ws {
-                Some(ws) => ws
-                    .max_message_size(CODEC_LIMIT)
-                    .max_frame_size(CODEC_LIMIT)
-                    .on_upgrade(move |socket| session(socket, hub, grant))
-                    .into_response(),
-                None => refused(warp::http::StatusCode::BAD_REQUEST, ErrorCode::UnsupportedFrame, "/ws is a WebSocket: send an upgrade request".into()),
-            }
+            let Some(ws) = ws else {
+                return refused(warp::http::StatusCode::BAD_REQUEST, ErrorCode::UnsupportedFrame, "/ws is a WebSocket: send an upgrade request".into());
+            };
+            let ip = remote.map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            let place = match shared.per_ip.connect(ip, Instant::now()) {
+                Ok(p) => p,
+                Err(code) => {
+                    let message = format!("{ip} has {} connections open, the most allowed", shared.limits.connections_per_ip);
+                    return refused(warp::http::StatusCode::TOO_MANY_REQUESTS, code, message);
+                }
+            };
+            ws.max_message_size(CODEC_LIMIT)
+                .max_frame_size(CODEC_LIMIT)
+                .on_upgrade(move |socket| async move {
+                    let conn = Conn { hub, shared, ip };
+                    session(socket, conn, grant).await;
+                    drop(place);
+                })
+                .into_response()
         });
     let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
     let files = warp::fs::dir(web_dir);
@@ -185,12 +217,12 @@ impl Server {
     /// Bind `addr` (port 0 picks a free port) and serve in the background:
     /// HTTPS and WSS with `tls` (warp 0.3's rustls acceptor), plain HTTP
     /// without.
-    pub fn start(hub: Arc<Hub>, addr: SocketAddr, web_dir: PathBuf, tls: Option<&Identity>, secret: AuthSecret) -> Result<Server> {
+    pub fn start(hub: Arc<Hub>, addr: SocketAddr, web_dir: PathBuf, tls: Option<&Identity>, shared: Shared) -> Result<Server> {
         let (tx, rx) = oneshot::channel::<()>();
         let stop = async move {
             let _ = rx.await;
         };
-        let served = warp::serve(routes(hub, web_dir, secret));
+        let served = warp::serve(routes(hub, web_dir, shared));
         let (bound, fut): (SocketAddr, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) = match tls {
             None => {
                 let (a, f) = served.try_bind_with_graceful_shutdown(addr, stop).with_context(|| format!("cannot listen on {addr}"))?;
@@ -220,8 +252,16 @@ impl Server {
     }
 }
 
+/// How long a write may wait for a client that does not read; then the
+/// connection counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn send_frame(tx: &mut futures::stream::SplitSink<WebSocket, Message>, m: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, tx.send(m)).await, Ok(Ok(())))
+}
+
 async fn send_msg(tx: &mut futures::stream::SplitSink<WebSocket, Message>, msg: &ServerMessage) -> bool {
-    tx.send(Message::text(msg.to_json())).await.is_ok()
+    send_frame(tx, Message::text(msg.to_json())).await
 }
 
 /// A connection's place in a room: the membership and its events.
@@ -237,13 +277,28 @@ fn leave(joined: Option<Joined>) {
     }
 }
 
+/// One connection's context: the rooms, the limits, the client's address.
+struct Conn {
+    hub: Arc<Hub>,
+    shared: Shared,
+    ip: IpAddr,
+}
+
 /// One signaling connection: the WebSocket, the room events of its
-/// participant, and a [`Session`] that decides what each of them means.
-/// This task only reads, writes and carries out the session's commands.
-async fn session(socket: WebSocket, hub: Arc<Hub>, grant: Option<crate::auth::Claims>) {
+/// participant, a clock, and a [`Session`] that decides what each of them
+/// means. This task only reads, writes and carries out the session's
+/// commands; it also drops messages over the connection's rate.
+async fn session(socket: WebSocket, conn: Conn, grant: Option<crate::auth::Claims>) {
     let (mut tx, mut rx) = socket.split();
     let mut joined: Option<Joined> = None;
-    let mut sess = Session::with_grant(grant);
+    let limits = conn.shared.limits.clone();
+    let mut sess = Session::with_grant(grant, limits.clone());
+    let mut rate = MessageRate::new(&limits, Instant::now());
+    let mut heard = Instant::now();
+    let mut pinged = Instant::now();
+    // Checked every second, so a timeout is seen within a second of it.
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = async {
             match &mut joined {
@@ -258,35 +313,59 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, grant: Option<crate::auth::Cl
                     Some(Ok(m)) => m,
                     Some(Err(e)) => {
                         // Over the codec limit (or a broken socket): say why if we can.
-                        let _ = tx.send(Message::close_with(CLOSE_TOO_BIG, "frame too large")).await;
+                        let _ = send_frame(&mut tx, Message::close_with(CLOSE_TOO_BIG, "frame too large")).await;
                         tracing::debug!("websocket read error: {e}");
                         break;
                     }
                 };
+                heard = Instant::now();
                 if msg.is_close() {
                     break;
                 }
                 if msg.is_ping() || msg.is_pong() {
                     continue;
                 }
+                match rate.check(heard) {
+                    Verdict::Take => {}
+                    Verdict::Drop => continue,
+                    Verdict::DropAndTell => {
+                        let e = ProtocolError::new(ErrorCode::RateLimited, format!("more than {} messages a second (burst {}): messages are being dropped", limits.messages_per_second, limits.message_burst));
+                        if !send_msg(&mut tx, &e.to_message()).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 if msg.is_binary() {
                     let e = ProtocolError::new(ErrorCode::UnsupportedFrame, "binary frames are not part of the protocol; send JSON text");
                     Input::Frame(Err(e))
                 } else {
                     let Ok(text) = msg.to_str() else { continue };
-                    if text.len() > MAX_FRAME_BYTES {
-                        let _ = tx.send(Message::close_with(CLOSE_TOO_BIG, format!("frames are limited to {MAX_FRAME_BYTES} bytes"))).await;
+                    let max = limits.message.frame_bytes;
+                    if text.len() > max {
+                        let _ = send_frame(&mut tx, Message::close_with(CLOSE_TOO_BIG, format!("frames are limited to {max} bytes"))).await;
                         break;
                     }
-                    Input::Frame(protocol::parse_client_message(text))
+                    Input::Frame(protocol::parse_client_message_with(text, &limits.message))
                 }
             }
             ev = event => match ev {
                 Some(e) => Input::Event(e),
                 None => Input::EventsClosed,
             },
+            _ = clock.tick() => {
+                let now = Instant::now();
+                if now.duration_since(pinged) >= limits.ping_interval {
+                    pinged = now;
+                    if !send_frame(&mut tx, Message::ping(Vec::new())).await {
+                        break;
+                    }
+                }
+                let media_silent = joined.as_ref().and_then(|(m, _)| m.media_silence(now));
+                Input::Tick { ws_silent: now.duration_since(heard), media_silent }
+            }
         };
-        if !run(&mut sess, input, &hub, &mut joined, &mut tx).await {
+        if !run(&mut sess, input, &conn, &mut joined, &mut tx).await {
             break;
         }
     }
@@ -294,11 +373,12 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, grant: Option<crate::auth::Cl
 }
 
 /// Feed `input` to the session and carry out what it asks, including the
-/// inputs that carrying it out produces. False: the socket is gone.
+/// inputs that carrying it out produces. False: the socket is gone (or
+/// the session closed it).
 async fn run(
     sess: &mut Session,
     input: Input,
-    hub: &Arc<Hub>,
+    conn: &Conn,
     joined: &mut Option<Joined>,
     tx: &mut futures::stream::SplitSink<WebSocket, Message>,
 ) -> bool {
@@ -312,9 +392,21 @@ async fn run(
                     }
                     None
                 }
+                Output::Close(e) => {
+                    tracing::info!(ip = %conn.ip, "closing a connection: {e}");
+                    let _ = send_msg(tx, &e.to_message()).await;
+                    let _ = send_frame(tx, Message::close_with(CLOSE_POLICY, e.code.as_str())).await;
+                    return false;
+                }
                 Output::Join { room, name, opts } => {
+                    if !conn.shared.per_ip.join(conn.ip, Instant::now()) {
+                        let l = &conn.shared.limits;
+                        let e = ProtocolError::new(ErrorCode::RateLimited, format!("{} joins faster than {} a second", conn.ip, l.joins_per_second_per_ip));
+                        inputs.push_back(Input::JoinDone(Err(e)));
+                        continue;
+                    }
                     let (etx, erx) = mpsc::channel(256);
-                    let hub = hub.clone();
+                    let hub = conn.hub.clone();
                     let res = tokio::task::spawn_blocking(move || hub.join_with(&room, &name, &opts, etx)).await;
                     inputs.push_back(Input::JoinDone(match res {
                         Ok(Ok(m)) => {

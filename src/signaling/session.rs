@@ -9,15 +9,19 @@
 //!   answer per offer (`answer_before_offer`); a refused answer may be
 //!   followed by a corrected one;
 //! * the client's ICE candidates are buffered until its answer is applied
-//!   (at most [`MAX_PENDING_ICE`]), then handed over in order;
-//! * the server's candidates reach the client only after the offer.
+//!   then handed over in order; at most `max_ice_candidates` per join
+//!   (`too_many_candidates`);
+//! * the server's candidates reach the client only after the offer;
+//! * a connection silent for `idle_timeout` is closed (`idle_timeout`), a
+//!   participant whose media stopped for `media_timeout` leaves its room
+//!   (`media_timeout`).
+
+use std::time::Duration;
 
 use crate::auth::Claims;
+use crate::config::Limits;
 use crate::protocol::{validate_name, ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
 use crate::room::{JoinOptions, LayoutRequest, MediaEvent, ParticipantEvent, RungInfo};
-
-/// Most ICE candidates a client may send before its answer is applied.
-pub const MAX_PENDING_ICE: usize = 64;
 
 /// What happens to a connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +34,9 @@ pub enum Input {
     Event(ParticipantEvent),
     /// The room dropped this participant's event channel.
     EventsClosed,
+    /// A clock tick: how long the client has been silent, and how long the
+    /// participant's media (None: it is not expected to send any).
+    Tick { ws_silent: Duration, media_silent: Option<Duration> },
 }
 
 /// What the I/O side must do, in order.
@@ -47,6 +54,8 @@ pub enum Output {
     Mute { audio: Option<bool>, video: Option<bool> },
     /// Change the room's layout or pins; a refusal is sent as an error.
     Layout(LayoutRequest),
+    /// Send this error, then close the connection.
+    Close(ProtocolError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +75,8 @@ struct InRoom {
     early_ice: Vec<ServerMessage>,
     /// The client's candidates that arrived before its answer was applied.
     pending_ice: Vec<(u32, String)>,
+    /// Candidates received in this room.
+    ice_count: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +92,7 @@ pub struct Session {
     state: State,
     /// The room token this connection was opened with (auth on).
     grant: Option<Claims>,
+    limits: Limits,
 }
 
 impl Default for Session {
@@ -99,14 +111,14 @@ fn not_joined() -> Output {
 
 impl Session {
     pub fn new() -> Session {
-        Session { state: State::Idle, grant: None }
+        Session::with_grant(None, Limits::default())
     }
 
     /// A connection opened with a verified room token: it may join only
     /// the token's room, under the token's name when it has one, and as a
     /// viewer when the token may not publish.
-    pub fn with_grant(grant: Option<Claims>) -> Session {
-        Session { state: State::Idle, grant }
+    pub fn with_grant(grant: Option<Claims>, limits: Limits) -> Session {
+        Session { state: State::Idle, grant, limits }
     }
 
     /// In a room (joined, not left)?
@@ -129,6 +141,23 @@ impl Session {
                 }
                 _ => Vec::new(),
             },
+            Input::Tick { ws_silent, media_silent } => self.tick(ws_silent, media_silent),
+        }
+    }
+
+    fn tick(&mut self, ws_silent: Duration, media_silent: Option<Duration>) -> Vec<Output> {
+        let in_room = self.state != State::Idle;
+        if ws_silent >= self.limits.idle_timeout {
+            self.state = State::Idle;
+            let e = ProtocolError::new(ErrorCode::IdleTimeout, format!("nothing heard from this connection for {} s", ws_silent.as_secs()));
+            return if in_room { vec![Output::Leave, Output::Close(e)] } else { vec![Output::Close(e)] };
+        }
+        match (&self.state, self.limits.media_timeout, media_silent) {
+            (State::InRoom(_), Some(limit), Some(silent)) if silent >= limit => {
+                self.state = State::Idle;
+                vec![Output::Leave, error(ErrorCode::MediaTimeout, format!("no media from this participant for {} s; it left the room", silent.as_secs()))]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -142,7 +171,7 @@ impl Session {
                     return vec![error(ErrorCode::Forbidden, format!("this connection's token is for room `{}`, not `{room}`", c.grant.room))];
                 }
                 if let Some(n) = &c.name {
-                    match validate_name(n) {
+                    match validate_name(n, &self.limits.message) {
                         Ok(n) => name = n,
                         Err(e) => return vec![Output::Send(e.to_message())],
                     }
@@ -173,11 +202,13 @@ impl Session {
                 if candidate.is_empty() {
                     return Vec::new(); // end-of-candidates
                 }
+                let max = self.limits.max_ice_candidates;
+                if r.ice_count >= max {
+                    return vec![error(ErrorCode::TooManyCandidates, format!("at most {max} ICE candidates per join; this one is ignored"))];
+                }
+                r.ice_count += 1;
                 if r.answer == Answer::Applied {
                     return vec![Output::AddIce { mline: sdp_mline_index, candidate }];
-                }
-                if r.pending_ice.len() >= MAX_PENDING_ICE {
-                    return vec![error(ErrorCode::InvalidField, format!("more than {MAX_PENDING_ICE} candidates before the answer"))];
                 }
                 r.pending_ice.push((sdp_mline_index, candidate));
                 Vec::new()
@@ -203,7 +234,7 @@ impl Session {
         }
         match res {
             Ok(()) => {
-                self.state = State::InRoom(InRoom { offer_sent: false, answer: Answer::None, early_ice: Vec::new(), pending_ice: Vec::new() });
+                self.state = State::InRoom(InRoom { offer_sent: false, answer: Answer::None, early_ice: Vec::new(), pending_ice: Vec::new(), ice_count: 0 });
                 Vec::new()
             }
             Err(e) => {
@@ -322,14 +353,14 @@ mod tests {
             nbf: None,
             grant: Grant { room: "r".into(), role, can_publish, can_subscribe: true },
         };
-        let mut s = Session::with_grant(Some(grant(TokenRole::Participant, true)));
+        let mut s = Session::with_grant(Some(grant(TokenRole::Participant, true)), Limits::default());
         assert_eq!(codes(&frame(&mut s, r#"{"type":"join","room":"other","name":"Ada"}"#)), vec![ErrorCode::Forbidden]);
         let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
         assert!(matches!(&out[..], [Output::Join { name, opts, .. }] if name == "Token Name" && opts.role == Role::Participant), "{out:?}");
-        let mut s = Session::with_grant(Some(grant(TokenRole::Participant, false)));
+        let mut s = Session::with_grant(Some(grant(TokenRole::Participant, false)), Limits::default());
         let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
         assert!(matches!(&out[..], [Output::Join { opts, .. }] if opts.role == Role::Viewer), "may not publish: a viewer");
-        let mut s = Session::with_grant(Some(grant(TokenRole::Viewer, true)));
+        let mut s = Session::with_grant(Some(grant(TokenRole::Viewer, true)), Limits::default());
         let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
         assert!(matches!(&out[..], [Output::Join { opts, .. }] if opts.role == Role::Viewer));
     }
@@ -415,14 +446,56 @@ mod tests {
     }
 
     #[test]
-    fn at_most_64_candidates_wait_for_the_answer() {
+    fn at_most_max_ice_candidates_per_join_before_or_after_the_answer() {
         let mut s = offered();
-        for i in 0..MAX_PENDING_ICE {
+        let max = Limits::default().max_ice_candidates;
+        for i in 0..max - 1 {
             assert!(frame(&mut s, &ice(i)).is_empty(), "candidate {i}");
         }
-        assert_eq!(codes(&frame(&mut s, &ice(64))), vec![ErrorCode::InvalidField]);
         frame(&mut s, ANSWER);
-        assert_eq!(media(&mut s, MediaEvent::AnswerApplied).len(), MAX_PENDING_ICE);
+        assert_eq!(media(&mut s, MediaEvent::AnswerApplied).len(), max - 1);
+        assert!(matches!(&frame(&mut s, &ice(max))[..], [Output::AddIce { .. }]), "the last one allowed");
+        assert_eq!(codes(&frame(&mut s, &ice(max + 1))), vec![ErrorCode::TooManyCandidates]);
+        assert!(s.in_room(), "refused, not removed");
+        // A new join starts a new count.
+        frame(&mut s, r#"{"type":"leave"}"#);
+        frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
+        s.handle(Input::JoinDone(Ok(())));
+        media(&mut s, MediaEvent::Offer { sdp: "v=0".into() });
+        assert!(frame(&mut s, &ice(0)).is_empty());
+    }
+
+    fn tick(s: &mut Session, ws: u64, media: Option<u64>) -> Vec<Output> {
+        s.handle(Input::Tick { ws_silent: Duration::from_secs(ws), media_silent: media.map(Duration::from_secs) })
+    }
+
+    #[test]
+    fn a_silent_connection_is_closed_after_the_idle_timeout() {
+        let mut s = offered();
+        assert!(tick(&mut s, 14, Some(0)).is_empty());
+        let out = tick(&mut s, 15, Some(0));
+        assert_eq!(out[0], Output::Leave);
+        assert!(matches!(&out[1], Output::Close(e) if e.code == ErrorCode::IdleTimeout), "{out:?}");
+        // Not in a room: closed all the same, nothing to leave.
+        let out = tick(&mut Session::new(), 20, None);
+        assert!(matches!(&out[..], [Output::Close(e)] if e.code == ErrorCode::IdleTimeout), "{out:?}");
+    }
+
+    #[test]
+    fn a_participant_whose_media_stopped_leaves_after_the_media_timeout() {
+        let mut s = offered();
+        assert!(tick(&mut s, 1, Some(14)).is_empty());
+        assert!(tick(&mut s, 1, None).is_empty(), "a viewer sends nothing and stays");
+        let out = tick(&mut s, 1, Some(15));
+        assert_eq!(out[0], Output::Leave);
+        assert_eq!(codes(&out), vec![ErrorCode::MediaTimeout]);
+        assert!(!s.in_room());
+        assert!(tick(&mut s, 1, Some(30)).is_empty(), "left already");
+        // Turned off: never.
+        let mut s = Session::with_grant(None, Limits { media_timeout: None, ..Limits::default() });
+        frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
+        s.handle(Input::JoinDone(Ok(())));
+        assert!(tick(&mut s, 1, Some(3600)).is_empty());
     }
 
     #[test]

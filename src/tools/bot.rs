@@ -54,6 +54,12 @@ pub struct BotOptions {
     pub tls_trust: Option<String>,
     /// Room token, sent as `Authorization: Bearer` on the WebSocket request.
     pub token: Option<String>,
+    /// Hostile sender (tests): random bytes after valid RTP headers, in
+    /// every video and audio packet sent.
+    pub corrupt_media: bool,
+    /// Stop sending media this long after start while the WebSocket stays
+    /// open (a frozen sender; tests of dead-peer detection).
+    pub media_for: Option<std::time::Duration>,
 }
 
 impl Default for BotOptions {
@@ -80,6 +86,8 @@ impl Default for BotOptions {
             relay_only: false,
             tls_trust: None,
             token: None,
+            corrupt_media: false,
+            media_for: None,
         }
     }
 }

@@ -269,10 +269,21 @@ impl BotMedia {
         }
         let changes = Arc::new(Mutex::new(SentChanges::default()));
         let sent = Arc::new(AtomicU64::new(0));
-        for name in ["acaps", "vcaps"] {
+        let stop_at = cfg.media_for.map(|d| Instant::now() + d);
+        for (i, name) in ["acaps", "vcaps"].into_iter().enumerate() {
             if let Some(pad) = pipeline.by_name(name).and_then(|e| e.static_pad("src")) {
                 let sent = sent.clone();
+                let corrupt = cfg.corrupt_media;
+                let noise = Mutex::new(Noise(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1)));
                 pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if stop_at.is_some_and(|t| Instant::now() >= t) {
+                        return gst::PadProbeReturn::Drop;
+                    }
+                    if corrupt {
+                        if let Some(b) = info.buffer_mut() {
+                            noise.lock().scramble_payload(b.make_mut());
+                        }
+                    }
                     if let Some(b) = info.buffer() {
                         sent.fetch_add(b.size() as u64, Ordering::Relaxed);
                     }
@@ -500,6 +511,43 @@ pub(crate) type Clip = Arc<(gst::Caps, Vec<gst::Buffer>)>;
 /// What a load clip shows: a `videotestsrc` property list, e.g. a ball of
 /// one colour (light, ~90 kbps at 640x360) or a moving zone plate (busy,
 /// reaches any bitrate like a camera in a busy scene).
+/// A xorshift generator for the corrupting sender: random, repeatable.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Overwrite everything after the RTP header (and its extensions) with
+    /// random bytes: the packet stays valid RTP, its payload is garbage.
+    fn scramble_payload(&mut self, buf: &mut gst::BufferRef) {
+        let Ok(mut map) = buf.map_writable() else { return };
+        let data = map.as_mut_slice();
+        let Some(start) = rtp_payload_offset(data) else { return };
+        for b in &mut data[start..] {
+            *b = self.next() as u8;
+        }
+    }
+}
+
+/// Where an RTP packet's payload starts: after the fixed header, the CSRCs
+/// and the header extension. None for what is not RTP.
+pub fn rtp_payload_offset(p: &[u8]) -> Option<usize> {
+    if p.len() < 12 || p[0] >> 6 != 2 {
+        return None;
+    }
+    let mut off = 12 + 4 * (p[0] & 0x0f) as usize;
+    if p[0] & 0x10 != 0 {
+        let len = u16::from_be_bytes([*p.get(off + 2)?, *p.get(off + 3)?]) as usize;
+        off += 4 + 4 * len;
+    }
+    (off <= p.len()).then_some(off)
+}
+
 pub(crate) fn clip_source(color: Option<u32>, pattern: &str) -> String {
     match color {
         Some(rgb) => format!("pattern=ball foreground-color={}", 0xff00_0000u32 | rgb),
@@ -939,6 +987,17 @@ mod tests {
         );
         assert_eq!(turn_uri("turn:t:1", None, None), None, "TURN needs credentials");
         assert_eq!(turn_uri("http://x", None, None), None);
+    }
+
+    #[test]
+    fn the_rtp_payload_starts_after_csrcs_and_extensions() {
+        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0xaa];
+        assert_eq!(rtp_payload_offset(&p), Some(12));
+        p[0] = 0x91; // one CSRC and an extension of one word
+        p.splice(12..12, [0, 0, 0, 3, 0xbe, 0xde, 0, 1, 1, 2, 3, 4]);
+        assert_eq!(rtp_payload_offset(&p), Some(24));
+        assert_eq!(rtp_payload_offset(&[0x40; 20]), None, "not version 2");
+        assert_eq!(rtp_payload_offset(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 9]), None, "extension past the end");
     }
 
     #[test]

@@ -345,3 +345,66 @@ impl Drop for Coturn {
         let _ = self.child.wait();
     }
 }
+
+/// A raw signaling connection, for tests that speak the protocol by hand.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Open `/ws` from the local address `from` (any 127.0.0.0/8 address is
+/// a different client address on loopback). Err: the HTTP status and body
+/// of a refused upgrade.
+pub async fn ws_from(from: &str, server: std::net::SocketAddr) -> Result<Ws, (u16, String)> {
+    use tokio_tungstenite::tungstenite::Error;
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(format!("{from}:0").parse().expect("an address")).expect("bind the source address");
+    let tcp = sock.connect(server).await.expect("connect");
+    let url = format!("ws://{server}/ws");
+    match tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(Error::Http(r)) => Err((r.status().as_u16(), String::from_utf8_lossy(r.body().as_deref().unwrap_or(&[])).into_owned())),
+        Err(e) => panic!("websocket to {server}: {e}"),
+    }
+}
+
+/// The next JSON message within `timeout` (None: none came, or closed).
+pub async fn next_msg(ws: &mut Ws, timeout: Duration) -> Option<serde_json::Value> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(until, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// The next message of type `ty` within `timeout`, skipping others.
+pub async fn next_of_type(ws: &mut Ws, ty: &str, timeout: Duration) -> Option<serde_json::Value> {
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let v = next_msg(ws, left).await?;
+        if v["type"] == ty {
+            return Some(v);
+        }
+    }
+}
+
+/// Send one text frame.
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    use futures::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(text.to_string())).await.expect("send");
+}
+
+/// The code of the next `error` (skipping other messages), within 5 s.
+pub async fn next_error(ws: &mut Ws) -> String {
+    let v = next_of_type(ws, "error", Duration::from_secs(5)).await.expect("an error in time");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "an error has a message: {v}");
+    v["code"].as_str().unwrap_or_default().to_string()
+}
+
+/// `{"type":"join",...}`.
+pub fn join_msg(room: &str, name: &str, role: &str) -> String {
+    serde_json::json!({"type": "join", "room": room, "name": name, "role": role}).to_string()
+}
