@@ -32,12 +32,53 @@ use crate::layout::Rect;
 
 /// The participant pipeline's elements that shape its tile.
 pub struct TileElements {
-    /// capsfilter: the tile size.
-    pub caps: gst::Element,
-    /// aspectratiocrop: the slot's aspect ratio for `fit = "crop"`.
-    pub crop: gst::Element,
     /// textoverlay: the name label and muted mark.
     pub label: gst::Element,
+    /// Size and crop changes wait here for the next frame.
+    pending: Arc<Mutex<TileChange>>,
+}
+
+/// A change of a tile's size or crop, applied in the streaming thread.
+#[derive(Default)]
+struct TileChange {
+    caps: Option<gst::Caps>,
+    crop: Option<gst::Fraction>,
+}
+
+impl TileElements {
+    /// The elements of a participant's tile chain: `caps` the capsfilter of
+    /// the tile size, `crop` the aspectratiocrop of the slot's aspect ratio
+    /// (`fit = "crop"`), `label` the name card. The chain starts at `entry`
+    /// (a sink pad upstream of the crop and the scaler, in the same
+    /// streaming thread). Size and crop changes are applied from a probe on
+    /// `entry`, just before a frame goes through: changed from another
+    /// thread while a frame is between the scaler and the capsfilter, the
+    /// capsfilter refuses that frame (`not-negotiated`) and the
+    /// participant's video stops.
+    pub fn new(caps: gst::Element, crop: gst::Element, label: gst::Element, entry: &gst::Pad) -> TileElements {
+        let pending = Arc::new(Mutex::new(TileChange::default()));
+        let (p, c, r) = (Arc::downgrade(&pending), caps.downgrade(), crop.downgrade());
+        entry.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let Some(p) = p.upgrade() else { return gst::PadProbeReturn::Remove };
+            let change = std::mem::take(&mut *p.lock());
+            if let (Some(caps), Some(el)) = (change.caps, c.upgrade()) {
+                el.set_property("caps", caps);
+            }
+            if let (Some(ratio), Some(el)) = (change.crop, r.upgrade()) {
+                el.set_property("aspect-ratio", ratio);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        TileElements { label, pending }
+    }
+
+    fn set_size(&self, width: u32, height: u32) {
+        self.pending.lock().caps = Some(tile_caps(width, height));
+    }
+
+    fn set_crop(&self, ratio: gst::Fraction) {
+        self.pending.lock().crop = Some(ratio);
+    }
 }
 
 /// A compositor input fed by an appsrc.
@@ -287,12 +328,15 @@ impl RoomMixer {
         Ok(Input { appsrc, pad })
     }
 
+    /// Stop the input's source first, then unlink it: unlinked first, its
+    /// streaming task would push into nothing (`not-linked`) and post an
+    /// error on the room's bus at every leave.
     fn drop_input(&self, input: &Input) {
+        let _ = input.appsrc.set_state(gst::State::Null);
         if let Some(src) = input.appsrc.static_pad("src") {
             let _ = src.unlink(&input.pad);
         }
         self.compositor.release_request_pad(&input.pad);
-        let _ = input.appsrc.set_state(gst::State::Null);
         let _ = self.pipeline.remove(&input.appsrc);
     }
 
@@ -395,14 +439,14 @@ impl RoomMixer {
             }
             input.audio.muted.store(t.audio_muted, Ordering::SeqCst);
             if input.inner.map(|r| (r.width, r.height)) != Some((inner.width, inner.height)) {
-                input.tile_el.caps.set_property("caps", tile_caps(inner.width, inner.height));
+                input.tile_el.set_size(inner.width, inner.height);
             }
             let crop = match t.fit {
                 Fit::Crop => (inner.width as i32, inner.height as i32),
                 Fit::Letterbox => (0, 1),
             };
             if input.crop != Some(crop) {
-                input.tile_el.crop.set_property("aspect-ratio", gst::Fraction::new(crop.0, crop.1));
+                input.tile_el.set_crop(gst::Fraction::new(crop.0, crop.1));
                 input.crop = Some(crop);
             }
             let label = label_markup(&t.name, t.label, t.audio_muted);

@@ -149,7 +149,8 @@ impl ParticipantPipeline {
             let tilecaps = by("tilecaps")?;
             tilecaps.set_property("caps", tile_caps(320, 180));
             by("amixcaps")?.set_property("caps", audio_caps());
-            let tile_el = TileElements { caps: tilecaps, crop: by("crop")?, label: by("label")? };
+            let entry = by("vconv")?.static_pad("sink").context("vconv has no sink pad")?;
+            let tile_el = TileElements::new(tilecaps, by("crop")?, by("label")?, &entry);
             let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice)?;
             (handles.receiver.clone(), Some(handles))
         };

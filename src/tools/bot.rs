@@ -162,6 +162,8 @@ struct BotState {
     layout_name: Option<String>,
     speaker: Option<String>,
     qualities: Vec<QualitySeen>,
+    /// The answer SDP as sent (with its candidates when not trickling).
+    answer: Option<String>,
 }
 
 
@@ -295,6 +297,11 @@ impl Bot {
 
     pub fn layouts_received(&self) -> u32 {
         self.state.lock().layouts_received
+    }
+
+    /// The answer this bot sent, once sent.
+    pub fn answer(&self) -> Option<String> {
+        self.state.lock().answer.clone()
     }
 
     pub fn errors(&self) -> Vec<(String, String)> {
@@ -557,6 +564,7 @@ async fn run(
                 match ev {
                     PeerEvent::LocalDescription(sdp) => {
                         if trickle {
+                            state.lock().answer = Some(sdp.clone());
                             let _ = out.send(ClientMessage::Answer { sdp }.to_json()).await;
                             for (m, c) in candidates.drain(..) {
                                 let _ = out.send(ClientMessage::Ice { candidate: c, sdp_mline_index: m }.to_json()).await;
@@ -588,6 +596,7 @@ async fn run(
         if !trickle && !answer_sent && gathering_done {
             if let Some(sdp) = answer.take() {
                 let full = sdp_with_candidates(&sdp, &candidates);
+                state.lock().answer = Some(full.clone());
                 let _ = out.send(ClientMessage::Answer { sdp: full }.to_json()).await;
                 answer_sent = true;
             }

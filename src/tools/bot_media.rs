@@ -176,6 +176,8 @@ pub struct ReceivedStats {
 }
 
 pub struct BotMedia {
+    /// A send size waiting for the next frame.
+    wanted_size: Arc<Mutex<Option<gst::Caps>>>,
     feeder: Option<Feeder>,
     size: (u32, u32),
     fixed_size: bool,
@@ -203,7 +205,7 @@ impl BotMedia {
                 .to_string()
         } else if send_video {
             format!(
-                "{video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale ! capsfilter name=vsize ! videoconvert \
+                "{video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale name=vscale ! capsfilter name=vsize ! videoconvert \
                  ! vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
                  ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1",
                 w = cfg.width,
@@ -291,6 +293,8 @@ impl BotMedia {
                 });
             }
         }
+        let wanted_size = Arc::new(Mutex::new(None));
+        apply_size_changes(&pipeline, &wanted_size);
         watch_colour_changes(&pipeline, &changes);
         if cfg.decode && !cfg.load {
             // Only decoded frames are traced back to their packets; load
@@ -306,7 +310,7 @@ impl BotMedia {
             Some(pre) => Some(pre.start(&pipeline, cfg.fps)?),
             None => None,
         };
-        Ok(BotMedia { sent, changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, peer, received, bytes, started: Instant::now(), feeder })
+        Ok(BotMedia { wanted_size, sent, changes, size: (cfg.width, cfg.height), fixed_size: cfg.fixed_size, pipeline, peer, received, bytes, started: Instant::now(), feeder })
     }
 
     /// Use the STUN and TURN servers the server gave in `joined` (before
@@ -382,9 +386,9 @@ impl BotMedia {
         if let Some(f) = &self.feeder {
             *f.wanted.lock() = Some((sw, sh, max_bitrate.min(CLIP_BITRATE)));
         }
-        if let Some(f) = self.pipeline.by_name("vsize") {
-            f.set_property("caps", gst::Caps::builder("video/x-raw").field("width", sw as i32).field("height", sh as i32).build());
-        }
+        // Applied by the probe on the scaler's sink pad, between frames (see
+        // `apply_size_changes`).
+        *self.wanted_size.lock() = Some(gst::Caps::builder("video/x-raw").field("width", sw as i32).field("height", sh as i32).build());
         if let Some(enc) = self.pipeline.by_name("venc") {
             enc.set_property("target-bitrate", max_bitrate.min(300_000) as i32);
         }
@@ -698,6 +702,23 @@ impl PreEncoded {
 /// Sender side of the latency measurement: the first raw frame with the
 /// colour asked for by `set_color` is found at the encoder's input (by its
 /// luma), and the time its last RTP packet leaves the payloader is kept.
+/// A new send size is set on the capsfilter from the streaming thread,
+/// just before a frame reaches the scaler: set from another thread while a
+/// frame is between the scaler and the capsfilter, the frame is refused
+/// (`not-negotiated`) and the bot's video stops.
+fn apply_size_changes(pipeline: &gst::Pipeline, wanted: &Arc<Mutex<Option<gst::Caps>>>) {
+    let (Some(scale), Some(filter)) = (pipeline.by_name("vscale"), pipeline.by_name("vsize")) else { return };
+    let Some(pad) = scale.static_pad("sink") else { return };
+    let (wanted, filter) = (Arc::downgrade(wanted), filter.downgrade());
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let caps = wanted.upgrade().and_then(|w| w.lock().take());
+        if let (Some(caps), Some(f)) = (caps, filter.upgrade()) {
+            f.set_property("caps", caps);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 fn watch_colour_changes(pipeline: &gst::Pipeline, changes: &Arc<Mutex<SentChanges>>) {
     let (Some(enc), Some(caps)) = (pipeline.by_name("venc"), pipeline.by_name("vcaps")) else { return };
     if let Some(pad) = enc.static_pad("sink") {
