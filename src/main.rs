@@ -75,7 +75,8 @@ struct BenchArgs {
     /// Small sizes for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run: capacity, join, latency, ladder, viewers, mesh, raw, all (repeatable).
+    /// Scenarios to run: capacity, join, latency, ladder, viewers, mesh, raw, tls, soak, all
+    /// (repeatable). With some only, the others' last results are kept.
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
     /// Room sizes for the capacity and raw scenarios instead of the defaults

@@ -91,14 +91,15 @@ async fn bad_signaling_input_gets_a_stable_error() {
     expect_error(&mut ws, r#"{"type":"set_quality","quality":"marker"}"#, "unknown_quality").await;
     let errors: Vec<&serde_json::Value> = seen.iter().filter(|v| v["type"] == "error").collect();
     assert!(errors.is_empty(), "buffered candidates were refused: {errors:?}");
-    expect_error(&mut ws, r#"{"type":"ice","candidate":"candidate:99 1 udp 2122260223 127.0.0.1 9999 typ host","sdpMLineIndex":0}"#, "invalid_field").await;
-    // The SDP line cap: 2 000 lines.
+    // The 65th of this join is over max_ice_candidates.
+    expect_error(&mut ws, r#"{"type":"ice","candidate":"candidate:99 1 udp 2122260223 127.0.0.1 9999 typ host","sdpMLineIndex":0}"#, "too_many_candidates").await;
+    // The SDP line cap (max_sdp_lines): 2 000 lines.
     let long = format!("{FAKE_ANSWER}{}", "a=x-filler:1\r\n".repeat(2_000));
     let e = {
         ws.send(Message::Text(serde_json::json!({"type":"answer","sdp":long}).to_string())).await.unwrap();
         next_of(&mut ws, "error", &mut Vec::new()).await
     };
-    assert_eq!(e["code"], "invalid_sdp", "{e}");
+    assert_eq!(e["code"], "sdp_too_large", "{e}");
     assert!(e["message"].as_str().unwrap_or("").contains("2000"), "{e}");
     let audio_only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:a\r\na=ice-pwd:b\r\na=fingerprint:sha-256 00\r\n";
     expect_error(&mut ws, &serde_json::json!({"type":"answer","sdp":audio_only}).to_string(), "invalid_sdp").await;

@@ -55,8 +55,17 @@ fn bench_harness_smoke() {
     for r in tls {
         assert!(r["observer_fps"].as_f64().unwrap() > 10.0 && r["server_cpu_pct_of_machine"].as_f64().unwrap() > 0.0, "{r}");
     }
+    // The soak ran its cycles (bot, reset, two hostile inputs each) and
+    // read the server's resources before and after.
+    let soak = &json["soak"];
+    assert_eq!(soak["cycles"], 12, "{soak}");
+    assert_eq!((soak["bot_cycles"].as_u64(), soak["aborted"].as_u64(), soak["hostile"].as_u64()), (Some(12), Some(12), Some(24)), "{soak}");
+    for k in ["before", "after"] {
+        assert!(soak[k]["fds"].as_u64().unwrap() > 0 && soak[k]["threads"].as_u64().unwrap() > 0 && soak[k]["rss_mib"].as_f64().unwrap() > 0.0, "{soak}");
+    }
+    assert!(soak["honest_min_fps_1s"].as_f64().unwrap() > 0.0, "{soak}");
     let md = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
-    assert!(md.contains("## HTTPS/WSS cost"));
+    assert!(md.contains("## HTTPS/WSS cost") && md.contains("## Soak"));
     assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Latency"));
     assert!(md.contains("## Downlink per rung") && md.contains("## Viewers"));
     assert!(md.contains("## Bandwidth against a mesh") && md.contains("## Efficiency against a plain pipeline") && md.contains("## Plots"));

@@ -36,6 +36,9 @@ async fn connections_per_address_are_refused_with_429_before_the_upgrade() {
     assert_eq!(status, 429, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON reason");
     assert_eq!(v["code"], "too_many_connections", "{v}");
+    // A page whose WebSocket failed asks with a plain GET, and learns why.
+    let (status, body) = http(addr, "GET", "/ws", "").await;
+    assert_eq!((status, body.contains("too_many_connections")), (429, true), "{body}");
     // Another address is not affected, and a closed connection gives its place back.
     let mut other = ws_from("127.0.0.2", addr).await.expect("another client address");
     send_text(&mut other, r#"{"type":"dance"}"#).await;

@@ -36,9 +36,14 @@ const ERROR_TEXT = {
   not_joined: 'You are not in a room.',
   already_joined: 'You are already in this room.',
   internal: 'The server hit an internal error.',
+  too_many_rooms: 'The server runs as many rooms as it may; try again later.',
+  too_many_connections: 'Too many connections from your network address.',
+  rate_limited: 'Too many messages or joins at once; slowing down.',
+  media_timeout: 'The server stopped receiving your camera and microphone; reconnecting.',
+  idle_timeout: 'The server heard nothing from this page for too long; reconnecting.',
 };
 // Errors after which rejoining automatically would only fail again.
-const FATAL = new Set(['room_full', 'invalid_field', 'missing_field']);
+const FATAL = new Set(['room_full', 'invalid_field', 'missing_field', 'too_many_rooms']);
 
 const state = {
   room: '', name: '', ws: null, pc: null, local: null,
@@ -134,9 +139,9 @@ function connect() {
     // Browsers do not tell pages why a WebSocket failed. A refused token
     // answers a plain GET with 401 and its reason: ask.
     if (!opened) {
-      const why = await fetch(`/ws${query}`).then(async (r) => (r.status === 401 ? r.json() : null)).catch(() => null);
+      const why = await fetch(`/ws${query}`).then(async (r) => (r.status === 401 || r.status === 429 ? r.json() : null)).catch(() => null);
       if (why && why.code) {
-        showError(`${TOKEN_TEXT[why.code] || 'The server refused this link'} (${why.code}: ${why.message})`);
+        showError(`${TOKEN_TEXT[why.code] || ERROR_TEXT[why.code] || 'The server refused this link'} (${why.code}: ${why.message})`);
         leave();
         return;
       }
@@ -182,7 +187,7 @@ async function onMessage(data) {
     case 'error': {
       showError(`${ERROR_TEXT[msg.code] || 'Error'}: ${msg.message} (${msg.code})`);
       if (FATAL.has(msg.code) && !state.myId) { leave(); }
-      if (msg.code === 'media_failed' && state.myId) scheduleReconnect('media failed');
+      if ((msg.code === 'media_failed' || msg.code === 'media_timeout') && state.myId) scheduleReconnect('media failed');
       break;
     }
     default: break;

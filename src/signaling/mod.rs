@@ -151,10 +151,15 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
                     Err(e) => return refused(warp::http::StatusCode::UNAUTHORIZED, e.code, e.message),
                 },
             };
+            let ip = remote.map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
             let Some(ws) = ws else {
+                // A page whose WebSocket failed asks why with a plain GET.
+                if shared.per_ip.connections(ip) >= shared.limits.connections_per_ip {
+                    let message = format!("{ip} has {} connections open, the most allowed", shared.limits.connections_per_ip);
+                    return refused(warp::http::StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyConnections, message);
+                }
                 return refused(warp::http::StatusCode::BAD_REQUEST, ErrorCode::UnsupportedFrame, "/ws is a WebSocket: send an upgrade request".into());
             };
-            let ip = remote.map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
             let place = match shared.per_ip.connect(ip, Instant::now()) {
                 Ok(p) => p,
                 Err(code) => {

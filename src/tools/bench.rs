@@ -39,7 +39,7 @@ pub struct BenchOptions {
     pub window: Option<Duration>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct CapacityRow {
     /// `tile`: load bots follow the server's `send_size` (as browsers do);
     /// `360p`: every input 640x360 whatever its tile.
@@ -63,7 +63,7 @@ pub struct CapacityRow {
     pub observer_lost_packets: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct JoinResult {
     pub residents: usize,
     pub joins: usize,
@@ -73,7 +73,7 @@ pub struct JoinResult {
     pub resident_max_gap_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct LatencyResult {
     pub changes: usize,
     pub detected: usize,
@@ -89,7 +89,7 @@ pub struct LatencyResult {
     pub server_p95_ms: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct RungDownlink {
     pub rung: String,
     pub width: u32,
@@ -99,7 +99,7 @@ pub struct RungDownlink {
     pub total_kbps: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ViewerRow {
     pub viewers: usize,
     pub server_cpu_pct_of_machine: f64,
@@ -109,7 +109,7 @@ pub struct ViewerRow {
 }
 
 /// Scenario 4: per-client bandwidth through tessera and in a full mesh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct BandwidthRow {
     pub participants: usize,
     /// Mean over the load bots: RTP kbps sent and received.
@@ -124,7 +124,7 @@ pub struct BandwidthRow {
 }
 
 /// Scenario 5: tessera against the same work as a plain pipeline.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct RawRow {
     pub participants: usize,
     /// CPU of the plain decode → compose → encode pipeline.
@@ -136,7 +136,7 @@ pub struct RawRow {
     pub ratio: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Machine {
     pub cpus: usize,
     pub cpu_model: String,
@@ -144,7 +144,8 @@ pub struct Machine {
     pub date: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Report {
     pub machine: Machine,
     pub quick: bool,
@@ -162,6 +163,9 @@ pub struct Report {
     pub bandwidth: Vec<BandwidthRow>,
     /// Server CPU of one room over plain HTTP/WS and over HTTPS/WSS.
     pub tls: Vec<TlsRow>,
+    /// Join/leave cycles, aborted and hostile connections against a room
+    /// of two honest bots: the server's fds, threads and RSS before and after.
+    pub soak: Option<SoakResult>,
     /// Largest room with the observer at >= 29 fps and the server under
     /// 70 % of the machine, inputs at tile size.
     pub capacity_limit: Option<usize>,
@@ -399,7 +403,7 @@ impl Drop for TlsFiles {
 }
 
 /// One row of the HTTPS/WSS cost comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TlsRow {
     pub tls: bool,
     pub round: usize,
@@ -1013,6 +1017,15 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         }
         s += &format!("\nMedian: plain **{plain:.1} %**, TLS **{tls:.1} %**; TLS − plain **{:+.1} points** (ratio {:.2}).\n", tls - plain, if plain > 0.0 { tls / plain } else { 0.0 });
     }
+    if let Some(k) = &r.soak {
+        s += &format!(
+            "\n## Soak\n\n`./scripts/bench --scenario soak`: a room keeps two honest decoding bots while {} cycles run, each a load bot joining, connecting and leaving, a connection reset (TCP RST) after its offer, and two inputs of `tests/corpus/hostile.tsv` on their own connections ({} bot joins, {} resets, {} hostile inputs in {:.0} s). The server process before the cycles and {} s after them:\n\n| | fds | threads | RSS MiB |\n|---|---|---|---|\n| before | {} | {} | {:.1} |\n| after | {} | {} | {:.1} |\n| change | {:+} | {:+} | {:+.1} |\n\nThe honest bots' lowest one-second frame rate: **{:.1} fps**; longest stretch below 25 fps: **{} ms**.\n",
+            k.cycles, k.bot_cycles, k.aborted, k.hostile, k.seconds, if r.quick { 3 } else { 10 },
+            k.before.fds, k.before.threads, k.before.rss_mib, k.after.fds, k.after.threads, k.after.rss_mib,
+            k.after.fds as i64 - k.before.fds as i64, k.after.threads as i64 - k.before.threads as i64, k.after.rss_mib - k.before.rss_mib,
+            k.honest_min_fps_1s, k.honest_longest_below_25_ms
+        );
+    }
     if !r.raw.is_empty() {
         s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
         for x in &r.raw {
@@ -1035,8 +1048,281 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     s
 }
 
+impl Default for Report {
+    fn default() -> Report {
+        Report {
+            machine: Machine { cpus: 0, cpu_model: String::new(), kernel: String::new(), date: String::new() },
+            quick: false,
+            canvas: String::new(),
+            capacity: Vec::new(),
+            join: None,
+            glass_to_glass: None,
+            ladder: Vec::new(),
+            viewers: Vec::new(),
+            raw: Vec::new(),
+            bandwidth: Vec::new(),
+            tls: Vec::new(),
+            soak: None,
+            capacity_limit: None,
+            capacity_limit_360p: None,
+        }
+    }
+}
+
+impl Report {
+    /// Fill the scenarios that did not run from the last report in `path`
+    /// (same canvas and same --quick), so `--scenario X` updates X alone.
+    fn keep_the_rest(&mut self, path: &Path, ran: &dyn Fn(&str) -> bool) {
+        let Some(old) = std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str::<Report>(&t).ok()) else { return };
+        if old.quick != self.quick || old.canvas != self.canvas {
+            return;
+        }
+        if !ran("capacity") {
+            self.capacity = old.capacity;
+            self.capacity_limit = old.capacity_limit;
+            self.capacity_limit_360p = old.capacity_limit_360p;
+        }
+        if !ran("join") {
+            self.join = old.join;
+        }
+        if !ran("latency") {
+            self.glass_to_glass = old.glass_to_glass;
+        }
+        if !ran("ladder") {
+            self.ladder = old.ladder;
+        }
+        if !ran("viewers") {
+            self.viewers = old.viewers;
+        }
+        if !ran("raw") {
+            self.raw = old.raw;
+        }
+        if !ran("mesh") {
+            self.bandwidth = old.bandwidth;
+        }
+        if !ran("tls") {
+            self.tls = old.tls;
+        }
+        if !ran("soak") {
+            self.soak = old.soak;
+        }
+    }
+}
+
+/// The server process's resources at one moment.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+pub struct ProcSnapshot {
+    pub fds: usize,
+    pub threads: usize,
+    pub rss_mib: f64,
+}
+
+impl ProcSnapshot {
+    fn of(p: &Proc) -> Result<ProcSnapshot> {
+        Ok(ProcSnapshot { fds: p.fds()?, threads: p.threads()?, rss_mib: p.rss_mib()? })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SoakResult {
+    pub cycles: usize,
+    /// Load bots that joined, connected and left.
+    pub bot_cycles: usize,
+    /// Connections reset (TCP RST) after their offer.
+    pub aborted: usize,
+    /// Inputs of tests/corpus/hostile.tsv, each on its own connection.
+    pub hostile: usize,
+    pub seconds: f64,
+    /// The server with its two honest bots, before and after the cycles
+    /// (after a settling pause).
+    pub before: ProcSnapshot,
+    pub after: ProcSnapshot,
+    /// The honest bots' lowest frame rate over any one-second window, and
+    /// the longest stretch they spent below 25 fps.
+    pub honest_min_fps_1s: f64,
+    pub honest_longest_below_25_ms: u64,
+}
+
+const HOSTILE_CORPUS: &str = include_str!("../../tests/corpus/hostile.tsv");
+const SOAK_FAKE_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:audio0\r\na=rtpmap:111 OPUS/48000/2\r\na=sendrecv\r\n\
+    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:video1\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
+
+type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw signaling connection; with `reset`, closing it sends a TCP RST.
+async fn raw_ws(url: &str, reset: bool) -> Result<RawWs> {
+    let addr: std::net::SocketAddr = url.trim_start_matches("ws://").trim_end_matches("/ws").parse().context("a ws:// URL")?;
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    if reset {
+        #[allow(deprecated)] // blocking on drop is harmless: linger 0 resets at once
+        sock.set_linger(Some(Duration::ZERO))?;
+    }
+    let tcp = sock.connect(addr).await?;
+    let (ws, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await?;
+    Ok(ws)
+}
+
+/// Read until a message of type `ty` (true) or `wait` passes (false).
+async fn raw_until(ws: &mut RawWs, ty: &str, wait: Duration) -> bool {
+    use futures::StreamExt;
+    let until = tokio::time::Instant::now() + wait;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            if serde_json::from_str::<serde_json::Value>(&t).is_ok_and(|v| v["type"] == ty) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+async fn raw_send(ws: &mut RawWs, text: &str) -> Result<()> {
+    use futures::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(text.to_string())).await?;
+    Ok(())
+}
+
+/// One hostile input of the corpus, as the corpus says it is sent.
+async fn hostile_once(url: &str, room: &str, stage: &str, frame: &str) -> Result<()> {
+    let mut ws = raw_ws(url, false).await?;
+    let join = serde_json::json!({"type": "join", "room": room, "name": "hostile"}).to_string();
+    match stage {
+        "frame" => {
+            raw_send(&mut ws, frame).await?;
+            raw_until(&mut ws, "error", Duration::from_secs(2)).await;
+        }
+        "answer" | "ice" => {
+            raw_send(&mut ws, &join).await?;
+            if !raw_until(&mut ws, "offer", Duration::from_secs(10)).await {
+                bail!("a hostile participant got no offer");
+            }
+            if stage == "ice" {
+                raw_send(&mut ws, &serde_json::json!({"type": "answer", "sdp": SOAK_FAKE_ANSWER}).to_string()).await?;
+            }
+            raw_send(&mut ws, frame).await?;
+            raw_until(&mut ws, "never", Duration::from_millis(300)).await;
+            raw_send(&mut ws, r#"{"type":"leave"}"#).await?;
+        }
+        other => bail!("unknown corpus stage `{other}`"),
+    }
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// The longest run of consecutive one-second windows below `fps`, in
+/// milliseconds, and the lowest window, from (time, frames) samples taken
+/// every 250 ms.
+fn below(samples: &[(Instant, u64)], fps: f64) -> (u64, f64) {
+    let (mut longest, mut run, mut min) = (0u64, 0u64, f64::MAX);
+    for w in samples.windows(5) {
+        let secs = w[4].0.duration_since(w[0].0).as_secs_f64();
+        let f = (w[4].1 - w[0].1) as f64 / secs.max(0.001);
+        min = min.min(f);
+        if f < fps {
+            run += 250;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    (longest, if min == f64::MAX { 0.0 } else { min })
+}
+
+/// The soak: `cycles` rounds (at most `limit` long) of a load bot joining
+/// and leaving, a connection reset after its offer, and two inputs of the
+/// hostile corpus, against a room that keeps two honest decoding bots.
+async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakResult> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    eprintln!("bench soak: {cycles} cycles");
+    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+    let proc_ = Proc(Some(server.pid()));
+    let mut honest = Vec::new();
+    for (name, color) in [("honest-a", 0xff0000), ("honest-b", 0x0000ff)] {
+        honest.push(Bot::connect(BotOptions { color: Some(color), ..observer(&server.url, "soak", name) }).await?);
+    }
+    for b in &honest {
+        if !wait_frames(b, Duration::from_secs(20)).await {
+            bail!("an honest soak bot received no video");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = ProcSnapshot::of(&proc_)?;
+    let corpus: Vec<(&str, &str)> = HOSTILE_CORPUS
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let stage = f.next()?;
+            f.next()?;
+            Some((stage, f.next()?))
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let url = server.url.clone();
+    let work = async {
+        let (mut done, mut bot_cycles, mut aborted, mut hostile) = (0, 0, 0, 0);
+        for i in 0..cycles {
+            if started.elapsed() > limit {
+                break;
+            }
+            let b = Bot::connect(BotOptions { decode: false, ..load_bot(&url, "soak", i, false) }).await?;
+            b.wait_until(Duration::from_secs(5), |b| b.is_connected()).await;
+            b.leave().await;
+            bot_cycles += 1;
+            let mut ws = raw_ws(&url, true).await?;
+            raw_send(&mut ws, &serde_json::json!({"type": "join", "room": "soak", "name": "aborted"}).to_string()).await?;
+            raw_until(&mut ws, "offer", Duration::from_secs(10)).await;
+            drop(ws);
+            aborted += 1;
+            for k in 0..2 {
+                let (stage, frame) = corpus[(2 * i + k) % corpus.len()];
+                hostile_once(&url, "soak", stage, frame).await?;
+                hostile += 1;
+            }
+            done += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        anyhow::Ok((done, bot_cycles, aborted, hostile))
+    };
+    let sample = async {
+        let mut s: Vec<Vec<(Instant, u64)>> = vec![Vec::new(); honest.len()];
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            for (i, b) in honest.iter().enumerate() {
+                s[i].push((now, b.stats().frames));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        s
+    };
+    let (counts, samples) = tokio::join!(work, sample);
+    let (done, bot_cycles, aborted, hostile) = counts?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (mut longest, mut min_fps) = (0, f64::MAX);
+    for s in &samples {
+        let (l, m) = below(s, 25.0);
+        longest = longest.max(l);
+        min_fps = min_fps.min(m);
+    }
+    // Let teardown finish (pipelines are stopped off the async workers).
+    tokio::time::sleep(Duration::from_secs(if o.quick { 3 } else { 10 })).await;
+    let after = ProcSnapshot::of(&proc_)?;
+    for b in honest {
+        b.disconnect().await;
+    }
+    drop(server);
+    let r = SoakResult { cycles: done, bot_cycles, aborted, hostile, seconds, before, after, honest_min_fps_1s: min_fps, honest_longest_below_25_ms: longest };
+    eprintln!(
+        "  {} cycles in {:.0} s: fds {} -> {}, threads {} -> {}, RSS {:.0} -> {:.0} MiB; honest bots: lowest 1-s window {:.1} fps, longest below 25 fps {} ms",
+        r.cycles, r.seconds, before.fds, after.fds, before.threads, after.threads, before.rss_mib, after.rss_mib, r.honest_min_fps_1s, r.honest_longest_below_25_ms
+    );
+    Ok(r)
+}
+
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 8] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "mesh", "tls"];
+pub const SCENARIOS: [&str; 9] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "mesh", "tls", "soak"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -1067,6 +1353,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
     let tls_size = o.participants.first().copied().unwrap_or(if o.quick { 2 } else { 9 });
     let tls = if want("tls") { tls_cost(&o, tls_size, if o.quick { 1 } else { 2 }, warm, window).await? } else { Vec::new() };
+    let soak = if want("soak") { Some(soak(&o, if o.quick { 12 } else { 200 }, Duration::from_secs(if o.quick { 60 } else { 600 })).await?) } else { None };
     let limit = |inputs: Inputs| {
         capacity
             .iter()
@@ -1075,7 +1362,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
             .max()
     };
     let (capacity_limit, capacity_limit_360p) = (limit(Inputs::Tile), limit(Inputs::Full360p));
-    let report = Report {
+    let mut report = Report {
         machine: machine(),
         quick: o.quick,
         canvas: o.canvas.clone(),
@@ -1087,9 +1374,14 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         raw,
         bandwidth,
         tls,
+        soak,
         capacity_limit,
         capacity_limit_360p,
     };
+    if !all {
+        // Some scenarios only: keep the other scenarios' last results.
+        report.keep_the_rest(&o.out_dir.join("results/latest.json"), &want);
+    }
     std::fs::create_dir_all(o.out_dir.join("results"))?;
     std::fs::write(o.out_dir.join("results/latest.json"), serde_json::to_string_pretty(&report)?)?;
     let plots = write_plots(&report, &o.out_dir).context("drawing the plots")?;
