@@ -523,6 +523,28 @@ pub fn validate_answer_sdp(sdp: &str, limits: &Limits) -> Result<(), ProtocolErr
     Ok(())
 }
 
+/// Is this an ICE candidate whose address is an mDNS name
+/// (`<uuid>.local`, what browsers put in host candidates to hide local
+/// addresses)? The server cannot resolve them (it is not on the client's
+/// LAN), and GStreamer 1.22's resolver leaked about six file descriptors
+/// per name, so they are dropped: ICE learns the client's address from its
+/// connectivity checks (a peer-reflexive candidate).
+pub fn is_mdns_candidate(candidate: &str) -> bool {
+    let c = candidate.strip_prefix("a=").unwrap_or(candidate);
+    c.starts_with("candidate:") && c.split(' ').nth(4).is_some_and(|addr| addr.to_ascii_lowercase().ends_with(".local"))
+}
+
+/// The SDP without its mDNS candidates (see [`is_mdns_candidate`]).
+pub fn without_mdns_candidates(sdp: &str) -> String {
+    if !sdp.contains(".local") {
+        return sdp.to_string();
+    }
+    let ending = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out: String = sdp.lines().filter(|l| !is_mdns_candidate(l.trim_end_matches('\r'))).collect::<Vec<_>>().join(ending);
+    out.push_str(ending);
+    out
+}
+
 /// Does an answer send media to the server: a media section that is not
 /// rejected (port 0) and whose direction is `sendrecv` (the default) or
 /// `sendonly`?
@@ -719,6 +741,19 @@ mod tests {
             let v: Value = serde_json::from_str(&ServerMessage::Error { code, message: String::new() }.to_json()).unwrap();
             assert_eq!(v["code"], code.as_str());
         }
+    }
+
+    #[test]
+    fn mdns_candidates_are_recognised_and_stripped() {
+        let mdns = "candidate:1 1 udp 2113937151 3f2a9c1e-0d4b-4c3e-9a9e-5b7a2d1c0e11.local 52743 typ host generation 0";
+        assert!(is_mdns_candidate(mdns));
+        assert!(is_mdns_candidate(&format!("a={mdns}")));
+        assert!(!is_mdns_candidate("candidate:1 1 udp 2122260223 192.0.2.7 52743 typ host"));
+        assert!(!is_mdns_candidate("candidate:1 1 udp 1 198.51.100.1 3478 typ srflx raddr x.local rport 9"), "only the address counts");
+        let sdp = format!("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na={mdns}\r\na=candidate:2 1 udp 1 192.0.2.7 9 typ host\r\na=mid:audio0\r\n");
+        let out = without_mdns_candidates(&sdp);
+        assert_eq!(out, "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:2 1 udp 1 192.0.2.7 9 typ host\r\na=mid:audio0\r\n");
+        assert_eq!(without_mdns_candidates("v=0\r\n"), "v=0\r\n");
     }
 
     #[test]

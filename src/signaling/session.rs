@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::auth::Claims;
 use crate::config::Limits;
-use crate::protocol::{validate_name, ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
+use crate::protocol::{is_mdns_candidate, validate_name, without_mdns_candidates, ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
 use crate::room::{JoinOptions, LayoutRequest, MediaEvent, ParticipantEvent, RungInfo};
 
 /// What happens to a connection.
@@ -196,11 +196,14 @@ impl Session {
                     return vec![error(ErrorCode::AnswerBeforeOffer, "the offer was already answered")];
                 }
                 r.answer = Answer::Applying;
-                vec![Output::ApplyAnswer(sdp)]
+                vec![Output::ApplyAnswer(without_mdns_candidates(&sdp))]
             }
             ClientMessage::Ice { candidate, sdp_mline_index } => {
                 if candidate.is_empty() {
                     return Vec::new(); // end-of-candidates
+                }
+                if is_mdns_candidate(&candidate) {
+                    return Vec::new(); // unresolvable here; ICE finds the peer-reflexive address
                 }
                 let max = self.limits.max_ice_candidates;
                 if r.ice_count >= max {
@@ -443,6 +446,8 @@ mod tests {
         assert!(matches!(&frame(&mut s, &ice(4))[..], [Output::AddIce { .. }]));
         // End-of-candidates is accepted and ignored.
         assert!(frame(&mut s, r#"{"type":"ice","candidate":"","sdpMLineIndex":0}"#).is_empty());
+        // So are mDNS candidates (a browser's hidden host address).
+        assert!(frame(&mut s, r#"{"type":"ice","candidate":"candidate:7 1 udp 2113937151 0b1c2d3e-aaaa-bbbb-cccc-123456789abc.local 5000 typ host","sdpMLineIndex":0}"#).is_empty());
     }
 
     #[test]

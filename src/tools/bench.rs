@@ -163,6 +163,9 @@ pub struct Report {
     pub bandwidth: Vec<BandwidthRow>,
     /// Server CPU of one room over plain HTTP/WS and over HTTPS/WSS.
     pub tls: Vec<TlsRow>,
+    /// Scenarios run later than `machine` and kept together with the
+    /// earlier ones: what ran, where and when.
+    pub reruns: Vec<String>,
     /// Join/leave cycles, aborted and hostile connections against a room
     /// of two honest bots: the server's fds, threads and RSS before and after.
     pub soak: Option<SoakResult>,
@@ -943,6 +946,9 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         r.canvas,
         if r.quick { "Quick (smoke) sizes." } else { "Full sizes." }
     );
+    if !r.reruns.is_empty() {
+        s += &format!("Scenarios run again later, the rest kept from the run above: {}.\n\n", r.reruns.join("; "));
+    }
     s += "Produced by `./scripts/bench` (release build). Load: in-process bots sending a VP8 clip (encoded once per size and looped: at their tile's size, or 640x360) and Opus, decoding nothing; one decoding observer bot. Server and load share the 2 cores. CPU from /proc; \"% of machine\" is of all cores. Single runs vary by several points of CPU; rows at the edge (16 participants) can land on either side of 29 fps from one run to the next.\n\n";
     s += &targets(r);
     s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows. \"fps (decoded)\" is what the observer bot decoded, and is what the largest-room figure uses; \"fps sent\" counts the RTP frames it received, i.e. what the server put out, decoded or not (the observer's decoder shares the saturated machine with the load).\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps (decoded) | fps sent (RTP) | observer max gap ms | frames dropped | RTP lost |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -1062,6 +1068,7 @@ impl Default for Report {
             raw: Vec::new(),
             bandwidth: Vec::new(),
             tls: Vec::new(),
+            reruns: Vec::new(),
             soak: None,
             capacity_limit: None,
             capacity_limit_360p: None,
@@ -1077,6 +1084,12 @@ impl Report {
         if old.quick != self.quick || old.canvas != self.canvas {
             return;
         }
+        // The header keeps the earlier run's machine; this run is listed.
+        let ran_now: Vec<&str> = SCENARIOS.iter().copied().filter(|s| ran(s)).collect();
+        let m = &self.machine;
+        self.reruns = old.reruns.clone();
+        self.reruns.push(format!("{} on {} CPUs ({}), Linux {}, {}", ran_now.join(", "), m.cpus, m.cpu_model, m.kernel, m.date));
+        self.machine = old.machine;
         if !ran("capacity") {
             self.capacity = old.capacity;
             self.capacity_limit = old.capacity_limit;
@@ -1374,6 +1387,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         raw,
         bandwidth,
         tls,
+        reruns: Vec::new(),
         soak,
         capacity_limit,
         capacity_limit_360p,
