@@ -523,24 +523,42 @@ pub fn validate_answer_sdp(sdp: &str, limits: &Limits) -> Result<(), ProtocolErr
     Ok(())
 }
 
+/// The connection address of a candidate (`candidate:...` or
+/// `a=candidate:...`), as written.
+fn candidate_address(candidate: &str) -> Option<&str> {
+    let c = candidate.strip_prefix("a=").unwrap_or(candidate);
+    if !c.starts_with("candidate:") {
+        return None;
+    }
+    c.split(' ').nth(4)
+}
+
 /// Is this an ICE candidate whose address is an mDNS name
 /// (`<uuid>.local`, what browsers put in host candidates to hide local
 /// addresses)? The server cannot resolve them (it is not on the client's
-/// LAN), and GStreamer 1.22's resolver leaked about six file descriptors
-/// per name, so they are dropped: ICE learns the client's address from its
-/// connectivity checks (a peer-reflexive candidate).
+/// LAN); they are dropped without an error, and ICE learns the client's
+/// address from its connectivity checks (a peer-reflexive candidate).
 pub fn is_mdns_candidate(candidate: &str) -> bool {
-    let c = candidate.strip_prefix("a=").unwrap_or(candidate);
-    c.starts_with("candidate:") && c.split(' ').nth(4).is_some_and(|addr| addr.to_ascii_lowercase().ends_with(".local"))
+    candidate_address(candidate).is_some_and(|a| a.to_ascii_lowercase().ends_with(".local"))
 }
 
-/// The SDP without its mDNS candidates (see [`is_mdns_candidate`]).
-pub fn without_mdns_candidates(sdp: &str) -> String {
-    if !sdp.contains(".local") {
+/// Is the candidate's address a name rather than an IP address? webrtcbin
+/// would look any name up (GStreamer 1.22's lookup kept about six file
+/// descriptors and a thread for good when the participant left first):
+/// the server never resolves a name a client gives it.
+pub fn candidate_has_name(candidate: &str) -> bool {
+    candidate_address(candidate).is_some_and(|a| a.parse::<std::net::IpAddr>().is_err())
+}
+
+/// The SDP without candidates whose address is a name (see
+/// [`candidate_has_name`]).
+pub fn without_named_candidates(sdp: &str) -> String {
+    let named = |l: &str| l.starts_with("a=candidate:") && candidate_has_name(l);
+    if !sdp.lines().any(|l| named(l.trim_end_matches('\r'))) {
         return sdp.to_string();
     }
     let ending = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    let mut out: String = sdp.lines().filter(|l| !is_mdns_candidate(l.trim_end_matches('\r'))).collect::<Vec<_>>().join(ending);
+    let mut out: String = sdp.lines().filter(|l| !named(l.trim_end_matches('\r'))).collect::<Vec<_>>().join(ending);
     out.push_str(ending);
     out
 }
@@ -744,16 +762,21 @@ mod tests {
     }
 
     #[test]
-    fn mdns_candidates_are_recognised_and_stripped() {
+    fn candidates_named_by_a_host_name_are_recognised_and_stripped() {
         let mdns = "candidate:1 1 udp 2113937151 3f2a9c1e-0d4b-4c3e-9a9e-5b7a2d1c0e11.local 52743 typ host generation 0";
         assert!(is_mdns_candidate(mdns));
         assert!(is_mdns_candidate(&format!("a={mdns}")));
         assert!(!is_mdns_candidate("candidate:1 1 udp 2122260223 192.0.2.7 52743 typ host"));
         assert!(!is_mdns_candidate("candidate:1 1 udp 1 198.51.100.1 3478 typ srflx raddr x.local rport 9"), "only the address counts");
+        assert!(candidate_has_name(mdns));
+        assert!(candidate_has_name("candidate:1 1 UDP 2122260223 999.999.999.999 1 typ host"));
+        assert!(candidate_has_name("candidate:1 1 UDP 1 turn.example.org 3478 typ relay"));
+        assert!(!candidate_has_name("candidate:1 1 UDP 1 2001:db8::7 3478 typ host"));
+        assert!(!candidate_has_name("candidate:x"), "too short to have an address: webrtcbin refuses it");
         let sdp = format!("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na={mdns}\r\na=candidate:2 1 udp 1 192.0.2.7 9 typ host\r\na=mid:audio0\r\n");
-        let out = without_mdns_candidates(&sdp);
+        let out = without_named_candidates(&sdp);
         assert_eq!(out, "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:2 1 udp 1 192.0.2.7 9 typ host\r\na=mid:audio0\r\n");
-        assert_eq!(without_mdns_candidates("v=0\r\n"), "v=0\r\n");
+        assert_eq!(without_named_candidates("v=0\r\n"), "v=0\r\n");
     }
 
     #[test]

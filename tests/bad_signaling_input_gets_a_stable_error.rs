@@ -11,14 +11,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
 use common::*;
+use tessera::tools::hostile::FAKE_ANSWER;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A well-formed answer with made-up credentials and fingerprint: enough
-/// for signaling and webrtcbin to take it, never enough to connect.
-const FAKE_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:audio0\r\na=rtpmap:111 OPUS/48000/2\r\na=sendrecv\r\n\
-    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:video1\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
 
 async fn next_json(ws: &mut Ws) -> serde_json::Value {
     loop {

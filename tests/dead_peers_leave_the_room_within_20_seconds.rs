@@ -14,13 +14,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
+use tessera::tools::hostile::FAKE_ANSWER;
 use tessera::tools::bot::{Bot, BotOptions};
 
-/// A well-formed answer with made-up credentials: taken, never connects,
-/// so no media ever arrives.
-const FAKE_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:audio0\r\na=rtpmap:111 OPUS/48000/2\r\na=sendrecv\r\n\
-    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:video1\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
 
 fn tile_ids(b: &Bot) -> Vec<String> {
     b.layout().map(|(_, tiles)| tiles.into_iter().map(|t| t.id).collect()).unwrap_or_default()

@@ -14,34 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use tessera::tools::hostile::FAKE_ANSWER;
 use tessera::tools::bot::{Bot, BotOptions};
 
 const HONEST: [(&str, u32, f64); 3] = [("red", 0xff0000, 440.0), ("green", 0x00ff00, 660.0), ("blue", 0x0000ff, 880.0)];
 const ROOM: &str = "honest";
 
-/// A made-up answer (never connects): what `ice` entries follow.
-const FAKE_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:audio0\r\na=rtpmap:111 OPUS/48000/2\r\na=sendrecv\r\n\
-    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:video1\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
-
-struct Entry {
-    stage: String,
-    name: String,
-    frame: String,
-}
-
-fn corpus() -> Vec<Entry> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/hostile.tsv");
-    let text = std::fs::read_to_string(&path).expect("the hostile corpus");
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let mut f = l.splitn(3, '\t');
-            let (stage, name, frame) = (f.next().unwrap(), f.next().expect("a name"), f.next().expect("a frame"));
-            Entry { stage: stage.into(), name: name.into(), frame: frame.into() }
-        })
-        .collect()
-}
 
 /// Every message (type and code) until `quiet` passes without one, or the
 /// connection ends (then "closed" is the last).
@@ -77,18 +55,18 @@ async fn replay(addr: std::net::SocketAddr) -> Vec<String> {
     for _ in 0..8 {
         silent.push(ws_from("127.0.0.4", addr).await.expect("a silent client may connect"));
     }
-    for e in corpus() {
-        let seen = match e.stage.as_str() {
+    for e in tessera::tools::hostile::corpus() {
+        let seen = match e.stage {
             "frame" => {
                 let mut ws = ws_from("127.0.0.3", addr).await.unwrap();
-                send_text(&mut ws, &e.frame).await;
+                send_text(&mut ws, e.frame).await;
                 let seen = drain(&mut ws, Duration::from_millis(300)).await;
                 assert!(seen.iter().any(|s| s.starts_with("error:")), "{}: no error came back: {seen:?}", e.name);
                 seen
             }
             "answer" => {
                 let mut ws = hostile_participant(addr, "hostile-answer").await;
-                send_text(&mut ws, &e.frame).await;
+                send_text(&mut ws, e.frame).await;
                 let seen = drain(&mut ws, Duration::from_millis(400)).await;
                 leave(ws).await;
                 seen
@@ -97,7 +75,7 @@ async fn replay(addr: std::net::SocketAddr) -> Vec<String> {
                 let mut ws = hostile_participant(addr, "hostile-ice").await;
                 send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": FAKE_ANSWER}).to_string()).await;
                 tokio::time::sleep(Duration::from_millis(150)).await;
-                send_text(&mut ws, &e.frame).await;
+                send_text(&mut ws, e.frame).await;
                 let seen = drain(&mut ws, Duration::from_millis(300)).await;
                 leave(ws).await;
                 seen

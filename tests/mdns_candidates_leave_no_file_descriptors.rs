@@ -2,9 +2,10 @@
 //! (`<uuid>.local`). Given such a candidate, GStreamer 1.22's webrtcbin
 //! started a name lookup that kept about six file descriptors (eventfds,
 //! sockets) and a thread for good, after the participant had left: the
-//! soak grew the server from 46 to 103 fds in 200 cycles. Such candidates
-//! are now dropped before webrtcbin (trickled or inside the answer); the
-//! server's fds come back to where they were.
+//! soak grew the server from 46 to 103 fds in 200 cycles. Any other name
+//! (`999.999.999.999` is one) took the same path. mDNS candidates are now
+//! dropped before webrtcbin (trickled or inside the answer) and other names
+//! refused; the server's fds come back to where they were.
 
 mod common;
 
@@ -22,6 +23,9 @@ async fn participant_with_mdns(addr: std::net::SocketAddr, i: usize) {
     send_text(&mut ws, &join_msg("lan", &format!("p{i}"), "participant")).await;
     next_of_type(&mut ws, "offer", Duration::from_secs(10)).await.expect("an offer");
     send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": ANSWER_WITH_MDNS}).to_string()).await;
+    let named = serde_json::json!({"type": "ice", "candidate": format!("candidate:9 1 udp 1 999.999.999.{} 5000 typ host", 900 + i), "sdpMLineIndex": 0});
+    send_text(&mut ws, &named.to_string()).await;
+    assert_eq!(next_error(&mut ws).await, "invalid_field", "a name that is not mDNS is refused");
     for k in 0..3 {
         let c = format!("candidate:{k} 1 udp 2113937151 {k}a0b1c2d-{i:04}-4e5f-8a9b-0c1d2e3f4a5b.local {} typ host", 50_000 + k);
         send_text(&mut ws, &serde_json::json!({"type": "ice", "candidate": c, "sdpMLineIndex": 0}).to_string()).await;

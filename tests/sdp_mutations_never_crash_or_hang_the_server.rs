@@ -12,28 +12,14 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use tessera::tools::hostile::XorShift;
 
 const SEED: u64 = 0x7e55_e7a5_eed5_0001;
 const MUTATIONS: usize = 300;
 const WORKERS: usize = 4;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// One to four mutations of `sdp`.
-fn mutate(sdp: &str, rng: &mut Rng) -> String {
+fn mutate(sdp: &str, rng: &mut XorShift) -> String {
     let mut lines: Vec<Vec<u8>> = sdp.split("\r\n").filter(|l| !l.is_empty()).map(|l| l.as_bytes().to_vec()).collect();
     for _ in 0..1 + rng.below(4) {
         let n = lines.len();
@@ -69,7 +55,7 @@ fn mutate(sdp: &str, rng: &mut Rng) -> String {
             5 => {
                 if !lines[i].is_empty() {
                     let at = rng.below(lines[i].len());
-                    lines[i][at] = rng.next() as u8;
+                    lines[i][at] = rng.next_u64() as u8;
                 }
             }
             _ => {
@@ -133,11 +119,11 @@ async fn worker(addr: std::net::SocketAddr, answers: Vec<String>) -> Outcomes {
 async fn sdp_mutations_never_crash_or_hang_the_server() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/bot-answer.sdp");
     let base = std::fs::read_to_string(&path).expect("the bot's answer").replace("\r\n", "\n").replace('\n', "\r\n");
-    let mut rng = Rng(SEED);
+    let mut rng = XorShift::new(SEED);
     let all: Vec<String> = (0..MUTATIONS).map(|_| mutate(&base, &mut rng)).collect();
     // Deterministic: the same seed, the same inputs.
     let again: Vec<String> = {
-        let mut rng = Rng(SEED);
+        let mut rng = XorShift::new(SEED);
         (0..MUTATIONS).map(|_| mutate(&base, &mut rng)).collect()
     };
     assert_eq!(all, again);

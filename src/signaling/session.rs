@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::auth::Claims;
 use crate::config::Limits;
-use crate::protocol::{is_mdns_candidate, validate_name, without_mdns_candidates, ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
+use crate::protocol::{candidate_has_name, is_mdns_candidate, validate_name, without_named_candidates, ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
 use crate::room::{JoinOptions, LayoutRequest, MediaEvent, ParticipantEvent, RungInfo};
 
 /// What happens to a connection.
@@ -196,7 +196,7 @@ impl Session {
                     return vec![error(ErrorCode::AnswerBeforeOffer, "the offer was already answered")];
                 }
                 r.answer = Answer::Applying;
-                vec![Output::ApplyAnswer(without_mdns_candidates(&sdp))]
+                vec![Output::ApplyAnswer(without_named_candidates(&sdp))]
             }
             ClientMessage::Ice { candidate, sdp_mline_index } => {
                 if candidate.is_empty() {
@@ -204,6 +204,9 @@ impl Session {
                 }
                 if is_mdns_candidate(&candidate) {
                     return Vec::new(); // unresolvable here; ICE finds the peer-reflexive address
+                }
+                if candidate_has_name(&candidate) {
+                    return vec![error(ErrorCode::InvalidField, "a candidate's address must be an IP address: the server resolves no names")];
                 }
                 let max = self.limits.max_ice_candidates;
                 if r.ice_count >= max {
@@ -448,6 +451,8 @@ mod tests {
         assert!(frame(&mut s, r#"{"type":"ice","candidate":"","sdpMLineIndex":0}"#).is_empty());
         // So are mDNS candidates (a browser's hidden host address).
         assert!(frame(&mut s, r#"{"type":"ice","candidate":"candidate:7 1 udp 2113937151 0b1c2d3e-aaaa-bbbb-cccc-123456789abc.local 5000 typ host","sdpMLineIndex":0}"#).is_empty());
+        // Any other name is refused: the server resolves none.
+        assert_eq!(codes(&frame(&mut s, r#"{"type":"ice","candidate":"candidate:8 1 udp 1 evil.example.org 5000 typ host","sdpMLineIndex":0}"#)), vec![ErrorCode::InvalidField]);
     }
 
     #[test]

@@ -1025,10 +1025,11 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     }
     if let Some(k) = &r.soak {
         s += &format!(
-            "\n## Soak\n\n`./scripts/bench --scenario soak`: a room keeps two honest decoding bots while {} cycles run, each a load bot joining, connecting and leaving, a connection reset (TCP RST) after its offer, and two inputs of `tests/corpus/hostile.tsv` on their own connections ({} bot joins, {} resets, {} hostile inputs in {:.0} s). The server process before the cycles and {} s after them:\n\n| | fds | threads | RSS MiB |\n|---|---|---|---|\n| before | {} | {} | {:.1} |\n| after | {} | {} | {:.1} |\n| change | {:+} | {:+} | {:+.1} |\n\nThe honest bots' lowest one-second frame rate: **{:.1} fps**; longest stretch below 25 fps: **{} ms**.\n",
-            k.cycles, k.bot_cycles, k.aborted, k.hostile, k.seconds, if r.quick { 3 } else { 10 },
+            "\n## Soak\n\n`./scripts/bench --scenario soak`: a room keeps two honest decoding bots while {} cycles run, each a load bot joining, connecting and leaving, a connection reset (TCP RST) after its offer, and two inputs of `tests/corpus/hostile.tsv` on their own connections ({} bot joins, {} resets, {} hostile inputs in {:.0} s). The server process before the cycles and {:.1} s after them (the wait ends once fds and threads are within 2 of before, at most 30 s):\n\n| | fds | threads | RSS MiB |\n|---|---|---|---|\n| before | {} | {} | {:.1} |\n| after | {} | {} | {:.1} |\n| change | {:+} | {:+} | {:+.1} |\n\nRSS by cycles done: {}.\n\nThe honest bots' lowest one-second frame rate: **{:.1} fps**; longest stretch below 25 fps: **{} ms**.\n",
+            k.cycles, k.bot_cycles, k.aborted, k.hostile, k.seconds, k.settle_s,
             k.before.fds, k.before.threads, k.before.rss_mib, k.after.fds, k.after.threads, k.after.rss_mib,
             k.after.fds as i64 - k.before.fds as i64, k.after.threads as i64 - k.before.threads as i64, k.after.rss_mib - k.before.rss_mib,
+            k.rss_by_cycle.iter().map(|(c, m)| format!("{c}: {m:.0} MiB")).collect::<Vec<_>>().join(", "),
             k.honest_min_fps_1s, k.honest_longest_below_25_ms
         );
     }
@@ -1147,19 +1148,19 @@ pub struct SoakResult {
     pub hostile: usize,
     pub seconds: f64,
     /// The server with its two honest bots, before and after the cycles
-    /// (after a settling pause).
+    /// (once fds and threads are back within 2 of `before`, or 30 s after
+    /// the last cycle, whichever comes first; `settle_s` says which).
     pub before: ProcSnapshot,
     pub after: ProcSnapshot,
+    pub settle_s: f64,
+    /// (cycles done, RSS MiB) every 50 cycles: a leak grows in a line,
+    /// caches and allocator arenas level off.
+    pub rss_by_cycle: Vec<(usize, f64)>,
     /// The honest bots' lowest frame rate over any one-second window, and
     /// the longest stretch they spent below 25 fps.
     pub honest_min_fps_1s: f64,
     pub honest_longest_below_25_ms: u64,
 }
-
-const HOSTILE_CORPUS: &str = include_str!("../../tests/corpus/hostile.tsv");
-const SOAK_FAKE_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:audio0\r\na=rtpmap:111 OPUS/48000/2\r\na=sendrecv\r\n\
-    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:video1\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
 
 type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -1211,7 +1212,7 @@ async fn hostile_once(url: &str, room: &str, stage: &str, frame: &str) -> Result
                 bail!("a hostile participant got no offer");
             }
             if stage == "ice" {
-                raw_send(&mut ws, &serde_json::json!({"type": "answer", "sdp": SOAK_FAKE_ANSWER}).to_string()).await?;
+                raw_send(&mut ws, &serde_json::json!({"type": "answer", "sdp": crate::tools::hostile::FAKE_ANSWER}).to_string()).await?;
             }
             raw_send(&mut ws, frame).await?;
             raw_until(&mut ws, "never", Duration::from_millis(300)).await;
@@ -1261,24 +1262,19 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = ProcSnapshot::of(&proc_)?;
-    let corpus: Vec<(&str, &str)> = HOSTILE_CORPUS
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut f = l.splitn(3, '\t');
-            let stage = f.next()?;
-            f.next()?;
-            Some((stage, f.next()?))
-        })
-        .collect();
+    let corpus = crate::tools::hostile::corpus();
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let url = server.url.clone();
     let work = async {
         let (mut done, mut bot_cycles, mut aborted, mut hostile) = (0, 0, 0, 0);
+        let mut rss = Vec::new();
         for i in 0..cycles {
             if started.elapsed() > limit {
                 break;
+            }
+            if i % 50 == 0 {
+                rss.push((i, proc_.rss_mib()?));
             }
             let b = Bot::connect(BotOptions { decode: false, ..load_bot(&url, "soak", i, false) }).await?;
             b.wait_until(Duration::from_secs(5), |b| b.is_connected()).await;
@@ -1290,14 +1286,14 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
             drop(ws);
             aborted += 1;
             for k in 0..2 {
-                let (stage, frame) = corpus[(2 * i + k) % corpus.len()];
-                hostile_once(&url, "soak", stage, frame).await?;
+                let input = &corpus[(2 * i + k) % corpus.len()];
+                hostile_once(&url, "soak", input.stage, input.frame).await?;
                 hostile += 1;
             }
             done += 1;
         }
         stop.store(true, Ordering::Relaxed);
-        anyhow::Ok((done, bot_cycles, aborted, hostile))
+        anyhow::Ok((done, bot_cycles, aborted, hostile, rss))
     };
     let sample = async {
         let mut s: Vec<Vec<(Instant, u64)>> = vec![Vec::new(); honest.len()];
@@ -1311,7 +1307,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
         s
     };
     let (counts, samples) = tokio::join!(work, sample);
-    let (done, bot_cycles, aborted, hostile) = counts?;
+    let (done, bot_cycles, aborted, hostile, mut rss_by_cycle) = counts?;
     let seconds = started.elapsed().as_secs_f64();
     let (mut longest, mut min_fps) = (0, f64::MAX);
     for s in &samples {
@@ -1320,13 +1316,19 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
         min_fps = min_fps.min(m);
     }
     // Let teardown finish (pipelines are stopped off the async workers).
-    tokio::time::sleep(Duration::from_secs(if o.quick { 3 } else { 10 })).await;
-    let after = ProcSnapshot::of(&proc_)?;
+    let settled = Instant::now();
+    let mut after = ProcSnapshot::of(&proc_)?;
+    while (after.fds > before.fds + 2 || after.threads > before.threads + 2) && settled.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after = ProcSnapshot::of(&proc_)?;
+    }
+    let settle_s = settled.elapsed().as_secs_f64();
+    rss_by_cycle.push((done, after.rss_mib));
     for b in honest {
         b.disconnect().await;
     }
     drop(server);
-    let r = SoakResult { cycles: done, bot_cycles, aborted, hostile, seconds, before, after, honest_min_fps_1s: min_fps, honest_longest_below_25_ms: longest };
+    let r = SoakResult { cycles: done, bot_cycles, aborted, hostile, seconds, before, after, settle_s, rss_by_cycle, honest_min_fps_1s: min_fps, honest_longest_below_25_ms: longest };
     eprintln!(
         "  {} cycles in {:.0} s: fds {} -> {}, threads {} -> {}, RSS {:.0} -> {:.0} MiB; honest bots: lowest 1-s window {:.1} fps, longest below 25 fps {} ms",
         r.cycles, r.seconds, before.fds, after.fds, before.threads, after.threads, before.rss_mib, after.rss_mib, r.honest_min_fps_1s, r.honest_longest_below_25_ms

@@ -276,7 +276,7 @@ impl BotMedia {
             if let Some(pad) = pipeline.by_name(name).and_then(|e| e.static_pad("src")) {
                 let sent = sent.clone();
                 let corrupt = cfg.corrupt_media;
-                let noise = Mutex::new(Noise(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1)));
+                let noise = Mutex::new(Noise(crate::tools::hostile::XorShift::new(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1))));
                 pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                     if stop_at.is_some_and(|t| Instant::now() >= t) {
                         return gst::PadProbeReturn::Drop;
@@ -515,17 +515,10 @@ pub(crate) type Clip = Arc<(gst::Caps, Vec<gst::Buffer>)>;
 /// What a load clip shows: a `videotestsrc` property list, e.g. a ball of
 /// one colour (light, ~90 kbps at 640x360) or a moving zone plate (busy,
 /// reaches any bitrate like a camera in a busy scene).
-/// A xorshift generator for the corrupting sender: random, repeatable.
-struct Noise(u64);
+/// The corrupting sender's random bytes (repeatable).
+struct Noise(crate::tools::hostile::XorShift);
 
 impl Noise {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     /// Overwrite everything after the RTP header (and its extensions) with
     /// random bytes: the packet stays valid RTP, its payload is garbage.
     fn scramble_payload(&mut self, buf: &mut gst::BufferRef) {
@@ -533,7 +526,7 @@ impl Noise {
         let data = map.as_mut_slice();
         let Some(start) = rtp_payload_offset(data) else { return };
         for b in &mut data[start..] {
-            *b = self.next() as u8;
+            *b = self.0.next_u64() as u8;
         }
     }
 }

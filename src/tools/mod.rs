@@ -5,10 +5,13 @@
 //! * [`bench`]: `tessera bench`, the benchmark harness; [`plot`] draws its
 //!   charts; [`rawmix`] is the plain-pipeline reference it compares with;
 //!   [`procinfo`] reads a process's CPU, memory, threads and fds.
+//! * [`hostile`]: what hostile clients send (the corpus, a made-up answer,
+//!   a repeatable random generator), for the tests and the soak.
 
 pub mod bench;
 pub mod bot;
 pub mod bot_media;
+pub mod hostile;
 pub mod plot;
 pub mod procinfo;
 pub mod rawmix;
