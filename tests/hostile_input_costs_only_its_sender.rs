@@ -193,6 +193,19 @@ async fn hostile_input_costs_only_its_sender() {
     // The corrupting sender costs only itself: it is in the room or gone,
     // and the honest tiles and mixes are as they should be.
     eprintln!("corrupting bot: errors {:?}", corrupt.errors());
+    // While it is still in the room: its garbage Opus decodes to noise far
+    // under the others' voices (2 kHz is nobody's tone; about -58 dBFS
+    // against tones at -13 when measured).
+    for (i, b) in bots.iter().enumerate() {
+        let noise = b.level_db(2000.0).expect("audio");
+        eprintln!("{} with the corrupting sender in the room: 2 kHz {noise:.1} dBFS", HONEST[i].0);
+        assert!(noise < -40.0, "{} hears {noise:.1} dBFS of noise at 2 kHz from the corrupting sender", HONEST[i].0);
+        for (j, h) in HONEST.iter().enumerate() {
+            if j != i {
+                assert!(b.level_db(h.2).expect("audio") > -40.0, "{} still hears {}", HONEST[i].0, h.0);
+            }
+        }
+    }
     corrupt.leave().await;
     assert!(bots[0].wait_until(Duration::from_secs(10), |b| b.layout().map(|l| l.1.len()) == Some(3)).await, "back to the three honest tiles");
     tokio::time::sleep(Duration::from_secs(2)).await;

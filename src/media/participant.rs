@@ -48,8 +48,8 @@ impl Activity {
         Arc::new(Activity { since: std::time::Instant::now(), last_ms: std::sync::atomic::AtomicU64::new(u64::MAX), sends: AtomicBool::new(sends) })
     }
 
-    fn heard(&self) {
-        self.last_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    fn heard(&self, now: std::time::Instant) {
+        self.last_ms.store(now.saturating_duration_since(self.since).as_millis() as u64, Ordering::Relaxed);
     }
 
     fn silence(&self, now: std::time::Instant) -> Option<std::time::Duration> {
@@ -319,7 +319,7 @@ impl ParticipantPipeline {
         self.peer.on_stream(move |pipeline, pad, stream| {
             let a = activity.clone();
             pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
-                a.heard();
+                a.heard(std::time::Instant::now());
                 gst::PadProbeReturn::Ok
             });
             if let Err(e) = link_incoming(pipeline, pad, stream) {
@@ -484,5 +484,23 @@ impl Drop for ParticipantPipeline {
         self.ready.store(false, Ordering::SeqCst);
         self.mixer.remove_participant(&self.id);
         shutdown_pipeline(&self.pipeline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn silence_counts_from_the_join_then_from_the_last_packet() {
+        let a = Activity::new(true);
+        let t0 = a.since;
+        assert_eq!(a.silence(t0 + Duration::from_secs(4)), Some(Duration::from_secs(4)), "nothing yet: since the join");
+        a.heard(t0 + Duration::from_secs(5));
+        assert_eq!(a.silence(t0 + Duration::from_secs(7)), Some(Duration::from_secs(2)));
+        a.sends.store(false, Ordering::Relaxed);
+        assert_eq!(a.silence(t0 + Duration::from_secs(60)), None, "an answer that sends nothing is never silent");
+        assert_eq!(Activity::new(false).silence(t0 + Duration::from_secs(60)), None, "a viewer");
     }
 }

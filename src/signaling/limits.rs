@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::config::Limits;
-use crate::protocol::ErrorCode;
 
 /// A token bucket: `burst` at once, then `rate` a second.
 #[derive(Debug, Clone)]
@@ -117,28 +116,29 @@ impl PerIpLimits {
         Arc::new(PerIpLimits { limits, table: Mutex::new(HashMap::new()) })
     }
 
-    /// A new connection from `ip` at `now`: it takes one of the address's
-    /// places (`too_many_connections`). Its joins are counted by [`join`].
+    /// A new connection from `ip` at `now`: it takes one of the address's places,
+    /// None when they are all taken (`too_many_connections`). Its joins
+    /// are counted by [`join`].
     ///
     /// [`join`]: PerIpLimits::join
-    pub fn connect(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Connection, ErrorCode> {
+    pub fn connect(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Option<Connection> {
         let mut t = self.table.lock();
-        // Forget addresses with nothing open and a full bucket.
-        if t.len() > 1024 {
-            t.retain(|_, e| e.connections > 0 || !e.joins.idle(now));
-        }
         let l = &self.limits;
         let e = t.entry(ip).or_insert_with(|| PerIp { connections: 0, joins: Bucket::new(l.joins_per_second_per_ip, l.join_burst_per_ip, now) });
         if e.connections >= l.connections_per_ip {
-            return Err(ErrorCode::TooManyConnections);
+            return None;
         }
         e.connections += 1;
-        Ok(Connection { owner: self.clone(), ip })
+        Some(Connection { owner: self.clone(), ip })
     }
 
     /// A `join` from `ip` at `now`: false when the address joins too fast.
     pub fn join(&self, ip: IpAddr, now: Instant) -> bool {
         let mut t = self.table.lock();
+        // Forget addresses with nothing open and a full bucket.
+        if t.len() > 1024 {
+            t.retain(|_, e| e.connections > 0 || !e.joins.idle(now));
+        }
         let l = &self.limits;
         t.entry(ip).or_insert_with(|| PerIp { connections: 0, joins: Bucket::new(l.joins_per_second_per_ip, l.join_burst_per_ip, now) }).joins.take(now)
     }
@@ -190,11 +190,11 @@ mod tests {
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let c1 = per_ip.connect(a, t0).unwrap();
         let _c2 = per_ip.connect(a, t0).unwrap();
-        assert_eq!(per_ip.connect(a, t0).unwrap_err(), ErrorCode::TooManyConnections);
-        assert!(per_ip.connect(b, t0).is_ok(), "another address is not affected");
+        assert!(per_ip.connect(a, t0).is_none(), "the third is over the limit");
+        assert!(per_ip.connect(b, t0).is_some(), "another address is not affected");
         drop(c1);
         assert_eq!(per_ip.connections(a), 1);
-        assert!(per_ip.connect(a, t0).is_ok(), "a closed connection gives its place back");
+        assert!(per_ip.connect(a, t0).is_some(), "a closed connection gives its place back");
     }
 
     #[test]
@@ -206,7 +206,7 @@ mod tests {
         let _c = per_ip.connect(a, t0).unwrap();
         assert!(per_ip.join(a, t0) && per_ip.join(a, t0) && per_ip.join(a, t0));
         assert!(!per_ip.join(a, t0), "the burst of 3 is spent");
-        assert!(per_ip.connect(a, ms(t0, 10)).is_ok(), "connections are counted, not rated");
+        assert!(per_ip.connect(a, t0).is_some(), "connections are counted, not rated");
         assert!(!per_ip.join(a, ms(t0, 900)));
         assert!(per_ip.join(a, ms(t0, 1_000)));
         assert!(per_ip.join("10.0.0.9".parse().unwrap(), t0), "others are not affected");

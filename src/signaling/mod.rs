@@ -83,6 +83,12 @@ fn authorized(secret: &AuthSecret, token: Option<String>, room: &str, reply: imp
     }
 }
 
+/// 429 `too_many_connections`: `ip` has all its places taken.
+fn too_many_connections(ip: IpAddr, limits: &Limits) -> warp::reply::Response {
+    let message = format!("{ip} has {} connections open, the most allowed", limits.connections_per_ip);
+    refused(warp::http::StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyConnections, message)
+}
+
 /// A room's state as JSON, or 404 `unknown_room`.
 fn room_json(room: &str, state: Option<impl serde::Serialize>) -> warp::reply::Response {
     use warp::Reply;
@@ -155,17 +161,12 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
             let Some(ws) = ws else {
                 // A page whose WebSocket failed asks why with a plain GET.
                 if shared.per_ip.connections(ip) >= shared.limits.connections_per_ip {
-                    let message = format!("{ip} has {} connections open, the most allowed", shared.limits.connections_per_ip);
-                    return refused(warp::http::StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyConnections, message);
+                    return too_many_connections(ip, &shared.limits);
                 }
                 return refused(warp::http::StatusCode::BAD_REQUEST, ErrorCode::UnsupportedFrame, "/ws is a WebSocket: send an upgrade request".into());
             };
-            let place = match shared.per_ip.connect(ip, Instant::now()) {
-                Ok(p) => p,
-                Err(code) => {
-                    let message = format!("{ip} has {} connections open, the most allowed", shared.limits.connections_per_ip);
-                    return refused(warp::http::StatusCode::TOO_MANY_REQUESTS, code, message);
-                }
+            let Some(place) = shared.per_ip.connect(ip, Instant::now()) else {
+                return too_many_connections(ip, &shared.limits);
             };
             ws.max_message_size(CODEC_LIMIT)
                 .max_frame_size(CODEC_LIMIT)
