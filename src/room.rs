@@ -563,24 +563,13 @@ impl Hub {
             if m.closed {
                 continue;
             }
-            // A refused join gives back a room it opened.
-            let full = |max, what| {
-                let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
-                (empty, RoomError::Full { room: room_id.to_string(), max, what })
-            };
-            let refused = if viewer && m.viewers.len() >= self.limits.max_viewers {
-                Some(full(self.limits.max_viewers, "viewers"))
-            } else if !viewer && m.list.len() + m.pending >= self.limits.max_participants {
-                Some(full(self.limits.max_participants, "participants"))
-            } else {
-                None
-            };
-            if let Some((empty, e)) = refused {
+            let (max, what) = if viewer { (self.limits.max_viewers, "viewers") } else { (self.limits.max_participants, "participants") };
+            let taken = if viewer { m.viewers.len() } else { m.list.len() + m.pending };
+            if taken >= max {
                 drop(m);
-                if empty {
-                    self.remove_if_empty(&room);
-                }
-                return Err(e);
+                // A refused join gives back a room it opened.
+                self.remove_if_empty(&room);
+                return Err(RoomError::Full { room: room_id.to_string(), max, what });
             }
             m.pending += 1;
             drop(m);
