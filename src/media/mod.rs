@@ -126,6 +126,7 @@ static INIT: Once = Once::new();
 pub fn init() -> Result<()> {
     let mut res = Ok(());
     INIT.call_once(|| {
+        openssl_without_atexit();
         res = gst::init().context("GStreamer failed to initialise").and_then(|_| {
             // rtpgccbwe (Google congestion control), built in.
             gstrsrtp::plugin_register_static().context("cannot register the built-in RTP plugin (rtpgccbwe)")
@@ -146,6 +147,40 @@ pub fn init() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Tell the system OpenSSL, before GStreamer's DTLS elements load it, to
+/// leave its global state to the operating system at exit.
+///
+/// By default OpenSSL frees that state from an `atexit` handler, which
+/// assumes every thread that used it has stopped. GStreamer's pooled
+/// streaming threads outlive the pipelines that used OpenSSL (DTLS) and run
+/// OpenSSL's per-thread cleanup whenever they end; racing with the handler
+/// at exit, that aborted a test binary with "double free or corruption"
+/// after all its tests had passed (CI, `viewers_share_the_rung_encoders`).
+/// `OPENSSL_INIT_NO_ATEXIT` is OpenSSL's documented way out (curl uses it);
+/// the first initialisation decides, so this runs before `gst::init`.
+fn openssl_without_atexit() {
+    const OPENSSL_INIT_NO_ATEXIT: u64 = 0x0008_0000;
+    // SAFETY: dlopen/dlsym with NUL-terminated names; the symbol has the
+    // C signature `int OPENSSL_init_crypto(uint64_t, const OPENSSL_INIT_SETTINGS *)`
+    // and accepts a null settings pointer. The library stays loaded (it is
+    // never closed, and GStreamer's DTLS plugin links the same one).
+    unsafe {
+        let lib = libc::dlopen(c"libcrypto.so.3".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+        if lib.is_null() {
+            tracing::debug!("libcrypto.so.3 not loaded here; OpenSSL keeps its exit handler");
+            return;
+        }
+        let sym = libc::dlsym(lib, c"OPENSSL_init_crypto".as_ptr());
+        if sym.is_null() {
+            return;
+        }
+        let init: extern "C" fn(u64, *const libc::c_void) -> libc::c_int = std::mem::transmute(sym);
+        if init(OPENSSL_INIT_NO_ATEXIT, std::ptr::null()) != 1 {
+            tracing::warn!("OpenSSL refused OPENSSL_INIT_NO_ATEXIT");
+        }
+    }
 }
 
 /// Make an element or explain which plugin is missing.
