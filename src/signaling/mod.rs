@@ -274,11 +274,13 @@ async fn send_msg(tx: &mut futures::stream::SplitSink<WebSocket, Message>, msg: 
 type Joined = (Membership, mpsc::Receiver<ParticipantEvent>);
 
 /// Leave the room off the async workers: tearing a pipeline down blocks.
+/// Then hand the memory it freed back to the system.
 fn leave(joined: Option<Joined>) {
     if let Some((m, rx)) = joined {
         tokio::task::spawn_blocking(move || {
             drop(m);
             drop(rx);
+            crate::media::return_freed_memory();
         });
     }
 }

@@ -1025,10 +1025,11 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     }
     if let Some(k) = &r.soak {
         s += &format!(
-            "\n## Soak\n\n`./scripts/bench --scenario soak`: a room keeps two honest decoding bots while {} cycles run, each a load bot joining, connecting and leaving, a connection reset (TCP RST) after its offer, and two inputs of `tests/corpus/hostile.tsv` on their own connections ({} bot joins, {} resets, {} hostile inputs in {:.0} s). The server process before the cycles and {:.1} s after them (the wait ends once fds and threads are within 2 of before, at most 30 s):\n\n| | fds | threads | RSS MiB |\n|---|---|---|---|\n| before | {} | {} | {:.1} |\n| after | {} | {} | {:.1} |\n| change | {:+} | {:+} | {:+.1} |\n\nRSS by cycles done: {}.\n\nThe honest bots' lowest one-second frame rate: **{:.1} fps**; longest stretch below 25 fps: **{} ms**.\n",
+            "\n## Soak\n\n`./scripts/bench --scenario soak`: a room keeps two honest decoding bots while {} cycles run, each a load bot joining, connecting and leaving, a connection reset (TCP RST) after its offer, and two inputs of `tests/corpus/hostile.tsv` on their own connections ({} bot joins, {} resets, {} hostile inputs in {:.0} s). The server process before the cycles and {:.1} s after them (the wait ends once fds and threads are within 2 of before, at most 30 s):\n\n| | fds | threads | RSS MiB |\n|---|---|---|---|\n| before | {} | {} | {:.1} |\n| after | {} | {} | {:.1} |\n| change | {:+} | {:+} | {:+.1} |\n\nfds by kind, before → after: {}.\n\nRSS by cycles done: {} (the server hands freed heap back to the system after each participant's teardown, `malloc_trim`; a leak grows in a line, caches and arenas level off).\n\nThe honest bots' lowest one-second frame rate: **{:.1} fps**; longest stretch below 25 fps: **{} ms**.\n",
             k.cycles, k.bot_cycles, k.aborted, k.hostile, k.seconds, k.settle_s,
             k.before.fds, k.before.threads, k.before.rss_mib, k.after.fds, k.after.threads, k.after.rss_mib,
             k.after.fds as i64 - k.before.fds as i64, k.after.threads as i64 - k.before.threads as i64, k.after.rss_mib - k.before.rss_mib,
+            fd_kinds_change(&k.fd_kinds_before, &k.fd_kinds_after),
             k.rss_by_cycle.iter().map(|(c, m)| format!("{c}: {m:.0} MiB")).collect::<Vec<_>>().join(", "),
             k.honest_min_fps_1s, k.honest_longest_below_25_ms
         );
@@ -1088,7 +1089,13 @@ impl Report {
         // The header keeps the earlier run's machine; this run is listed.
         let ran_now: Vec<&str> = SCENARIOS.iter().copied().filter(|s| ran(s)).collect();
         let m = &self.machine;
-        self.reruns = old.reruns.clone();
+        // An earlier rerun of scenarios that all ran again now is superseded.
+        self.reruns = old
+            .reruns
+            .iter()
+            .filter(|e| !e.split(" on ").next().unwrap_or("").split(", ").all(|n| ran(n)))
+            .cloned()
+            .collect();
         self.reruns.push(format!("{} on {} CPUs ({}), Linux {}, {}", ran_now.join(", "), m.cpus, m.cpu_model, m.kernel, m.date));
         self.machine = old.machine;
         if !ran("capacity") {
@@ -1153,6 +1160,11 @@ pub struct SoakResult {
     pub before: ProcSnapshot,
     pub after: ProcSnapshot,
     pub settle_s: f64,
+    /// Open fds by kind before and after (tools::procinfo::Proc::fd_kinds).
+    #[serde(default)]
+    pub fd_kinds_before: std::collections::BTreeMap<String, usize>,
+    #[serde(default)]
+    pub fd_kinds_after: std::collections::BTreeMap<String, usize>,
     /// (cycles done, RSS MiB) every 50 cycles: a leak grows in a line,
     /// caches and allocator arenas level off.
     pub rss_by_cycle: Vec<(usize, f64)>,
@@ -1243,6 +1255,19 @@ fn below(samples: &[(Instant, u64)], fps: f64) -> (u64, f64) {
     (longest, if min == f64::MAX { 0.0 } else { min })
 }
 
+/// "udp 12 → 14, eventfd 9 → 9, ..." for every kind seen before or after.
+fn fd_kinds_change(before: &std::collections::BTreeMap<String, usize>, after: &std::collections::BTreeMap<String, usize>) -> String {
+    let kinds: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    if kinds.is_empty() {
+        return "not recorded".into();
+    }
+    kinds
+        .into_iter()
+        .map(|k| format!("{k} {} → {}", before.get(k).copied().unwrap_or(0), after.get(k).copied().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The soak: `cycles` rounds (at most `limit` long) of a load bot joining
 /// and leaving, a connection reset after its offer, and two inputs of the
 /// hostile corpus, against a room that keeps two honest decoding bots.
@@ -1262,6 +1287,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = ProcSnapshot::of(&proc_)?;
+    let fd_kinds_before = proc_.fd_kinds()?;
     let corpus = crate::tools::hostile::corpus();
     let stop = AtomicBool::new(false);
     let started = Instant::now();
@@ -1323,15 +1349,16 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
         after = ProcSnapshot::of(&proc_)?;
     }
     let settle_s = settled.elapsed().as_secs_f64();
+    let fd_kinds_after = proc_.fd_kinds()?;
     rss_by_cycle.push((done, after.rss_mib));
     for b in honest {
         b.disconnect().await;
     }
     drop(server);
-    let r = SoakResult { cycles: done, bot_cycles, aborted, hostile, seconds, before, after, settle_s, rss_by_cycle, honest_min_fps_1s: min_fps, honest_longest_below_25_ms: longest };
+    let r = SoakResult { cycles: done, bot_cycles, aborted, hostile, seconds, before, after, settle_s, fd_kinds_before, fd_kinds_after, rss_by_cycle, honest_min_fps_1s: min_fps, honest_longest_below_25_ms: longest };
     eprintln!(
-        "  {} cycles in {:.0} s: fds {} -> {}, threads {} -> {}, RSS {:.0} -> {:.0} MiB; honest bots: lowest 1-s window {:.1} fps, longest below 25 fps {} ms",
-        r.cycles, r.seconds, before.fds, after.fds, before.threads, after.threads, before.rss_mib, after.rss_mib, r.honest_min_fps_1s, r.honest_longest_below_25_ms
+        "  {} cycles in {:.0} s: fds {} -> {} ({}), threads {} -> {}, RSS {:.0} -> {:.0} MiB; honest bots: lowest 1-s window {:.1} fps, longest below 25 fps {} ms",
+        r.cycles, r.seconds, before.fds, after.fds, fd_kinds_change(&r.fd_kinds_before, &r.fd_kinds_after), before.threads, after.threads, before.rss_mib, after.rss_mib, r.honest_min_fps_1s, r.honest_longest_below_25_ms
     );
     Ok(r)
 }

@@ -65,4 +65,33 @@ impl Proc {
         ports.sort_unstable();
         Ok(ports)
     }
+
+    /// Open file descriptors by kind: `tcp`, `udp`, `unix`, `socket`
+    /// (another family), `pipe`, `file`, or the anonymous inode's name
+    /// (`eventfd`, `eventpoll`, `timerfd`, ...). A leak shows up by kind.
+    pub fn fd_kinds(&self) -> Result<std::collections::BTreeMap<String, usize>> {
+        use procfs::process::FDTarget;
+        let mut family = std::collections::HashMap::new();
+        for (kind, inodes) in [
+            ("tcp", procfs::net::tcp().unwrap_or_default().into_iter().chain(procfs::net::tcp6().unwrap_or_default()).map(|e| e.inode).collect::<Vec<_>>()),
+            ("udp", procfs::net::udp().unwrap_or_default().into_iter().chain(procfs::net::udp6().unwrap_or_default()).map(|e| e.inode).collect()),
+            ("unix", procfs::net::unix().unwrap_or_default().into_iter().map(|e| e.inode).collect()),
+        ] {
+            for i in inodes {
+                family.insert(i, kind);
+            }
+        }
+        let mut kinds = std::collections::BTreeMap::new();
+        for fd in self.open()?.fd().context("reading fd/")?.flatten() {
+            let kind = match fd.target {
+                FDTarget::Socket(inode) => family.get(&inode).copied().unwrap_or("socket").to_string(),
+                FDTarget::Pipe(_) => "pipe".into(),
+                FDTarget::Path(_) => "file".into(),
+                FDTarget::AnonInode(name) => name.trim_start_matches("[").trim_end_matches("]").to_string(),
+                _ => "other".into(),
+            };
+            *kinds.entry(kind).or_insert(0) += 1;
+        }
+        Ok(kinds)
+    }
 }
