@@ -210,6 +210,9 @@ pub struct MediaSection {
     /// gst-launch fragment for each rung's VP8 encoder. [default: mixer.toml's]
     #[arg(long)]
     pub video_encoder: Option<String>,
+    /// gst-launch fragment for each rung's H.264 encoder. [default: mixer.toml's]
+    #[arg(long)]
+    pub h264_encoder: Option<String>,
 }
 
 /// Every setting of `tessera serve`, as given (file or flags): a section per
@@ -404,6 +407,9 @@ impl MediaSection {
         if let Some(e) = &self.video_encoder {
             m.video_encoder = e.clone();
         }
+        if let Some(e) = &self.h264_encoder {
+            m.h264_encoder = e.clone();
+        }
     }
 }
 
@@ -491,6 +497,7 @@ impl Settings {
                 jitterbuffer_ms: or(a.media.jitterbuffer_ms, b.media.jitterbuffer_ms),
                 mixer_latency_ms: or(a.media.mixer_latency_ms, b.media.mixer_latency_ms),
                 video_encoder: or(a.media.video_encoder, b.media.video_encoder),
+                h264_encoder: or(a.media.h264_encoder, b.media.h264_encoder),
             },
         }
     }

@@ -22,6 +22,13 @@ pub const DEFAULT_VIDEO_ENCODER: &str = "vp8enc deadline=1 cpu-used=8 end-usage=
      lag-in-frames=0 keyframe-mode=auto keyframe-max-dist=90 error-resilient=default threads=1 \
      buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 undershoot=95 max-quantizer=56";
 
+/// The H.264 rungs' encoder: x264 in real time (no lookahead, no B-frames,
+/// one thread like the VP8 rungs), constrained baseline so every browser
+/// and phone decoder takes it, a keyframe at least every 3 s.
+pub const DEFAULT_H264_ENCODER: &str = "x264enc tune=zerolatency speed-preset=ultrafast bitrate=1200 \
+     key-int-max=90 threads=1 sliced-threads=false bframes=0 b-adapt=false vbv-buf-capacity=600 \
+     ! capsfilter caps=\"video/x-h264,profile=constrained-baseline,stream-format=byte-stream,alignment=au\"";
+
 /// Largest participant count a group may describe.
 pub const MAX_GROUP_COUNT: usize = 64;
 
@@ -159,6 +166,7 @@ struct RawLatency {
 #[serde(deny_unknown_fields)]
 struct RawVideo {
     encoder: Option<Spanned<String>>,
+    h264_encoder: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +285,9 @@ pub struct MixerSettings {
     pub jitterbuffer_ms: u32,
     pub mixer_latency_ms: u32,
     pub video_encoder: String,
+    /// The same for receivers that chose H.264: raw video in, H.264
+    /// (constrained baseline, byte-stream) out.
+    pub h264_encoder: String,
     /// The encoder ladder, highest rung first; empty: derived from the canvas.
     pub ladder: Vec<Rung>,
     pub audio_bitrate: u32,
@@ -301,6 +312,7 @@ impl Default for MixerSettings {
             jitterbuffer_ms: 50,
             mixer_latency_ms: 20,
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
+            h264_encoder: DEFAULT_H264_ENCODER.to_string(),
             ladder: Vec::new(),
             audio_bitrate: 32_000,
             audio_complexity: 5,
@@ -508,6 +520,15 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
             Some(f) => {
                 if let Err(m) = check_fragment(f.get_ref()) {
                     c.at(f.span(), format!("`video.encoder` does not work: {m}"));
+                }
+                f.get_ref().clone()
+            }
+        },
+        h264_encoder: match &raw.video.h264_encoder {
+            None => d.h264_encoder.clone(),
+            Some(f) => {
+                if let Err(m) = check_fragment(f.get_ref()) {
+                    c.at(f.span(), format!("`video.h264_encoder` does not work: {m}"));
                 }
                 f.get_ref().clone()
             }

@@ -211,6 +211,13 @@ struct BotArgs {
     /// (a frozen sender: the server removes it after its media_timeout).
     #[arg(long)]
     media_for: Option<f64>,
+    /// Video codec to send and to ask the server for: vp8 or h264.
+    #[arg(long, default_value = "vp8", value_parser = parse_codec)]
+    codec: tessera::protocol::Codec,
+}
+
+fn parse_codec(s: &str) -> Result<tessera::protocol::Codec> {
+    tessera::protocol::Codec::parse(s).with_context(|| format!("unknown codec `{s}` (vp8 or h264)"))
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -436,6 +443,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         token: a.token,
         corrupt_media: a.corrupt_media,
         media_for: a.media_for.map(|s| Duration::from_secs_f64(s.max(0.0))),
+        codec: a.codec,
     };
     let bot = Bot::connect(opts).await?;
     let every = a.report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64);

@@ -196,6 +196,69 @@ pub enum Role {
     Viewer,
 }
 
+/// A video codec the server sends and receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Codec {
+    /// The default: first in the server's offer.
+    #[default]
+    Vp8,
+    /// Constrained baseline, packetization-mode 1.
+    H264,
+}
+
+impl Codec {
+    pub const ALL: [Codec; 2] = [Codec::Vp8, Codec::H264];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Vp8 => "vp8",
+            Codec::H264 => "h264",
+        }
+    }
+
+    /// The RTP encoding name (`a=rtpmap`), upper case.
+    pub fn rtp_name(self) -> &'static str {
+        match self {
+            Codec::Vp8 => "VP8",
+            Codec::H264 => "H264",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Codec> {
+        Codec::ALL.into_iter().find(|c| c.name().eq_ignore_ascii_case(s) || c.rtp_name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// The video codec an answer chose: the first payload type of its first
+/// live video section, by its `a=rtpmap` name. None without a live video
+/// section or with a codec we do not know.
+pub fn answer_video_codec(sdp: &str) -> Option<Codec> {
+    let mut first_pt: Option<&str> = None;
+    let mut in_video = false;
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if first_pt.is_some() {
+                break;
+            }
+            let mut f = m.split_whitespace();
+            let (kind, port) = (f.next(), f.next());
+            in_video = kind == Some("video") && port.is_some_and(|p| p != "0");
+            if in_video {
+                first_pt = f.nth(1);
+            }
+        } else if let (true, Some(pt)) = (in_video, first_pt) {
+            if let Some(rest) = line.strip_prefix("a=rtpmap:") {
+                let (n, enc) = rest.split_once(' ')?;
+                if n == pt {
+                    return Codec::parse(enc.split('/').next()?);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Canvas size in a layout message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Canvas {
@@ -261,6 +324,9 @@ pub enum ServerMessage {
         auto: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         estimate_kbps: Option<u32>,
+        /// The video codec this receiver gets (the answer's choice).
+        #[serde(default)]
+        codec: Codec,
     },
     Error { code: ErrorCode, message: String },
 }
@@ -705,6 +771,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_answer_s_first_video_payload_names_its_codec() {
+        let answer = |video: &str| {
+            format!(
+                "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 OPUS/48000/2\r\n{video}"
+            )
+        };
+        let h264 = answer("m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1\r\n");
+        assert_eq!(answer_video_codec(&h264), Some(Codec::H264));
+        let both = answer("m=video 9 UDP/TLS/RTP/SAVPF 96 102\r\na=rtpmap:102 H264/90000\r\na=rtpmap:96 VP8/90000\r\n");
+        assert_eq!(answer_video_codec(&both), Some(Codec::Vp8), "the first payload type decides, not the first rtpmap");
+        let rejected = answer("m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n");
+        assert_eq!(answer_video_codec(&rejected), None);
+        assert_eq!(answer_video_codec(&answer("m=video 9 UDP/TLS/RTP/SAVPF 98\r\na=rtpmap:98 VP9/90000\r\n")), None);
+        assert_eq!(answer_video_codec(&answer("")), None);
+        assert_eq!(answer_video_codec("m=video 9 RTP 96"), None, "no rtpmap");
+        assert_eq!(Codec::parse("H264"), Some(Codec::H264));
+        assert_eq!(Codec::parse("vp8"), Some(Codec::Vp8));
+        assert_eq!(Codec::parse("av1"), None);
+    }
+
+    #[test]
     fn join_parses_and_trims_name() {
         let m = parse_client_message(r#"{"type":"join","room":"r1","name":"  Ada  "}"#).unwrap();
         assert_eq!(m, ClientMessage::Join { room: "r1".into(), name: "Ada".into(), role: Role::Participant, quality: "auto".into() });
@@ -737,12 +824,12 @@ mod tests {
             (ServerMessage::Speaking { id: None }, r#"{"type":"speaking","id":null}"#),
             (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480 }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480}"#),
             (
-                ServerMessage::Quality { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150) },
-                r#"{"type":"quality","rung":"low","width":320,"height":180,"fps":15,"kbps":120,"auto":true,"estimate_kbps":150}"#,
+                ServerMessage::Quality { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150), codec: Codec::H264 },
+                r#"{"type":"quality","rung":"low","width":320,"height":180,"fps":15,"kbps":120,"auto":true,"estimate_kbps":150,"codec":"h264"}"#,
             ),
             (
-                ServerMessage::Quality { rung: "high".into(), width: 1280, height: 720, fps: 30, kbps: 1200, auto: false, estimate_kbps: None },
-                r#"{"type":"quality","rung":"high","width":1280,"height":720,"fps":30,"kbps":1200,"auto":false}"#,
+                ServerMessage::Quality { rung: "high".into(), width: 1280, height: 720, fps: 30, kbps: 1200, auto: false, estimate_kbps: None, codec: Codec::Vp8 },
+                r#"{"type":"quality","rung":"high","width":1280,"height":720,"fps":30,"kbps":1200,"auto":false,"codec":"vp8"}"#,
             ),
             (
                 ServerMessage::Error { code: ErrorCode::UnknownMline, message: "x".into() },

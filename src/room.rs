@@ -59,6 +59,7 @@ pub struct RungInfo {
     pub auto: bool,
     /// The server's estimate of the receiver's downlink, when known.
     pub estimate_kbps: Option<u32>,
+    pub codec: crate::protocol::Codec,
 }
 
 pub type EventSender = mpsc::Sender<ParticipantEvent>;

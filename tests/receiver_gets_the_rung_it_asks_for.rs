@@ -41,7 +41,7 @@ async fn receiver_gets_the_rung_it_asks_for() {
 
     let stats = room_stats(&server, "q").await;
     let (running, used) = rungs_running_and_used(&stats);
-    assert_eq!(running, vec!["high".to_string(), "low".to_string()], "{stats}");
+    assert_eq!(running, vec!["vp8:high".to_string(), "vp8:low".to_string()], "{stats}");
     assert_eq!(running, used, "an encoder runs without receivers: {stats}");
 
     // Ask for the high rung: the picture follows, the low encoder stops.
@@ -52,7 +52,7 @@ async fn receiver_gets_the_rung_it_asks_for() {
     let mut stopped = false;
     for _ in 0..20 {
         let (running, _) = rungs_running_and_used(&room_stats(&server, "q").await);
-        if running == vec!["high".to_string()] {
+        if running == vec!["vp8:high".to_string()] {
             stopped = true;
             break;
         }

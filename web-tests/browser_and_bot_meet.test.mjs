@@ -5,26 +5,7 @@
 // own (the page sends a 440 Hz oscillator).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { startServer, launch, newPage, join, close, BIN } from './helpers.mjs';
-
-/// `tessera bot` printing its report every 0.5 s; resolves to every report.
-function botReports(server, room, name, { color, tone, seconds }) {
-  const proc = spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
-    '--tone', String(tone), '--duration', String(seconds), '--report-every', '0.5'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout.on('data', (d) => { out += d; });
-  proc.stderr.on('data', (d) => { err += d; });
-  return new Promise((resolve, reject) => {
-    proc.on('exit', (code) => {
-      if (code !== 0) { reject(new Error(`bot exited ${code}: ${err}`)); return; }
-      // One JSON object per line while running, then the final pretty report.
-      const lines = out.split('\n').filter((l) => l.startsWith('{') && l.endsWith('}'));
-      resolve(lines.map((l) => JSON.parse(l)));
-    });
-  });
-}
+import { startServer, launch, newPage, join, close, botReports } from './helpers.mjs';
 
 test('a browser and a bot see and hear each other', { timeout: 90000 }, async () => {
   const server = await startServer();

@@ -5,6 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 const root = new URL('..', import.meta.url).pathname;
 export const BIN = process.env.TESSERA_BIN || `${root}target/debug/tessera`;
@@ -54,8 +55,70 @@ export async function launch(extraArgs = []) {
   });
 }
 
+/// Debian's Firefox ESR, driven by puppeteer-core over WebDriver BiDi
+/// (never a downloaded browser): a fake camera and microphone, autoplay
+/// allowed, loopback ICE candidates (Firefox leaves them out otherwise). It
+/// needs an audio server: scripts/test starts PulseAudio and sets
+/// PULSE_SERVER (scripts/pulse.sh).
+export async function launchFirefox() {
+  if (!process.env.PULSE_SERVER) {
+    throw new Error('Firefox needs an audio server and PULSE_SERVER is not set: run the tests with scripts/test, or `eval "$(scripts/pulse.sh)"` first');
+  }
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: process.env.FIREFOX || '/usr/bin/firefox-esr',
+    headless: true,
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.autoplay.default': 0,
+      'media.autoplay.blocking_policy': 0,
+      'media.peerconnection.ice.loopback': true,
+      'media.peerconnection.ice.obfuscate_host_addresses': false,
+    },
+  });
+  return { kind: 'firefox', browser, close: () => browser.close() };
+}
+
+/// A browser by name: `chromium` or `firefox`.
+export async function launchBrowser(kind) {
+  if (kind === 'firefox') return launchFirefox();
+  return launch();
+}
+
+/// The browsers every cross-browser test runs in.
+export const BROWSERS = ['chromium', 'firefox'];
+
+/// A puppeteer page behind the part of playwright's page API these tests
+/// use, so one test body drives Chromium (playwright-core) and Firefox.
+class FirefoxPage {
+  constructor(page) {
+    this.page = page;
+    this.errors = [];
+    page.on('console', (m) => { if (m.type() === 'error') this.errors.push(m.text()); });
+    page.on('pageerror', (e) => this.errors.push(`pageerror: ${e.message}`));
+  }
+  goto(url) { return this.page.goto(url); }
+  waitForSelector(sel, opts) { return this.page.waitForSelector(sel, opts); }
+  click(sel) { return this.page.click(sel); }
+  async fill(sel, value) {
+    await this.page.$eval(sel, (el, v) => { el.value = v; el.dispatchEvent(new Event('input', { bubbles: true })); }, value);
+  }
+  evaluate(fn, arg) { return this.page.evaluate(fn, arg); }
+  waitForFunction(fn, arg, { timeout = 30000, polling = 100 } = {}) { return this.page.waitForFunction(fn, { timeout, polling }, arg); }
+  screenshot(opts) { return this.page.screenshot(opts); }
+  textContent(sel) { return this.page.$eval(sel, (el) => el.textContent); }
+  getAttribute(sel, name) { return this.page.$eval(sel, (el, n) => el.getAttribute(n), name); }
+  setViewportSize(v) { return this.page.setViewport(v); }
+}
+
 /// A page that records console errors and page errors in `page.errors`.
 export async function newPage(browser, viewport = { width: 1280, height: 800 }) {
+  if (browser.kind === 'firefox') {
+    const page = await browser.browser.newPage();
+    await page.setViewport(viewport);
+    return new FirefoxPage(page);
+  }
   const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
   const page = await context.newPage();
   page.errors = [];
@@ -147,4 +210,92 @@ export async function runBot(server, room, name, { color = 'red', tone = 660, se
 export function spawnBot(server, room, name, { color = 'blue', tone = 880, seconds = 60 } = {}) {
   return spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
     '--tone', String(tone), '--duration', String(seconds)], { stdio: 'ignore' });
+}
+
+/// `tessera bot` printing its report every 0.5 s; resolves to every report.
+export function botReports(server, room, name, { color, tone, seconds, extra = [] }) {
+  const proc = spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
+    '--tone', String(tone), '--duration', String(seconds), '--report-every', '0.5', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { err += d; });
+  return new Promise((resolve, reject) => {
+    proc.on('exit', (code) => {
+      if (code !== 0) { reject(new Error(`bot exited ${code}: ${err}`)); return; }
+      // One JSON object per line while running, then the final pretty report.
+      const lines = out.split('\n').filter((l) => l.startsWith('{') && l.endsWith('}'));
+      resolve(lines.map((l) => JSON.parse(l)));
+    });
+  });
+}
+
+/// Replace the page's camera and microphone with a solid colour (a canvas
+/// redrawn at 30 fps) and a sine tone of `hz` (Web Audio).
+export async function sendColourAndTone(page, css, hz) {
+  await page.evaluate(async ([colour, freq]) => {
+    const pc = window.tessera.pc;
+    const c = document.createElement('canvas');
+    c.width = 320; c.height = 240;
+    const g = c.getContext('2d');
+    const draw = () => { g.fillStyle = colour; g.fillRect(0, 0, 320, 240); };
+    draw();
+    const timer = setInterval(draw, 33);
+    const vtrack = c.captureStream(30).getVideoTracks()[0];
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const osc = ctx.createOscillator();
+    osc.frequency.value = freq;
+    const gain = ctx.createGain();
+    gain.gain.value = 0.3;
+    const dst = ctx.createMediaStreamDestination();
+    osc.connect(gain).connect(dst);
+    osc.start();
+    const atrack = dst.stream.getAudioTracks()[0];
+    for (const sender of pc.getSenders()) {
+      if (sender.track && sender.track.kind === 'video') await sender.replaceTrack(vtrack);
+      else if (sender.track && sender.track.kind === 'audio') await sender.replaceTrack(atrack);
+    }
+    window.testSources = { timer, ctx, osc, vtrack, atrack, canvas: c };
+  }, [css, hz]);
+}
+
+/// The loudest level (dB, Web Audio analyser) within ±20 Hz of each of
+/// `freqs` in the audio the page receives, over `ms`.
+export async function toneLevels(page, freqs, ms = 4000) {
+  return page.evaluate(async ([fs, dur]) => {
+    const stream = document.getElementById('mix').srcObject;
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const an = ctx.createAnalyser();
+    an.fftSize = 8192;
+    ctx.createMediaStreamSource(stream).connect(an);
+    const bins = new Float32Array(an.frequencyBinCount);
+    const hz = ctx.sampleRate / an.fftSize;
+    const band = (f) => Math.max(...bins.slice(Math.floor((f - 20) / hz), Math.ceil((f + 20) / hz)));
+    const best = fs.map(() => -Infinity);
+    const end = performance.now() + dur;
+    while (performance.now() < end) {
+      await new Promise((r) => setTimeout(r, 200));
+      an.getFloatFrequencyData(bins);
+      fs.forEach((f, i) => { best[i] = Math.max(best[i], band(f)); });
+    }
+    await ctx.close();
+    return Object.fromEntries(fs.map((f, i) => [f, best[i]]));
+  }, [freqs, ms]);
+}
+
+/// The video codecs (lower-case mime subtype) the page receives and sends.
+export async function videoCodecs(page) {
+  return page.evaluate(async () => {
+    const stats = await window.tessera.pc.getStats();
+    const codecOf = (r) => { const c = r && r.codecId && stats.get(r.codecId); return c ? c.mimeType.split('/')[1].toLowerCase() : null; };
+    let inbound = null;
+    let outbound = null;
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') inbound = codecOf(r);
+      if (r.type === 'outbound-rtp' && r.kind === 'video') outbound = codecOf(r);
+    });
+    return { inbound, outbound };
+  });
 }

@@ -20,6 +20,39 @@ function tokenClaims(t) {
 }
 // ?relay=1: use TURN relays only (checks a TURN deployment).
 const relayOnly = params.get('relay') === '1';
+// ?codec=h264 or ?codec=vp8: answer with that video codec only, so the
+// server sends it and expects it (H.264 is cheaper on phones with hardware
+// decoders). Without it the browser keeps the server's order (VP8 first).
+const preferredCodec = (params.get('codec') || '').toLowerCase();
+const CODEC_MIME = { h264: 'video/h264', vp8: 'video/vp8' };
+
+/** Restrict a video transceiver to ?codec=, when the browser can. */
+function preferCodec(t) {
+  const mime = CODEC_MIME[preferredCodec];
+  if (!mime || t.receiver.track.kind !== 'video' || !t.setCodecPreferences || !window.RTCRtpReceiver.getCapabilities) return;
+  const all = RTCRtpReceiver.getCapabilities('video').codecs;
+  const wanted = all.filter((c) => c.mimeType.toLowerCase() === mime
+    && (mime !== 'video/h264' || /packetization-mode=1/.test(c.sdpFmtpLine || '')));
+  if (!wanted.length) { console.warn(`this browser cannot receive ${preferredCodec}; keeping the default`); return; }
+  // Retransmission and error-correction entries go with the chosen codec.
+  const extras = all.filter((c) => /\/(rtx|red|ulpfec)$/i.test(c.mimeType));
+  t.setCodecPreferences([...wanted, ...extras]);
+}
+
+/** Send video in ?codec= too: an answer lists what its author receives, and
+ * a browser sends the offer's first codec (VP8) unless told otherwise. */
+async function sendPreferredCodec(pc) {
+  const mime = CODEC_MIME[preferredCodec];
+  if (!mime) return;
+  for (const sender of pc.getSenders()) {
+    if (!sender.track || sender.track.kind !== 'video') continue;
+    const p = sender.getParameters();
+    const codec = (p.codecs || []).find((c) => c.mimeType.toLowerCase() === mime);
+    if (!codec || !p.encodings || !p.encodings.length) { console.warn(`cannot send ${preferredCodec} from this browser`); continue; }
+    p.encodings[0].codec = codec;
+    try { await sender.setParameters(p); } catch (e) { console.warn(`sending ${preferredCodec}: ${e.message}`); }
+  }
+}
 // Browsers give camera and microphone only to secure pages (HTTPS or localhost).
 const SECURE_TEXT = 'This page was not opened over a secure connection (HTTPS), so the browser gives it no camera or microphone. '
   + 'Open it with https:// (the server needs --tls-cert and --tls-key, or --tls-self-signed for a LAN demo), or from localhost. '
@@ -216,6 +249,7 @@ async function onOffer(sdp) {
   await pc.setRemoteDescription({ type: 'offer', sdp });
   for (const t of pc.getTransceivers()) {
     const kind = t.receiver.track.kind;
+    preferCodec(t);
     const track = state.local && state.local.getTracks().find((x) => x.kind === kind);
     if (track) {
       track.enabled = kind === 'audio' ? !state.micMuted : !state.camOff;
@@ -228,6 +262,7 @@ async function onOffer(sdp) {
   const answer = await pc.createAnswer();
   await pc.setLocalDescription(answer);
   send({ type: 'answer', sdp: pc.localDescription.sdp });
+  await sendPreferredCodec(pc);
   await applySendSize();
 }
 
@@ -401,7 +436,8 @@ function qualityText(q) {
   if (!q) return '—';
   if (q.rung === 'audio') return 'audio only (weak link)';
   const est = q.estimate_kbps ? `, link ≈ ${q.estimate_kbps} kbps` : '';
-  return `${q.rung}, ${q.width}×${q.height} at ${q.fps} fps, ${q.kbps} kbps${q.auto ? ' (automatic' + est + ')' : ' (chosen)'}`;
+  const codec = q.codec ? `${q.codec === 'h264' ? 'H.264' : q.codec.toUpperCase()} ` : '';
+  return `${codec}${q.rung}, ${q.width}×${q.height} at ${q.fps} fps, ${q.kbps} kbps${q.auto ? ' (automatic' + est + ')' : ' (chosen)'}`;
 }
 
 // ---------- join / leave ----------
@@ -455,5 +491,5 @@ startPreview();
 window.tessera = {
   get pc() { return state.pc; }, get id() { return state.myId; }, get layout() { return state.layout; },
   get stats() { return state.stats; }, get connected() { return !!state.pc && state.pc.connectionState === 'connected'; },
-  get sendSize() { return state.sendSize; },
+  get sendSize() { return state.sendSize; }, get quality() { return state.quality; },
 };

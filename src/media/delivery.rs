@@ -2,10 +2,16 @@
 //! each receiver's rung, keyframes, and the rung controller.
 //!
 //! ```text
-//!                  ┌ queue ─ valve ─ videoscale ─ videorate ─ caps(high)   ─ vp8enc ─ appsink ┐
-//! compositor ─ tee ┼ queue ─ valve ─ videoscale ─ videorate ─ caps(medium) ─ vp8enc ─ appsink ┼─► receivers on that rung
-//!                  └ queue ─ valve ─ videoscale ─ videorate ─ caps(low)    ─ vp8enc ─ appsink ┘
+//!                  ┌ queue ─ valve ─ videoscale ─ videorate ─ caps(high)   ─ vp8enc  ─ appsink ┐
+//!                  ├ queue ─ valve ─ videoscale ─ videorate ─ caps(medium) ─ vp8enc  ─ appsink │
+//! compositor ─ tee ┼ queue ─ valve ─ videoscale ─ videorate ─ caps(low)    ─ vp8enc  ─ appsink ┼─► receivers on that rung
+//!                  ├ queue ─ valve ─ videoscale ─ videorate ─ caps(high)   ─ x264enc ─ appsink │   and codec
+//!                  └ ...                                                     (one rung per codec and ladder step)
 //! ```
+//!
+//! The ladder is the same for every codec; each codec has its own encoder
+//! per rung. A receiver gets the codec its answer chose (VP8 unless it
+//! chose H.264) and moves only between that codec's rungs.
 //!
 //! A rung's valve is open only while at least one receiver is on it (or
 //! moving to it), so an unused rung encodes nothing: the cost grows with
@@ -29,6 +35,7 @@ use gst::prelude::*;
 use super::MediaConfig;
 use crate::ladder::{Choice, LinkSample, Rung, RungController, Target};
 use crate::link::{FrameFor, KeyframeThrottle, LinkWindow, Pointed, RungSwitch};
+use crate::protocol::Codec;
 use crate::room::{EventSender, MediaEvent, ParticipantEvent, RungInfo};
 
 /// Controller period.
@@ -84,6 +91,9 @@ pub struct Receiver {
     st: Mutex<RecvState>,
     /// Frames handed to this receiver.
     frames_sent: AtomicU64,
+    /// The codec it receives: an index into [`Codec::ALL`] (set from the
+    /// answer, before media flows).
+    codec: std::sync::atomic::AtomicUsize,
     /// When `ready` was first seen by the controller, and whether the
     /// "no video yet" warning was logged.
     ready_at: Mutex<Option<Instant>>,
@@ -101,10 +111,19 @@ impl Receiver {
     pub fn set_estimator(&self, e: &gst::Element) {
         *self.estimator.lock() = Some(e.downgrade());
     }
+
+    fn codec_index(&self) -> usize {
+        self.codec.load(Ordering::Relaxed)
+    }
+
+    pub fn codec(&self) -> Codec {
+        Codec::ALL[self.codec_index()]
+    }
 }
 
 struct RungEncoder {
     spec: Rung,
+    codec: Codec,
     valve: gst::Element,
     /// Frames that passed the valve (into scaling and encoding).
     admitted: Arc<AtomicU64>,
@@ -123,6 +142,7 @@ type Receivers = Arc<RwLock<Arc<Vec<Arc<Receiver>>>>>;
 pub struct RungStats {
     #[serde(flatten)]
     pub rung: Rung,
+    pub codec: Codec,
     pub running: bool,
     pub receivers: usize,
     /// Measured output of the rung's encoder over the last 2 s.
@@ -134,6 +154,7 @@ pub struct RungStats {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReceiverStats {
     pub id: String,
+    pub codec: Codec,
     pub frames_sent: u64,
     /// The rung it gets frames from now (`none` before its first keyframe).
     pub rung: String,
@@ -149,6 +170,7 @@ pub struct ReceiverStats {
 }
 
 pub struct Delivery {
+    /// Every codec's rungs: codec `c`'s ladder step `i` is `rungs[enc(c, i, ladder length)]`.
     rungs: Arc<Vec<RungEncoder>>,
     /// Composed frames (the tee's input).
     composed: Arc<AtomicU64>,
@@ -159,14 +181,36 @@ pub struct Delivery {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn rung_info(rungs: &[RungEncoder], t: Target, auto: bool, estimate: u32) -> RungInfo {
+/// The encoder of codec index `c`'s ladder step `i`, with `steps` steps per codec.
+fn enc(c: usize, i: usize, steps: usize) -> usize {
+    c * steps + i
+}
+
+/// Ladder steps per codec.
+fn steps(rungs: &[RungEncoder]) -> usize {
+    rungs.len() / Codec::ALL.len()
+}
+
+fn rung_info(rungs: &[RungEncoder], t: Target, auto: bool, estimate: u32, codec: Codec) -> RungInfo {
     let estimate_kbps = (estimate > 0).then_some(estimate / 1000);
     match t {
         Target::Rung(i) => {
             let r = &rungs[i].spec;
-            RungInfo { rung: r.name.clone(), width: r.width, height: r.height, fps: r.fps, kbps: r.bitrate / 1000, auto, estimate_kbps }
+            RungInfo { rung: r.name.clone(), width: r.width, height: r.height, fps: r.fps, kbps: r.bitrate / 1000, auto, estimate_kbps, codec }
         }
-        Target::AudioOnly => RungInfo { rung: "audio".into(), width: 0, height: 0, fps: 0, kbps: 0, auto, estimate_kbps },
+        Target::AudioOnly => RungInfo { rung: "audio".into(), width: 0, height: 0, fps: 0, kbps: 0, auto, estimate_kbps, codec },
+    }
+}
+
+/// Set an encoder's bitrate to `bps`, in the unit its property takes.
+fn set_bitrate(e: &gst::Element, bps: u32) {
+    let factory = e.factory().map(|f| f.name().to_string()).unwrap_or_default();
+    match factory.as_str() {
+        // kbit/s
+        "x264enc" => e.set_property_from_str("bitrate", &(bps / 1000).max(1).to_string()),
+        "openh264enc" => e.set_property_from_str("bitrate", &bps.to_string()),
+        _ if e.find_property("target-bitrate").is_some() => e.set_property_from_str("target-bitrate", &bps.to_string()),
+        _ => {}
     }
 }
 
@@ -177,7 +221,12 @@ impl Delivery {
         let receivers: Receivers = Arc::new(RwLock::new(Arc::new(Vec::new())));
         let mut rungs = Vec::new();
         let mut sinks = Vec::new();
-        for (i, r) in ladder.iter().enumerate() {
+        let every = Codec::ALL.iter().flat_map(|c| ladder.iter().enumerate().map(move |(i, r)| (*c, i, r)));
+        for (e, (codec, i, r)) in every.enumerate() {
+            let encoder = match codec {
+                Codec::Vp8 => &cfg.video_encoder,
+                Codec::H264 => &cfg.h264_encoder,
+            };
             let desc = format!(
                 "queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! valve name=valve drop=true \
                  ! videoscale ! videorate drop-only=true \
@@ -186,16 +235,14 @@ impl Delivery {
                 w = r.width,
                 h = r.height,
                 fps = r.fps,
-                enc = cfg.video_encoder,
+                enc = encoder,
             );
             let bin = gst::parse::bin_from_description(&desc, true)
-                .with_context(|| format!("rung `{}` does not parse: {desc}", r.name))?;
-            bin.set_property("name", format!("rung-{}", r.name));
+                .with_context(|| format!("rung `{}` ({}) does not parse: {desc}", r.name, codec.name()))?;
+            bin.set_property("name", format!("rung-{}-{}", codec.name(), r.name));
             // The rung's bitrate overrides the fragment's.
-            for e in bin.iterate_recurse().into_iter().flatten() {
-                if e.find_property("target-bitrate").is_some() {
-                    e.set_property_from_str("target-bitrate", &r.bitrate.to_string());
-                }
+            for el in bin.iterate_recurse().into_iter().flatten() {
+                set_bitrate(&el, r.bitrate);
             }
             pipeline.add(&bin).context("adding a rung")?;
             let src = tee.request_pad_simple("src_%u").context("tee gave no pad")?;
@@ -207,10 +254,11 @@ impl Delivery {
                 .context("rung appsink missing")?
                 .downcast::<gst_app::AppSink>()
                 .map_err(|_| anyhow::anyhow!("vout is not an appsink"))?;
-            sinks.push((i, appsink));
+            sinks.push((e, i, codec, appsink));
             let admitted = count_buffers(&valve, "src");
             rungs.push(RungEncoder {
                 spec: r.clone(),
+                codec,
                 valve,
                 admitted,
                 keyframes: Mutex::new(KeyframeThrottle::default()),
@@ -221,14 +269,15 @@ impl Delivery {
             });
         }
         let rungs = Arc::new(rungs);
-        for (i, appsink) in sinks {
+        for (e, i, codec, appsink) in sinks {
+            let c = Codec::ALL.iter().position(|x| *x == codec).unwrap_or(0);
             let rungs_cb = rungs.clone();
             let receivers = receivers.clone();
             appsink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        let rung = &rungs_cb[i];
+                        let rung = &rungs_cb[e];
                         let due = rung.keyframes.lock().due(rung.epoch.elapsed().as_millis() as u64);
                         if due {
                             if let Some(pad) = sink.static_pad("sink") {
@@ -241,7 +290,7 @@ impl Delivery {
                         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
                         let list = receivers.read().clone();
                         for r in list.iter() {
-                            if r.ready.load(Ordering::Relaxed) {
+                            if r.ready.load(Ordering::Relaxed) && r.codec_index() == c {
                                 deliver(&rungs_cb, r, i, key, &buffer);
                             }
                         }
@@ -258,13 +307,25 @@ impl Delivery {
         Ok(d)
     }
 
+    /// The ladder (the same for every codec).
     pub fn ladder(&self) -> Vec<Rung> {
-        self.rungs.iter().map(|r| r.spec.clone()).collect()
+        self.rungs[..steps(&self.rungs)].iter().map(|r| r.spec.clone()).collect()
     }
 
-    /// The index of rung `name`.
+    /// The index of rung `name` in the ladder.
     pub fn rung_index(&self, name: &str) -> Option<usize> {
-        self.rungs.iter().position(|r| r.spec.name == name)
+        self.rungs[..steps(&self.rungs)].iter().position(|r| r.spec.name == name)
+    }
+
+    /// The codec receiver `id` gets (from its answer, before its media
+    /// flows): its rungs are that codec's from now on.
+    pub fn set_codec(&self, id: &str, codec: Codec) {
+        let Some(r) = self.find(id) else { return };
+        let c = Codec::ALL.iter().position(|x| *x == codec).unwrap_or(0);
+        if r.codec.swap(c, Ordering::SeqCst) != c {
+            update_valves(&self.rungs, &self.receivers);
+            self.request_keyframe(id);
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -275,7 +336,7 @@ impl Delivery {
     /// of its rung arrives.
     pub fn add(&self, id: &str, appsrc: gst_app::AppSrc, ready: Arc<AtomicBool>, events: EventSender, choice: Choice) -> Arc<Receiver> {
         let start = match choice {
-            Choice::Fixed(i) => Target::Rung(i.min(self.rungs.len().saturating_sub(1))),
+            Choice::Fixed(i) => Target::Rung(i.min(steps(&self.rungs).saturating_sub(1))),
             Choice::Auto => Target::Rung(0),
         };
         let controller = matches!(choice, Choice::Auto).then(|| RungController::new(&self.ladder(), start, self.now_ms()));
@@ -289,6 +350,7 @@ impl Delivery {
             estimator: Mutex::new(None),
             st: Mutex::new(RecvState { choice, switch: RungSwitch::new(start), controller }),
             frames_sent: AtomicU64::new(0),
+            codec: std::sync::atomic::AtomicUsize::new(0),
             ready_at: Mutex::new(None),
             warned: AtomicBool::new(false),
         });
@@ -318,10 +380,11 @@ impl Delivery {
     /// A receiver needs a keyframe (it just connected, or sent PLI/FIR).
     pub fn request_keyframe(&self, id: &str) {
         let Some(r) = self.find(id) else { return };
-        let mut used = vec![false; self.rungs.len()];
+        let n = steps(&self.rungs);
+        let mut used = vec![false; n];
         r.st.lock().switch.mark_used(&mut used);
-        for (rung, _) in self.rungs.iter().zip(used).filter(|(_, u)| *u) {
-            rung.keyframes.lock().request();
+        for i in (0..n).filter(|i| used[*i]) {
+            self.rungs[enc(r.codec_index(), i, n)].keyframes.lock().request();
         }
     }
 
@@ -335,12 +398,12 @@ impl Delivery {
             match choice {
                 Choice::Fixed(i) => {
                     st.controller = None;
-                    Target::Rung(i.min(self.rungs.len() - 1))
+                    Target::Rung(i.min(steps(&self.rungs) - 1))
                 }
                 Choice::Auto => {
                     let start = match st.switch.target {
                         Target::Rung(i) => Target::Rung(i),
-                        Target::AudioOnly => Target::Rung(self.rungs.len() - 1),
+                        Target::AudioOnly => Target::Rung(steps(&self.rungs) - 1),
                     };
                     st.controller = Some(RungController::new(&self.ladder(), start, now));
                     start
@@ -358,14 +421,16 @@ impl Delivery {
     pub fn stats(&self) -> Vec<RungStats> {
         let list = self.receivers.read().clone();
         let kbps = self.kbps.lock().clone();
+        let n = steps(&self.rungs);
         self.rungs
             .iter()
             .enumerate()
-            .map(|(i, r)| RungStats {
+            .map(|(e, r)| RungStats {
                 rung: r.spec.clone(),
+                codec: r.codec,
                 running: r.running.load(Ordering::SeqCst),
-                receivers: list.iter().filter(|x| x.st.lock().switch.current == Some(i)).count(),
-                kbps: kbps.get(i).copied().unwrap_or(0),
+                receivers: list.iter().filter(|x| x.st.lock().switch.current.map(|i| enc(x.codec_index(), i, n)) == Some(e)).count(),
+                kbps: kbps.get(e).copied().unwrap_or(0),
                 keyframes_forced: r.keyframes.lock().forced(),
             })
             .collect()
@@ -381,6 +446,7 @@ impl Delivery {
                 let name = |i: Option<usize>| i.and_then(|i| self.rungs.get(i)).map(|x| x.spec.name.clone()).unwrap_or_else(|| "none".into());
                 ReceiverStats {
                     id: r.id.clone(),
+                    codec: r.codec(),
                     frames_sent: r.frames_sent.load(Ordering::Relaxed),
                     rung: name(st.switch.current),
                     target: match st.switch.target {
@@ -465,8 +531,9 @@ fn watch(rungs: &[RungEncoder], r: &Receiver, composed: u64) {
         .iter()
         .map(|x| {
             format!(
-                "{}: running {} admitted {} encoded {} keyframes forced {}",
+                "{} ({}): running {} admitted {} encoded {} keyframes forced {}",
                 x.spec.name,
+                x.codec.name(),
                 x.running.load(Ordering::Relaxed),
                 x.admitted.load(Ordering::Relaxed),
                 x.frames.load(Ordering::Relaxed),
@@ -486,9 +553,10 @@ fn watch(rungs: &[RungEncoder], r: &Receiver, composed: u64) {
 /// One controller step for an `auto` receiver.
 fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now: u64, rung_kbps: &[u32]) {
     let mut sample = r.link.sample();
+    let n = steps(rungs);
     let decision = {
         let mut st = r.st.lock();
-        sample.rung_bps = st.switch.current.and_then(|i| rung_kbps.get(i)).copied().unwrap_or(0) * 1000;
+        sample.rung_bps = st.switch.current.and_then(|i| rung_kbps.get(enc(r.codec_index(), i, n))).copied().unwrap_or(0) * 1000;
         match st.controller.as_mut() {
             Some(c) => c.tick(now, sample),
             None => return,
@@ -521,7 +589,7 @@ fn set_target(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, t
         Pointed::AlreadyThere if announce_now => send_quality(rungs, r, t, auto),
         Pointed::AlreadyThere => {}
         Pointed::Moving(i) => {
-            rungs[i].keyframes.lock().request();
+            rungs[enc(r.codec_index(), i, steps(rungs))].keyframes.lock().request();
             update_valves(rungs, receivers);
         }
         Pointed::Paused => {
@@ -532,14 +600,14 @@ fn set_target(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, t
 }
 
 fn send_quality(rungs: &[RungEncoder], r: &Receiver, t: Target, auto: bool) {
-    let info = rung_info(rungs, t, auto, r.link.estimate_bps.load(Ordering::Relaxed));
+    let info = rung_info(rungs, t, auto, r.link.estimate_bps.load(Ordering::Relaxed), r.codec());
     if r.events.try_send(ParticipantEvent::Media(MediaEvent::Rung(info))).is_err() {
         tracing::debug!(receiver = %r.id, "quality event dropped (queue full)");
     }
 }
 
-/// Hand one encoded frame of rung `i` to receiver `r` if it is on that
-/// rung, or moving to it and this is a keyframe.
+/// Hand one encoded frame of ladder step `i` (of the receiver's codec) to
+/// receiver `r` if it is on that rung, or moving to it and this is a keyframe.
 fn deliver(rungs: &[RungEncoder], r: &Receiver, i: usize, key: bool, buffer: &gst::Buffer) {
     let mut st = r.st.lock();
     let FrameFor::Deliver { switched } = st.switch.frame(i, key) else { return };
@@ -558,9 +626,11 @@ fn deliver(rungs: &[RungEncoder], r: &Receiver, i: usize, key: bool, buffer: &gs
 /// Open the valves of rungs in use, close the others.
 fn update_valves(rungs: &[RungEncoder], receivers: &Receivers) {
     let list = receivers.read().clone();
+    let n = steps(rungs);
     let mut used = vec![false; rungs.len()];
     for r in list.iter() {
-        r.st.lock().switch.mark_used(&mut used);
+        let c = r.codec_index();
+        r.st.lock().switch.mark_used(&mut used[enc(c, 0, n)..enc(c + 1, 0, n)]);
     }
     for (rung, u) in rungs.iter().zip(used) {
         if rung.running.swap(u, Ordering::SeqCst) != u {
@@ -569,7 +639,7 @@ fn update_valves(rungs: &[RungEncoder], receivers: &Receivers) {
                 // A restarted encoder's first frames must be decodable.
                 rung.keyframes.lock().request();
             }
-            tracing::debug!("rung {} {}", rung.spec.name, if u { "started" } else { "stopped" });
+            tracing::debug!("rung {} ({}) {}", rung.spec.name, rung.codec.name(), if u { "started" } else { "stopped" });
         }
     }
 }

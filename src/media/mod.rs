@@ -48,6 +48,9 @@ pub struct MediaConfig {
     pub mixer_latency_ms: u32,
     /// gst-launch fragment encoding raw video to VP8 (one per rung).
     pub video_encoder: String,
+    /// gst-launch fragment encoding raw video to H.264 (one per rung, for
+    /// receivers that chose H.264).
+    pub h264_encoder: String,
     /// The encoder ladder, highest first; empty: derived from the canvas.
     pub ladder: Vec<Rung>,
     /// Opus bitrate of each participant's mix, bits per second.
@@ -81,6 +84,7 @@ impl MediaConfig {
             jitterbuffer_ms: m.jitterbuffer_ms,
             mixer_latency_ms: m.mixer_latency_ms,
             video_encoder: m.video_encoder.clone(),
+            h264_encoder: m.h264_encoder.clone(),
             ladder: m.ladder.clone(),
             audio_bitrate: m.audio_bitrate,
             audio_complexity: m.audio_complexity,
@@ -216,6 +220,8 @@ impl GstMedia {
         // Fail at start, not at the first join, on a bad encoder fragment.
         check_fragment(&cfg.video_encoder)
             .map_err(|e| anyhow::anyhow!("the video encoder `{}` does not work: {e}", cfg.video_encoder))?;
+        check_fragment(&cfg.h264_encoder)
+            .map_err(|e| anyhow::anyhow!("the H.264 encoder `{}` does not work: {e}", cfg.h264_encoder))?;
         Ok(GstMedia { cfg: Arc::new(cfg) })
     }
 }
@@ -305,17 +311,60 @@ pub(crate) fn opus_rtp_caps() -> gst::Caps {
         .build()
 }
 
-pub(crate) fn vp8_rtp_caps() -> gst::Caps {
+/// The RTP payload type of each video codec in our offers.
+pub(crate) fn video_pt(codec: crate::protocol::Codec) -> i32 {
+    match codec {
+        crate::protocol::Codec::Vp8 => 96,
+        crate::protocol::Codec::H264 => 102,
+    }
+}
+
+/// What a payloader of `codec` sends: payload type, feedback, TWCC.
+pub(crate) fn video_rtp_caps(codec: crate::protocol::Codec) -> gst::Caps {
     gst::Caps::builder("application/x-rtp")
         .field("media", "video")
-        .field("encoding-name", "VP8")
-        .field("payload", 96i32)
+        .field("encoding-name", codec.rtp_name())
+        .field("payload", video_pt(codec))
         .field("clock-rate", 90000i32)
         .field("rtcp-fb-nack-pli", true)
         .field("rtcp-fb-ccm-fir", true)
         .field("rtcp-fb-transport-cc", true)
         .field(format!("extmap-{TWCC_EXT_ID}").as_str(), TWCC_URI)
         .build()
+}
+
+/// The video codecs a server offer lists, VP8 first (the default): H.264
+/// as constrained baseline, packetization-mode 1, the profile every
+/// browser and phone decodes.
+pub(crate) fn offered_video_caps() -> gst::Caps {
+    let mut caps = video_rtp_caps(crate::protocol::Codec::Vp8);
+    let mut h264 = video_rtp_caps(crate::protocol::Codec::H264);
+    {
+        let h = h264.make_mut();
+        if let Some(s) = h.structure_mut(0) {
+            s.set("packetization-mode", "1");
+            s.set("profile-level-id", "42e01f");
+            s.set("level-asymmetry-allowed", "1");
+        }
+    }
+    caps.make_mut().append(h264);
+    caps
+}
+
+/// The encoded video a rung of `codec` hands its receivers' appsrc.
+pub(crate) fn encoded_video_caps(codec: crate::protocol::Codec) -> gst::Caps {
+    match codec {
+        crate::protocol::Codec::Vp8 => gst::Caps::builder("video/x-vp8").build(),
+        // The profile and level the offer names (42e01f): the payloader
+        // accepts no less once the answer is applied; every rung's stream
+        // is within them (the canvas is at most 720p30 for level 3.1).
+        crate::protocol::Codec::H264 => gst::Caps::builder("video/x-h264")
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .field("profile", "constrained-baseline")
+            .field("level", "3.1")
+            .build(),
+    }
 }
 
 /// Check a gst-launch fragment with GStreamer's own parser: it must parse,

@@ -3,9 +3,15 @@
 //! ```text
 //!            ┌───────── webrtcbin ─────────┐
 //! mix appsrc ─ opusenc ─ rtpopuspay ─► sink_0 (m-line 0, audio)      src (Opus) ─► opusdec ─ audioconvert ─ appsink ─► mix-minus ring
-//! vp8 appsrc ─ rtpvp8pay ──────────► sink_1 (m-line 1, video)      src (VP8/H.264) ─► decoder ─ videoscale(letterbox) ─ appsink ─► compositor input
+//! rung appsrc ─ rtpvp8pay ─────────► sink_1 (m-line 1, video)      src (VP8/H.264) ─► decoder ─ videoscale(letterbox) ─ appsink ─► compositor input
+//!           (or rtph264pay)
 //!            └─────────────────────────────┘
 //! ```
+//!
+//! The offer lists VP8 and H.264 for video, VP8 first. The video send path
+//! is linked when the answer arrives: the rung appsrc to the payloader of
+//! the codec the answer chose, that payloader to webrtcbin (linked before
+//! the offer, a payloader would narrow the offer to its own codec).
 //!
 //! GStreamer callbacks here never block: signaling output goes through the
 //! bounded event channel with `try_send`, closures hold weak references, and
@@ -28,7 +34,8 @@ use crate::ladder::{Choice, PADDING_PACKET_BYTES, RTP_HEADER_BYTES};
 use crate::protocol::Role;
 use crate::room::JoinOptions;
 use super::webrtc::{self, element, Peer, PeerEvent, Stream};
-use super::{opus_rtp_caps, shutdown_pipeline, unstamped, vp8_rtp_caps, TWCC_EXT_ID, TWCC_URI};
+use super::{encoded_video_caps, offered_video_caps, opus_rtp_caps, shutdown_pipeline, unstamped, video_rtp_caps, TWCC_EXT_ID, TWCC_URI};
+use crate::protocol::Codec;
 use crate::room::{EventSender, MediaEvent, ParticipantEvent, ParticipantMedia};
 
 /// When this participant's media last arrived, for dead-peer detection.
@@ -107,7 +114,8 @@ impl ParticipantPipeline {
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-bundle latency={jb} \
              appsrc name=vsrc is-live=true do-timestamp=true format=time max-bytes=2000000 \
-               ! rtpvp8pay name=vpay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1 \
+             rtpvp8pay name=vpay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps \
+             rtph264pay name=hpay pt=102 config-interval=-1 aggregate-mode=zero-latency mtu=1200 ! capsfilter name=hcaps \
              {audio_out}",
             jb = cfg.jitterbuffer_ms,
         );
@@ -122,20 +130,25 @@ impl ParticipantPipeline {
 
         let by = |n: &str| pipeline.by_name(n).with_context(|| format!("{n} missing"));
         by("acaps")?.set_property("caps", opus_rtp_caps());
-        by("vcaps")?.set_property("caps", vp8_rtp_caps());
-        let vpay = by("vpay")?;
-        add_twcc_extension(&vpay)?;
+        by("vcaps")?.set_property("caps", video_rtp_caps(Codec::Vp8));
+        by("hcaps")?.set_property("caps", video_rtp_caps(Codec::H264));
+        let payloaders = [by("vpay")?, by("hpay")?];
+        for pay in &payloaders {
+            add_twcc_extension(pay)?;
+        }
         let asrc: gst_app::AppSrc = element(&pipeline, "asrc")?;
         asrc.set_property_from_str("leaky-type", "downstream");
         let vsrc: gst_app::AppSrc = element(&pipeline, "vsrc")?;
-        vsrc.set_caps(Some(&gst::Caps::builder("video/x-vp8").build()));
         vsrc.set_property_from_str("leaky-type", "downstream");
         let direction = if viewer {
             gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly
         } else {
             gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv
         };
-        for (pad, caps) in [("sink_0", opus_rtp_caps()), ("sink_1", vp8_rtp_caps())] {
+        accept_every_offered_codec(&webrtcbin);
+        // The video sink is linked once the answer names its codec.
+        webrtcbin.request_pad_simple("sink_1").context("webrtcbin gave no sink_1")?;
+        for (pad, caps) in [("sink_0", opus_rtp_caps()), ("sink_1", offered_video_caps())] {
             let pad = webrtcbin.static_pad(pad).with_context(|| format!("webrtcbin {pad} missing"))?;
             let trans: gst_webrtc::WebRTCRTPTransceiver = pad.property("transceiver");
             trans.set_property("codec-preferences", &caps);
@@ -169,7 +182,7 @@ impl ParticipantPipeline {
             p.connect_decoded_outputs(handles)?;
         }
         p.connect_keyframe_requests(&vsrc)?;
-        p.connect_congestion_control(&vpay)?;
+        p.connect_congestion_control(&payloaders)?;
         p.connect_incoming();
         p.peer.play(std::time::Duration::from_secs(2))?;
         p.peer.offer();
@@ -181,7 +194,7 @@ impl ParticipantPipeline {
     /// estimates the downlink from the receiver's transport-wide feedback.
     /// Its estimate and the feedback itself go to this receiver's
     /// [`LinkStats`]; RTP padding is added while the rung controller probes.
-    fn connect_congestion_control(&self, vpay: &gst::Element) -> Result<()> {
+    fn connect_congestion_control(&self, payloaders: &[gst::Element]) -> Result<()> {
         let link = self.receiver.link.clone();
         let receiver = Arc::downgrade(&self.receiver);
         let top = self.mixer.delivery().ladder().first().map(|r| r.link_bps()).unwrap_or(1_500_000);
@@ -219,17 +232,37 @@ impl ParticipantPipeline {
             }
             Some(bwe.to_value())
         });
+        for pay in payloaders {
+            self.pad_while_probing(pay)?;
+        }
+        Ok(())
+    }
+
+    /// RTP padding after `pay`'s packets while the rung controller probes.
+    fn pad_while_probing(&self, pay: &gst::Element) -> Result<()> {
         let padding = self.receiver.padding_bps.clone();
-        let pad = vpay.static_pad("src").context("payloader has no src pad")?;
+        let pad = pay.static_pad("src").context("payloader has no src pad")?;
         let padder = Mutex::new(Padder::default());
-        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, info| {
+        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |pad, info| {
             let bps = padding.load(Ordering::Relaxed);
             let mut padder = padder.lock();
             match info.data.take() {
+                // A probe may not turn a buffer into a list (rtph264pay
+                // pushes single buffers): a lone packet goes on as a
+                // buffer; with padding after it, the list goes straight to
+                // the peer and the buffer counts as handled.
                 Some(gst::PadProbeData::Buffer(b)) => {
                     let mut list = gst::BufferList::new();
                     padder.process(b, bps, list.get_mut().expect("new list is writable"));
-                    info.data = Some(gst::PadProbeData::BufferList(list));
+                    drop(padder);
+                    if list.len() == 1 {
+                        info.data = list.get_owned(0).map(gst::PadProbeData::Buffer);
+                    } else {
+                        if let Some(peer) = pad.peer() {
+                            let _ = peer.chain_list(list);
+                        }
+                        return gst::PadProbeReturn::Handled;
+                    }
                 }
                 Some(gst::PadProbeData::BufferList(l)) => {
                     let mut list = gst::BufferList::new_sized(l.len());
@@ -291,8 +324,31 @@ impl ParticipantPipeline {
         Ok(())
     }
 
+    /// The codec the answer chose: the rung appsrc gets its caps and is
+    /// linked through that codec's payloader to webrtcbin, and the receiver
+    /// moves to that codec's rungs. Once: a second answer changes nothing.
+    fn link_video_send(&self, codec: Codec) -> Result<()> {
+        let vsrc: gst_app::AppSrc = element(&self.pipeline, "vsrc")?;
+        let src = vsrc.static_pad("src").context("vsrc has no src pad")?;
+        if src.is_linked() {
+            return Ok(());
+        }
+        let (pay, caps) = match codec {
+            Codec::Vp8 => ("vpay", "vcaps"),
+            Codec::H264 => ("hpay", "hcaps"),
+        };
+        let by = |n: &str| self.pipeline.by_name(n).with_context(|| format!("{n} missing"));
+        vsrc.set_caps(Some(&encoded_video_caps(codec)));
+        let sink = self.peer.webrtcbin().static_pad("sink_1").context("webrtcbin sink_1 missing")?;
+        by(caps)?.static_pad("src").context("capsfilter has no src pad")?.link(&sink).context("linking the video payloader")?;
+        src.link(&by(pay)?.static_pad("sink").context("payloader has no sink pad")?).context("linking the rung appsrc")?;
+        self.mixer.delivery().set_codec(&self.id, codec);
+        tracing::debug!(participant = %self.id, "video sent as {}", codec.name());
+        Ok(())
+    }
+
     /// PLI/FIR from this receiver arrive as upstream force-key-unit events
-    /// at the VP8 appsrc; turn them into a (throttled) request on the
+    /// at the rung appsrc; turn them into a (throttled) request on the
     /// room's shared encoder.
     fn connect_keyframe_requests(&self, vsrc: &gst_app::AppSrc) -> Result<()> {
         let mixer: Weak<RoomMixer> = Arc::downgrade(&self.mixer);
@@ -322,8 +378,9 @@ impl ParticipantPipeline {
                 a.heard(std::time::Instant::now());
                 gst::PadProbeReturn::Ok
             });
-            if let Err(e) = link_incoming(pipeline, pad, stream) {
-                tracing::warn!(participant = %id, "incoming {} not used: {e:#}", stream.describe());
+            match link_incoming(pipeline, pad, stream) {
+                Ok(()) => tracing::debug!(participant = %id, "incoming {}", stream.describe()),
+                Err(e) => tracing::warn!(participant = %id, "incoming {} not used: {e:#}", stream.describe()),
             }
         });
     }
@@ -437,6 +494,26 @@ impl Padder {
     }
 }
 
+/// Receive every video codec of our offer, whatever the answer lists.
+///
+/// An SDP's codec list says what its author can *receive* (RFC 3264), so a
+/// client may send any codec of our offer: Chromium answering with H.264
+/// only (`setCodecPreferences`) still sends VP8, the offer's first. webrtcbin
+/// 1.22 maps incoming payload types from the answer alone and dropped that
+/// video; its rtpbin asks every `request-pt-map` handler until one knows
+/// the payload type, so ours answers for the offer's video codecs after it.
+fn accept_every_offered_codec(webrtcbin: &gst::Element) {
+    let Some(rtpbin) = webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else {
+        tracing::warn!("webrtcbin has no rtpbin child: video in a codec the answer left out is dropped");
+        return;
+    };
+    rtpbin.connect("request-pt-map", false, |values| {
+        let pt = values.get(2).and_then(|v| v.get::<u32>().ok())?;
+        let codec = Codec::ALL.into_iter().find(|c| super::video_pt(*c) as u32 == pt)?;
+        Some(video_rtp_caps(codec).to_value())
+    });
+}
+
 /// Link a new webrtcbin source pad to its decoder chain ending at the
 /// pipeline's video or audio converter (one stream of each kind).
 fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream) -> Result<()> {
@@ -455,6 +532,12 @@ impl ParticipantMedia for ParticipantPipeline {
     fn apply_answer(&self, sdp: &str) {
         if self.activity.sends.load(Ordering::Relaxed) && !crate::protocol::answer_sends_media(sdp) {
             self.activity.sends.store(false, Ordering::Relaxed);
+        }
+        // An answer without a video codec we know gets VP8, which webrtcbin
+        // then refuses or the client ignores.
+        let codec = crate::protocol::answer_video_codec(sdp).unwrap_or_default();
+        if let Err(e) = self.link_video_send(codec) {
+            tracing::warn!(participant = %self.id, "video send path not linked: {e:#}");
         }
         self.peer.apply_answer(sdp);
     }

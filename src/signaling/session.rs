@@ -292,8 +292,8 @@ impl Session {
                 }
                 vec![error(ErrorCode::InvalidSdp, format!("the answer was refused: {reason}"))]
             }
-            MediaEvent::Rung(RungInfo { rung, width, height, fps, kbps, auto, estimate_kbps }) => {
-                vec![Output::Send(ServerMessage::Quality { rung, width, height, fps, kbps, auto, estimate_kbps })]
+            MediaEvent::Rung(RungInfo { rung, width, height, fps, kbps, auto, estimate_kbps, codec }) => {
+                vec![Output::Send(ServerMessage::Quality { rung, width, height, fps, kbps, auto, estimate_kbps, codec })]
             }
             MediaEvent::Failed { reason } => {
                 tracing::warn!("participant removed: {reason}");
@@ -552,10 +552,10 @@ mod tests {
     #[test]
     fn rung_changes_become_quality_messages() {
         let mut s = offered();
-        let info = RungInfo { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150) };
+        let info = RungInfo { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150), codec: crate::protocol::Codec::H264 };
         assert_eq!(
             media(&mut s, MediaEvent::Rung(info)),
-            vec![Output::Send(ServerMessage::Quality { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150) })]
+            vec![Output::Send(ServerMessage::Quality { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150), codec: crate::protocol::Codec::H264 })]
         );
     }
 

@@ -1093,7 +1093,7 @@ impl Report {
         self.reruns = old
             .reruns
             .iter()
-            .filter(|e| !e.split(" on ").next().unwrap_or("").split(", ").all(|n| ran(n)))
+            .filter(|e| !e.split(" on ").next().unwrap_or("").split(", ").all(ran))
             .cloned()
             .collect();
         self.reruns.push(format!("{} on {} CPUs ({}), Linux {}, {}", ran_now.join(", "), m.cpus, m.cpu_model, m.kernel, m.date));

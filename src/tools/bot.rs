@@ -60,6 +60,9 @@ pub struct BotOptions {
     /// Stop sending media this long after start while the WebSocket stays
     /// open (a frozen sender; tests of dead-peer detection).
     pub media_for: Option<std::time::Duration>,
+    /// The video codec the bot sends and answers with (its answer lists
+    /// only this one, so the server sends it back too).
+    pub codec: crate::protocol::Codec,
 }
 
 impl Default for BotOptions {
@@ -88,6 +91,7 @@ impl Default for BotOptions {
             token: None,
             corrupt_media: false,
             media_for: None,
+            codec: crate::protocol::Codec::Vp8,
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct QualitySeen {
     pub fps: u32,
     pub kbps: u32,
     pub auto: bool,
+    /// The video codec the server says it sends.
+    pub codec: crate::protocol::Codec,
     /// Milliseconds since the bot connected.
     pub at_ms: u64,
 }
@@ -203,6 +209,10 @@ pub struct BotReport {
     /// Milliseconds from opening the WebSocket to the first decoded mixed frame.
     pub join_to_first_frame_ms: Option<u64>,
     pub dominant_frequencies: Vec<FrequencySeen>,
+    /// The streams received (`video/H264`, `audio/OPUS`, ...).
+    pub received: Vec<String>,
+    /// The video codec the bot sends and asked for.
+    pub codec: crate::protocol::Codec,
     pub tiles: Vec<TileSeen>,
     pub layout: Option<serde_json::Value>,
     pub errors: Vec<serde_json::Value>,
@@ -448,6 +458,8 @@ impl Bot {
                 .into_iter()
                 .map(|(hz, db)| FrequencySeen { hz: (hz * 10.0).round() / 10.0, db: (db * 10.0).round() / 10.0 })
                 .collect(),
+            received: s.pads.clone(),
+            codec: self.opts.codec,
             tiles: self.tiles_seen(),
             layout: st.layout.as_ref().map(|(c, t)| {
                 serde_json::to_value(ServerMessage::Layout { canvas: *c, tiles: t.clone(), layout: st.layout_name.clone() })
@@ -544,10 +556,10 @@ async fn run(
                         st.layouts_received += 1;
                     }
                     ServerMessage::Speaking { id } => state.lock().speaker = id,
-                    ServerMessage::Quality { rung, width, height, fps, kbps, auto, .. } => {
+                    ServerMessage::Quality { rung, width, height, fps, kbps, auto, codec, .. } => {
                         let at_ms = started.elapsed().as_millis() as u64;
-                        tracing::debug!("bot: quality {rung} {width}x{height}@{fps} {kbps} kbps (auto {auto}) at {at_ms} ms");
-                        state.lock().qualities.push(QualitySeen { rung, width, height, fps, kbps, auto, at_ms });
+                        tracing::debug!("bot: quality {rung} {width}x{height}@{fps} {kbps} kbps {} (auto {auto}) at {at_ms} ms", codec.name());
+                        state.lock().qualities.push(QualitySeen { rung, width, height, fps, kbps, auto, codec, at_ms });
                     }
                     ServerMessage::SendSize { width, height, max_bitrate } => {
                         state.lock().send_size = Some((width, height, max_bitrate));

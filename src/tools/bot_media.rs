@@ -9,13 +9,14 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use gst::prelude::*;
 use gst_video::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::media::webrtc::{self, Peer, PeerEvent, Stream};
-use crate::media::{opus_rtp_caps, shutdown_pipeline, vp8_rtp_caps};
+use crate::media::{opus_rtp_caps, shutdown_pipeline, video_rtp_caps};
+use crate::protocol::Codec;
 use crate::tools::bot::BotOptions;
 
 /// Audio kept for analysis: the last second.
@@ -198,6 +199,15 @@ impl BotMedia {
             Some(rgb) => format!("videotestsrc name=vsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
             None => format!("videotestsrc name=vsrc is-live=true pattern={}", cfg.pattern),
         };
+        if cfg.load && cfg.codec != Codec::Vp8 {
+            bail!("load bots send pre-encoded VP8 only");
+        }
+        let encoder = match cfg.codec {
+            Codec::Vp8 => "vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
+                 ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200",
+            Codec::H264 => "x264enc name=venc tune=zerolatency speed-preset=ultrafast bitrate=300 key-int-max=60 threads=1 sliced-threads=false bframes=0 \
+                 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency mtu=1200",
+        };
         let preencoded = if cfg.load { Some(PreEncoded::new(cfg, send_video)?) } else { None };
         let video_branch = if cfg.load && send_video {
             "appsrc name=lvsrc is-live=true do-timestamp=true format=time ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 \
@@ -206,8 +216,7 @@ impl BotMedia {
         } else if send_video {
             format!(
                 "{video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale name=vscale ! capsfilter name=vsize ! videoconvert \
-                 ! vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
-                 ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 ! capsfilter name=vcaps ! webrtc.sink_1",
+                 ! {encoder} ! capsfilter name=vcaps ! webrtc.sink_1",
                 w = cfg.width,
                 h = cfg.height,
                 fps = cfg.fps,
@@ -250,7 +259,7 @@ impl BotMedia {
             acaps.set_property("caps", opus_rtp_caps());
         }
         if let Some(vcaps) = pipeline.by_name("vcaps") {
-            vcaps.set_property("caps", vp8_rtp_caps());
+            vcaps.set_property("caps", video_rtp_caps(cfg.codec));
         }
 
         let received = Arc::new(Mutex::new(Received::default()));
@@ -390,7 +399,13 @@ impl BotMedia {
         // `apply_size_changes`).
         *self.wanted_size.lock() = Some(gst::Caps::builder("video/x-raw").field("width", sw as i32).field("height", sh as i32).build());
         if let Some(enc) = self.pipeline.by_name("venc") {
-            enc.set_property("target-bitrate", max_bitrate.min(300_000) as i32);
+            let bps = max_bitrate.min(300_000);
+            if enc.find_property("target-bitrate").is_some() {
+                enc.set_property("target-bitrate", bps as i32);
+            } else if enc.find_property("bitrate").is_some() {
+                // x264enc: kbit/s
+                enc.set_property("bitrate", (bps / 1000).max(1));
+            }
         }
     }
 
@@ -902,8 +917,14 @@ fn count_rtp(pad: &gst::Pad, is_video: bool, bytes: Arc<AtomicU64>, received: Ar
 }
 
 /// Count-only reception: depayload and count frames, no decoding.
-fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>, video: bool) -> Result<()> {
-    let chain = webrtc::chain(if video { &["rtpvp8depay"] } else { &[] }, 1000)?;
+fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>, stream: &Stream) -> Result<()> {
+    let depay: &[&str] = match (stream.is_video(), stream.encoding.as_str()) {
+        (true, "VP8") => &["rtpvp8depay"],
+        (true, "H264") => &["rtph264depay"],
+        _ => &[],
+    };
+    let video = !depay.is_empty();
+    let chain = webrtc::chain(depay, 1000)?;
     let sink = gst_app::AppSink::builder().sync(false).max_buffers(8).drop(true).build();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -927,7 +948,7 @@ fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Re
 
 fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream, received: Arc<Mutex<Received>>, decode: bool) -> Result<()> {
     if !decode {
-        return link_counter(pipeline, pad, received, stream.is_video() && stream.encoding == "VP8");
+        return link_counter(pipeline, pad, received, stream);
     }
     let decoder = stream.decoder().with_context(|| format!("no decoder for {}", stream.describe()))?;
     let is_video = stream.is_video();

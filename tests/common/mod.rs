@@ -167,10 +167,11 @@ pub async fn room_stats(server: &Running, room: &str) -> serde_json::Value {
     serde_json::from_str(&body).expect("stats are JSON")
 }
 
-/// Rungs whose encoder runs, and rungs that some receiver is on.
+/// The rungs (`codec:name`, e.g. `vp8:high`) whose encoder runs, and
+/// those with receivers, from a room's stats.
 pub fn rungs_running_and_used(stats: &serde_json::Value) -> (Vec<String>, Vec<String>) {
     let rungs = stats["media"]["rungs"].as_array().cloned().unwrap_or_default();
-    let name = |r: &serde_json::Value| r["name"].as_str().unwrap_or("").to_string();
+    let name = |r: &serde_json::Value| format!("{}:{}", r["codec"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or(""));
     let running = rungs.iter().filter(|r| r["running"] == true).map(name).collect();
     let used = rungs.iter().filter(|r| r["receivers"].as_u64().unwrap_or(0) > 0).map(name).collect();
     (running, used)
