@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what tessera needs on Debian 12 (bookworm), only what is missing.
 #   scripts/deps.sh            build + runtime packages (GStreamer 1.22, libnice)
-#   scripts/deps.sh --browser  also what the tests need: Chromium, iproute2, and a
+#   scripts/deps.sh --browser  also what the tests need: Chromium, Firefox ESR and
+#                              PulseAudio, iproute2, and a
 #                              Python virtualenv with aiortc (target/interop-venv)
 # The package list is mirrored in the Dockerfile; keep them in step.
 set -euo pipefail
@@ -19,7 +20,9 @@ if [[ "${1:-}" == "--browser" ]]; then
   # (network namespaces, veth, tbf).
   # python3-venv: the virtualenv of the aiortc interop tests.
   # coturn: the TURN server of the relay tests (Debian's, as users run it).
-  PACKAGES+=(chromium iproute2 python3 python3-venv coturn)
+  # firefox-esr: the browser tests run in Firefox too; pulseaudio (with
+  # pactl from pulseaudio-utils) is the audio server headless Firefox needs.
+  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 python3 python3-venv coturn)
   # Node.js runs the browser tests; the machine's own node is used if present.
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi

@@ -2,14 +2,14 @@
 // live picture in its tile (the page sends a canvas alternating red and
 // blue, and the bot sees both: not a frozen frame), and the browser hears
 // the bot's tone (WebAudio analyser on the remote audio track) and not its
-// own (the page sends a 440 Hz oscillator).
+// own (the page sends a 440 Hz oscillator). In Chromium and Firefox.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, newPage, join, close, botReports } from './helpers.mjs';
+import { startServer, launchBrowser, newPage, join, close, botReports, BROWSERS } from './helpers.mjs';
 
-test('a browser and a bot see and hear each other', { timeout: 90000 }, async () => {
+for (const kind of BROWSERS) test(`a browser and a bot see and hear each other (${kind})`, { timeout: 90000 }, async () => {
   const server = await startServer();
-  const browser = await launch();
+  const browser = await launchBrowser(kind);
   try {
     const page = await newPage(browser);
     await join(page, server, 'mixed', 'Browser');

@@ -1,11 +1,11 @@
 // Send at tile size: the server tells each sender its tile size and a
 // bitrate for it (`send_size`); the page applies them with setParameters.
 // A browser in a 9-person grid must upload far less than in a 2-person one.
-// Prints both uplinks (kbps) for the record.
+// Prints both uplinks (kbps) for the record. In Chromium and in Firefox.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startServer, launch, newPage, join, spawnBot, until } from './helpers.mjs';
+import { startServer, launchBrowser, newPage, join, spawnBot, until, BROWSERS } from './helpers.mjs';
 
 async function uplink(page, ms = 5000) {
   const read = () => page.evaluate(async () => {
@@ -21,9 +21,9 @@ async function uplink(page, ms = 5000) {
   return { kbps: ((b.bytes - a.bytes) * 8) / (b.t - a.t), width: b.w, height: b.h };
 }
 
-test('a browser sends at its tile size', { timeout: 120000 }, async () => {
+for (const kind of BROWSERS) test(`a browser sends at its tile size (${kind})`, { timeout: 120000 }, async () => {
   const server = await startServer();
-  const browser = await launch();
+  const browser = await launchBrowser(kind);
   const bots = [];
   try {
     const page = await newPage(browser);
@@ -42,7 +42,7 @@ test('a browser sends at its tile size', { timeout: 120000 }, async () => {
     assert.ok(size.width <= 214 && size.height <= 120, `9-person tile: ${JSON.stringify(size)}`);
     await sleep(4000);
     const nine = await uplink(page);
-    console.log(`uplink video: alone (full canvas tile) ${one.kbps.toFixed(0)} kbps at ${one.width}x${one.height}; 2-person ${two.kbps.toFixed(0)} kbps at ${two.width}x${two.height}; `
+    console.log(`${kind} uplink video: alone (full canvas tile) ${one.kbps.toFixed(0)} kbps at ${one.width}x${one.height}; 2-person ${two.kbps.toFixed(0)} kbps at ${two.width}x${two.height}; `
       + `9-person ${nine.kbps.toFixed(0)} kbps at ${nine.width}x${nine.height} (max_bitrate ${size.max_bitrate})`);
     assert.ok(nine.width <= size.width + 2 && nine.height <= size.height + 2, `sends ${nine.width}x${nine.height} into a ${size.width}x${size.height} tile`);
     assert.ok(two.width > nine.width, 'a bigger tile gets a bigger picture');

@@ -1,13 +1,13 @@
 // The failure paths people hit: a denied camera still joins (audio only,
 // the tile shows the name card, the page says so), and a full room is
-// explained in words instead of failing silently.
+// explained in words instead of failing silently. In Chromium and Firefox.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, newPage, join, openJoin, mixPixel, close, until, CARD_RGB, OUT } from './helpers.mjs';
+import { startServer, launchBrowser, newPage, join, openJoin, mixPixel, close, until, CARD_RGB, OUT, BROWSERS } from './helpers.mjs';
 
-test('camera denied: joins with audio only and shows the name card', { timeout: 60000 }, async () => {
+for (const kind of BROWSERS) test(`camera denied: joins with audio only and shows the name card (${kind})`, { timeout: 60000 }, async () => {
   const server = await startServer();
-  const browser = await launch();
+  const browser = await launchBrowser(kind);
   try {
     const page = await newPage(browser);
     await page.addInitScript(() => {
@@ -29,7 +29,7 @@ test('camera denied: joins with audio only and shows the name card', { timeout: 
       return out.join('; ');
     });
     assert.ok(ok, `tile shows ${await mixPixel(page, tile.x + 20, tile.y + 20)}; ${diag}`);
-    await page.screenshot({ path: `${OUT}/room-audio-only.png` });
+    await page.screenshot({ path: `${OUT}/room-audio-only-${kind}.png` });
     assert.deepEqual(page.errors, []);
   } finally {
     await browser.close();
@@ -37,9 +37,9 @@ test('camera denied: joins with audio only and shows the name card', { timeout: 
   }
 });
 
-test('a full room is explained in words', { timeout: 60000 }, async () => {
+for (const kind of BROWSERS) test(`a full room is explained in words (${kind})`, { timeout: 60000 }, async () => {
   const server = await startServer(0, ['--max-participants', '1']);
-  const browser = await launch();
+  const browser = await launchBrowser(kind);
   try {
     const first = await newPage(browser);
     await join(first, server, 'tiny', 'First');

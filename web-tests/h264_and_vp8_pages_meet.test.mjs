@@ -1,18 +1,21 @@
-// One room, two codecs: a Chromium page on the default codec (VP8), a
-// Chromium page that answers with H.264 only (?codec=h264, which restricts
-// the video transceiver with setCodecPreferences), and a `tessera bot
-// --codec h264`. Each page receives and sends the codec it chose, decodes
-// the grid at full rate, sees the other two colours in their tiles and
-// hears the other two tones but not its own; the bot likewise.
+// One room, two codecs, two browsers: a Chromium page on the default codec
+// (VP8), a Chromium page that answers with and sends H.264 only
+// (?codec=h264: setCodecPreferences and the sender's codec), a Firefox ESR
+// page (default codec), and a `tessera bot --codec h264`. Each page receives
+// and sends the codec it chose, decodes the grid at full rate, sees every
+// other colour in its tile and hears every other tone but not its own; the
+// bot likewise.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launch, newPage, join, decodedFps, mixPixel, close, until, botReports, sendColourAndTone, toneLevels, videoCodecs,
+  startServer, launch, launchFirefox, newPage, join, decodedFps, mixPixel, close, until, botReports, sendColourAndTone, toneLevels,
+  videoCodecs,
 } from './helpers.mjs';
 
 const PAGES = [
-  { name: 'Vee', query: '', colour: '#ff0000', rgb: [255, 0, 0], tone: 440, codec: 'vp8' },
-  { name: 'Aitch', query: '&codec=h264', colour: '#00ff00', rgb: [0, 255, 0], tone: 660, codec: 'h264' },
+  { name: 'Vee', browser: 'chromium', query: '', colour: '#ff0000', rgb: [255, 0, 0], tone: 440, codec: 'vp8' },
+  { name: 'Aitch', browser: 'chromium', query: '&codec=h264', colour: '#00ff00', rgb: [0, 255, 0], tone: 660, codec: 'h264' },
+  { name: 'Fox', browser: 'firefox', query: '', colour: '#ff00ff', rgb: [255, 0, 255], tone: 550, codec: 'vp8' },
 ];
 const BOT = { name: 'bot-h264', rgb: [0, 0, 255], tone: 880 };
 
@@ -22,23 +25,25 @@ async function tileColour(page, id) {
   return t ? mixPixel(page, t.x + Math.round(t.width / 2), t.y + Math.round(t.height / 2)) : null;
 }
 
-test('VP8 and H.264 pages and an H.264 bot see and hear each other', { timeout: 120000 }, async () => {
+test('VP8 and H.264 Chromium pages, a Firefox page and an H.264 bot see and hear each other', { timeout: 150000 }, async () => {
   const server = await startServer();
-  const browser = await launch();
+  const browsers = { chromium: await launch(), firefox: await launchFirefox() };
   try {
     const pages = [];
     for (const p of PAGES) {
-      const page = await newPage(browser);
-      await join(page, server, 'codecs', p.name, p.query);
+      const page = await newPage(browsers[p.browser]);
+      // The high rung: the ladder's own tests cover moving between rungs.
+      await join(page, server, 'codecs', p.name, `${p.query}&quality=high`);
       await sendColourAndTone(page, p.colour, p.tone);
       pages.push(page);
     }
     const ids = await Promise.all(pages.map((p) => p.evaluate(() => window.tessera.id)));
-    const bot = botReports(server, 'codecs', BOT.name, { color: 'blue', tone: BOT.tone, seconds: 16, extra: ['--codec', 'h264'] });
+    const bot = botReports(server, 'codecs', BOT.name, { color: 'blue', tone: BOT.tone, seconds: 30, extra: ['--codec', 'h264'] });
     for (const page of pages) {
-      assert.ok(await until(() => page.evaluate(() => window.tessera.layout.tiles.length === 3), 10000), 'three tiles');
+      assert.ok(await until(() => page.evaluate(() => window.tessera.layout.tiles.length === 4), 10000), 'four tiles');
     }
     const botId = await pages[0].evaluate((mine) => window.tessera.layout.tiles.find((t) => !mine.includes(t.id)).id, ids);
+    const everyone = [...PAGES.map((p, i) => ({ ...p, id: ids[i] })), { ...BOT, id: botId }];
     await new Promise((r) => setTimeout(r, 2000));
 
     for (const [i, page] of pages.entries()) {
@@ -47,14 +52,14 @@ test('VP8 and H.264 pages and an H.264 bot see and hear each other', { timeout: 
       assert.deepEqual(codecs, { inbound: me.codec, outbound: me.codec }, `${me.name}'s video codecs`);
       assert.equal(await page.evaluate(() => window.tessera.quality && window.tessera.quality.codec), me.codec, `${me.name}: the quality message names the codec`);
       const fps = await decodedFps(page, 3000);
-      assert.ok(fps >= 25, `${me.name} decodes the grid at ${fps.toFixed(1)} fps`);
-      const other = PAGES[1 - i];
-      const seen = await until(async () => close(await tileColour(page, ids[1 - i]), other.rgb, 60), 3000);
-      assert.ok(seen, `${me.name} sees ${await tileColour(page, ids[1 - i])} in ${other.name}'s tile`);
-      const botSeen = await until(async () => close(await tileColour(page, botId), BOT.rgb, 60), 3000);
-      assert.ok(botSeen, `${me.name} sees ${await tileColour(page, botId)} in the bot's tile`);
-      const levels = await toneLevels(page, [me.tone, other.tone, BOT.tone], 3000);
-      const quietest = Math.min(levels[other.tone], levels[BOT.tone]);
+      assert.ok(fps >= 25, `${me.name} (${me.browser}) decodes the grid at ${fps.toFixed(1)} fps`);
+      const others = everyone.filter((o) => o.id !== ids[i]);
+      for (const o of others) {
+        const seen = await until(async () => close(await tileColour(page, o.id), o.rgb, 60), 3000);
+        assert.ok(seen, `${me.name} sees ${await tileColour(page, o.id)} in ${o.name}'s tile`);
+      }
+      const levels = await toneLevels(page, [me.tone, ...others.map((o) => o.tone)], 3000);
+      const quietest = Math.min(...others.map((o) => levels[o.tone]));
       assert.ok(quietest > -60, `${me.name} hears the others: ${JSON.stringify(levels)}`);
       assert.ok(levels[me.tone] <= quietest - 20, `${me.name} hears itself: ${JSON.stringify(levels)}`);
       assert.deepEqual(page.errors, [], `${me.name}: console errors`);
@@ -70,10 +75,12 @@ test('VP8 and H.264 pages and an H.264 bot see and hear each other', { timeout: 
       assert.ok(tile && close(tile.center_rgb, p.rgb, 60), `the bot sees ${tile && tile.center_rgb} in ${p.name}'s tile`);
     }
     const level = (hz) => Math.max(-200, ...last.dominant_frequencies.filter((f) => Math.abs(f.hz - hz) < 15).map((f) => f.db));
-    assert.ok(level(440) > -40 && level(660) > -40, `the bot hears both pages: ${JSON.stringify(last.dominant_frequencies)}`);
-    assert.ok(level(880) <= Math.min(level(440), level(660)) - 20, `the bot hears itself: ${JSON.stringify(last.dominant_frequencies)}`);
+    const heard = PAGES.map((p) => level(p.tone));
+    assert.ok(heard.every((db) => db > -40), `the bot hears every page: ${JSON.stringify(last.dominant_frequencies)}`);
+    assert.ok(level(BOT.tone) <= Math.min(...heard) - 20, `the bot hears itself: ${JSON.stringify(last.dominant_frequencies)}`);
   } finally {
-    await browser.close();
+    await browsers.chromium.close();
+    await browsers.firefox.close();
     await server.stop();
   }
 });

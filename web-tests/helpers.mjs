@@ -110,6 +110,14 @@ class FirefoxPage {
   textContent(sel) { return this.page.$eval(sel, (el) => el.textContent); }
   getAttribute(sel, name) { return this.page.$eval(sel, (el, n) => el.getAttribute(n), name); }
   setViewportSize(v) { return this.page.setViewport(v); }
+  inputValue(sel) { return this.page.$eval(sel, (el) => el.value); }
+  addInitScript(fn) { return this.page.evaluateOnNewDocument(fn); }
+  waitForTimeout(ms) { return sleep(ms); }
+  async isVisible(sel) {
+    const el = await this.page.$(sel);
+    if (!el) return false;
+    return el.evaluate((e) => !e.hidden && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden');
+  }
 }
 
 /// A page that records console errors and page errors in `page.errors`.
@@ -163,20 +171,22 @@ export async function decodedFps(page, ms = 3000) {
   return ((b.frames - a.frames) * 1000) / (Date.now() - t0);
 }
 
-/// Mean colour of a 5x5 patch of the mixed video at canvas pixel (x, y).
+/// Mean colour of a 5x5 patch of the mixed video at canvas pixel (x, y)
+/// (scaled to the frame the page receives: a lower rung is smaller).
 export async function mixPixel(page, x, y) {
-  return page.evaluate(([px, py]) => {
+  return page.evaluate(([cx, cy, cw, ch]) => {
     const v = document.getElementById('mix');
     if (!v.videoWidth) return null;
     const c = document.createElement('canvas');
     c.width = v.videoWidth; c.height = v.videoHeight;
     const g = c.getContext('2d');
     g.drawImage(v, 0, 0);
+    const [px, py] = [Math.round((cx * v.videoWidth) / cw), Math.round((cy * v.videoHeight) / ch)];
     const d = g.getImageData(Math.max(0, px - 2), Math.max(0, py - 2), 5, 5).data;
     const s = [0, 0, 0];
     for (let i = 0; i < d.length; i += 4) { s[0] += d[i]; s[1] += d[i + 1]; s[2] += d[i + 2]; }
     return s.map((x) => Math.round(x / (d.length / 4)));
-  }, [x, y]);
+  }, [x, y, CANVAS.width, CANVAS.height]);
 }
 
 export function close(c, want, tol) {

@@ -1,11 +1,11 @@
 // A server with an auth secret: a page opened from an invitation link with
 // a token minted by `tessera token` joins (the room and the name come from
 // the token); a page without a token, or with a bad one, says in words
-// what is wrong instead of failing silently.
+// what is wrong instead of failing silently. In Chromium and Firefox.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { startServer, launch, newPage, waitConnected, BIN } from './helpers.mjs';
+import { startServer, launchBrowser, newPage, waitConnected, BIN, BROWSERS } from './helpers.mjs';
 
 const SECRET = 'a-room-token-secret-0123';
 
@@ -13,9 +13,9 @@ function mint(...args) {
   return execFileSync(BIN, ['token', '--secret', SECRET, ...args], { encoding: 'utf8' }).trim();
 }
 
-test('an invitation link with a token joins; without one the page says why', { timeout: 60000 }, async () => {
+for (const kind of BROWSERS) test(`an invitation link with a token joins; without one the page says why (${kind})`, { timeout: 60000 }, async () => {
   const server = await startServer(0, ['--auth-secret', SECRET]);
-  const browser = await launch();
+  const browser = await launchBrowser(kind);
   try {
     const page = await newPage(browser);
     const token = mint('--room', 'standup', '--identity', 'u1', '--name', 'Grace');

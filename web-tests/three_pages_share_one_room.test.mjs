@@ -1,15 +1,16 @@
 // Three browser pages in one room each decode the mixed grid at full rate
 // and canvas size; turning a camera off shows that participant's name card
-// in everyone's grid within 2 s and marks it in the participants list.
+// in everyone's grid within 2 s and marks it in the participants list;
+// muting marks the participant in everyone's list. In Chromium and Firefox.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launch, newPage, join, decodedFps, inboundVideo, mixPixel, close, until, CANVAS, CARD_RGB, OUT,
+  startServer, launchBrowser, newPage, join, BROWSERS, decodedFps, inboundVideo, mixPixel, close, until, CANVAS, CARD_RGB, OUT,
 } from './helpers.mjs';
 
-test('three pages share one room; camera off shows the name card', { timeout: 120000 }, async () => {
+for (const kind of BROWSERS) test(`three pages share one room; camera off shows the name card (${kind})`, { timeout: 120000 }, async () => {
   const server = await startServer();
-  const browser = await launch();
+  const browser = await launchBrowser(kind);
   try {
     const pages = [];
     for (const name of ['Ada', 'Grace', 'Linus']) {
@@ -28,7 +29,7 @@ test('three pages share one room; camera off shows the name card', { timeout: 12
       assert.ok(fps >= 20, `mixed video decodes at ${fps.toFixed(1)} fps`);
       assert.deepEqual([v.width, v.height], [CANVAS.width, CANVAS.height]);
     }
-    await pages[0].screenshot({ path: `${OUT}/room-desktop.png` });
+    await pages[0].screenshot({ path: `${OUT}/room-desktop-${kind}.png` });
 
     // Camera off on page 1 (Ada).
     const adaId = await pages[0].evaluate(() => window.tessera.id);
@@ -47,7 +48,16 @@ test('three pages share one room; camera off shows the name card', { timeout: 12
       const entry = await p.textContent(`#people li[data-id="${adaId}"]`);
       assert.match(entry, /camera off/);
     }
-    await pages[1].screenshot({ path: `${OUT}/room-camera-off.png` });
+    await pages[1].screenshot({ path: `${OUT}/room-camera-off-${kind}.png` });
+
+    // Mute on page 2 (Grace): everyone's list marks her muted, then not.
+    const graceId = await pages[1].evaluate(() => window.tessera.id);
+    const marked = (p, want) => until(async () => /muted/.test(await p.textContent(`#people li[data-id="${graceId}"]`)) === want, 3000);
+    await pages[1].click('#mic-btn');
+    assert.equal((await pages[1].textContent('#mic-btn')).trim(), 'Unmute');
+    for (const p of [pages[0], pages[2]]) assert.ok(await marked(p, true), 'Grace is marked muted');
+    await pages[1].click('#mic-btn');
+    for (const p of [pages[0], pages[2]]) assert.ok(await marked(p, false), 'Grace is no longer marked muted');
     for (const p of pages) assert.deepEqual(p.errors, [], 'no console errors');
   } finally {
     await browser.close();

@@ -479,6 +479,9 @@ $('share-btn').addEventListener('click', async () => {
 $('camera-select').addEventListener('change', startPreview);
 $('mic-select').addEventListener('change', startPreview);
 $('mic-btn').addEventListener('click', toggleMic);
+// ?quality=high|medium|low|auto: the rung to ask for at join (a lobby
+// screen on a good link, a phone that should save data).
+if ([...$('quality-select').options].some((o) => o.value === params.get('quality'))) $('quality-select').value = params.get('quality');
 $('quality-select').addEventListener('change', (e) => send({ type: 'set_quality', quality: e.target.value }));
 $('cam-btn').addEventListener('click', toggleCam);
 $('self-btn').addEventListener('click', toggleSelf);
