@@ -43,6 +43,13 @@ fn bench_harness_smoke() {
     assert_eq!(raw.len(), 1);
     assert!(raw[0]["raw_cpu_pct_of_machine"].as_f64().unwrap() > 0.0 && raw[0]["raw_fps"].as_f64().unwrap() > 10.0, "{}", raw[0]);
     assert!(raw[0]["ratio"].as_f64().unwrap() > 0.0, "{}", raw[0]);
+    // One encoder per codec on the same grid: each runs at the canvas rate
+    // and sends something.
+    let codecs = json["codecs"].as_array().unwrap();
+    assert_eq!(codecs.len(), 3, "vp8enc, x264enc, openh264enc: {codecs:?}");
+    for c in codecs {
+        assert!(c["fps"].as_f64().unwrap() > 10.0 && c["kbps"].as_f64().unwrap() > 10.0, "{c}");
+    }
     let bw = json["bandwidth"].as_array().unwrap();
     assert_eq!(bw.len(), 1);
     assert_eq!((bw[0]["mesh_links"].as_u64(), bw[0]["mesh_links_up"].as_u64()), (Some(1), Some(1)), "{}", bw[0]);

@@ -159,6 +159,9 @@ pub struct Report {
     pub viewers: Vec<ViewerRow>,
     /// The plain-pipeline lower bound per room size.
     pub raw: Vec<RawRow>,
+    /// One 720p rung encoder per codec on the same composed grid.
+    #[serde(default)]
+    pub codecs: Vec<CodecRow>,
     /// Per-client bandwidth, tessera against a peer-to-peer mesh.
     pub bandwidth: Vec<BandwidthRow>,
     /// Server CPU of one room over plain HTTP/WS and over HTTPS/WSS.
@@ -793,6 +796,82 @@ async fn bandwidth(o: &BenchOptions, sizes: &[usize], warm: Duration, window: Du
     Ok(rows)
 }
 
+/// One encoder on the composed grid (scenario `codecs`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CodecRow {
+    /// `vp8 (vp8enc)`, `h264 (x264enc)`, `h264 (openh264enc)`.
+    pub encoder: String,
+    pub fragment: String,
+    /// Median over the rounds of the encoder's CPU: the run's CPU minus the
+    /// same grid's without an encoder, % of one core.
+    pub cpu_pct_of_core: f64,
+    /// Median encoded kbps (the downlink of a receiver on this rung).
+    pub kbps: f64,
+    pub fps: f64,
+}
+
+/// The encoders the `codecs` scenario compares at the top rung's size,
+/// frame rate and bitrate: the shipped VP8 and H.264 fragments, and
+/// openh264enc as the alternative to x264enc.
+fn codec_candidates(bitrate: u32) -> Vec<(String, String)> {
+    vec![
+        ("vp8 (vp8enc)".into(), crate::layouts::DEFAULT_VIDEO_ENCODER.replace("target-bitrate=1200000", &format!("target-bitrate={bitrate}"))),
+        ("h264 (x264enc)".into(), crate::layouts::DEFAULT_H264_ENCODER.replace("bitrate=1200 ", &format!("bitrate={} ", bitrate / 1000))),
+        (
+            "h264 (openh264enc)".into(),
+            format!(
+                "openh264enc complexity=low rate-control=bitrate bitrate={bitrate} gop-size=90 usage-type=camera multi-thread=1 \
+                 ! capsfilter caps=\"video/x-h264,profile=constrained-baseline,stream-format=byte-stream,alignment=au\""
+            ),
+        ),
+    ]
+}
+
+/// Scenario `codecs`: the grid of 4 tile-sized inputs composed at the canvas
+/// size, encoded by each candidate in turn (and by none, the baseline),
+/// `rounds` times interleaved so the machine's drift hits all alike.
+async fn codecs(o: &BenchOptions, rounds: usize, warm: Duration, window: Duration) -> Result<Vec<CodecRow>> {
+    let (w, h) = parse_canvas(&o.canvas)?;
+    let bitrate = crate::media::MediaConfig::default().rungs().first().map(|r| r.bitrate).unwrap_or(1_200_000);
+    let candidates = codec_candidates(bitrate);
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); candidates.len() + 1];
+    let mut kbps: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
+    let mut fps: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
+    for round in 0..rounds {
+        for k in 0..=candidates.len() {
+            let fragment = if k == 0 { "identity".to_string() } else { candidates[k - 1].1.clone() };
+            eprintln!("bench codecs: round {} of {rounds}, {}", round + 1, if k == 0 { "no encoder" } else { &candidates[k - 1].0 });
+            let (run, seconds) = tokio::task::spawn_blocking(move || {
+                let mut marks = Vec::new();
+                let run = crate::tools::rawmix::run(4, w, h, 30, &fragment, 5, warm, window, || marks.push(cpu_seconds("self")));
+                run.map(|r| (r, marks.get(1).zip(marks.first()).map(|(b, a)| b - a).unwrap_or(0.0)))
+            })
+            .await??;
+            cpu[k].push(seconds / run.seconds * 100.0);
+            if k > 0 {
+                kbps[k - 1].push(run.bytes as f64 * 8.0 / 1000.0 / run.seconds);
+                fps[k - 1].push(run.frames as f64 / run.seconds);
+            }
+        }
+    }
+    let base = median(cpu[0].clone());
+    let rows: Vec<CodecRow> = candidates
+        .into_iter()
+        .enumerate()
+        .map(|(i, (encoder, fragment))| CodecRow {
+            encoder,
+            fragment,
+            cpu_pct_of_core: (median(cpu[i + 1].clone()) - base).max(0.0),
+            kbps: median(kbps[i].clone()),
+            fps: median(fps[i].clone()),
+        })
+        .collect();
+    for r in &rows {
+        eprintln!("  {}: {:.1} % of a core, {:.0} kbps, {:.1} fps", r.encoder, r.cpu_pct_of_core, r.kbps, r.fps);
+    }
+    Ok(rows)
+}
+
 /// Scenario 5: the room's decode → compose → encode work as one plain
 /// GStreamer pipeline (see [`crate::media::rawmix`]), in this process with
 /// no bot running, CPU from /proc/self.
@@ -1034,6 +1113,19 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             k.honest_min_fps_1s, k.honest_longest_below_25_ms
         );
     }
+    if !r.codecs.is_empty() {
+        s += "\n## One rung per codec\n\n`./scripts/bench --scenario codecs`: one rung encoder at the top rung's size, frame rate and bitrate, on the same grid (4 tile-sized VP8 inputs composed at the canvas size, `src/tools/rawmix.rs`), each candidate in turn and the grid without an encoder as the baseline, interleaved in rounds; medians. CPU is the encoder's own (run minus baseline), in % of one core; kbps is what a receiver on that rung downloads.\n\n| encoder | CPU (% of a core) | kbps | fps |\n|---|---|---|---|\n";
+        for x in &r.codecs {
+            s += &format!("| {} | {:.1} | {:.0} | {:.1} |\n", x.encoder, x.cpu_pct_of_core, x.kbps, x.fps);
+        }
+        if let (Some(vp8), Some(x264)) = (r.codecs.iter().find(|x| x.encoder.starts_with("vp8")), r.codecs.iter().find(|x| x.encoder.contains("x264"))) {
+            s += &format!(
+                "\nH.264 (x264enc) / VP8: CPU **{:.2}**, downlink **{:.2}**.\n",
+                x264.cpu_pct_of_core / vp8.cpu_pct_of_core.max(0.01),
+                x264.kbps / vp8.kbps.max(0.01)
+            );
+        }
+    }
     if !r.raw.is_empty() {
         s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
         for x in &r.raw {
@@ -1068,6 +1160,7 @@ impl Default for Report {
             ladder: Vec::new(),
             viewers: Vec::new(),
             raw: Vec::new(),
+            codecs: Vec::new(),
             bandwidth: Vec::new(),
             tls: Vec::new(),
             reruns: Vec::new(),
@@ -1114,6 +1207,9 @@ impl Report {
         }
         if !ran("viewers") {
             self.viewers = old.viewers;
+        }
+        if !ran("codecs") {
+            self.codecs = old.codecs;
         }
         if !ran("raw") {
             self.raw = old.raw;
@@ -1364,7 +1460,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
 }
 
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 9] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "mesh", "tls", "soak"];
+pub const SCENARIOS: [&str; 10] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mesh", "tls", "soak"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -1391,6 +1487,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let viewers = if want("viewers") { viewers(&o, if o.quick { &[0, 2] } else { &[0, 10, 20] }, warm, window).await? } else { Vec::new() };
     let raw_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![4, 9, 16] };
     let raw = if want("raw") { raw_pipeline(&o, &raw_sizes, warm, window, &capacity).await? } else { Vec::new() };
+    let codecs = if want("codecs") { codecs(&o, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
     let mesh_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![2, 4, 6, 9] };
     let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
     let tls_size = o.participants.first().copied().unwrap_or(if o.quick { 2 } else { 9 });
@@ -1414,6 +1511,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         ladder,
         viewers,
         raw,
+        codecs,
         bandwidth,
         tls,
         reruns: Vec::new(),

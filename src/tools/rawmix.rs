@@ -23,6 +23,8 @@ use super::bot_media::{clip, clip_source, opus_clip};
 pub struct RawRun {
     /// Encoded video frames out of the encoder.
     pub frames: u64,
+    /// Encoded video bytes out of the encoder.
+    pub bytes: u64,
     pub seconds: f64,
 }
 
@@ -72,10 +74,12 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
         audio.push((as_, a));
     }
     let frames = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
     if let Some(pad) = pipeline.by_name("vout").and_then(|s| s.static_pad("sink")) {
-        let f = frames.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let (f, b) = (frames.clone(), bytes.clone());
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             f.fetch_add(1, Ordering::Relaxed);
+            b.fetch_add(info.buffer().map(|x| x.size() as u64).unwrap_or(0), Ordering::Relaxed);
             gst::PadProbeReturn::Ok
         });
     }
@@ -114,11 +118,15 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
         })?
     };
     std::thread::sleep(warm);
-    let (f0, t0) = (frames.load(Ordering::Relaxed), Instant::now());
+    let (f0, b0, t0) = (frames.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed), Instant::now());
     measure();
     std::thread::sleep(window);
     measure();
-    let run = RawRun { frames: frames.load(Ordering::Relaxed) - f0, seconds: t0.elapsed().as_secs_f64() };
+    let run = RawRun {
+        frames: frames.load(Ordering::Relaxed) - f0,
+        bytes: bytes.load(Ordering::Relaxed) - b0,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
     stop.store(true, Ordering::SeqCst);
     let _ = feeder.join();
     let error = pipeline.bus().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]));
