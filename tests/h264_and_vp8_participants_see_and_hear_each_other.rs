@@ -1,8 +1,9 @@
 //! One room, two codecs: a VP8 participant and two H.264 participants (each
 //! answers with its codec only). Each gets the grid in its own codec at full
 //! frame rate with every other participant's colour in its tile, hears the
-//! others and not itself; the server runs one encoder per codec in use and
-//! stops the H.264 one when no H.264 receiver is left.
+//! others and not itself; an H.264 viewer shares the H.264 encoder; the
+//! server runs one encoder per codec in use and stops the H.264 one when no
+//! H.264 receiver is left.
 
 mod common;
 
@@ -24,16 +25,21 @@ async fn h264_and_vp8_participants_see_and_hear_each_other() {
         let opts = BotOptions { codec, ..bot_options(&url, "codecs", name, color, tone) };
         bots.push(Bot::connect(opts).await.expect("bot connects"));
     }
-    for b in &bots {
+    let viewer = Bot::connect(BotOptions { viewer: true, codec: Codec::H264, ..bot_options(&url, "codecs", "viewer", 0, 0.0) })
+        .await
+        .expect("viewer connects");
+    for b in bots.iter().chain([&viewer]) {
         wait_receiving(b, Duration::from_secs(15)).await;
         assert!(b.wait_until(Duration::from_secs(5), |b| b.layout().map(|l| l.1.len()) == Some(3)).await, "layout never had 3 tiles");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let rates = futures::future::join_all(bots.iter().map(|b| fps_over(b, 3.0))).await;
-    for ((name, _, _, _), fps) in BOTS.iter().zip(rates) {
+    let rates = futures::future::join_all(bots.iter().chain([&viewer]).map(|b| fps_over(b, 3.0))).await;
+    for (name, fps) in BOTS.iter().map(|b| b.0).chain(["viewer"]).zip(rates) {
         assert!(fps >= 25.0, "{name} received {fps:.1} fps");
     }
+    assert!(viewer.stats().pads.contains(&"video/H264".to_string()), "the viewer asked for H.264: {:?}", viewer.stats().pads);
+    assert_eq!(viewer.qualities().last().map(|q| q.codec), Some(Codec::H264));
     for (i, b) in bots.iter().enumerate() {
         let (name, _, tone, codec) = BOTS[i];
         let s = b.stats();
@@ -74,7 +80,8 @@ async fn h264_and_vp8_participants_see_and_hear_each_other() {
         assert_eq!(r["codec"], codec.name(), "{name}: {r}");
     }
 
-    // The H.264 participants leave: their encoder stops.
+    // The H.264 participants and viewer leave: their encoder stops.
+    viewer.leave().await;
     let mut bots = bots.into_iter();
     let vp8 = bots.next().expect("the VP8 bot");
     for b in bots {

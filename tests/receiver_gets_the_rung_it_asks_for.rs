@@ -2,7 +2,8 @@
 //! `"quality":"low"` gets the low rung's size, frame rate and bitrate
 //! (±20 %) while another receiver in the same room keeps the high rung;
 //! `set_quality` moves it; only the rungs in use are encoded; an unknown
-//! rung is refused with `unknown_quality`.
+//! rung is refused with `unknown_quality`. The same for H.264 receivers,
+//! on the H.264 rungs (whose encoder may stay under the rung's bitrate).
 
 mod common;
 
@@ -11,9 +12,20 @@ use std::time::Duration;
 use common::*;
 use tessera::tools::bot::{Bot, BotOptions};
 use tessera::ladder::Rung;
+use tessera::protocol::Codec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_gets_the_rung_it_asks_for() {
+    gets_the_rung_it_asks_for(Codec::Vp8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_receiver_gets_the_rung_it_asks_for() {
+    gets_the_rung_it_asks_for(Codec::H264).await;
+}
+
+async fn gets_the_rung_it_asks_for(codec: Codec) {
+    let rung = |name: &str| format!("{}:{name}", codec.name());
     let server = start_server(media_config());
     let url = server.ws_url();
     // The default ladder of the 640x360 test canvas, as docs/ladder.md
@@ -23,25 +35,30 @@ async fn receiver_gets_the_rung_it_asks_for() {
     let high = &Rung { name: "high".into(), width: 640, height: 360, fps: 30, bitrate: 300_000 };
     let low = &Rung { name: "low".into(), width: 160, height: 90, fps: 15, bitrate: 60_000 };
 
-    let sender = Bot::connect(busy_bot(&url, "q", "sender", 440.0)).await.expect("sender connects");
-    let picky = Bot::connect(BotOptions { quality: Some("low".into()), ..busy_bot(&url, "q", "picky", 660.0) }).await.expect("picky connects");
+    let sender = Bot::connect(BotOptions { codec, ..busy_bot(&url, "q", "sender", 440.0) }).await.expect("sender connects");
+    let picky = Bot::connect(BotOptions { quality: Some("low".into()), codec, ..busy_bot(&url, "q", "picky", 660.0) }).await.expect("picky connects");
     wait_receiving(&sender, Duration::from_secs(10)).await;
     wait_receiving(&picky, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let q = picky.qualities();
-    assert_eq!(q.first().map(|q| (q.rung.as_str(), q.auto)), Some(("low", false)), "quality events: {q:?}");
+    assert_eq!(q.first().map(|q| (q.rung.as_str(), q.auto, q.codec)), Some(("low", false, codec)), "quality events: {q:?}");
     let s = picky.stats();
     assert_eq!((s.width, s.height), (low.width, low.height), "picky got {}x{}", s.width, s.height);
     assert_eq!((sender.stats().width, sender.stats().height), (high.width, high.height));
     let (fps, kbps) = tokio::join!(fps_over(&picky, 4.0), video_kbps(&picky, 4.0));
     assert!((fps - low.fps as f64).abs() <= 2.0, "low rung at {fps:.1} fps, want {}", low.fps);
     let want = low.bitrate as f64 / 1000.0;
-    assert!((kbps - want).abs() <= 0.2 * want, "low rung at {kbps:.0} kbps, want {want:.0} ± 20 %");
+    match codec {
+        Codec::Vp8 => assert!((kbps - want).abs() <= 0.2 * want, "low rung at {kbps:.0} kbps, want {want:.0} ± 20 %"),
+        // OpenH264's rate control stays under its target on this picture
+        // (46 of 60 kbps measured): at most the rung's bitrate, and flowing.
+        Codec::H264 => assert!(kbps <= 1.2 * want && kbps >= 0.3 * want, "low rung at {kbps:.0} kbps, want at most {want:.0} (+20 %)"),
+    }
 
     let stats = room_stats(&server, "q").await;
     let (running, used) = rungs_running_and_used(&stats);
-    assert_eq!(running, vec!["vp8:high".to_string(), "vp8:low".to_string()], "{stats}");
+    assert_eq!(running, vec![rung("high"), rung("low")], "{stats}");
     assert_eq!(running, used, "an encoder runs without receivers: {stats}");
 
     // Ask for the high rung: the picture follows, the low encoder stops.
@@ -52,7 +69,7 @@ async fn receiver_gets_the_rung_it_asks_for() {
     let mut stopped = false;
     for _ in 0..20 {
         let (running, _) = rungs_running_and_used(&room_stats(&server, "q").await);
-        if running == vec!["vp8:high".to_string()] {
+        if running == vec![rung("high")] {
             stopped = true;
             break;
         }

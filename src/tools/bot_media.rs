@@ -260,6 +260,17 @@ impl BotMedia {
         }
         if let Some(vcaps) = pipeline.by_name("vcaps") {
             vcaps.set_property("caps", video_rtp_caps(cfg.codec));
+        } else {
+            // Nothing sent: the answer's video codec comes from the
+            // transceiver webrtcbin makes for the offer; keep it to ours.
+            let codec = cfg.codec;
+            peer.webrtcbin().connect("on-new-transceiver", false, move |values| {
+                let trans = values.get(1).and_then(|v| v.get::<gst_webrtc::WebRTCRTPTransceiver>().ok())?;
+                if trans.property::<gst_webrtc::WebRTCKind>("kind") == gst_webrtc::WebRTCKind::Video {
+                    trans.set_property("codec-preferences", video_rtp_caps(codec));
+                }
+                None
+            });
         }
 
         let received = Arc::new(Mutex::new(Received::default()));
