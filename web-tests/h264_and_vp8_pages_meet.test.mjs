@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launch, launchFirefox, newPage, join, decodedFps, mixPixel, close, until, botReports, sendColourAndTone, toneLevels,
+  startServer, launch, launchFirefox, newPage, join, decodedFps, mixPixel, close, until, startBotReporting, sendColourAndTone, toneLevels,
   videoCodecs,
 } from './helpers.mjs';
 
@@ -28,6 +28,7 @@ async function tileColour(page, id) {
 test('VP8 and H.264 Chromium pages, a Firefox page and an H.264 bot see and hear each other', { timeout: 150000 }, async () => {
   const server = await startServer();
   const browsers = { chromium: await launch(), firefox: await launchFirefox() };
+  let bot = null;
   try {
     const pages = [];
     for (const p of PAGES) {
@@ -38,7 +39,8 @@ test('VP8 and H.264 Chromium pages, a Firefox page and an H.264 bot see and hear
       pages.push(page);
     }
     const ids = await Promise.all(pages.map((p) => p.evaluate(() => window.tessera.id)));
-    const bot = botReports(server, 'codecs', BOT.name, { color: 'blue', tone: BOT.tone, seconds: 30, extra: ['--codec', 'h264'] });
+    // The bot stays until the pages are checked; its reports are read then.
+    bot = startBotReporting(server, 'codecs', BOT.name, { color: 'blue', tone: BOT.tone, extra: ['--codec', 'h264'] });
     for (const page of pages) {
       assert.ok(await until(() => page.evaluate(() => window.tessera.layout.tiles.length === 4), 10000), 'four tiles');
     }
@@ -65,8 +67,7 @@ test('VP8 and H.264 Chromium pages, a Firefox page and an H.264 bot see and hear
       assert.deepEqual(page.errors, [], `${me.name}: console errors`);
     }
 
-    const reports = await bot;
-    const last = reports[reports.length - 1];
+    const last = bot.last();
     assert.ok(last && last.fps_recent >= 25, `the bot received ${last && last.fps_recent} fps`);
     assert.ok(last.received.includes('video/H264'), `the bot received ${last.received}`);
     assert.equal(last.qualities[last.qualities.length - 1].codec, 'h264');
@@ -79,6 +80,7 @@ test('VP8 and H.264 Chromium pages, a Firefox page and an H.264 bot see and hear
     assert.ok(heard.every((db) => db > -40), `the bot hears every page: ${JSON.stringify(last.dominant_frequencies)}`);
     assert.ok(level(BOT.tone) <= Math.min(...heard) - 20, `the bot hears itself: ${JSON.stringify(last.dominant_frequencies)}`);
   } finally {
+    if (bot) await bot.stop();
     await browsers.chromium.close();
     await browsers.firefox.close();
     await server.stop();

@@ -222,6 +222,26 @@ export function spawnBot(server, room, name, { color = 'blue', tone = 880, secon
     '--tone', String(tone), '--duration', String(seconds)], { stdio: 'ignore' });
 }
 
+/// `tessera bot` printing its report every 0.5 s while the test goes on:
+/// `reports` fills as they come; `stop()` ends the bot.
+export function startBotReporting(server, room, name, { color, tone, seconds = 120, extra = [] }) {
+  const proc = spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
+    '--tone', String(tone), '--duration', String(seconds), '--report-every', '0.5', ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const reports = [];
+  let buf = '';
+  proc.stdout.on('data', (d) => {
+    buf += d;
+    const lines = buf.split('\n');
+    buf = lines.pop();
+    for (const l of lines) if (l.startsWith('{') && l.endsWith('}')) reports.push(JSON.parse(l));
+  });
+  return {
+    reports,
+    last: () => reports[reports.length - 1],
+    async stop() { if (proc.exitCode === null) { proc.kill('SIGKILL'); await once(proc, 'exit'); } },
+  };
+}
+
 /// `tessera bot` printing its report every 0.5 s; resolves to every report.
 export function botReports(server, room, name, { color, tone, seconds, extra = [] }) {
   const proc = spawn(BIN, ['bot', '--server', server.ws, '--room', room, '--name', name, '--color', color,
@@ -241,14 +261,17 @@ export function botReports(server, room, name, { color, tone, seconds, extra = [
 }
 
 /// Replace the page's camera and microphone with a solid colour (a canvas
-/// redrawn at 30 fps) and a sine tone of `hz` (Web Audio).
+/// redrawn at 30 fps; several colours alternate every half second) and a
+/// sine tone of `hz` (Web Audio).
 export async function sendColourAndTone(page, css, hz) {
-  await page.evaluate(async ([colour, freq]) => {
+  const colours = Array.isArray(css) ? css : [css];
+  await page.evaluate(async ([list, freq]) => {
     const pc = window.tessera.pc;
     const c = document.createElement('canvas');
     c.width = 320; c.height = 240;
     const g = c.getContext('2d');
-    const draw = () => { g.fillStyle = colour; g.fillRect(0, 0, 320, 240); };
+    let n = 0;
+    const draw = () => { g.fillStyle = list[Math.floor(n++ / 15) % list.length]; g.fillRect(0, 0, 320, 240); };
     draw();
     const timer = setInterval(draw, 33);
     const vtrack = c.captureStream(30).getVideoTracks()[0];
@@ -267,7 +290,7 @@ export async function sendColourAndTone(page, css, hz) {
       else if (sender.track && sender.track.kind === 'audio') await sender.replaceTrack(atrack);
     }
     window.testSources = { timer, ctx, osc, vtrack, atrack, canvas: c };
-  }, [css, hz]);
+  }, [colours, hz]);
 }
 
 /// The loudest level (dB, Web Audio analyser) within ±20 Hz of each of
