@@ -210,6 +210,11 @@ pub enum Codec {
 impl Codec {
     pub const ALL: [Codec; 2] = [Codec::Vp8, Codec::H264];
 
+    /// Its place in [`Codec::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Codec::Vp8 => "vp8",
@@ -789,6 +794,7 @@ mod tests {
         assert_eq!(Codec::parse("H264"), Some(Codec::H264));
         assert_eq!(Codec::parse("vp8"), Some(Codec::Vp8));
         assert_eq!(Codec::parse("av1"), None);
+        assert!(Codec::ALL.iter().enumerate().all(|(i, c)| c.index() == i));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!                  ┌ queue ─ valve ─ videoscale ─ videorate ─ caps(high)   ─ vp8enc  ─ appsink ┐
 //!                  ├ queue ─ valve ─ videoscale ─ videorate ─ caps(medium) ─ vp8enc  ─ appsink │
 //! compositor ─ tee ┼ queue ─ valve ─ videoscale ─ videorate ─ caps(low)    ─ vp8enc  ─ appsink ┼─► receivers on that rung
-//!                  ├ queue ─ valve ─ videoscale ─ videorate ─ caps(high)   ─ x264enc ─ appsink │   and codec
+//!                  ├ queue ─ valve ─ videoscale ─ videorate ─ caps(high)   ─ h264 enc ─ appsink│   and codec
 //!                  └ ...                                                     (one rung per codec and ladder step)
 //! ```
 //!
@@ -270,7 +270,7 @@ impl Delivery {
         }
         let rungs = Arc::new(rungs);
         for (e, i, codec, appsink) in sinks {
-            let c = Codec::ALL.iter().position(|x| *x == codec).unwrap_or(0);
+            let c = codec.index();
             let rungs_cb = rungs.clone();
             let receivers = receivers.clone();
             appsink.set_callbacks(
@@ -321,7 +321,7 @@ impl Delivery {
     /// flows): its rungs are that codec's from now on.
     pub fn set_codec(&self, id: &str, codec: Codec) {
         let Some(r) = self.find(id) else { return };
-        let c = Codec::ALL.iter().position(|x| *x == codec).unwrap_or(0);
+        let c = codec.index();
         if r.codec.swap(c, Ordering::SeqCst) != c {
             update_valves(&self.rungs, &self.receivers);
             self.request_keyframe(id);
