@@ -491,6 +491,20 @@ impl Checker<'_> {
             },
         }
     }
+
+    /// A gst-launch fragment, checked with `check` (kept as written, so a
+    /// problem is reported once with its place).
+    fn fragment(&mut self, v: &Option<Spanned<String>>, name: &str, default: &str, check: FragmentCheck) -> String {
+        match v {
+            None => default.to_string(),
+            Some(f) => {
+                if let Err(m) = check(f.get_ref()) {
+                    self.at(f.span(), format!("{name} does not work: {m}"));
+                }
+                f.get_ref().clone()
+            }
+        }
+    }
 }
 
 fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Problem {
@@ -524,24 +538,8 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         background: c.color(&raw.canvas.background, "`canvas.background`", d.background),
         jitterbuffer_ms: c.int(&raw.latency.jitterbuffer_ms, "`latency.jitterbuffer_ms`", 0, 2000, d.jitterbuffer_ms),
         mixer_latency_ms: c.int(&raw.latency.mixer_ms, "`latency.mixer_ms`", 0, 1000, d.mixer_latency_ms),
-        video_encoder: match &raw.video.encoder {
-            None => d.video_encoder.clone(),
-            Some(f) => {
-                if let Err(m) = check_fragment(f.get_ref()) {
-                    c.at(f.span(), format!("`video.encoder` does not work: {m}"));
-                }
-                f.get_ref().clone()
-            }
-        },
-        h264_encoder: match &raw.video.h264_encoder {
-            None => d.h264_encoder.clone(),
-            Some(f) => {
-                if let Err(m) = check_fragment(f.get_ref()) {
-                    c.at(f.span(), format!("`video.h264_encoder` does not work: {m}"));
-                }
-                f.get_ref().clone()
-            }
-        },
+        video_encoder: c.fragment(&raw.video.encoder, "`video.encoder`", &d.video_encoder, check_fragment),
+        h264_encoder: c.fragment(&raw.video.h264_encoder, "`video.h264_encoder`", &d.h264_encoder, check_fragment),
         ladder: Vec::new(),
         audio_bitrate: c.int(&raw.audio.bitrate, "`audio.bitrate`", 6_000, 510_000, d.audio_bitrate),
         audio_complexity: c.int(&raw.audio.complexity, "`audio.complexity`", 0, 10, d.audio_complexity),
