@@ -75,7 +75,7 @@ struct BenchArgs {
     /// Small sizes for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run: capacity, join, latency, ladder, viewers, mesh, raw, tls, soak, all
+    /// Scenarios to run: capacity, join, latency, ladder, viewers, raw, codecs, mixed-codecs, mesh, tls, soak, all
     /// (repeatable). With some only, the others' last results are kept.
     #[arg(long = "scenario")]
     scenarios: Vec<String>,

@@ -31,10 +31,22 @@ fn bench_harness_smoke() {
     assert!(g2g["server_detected"].as_u64().unwrap() >= 4, "{g2g}");
     let server_p50 = g2g["server_p50_ms"].as_f64().unwrap();
     assert!(server_p50 > 0.0 && server_p50 < g2g["p50_ms"].as_u64().unwrap() as f64, "{g2g}");
+    // Every rung of both codecs received (at the 320x180 canvas every rung
+    // is canvas-sized), with its encoding thread found and busy.
     let ladder = json["ladder"].as_array().unwrap();
-    assert_eq!(ladder.iter().map(|r| r["rung"].as_str().unwrap()).collect::<Vec<_>>(), vec!["high", "medium", "low"]);
+    let rungs: Vec<(&str, &str)> = ladder.iter().map(|r| (r["codec"].as_str().unwrap(), r["rung"].as_str().unwrap())).collect();
+    assert_eq!(rungs, vec![("vp8", "high"), ("vp8", "medium"), ("vp8", "low"), ("h264", "high"), ("h264", "medium"), ("h264", "low")]);
     for r in ladder {
         assert!(r["fps"].as_f64().unwrap() > 5.0 && r["total_kbps"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["width"].as_u64().unwrap() > 0 && r["height"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["cpu_pct_of_core"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // A room all on VP8, then with half its load bots on H.264: both kept
+    // the observer's picture going.
+    let mixed = json["mixed_codecs"].as_array().unwrap();
+    assert_eq!(mixed.iter().map(|r| (r["participants"].as_u64().unwrap(), r["h264_participants"].as_u64().unwrap())).collect::<Vec<_>>(), vec![(4, 0), (4, 2)]);
+    for r in mixed {
+        assert!(r["observer_fps"].as_f64().unwrap() > 10.0 && r["server_cpu_pct_of_machine"].as_f64().unwrap() > 0.0, "{r}");
     }
     let viewers = json["viewers"].as_array().unwrap();
     assert_eq!(viewers.iter().map(|r| r["viewers"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 2]);
@@ -74,7 +86,7 @@ fn bench_harness_smoke() {
     let md = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
     assert!(md.contains("## HTTPS/WSS cost") && md.contains("## Soak"));
     assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Latency"));
-    assert!(md.contains("## Downlink per rung") && md.contains("## Viewers"));
+    assert!(md.contains("## Downlink per rung") && md.contains("## Half the room on H.264") && md.contains("## Viewers"));
     assert!(md.contains("## Bandwidth against a mesh") && md.contains("## Efficiency against a plain pipeline") && md.contains("## Plots"));
     // The plots are real PNGs.
     for name in ["capacity_cpu", "capacity_fps", "latency", "bandwidth"] {

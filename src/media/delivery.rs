@@ -228,7 +228,7 @@ impl Delivery {
                 Codec::H264 => &cfg.h264_encoder,
             };
             let desc = format!(
-                "queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! valve name=valve drop=true \
+                "queue name=q-{codec}-{rung} max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! valve name=valve drop=true \
                  ! videoscale ! videorate drop-only=true \
                  ! video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1,framerate={fps}/1 \
                  ! {enc} ! appsink name=vout sync=false async=false max-buffers=5 drop=true",
@@ -236,6 +236,10 @@ impl Delivery {
                 h = r.height,
                 fps = r.fps,
                 enc = encoder,
+                // The queue's streaming thread is `q-<codec>-<rung>:src`
+                // (/proc's comm keeps 15 bytes): a rung's CPU is its thread's.
+                codec = codec.name(),
+                rung = r.name,
             );
             let bin = gst::parse::bin_from_description(&desc, true)
                 .with_context(|| format!("rung `{}` ({}) does not parse: {desc}", r.name, codec.name()))?;

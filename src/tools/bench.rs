@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::protocol::Codec;
 use crate::tools::bot::{Bot, BotOptions};
 use crate::media::webrtc::PeerEvent;
 use crate::tools::bot_media::BotMedia;
@@ -61,6 +62,10 @@ pub struct CapacityRow {
     /// canvas rate (30 fps), and video RTP packets it found missing.
     pub observer_dropped_frames: u64,
     pub observer_lost_packets: u64,
+    /// Participants sending and receiving H.264 (every other load bot);
+    /// the rest, the observer included, VP8.
+    #[serde(default)]
+    pub h264_participants: usize,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -91,12 +96,22 @@ pub struct LatencyResult {
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct RungDownlink {
+    /// `vp8` or `h264` (an older report has VP8 rungs only).
+    #[serde(default = "vp8_name")]
+    pub codec: String,
     pub rung: String,
     pub width: u32,
     pub height: u32,
     pub fps: f64,
     pub video_kbps: f64,
     pub total_kbps: f64,
+    /// The rung's encoding thread, % of one core.
+    #[serde(default)]
+    pub cpu_pct_of_core: Option<f64>,
+}
+
+fn vp8_name() -> String {
+    Codec::Vp8.name().to_string()
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -153,8 +168,12 @@ pub struct Report {
     pub capacity: Vec<CapacityRow>,
     pub join: Option<JoinResult>,
     pub glass_to_glass: Option<LatencyResult>,
-    /// Per-receiver downlink on each rung of the shipped ladder.
+    /// Per-receiver downlink and encoding CPU on each rung of the shipped
+    /// ladder, per codec.
     pub ladder: Vec<RungDownlink>,
+    /// Rooms all on VP8 and with half the room on H.264, side by side.
+    #[serde(default)]
+    pub mixed_codecs: Vec<CapacityRow>,
     /// Server CPU with 0, 10, 20 receive-only viewers on a room of 4.
     pub viewers: Vec<ViewerRow>,
     /// The plain-pipeline lower bound per room size.
@@ -266,17 +285,19 @@ async fn wait_frames(b: &Bot, timeout: Duration) -> bool {
 /// A fresh server with a room of `n` participants: `n - 1` load bots and
 /// one decoding observer that already receives the mixed video.
 async fn loaded_room(o: &BenchOptions, room: &str, n: usize, observer_name: &str, inputs: Inputs) -> Result<(ServerProc, Vec<Bot>, Bot)> {
-    loaded_room_with(o, room, n, observer_name, inputs, None).await
+    loaded_room_with(o, room, n, observer_name, inputs, None, false).await
 }
 
-/// [`loaded_room`], the server serving HTTPS/WSS with `tls` when given.
-async fn loaded_room_with(o: &BenchOptions, room: &str, n: usize, observer_name: &str, inputs: Inputs, tls: Option<&TlsFiles>) -> Result<(ServerProc, Vec<Bot>, Bot)> {
+/// [`loaded_room`], the server serving HTTPS/WSS with `tls` when given,
+/// and with every other load bot (the 1st, 3rd, ...) on H.264 if `h264`.
+async fn loaded_room_with(o: &BenchOptions, room: &str, n: usize, observer_name: &str, inputs: Inputs, tls: Option<&TlsFiles>, h264: bool) -> Result<(ServerProc, Vec<Bot>, Bot)> {
     let extra = tls.map(|t| t.flags()).unwrap_or_default();
     let server = ServerProc::start_with(&o.server_bin, &o.canvas, &extra)?;
     let trust = tls.map(|t| t.cert_pem.clone());
     let mut bots = Vec::new();
     for i in 0..n.saturating_sub(1) {
-        bots.push(Bot::connect(BotOptions { tls_trust: trust.clone(), ..load_bot(&server.url, room, i, inputs == Inputs::Full360p) }).await?);
+        let codec = if h264 && i % 2 == 0 { Codec::H264 } else { Codec::Vp8 };
+        bots.push(Bot::connect(BotOptions { tls_trust: trust.clone(), codec, ..load_bot(&server.url, room, i, inputs == Inputs::Full360p) }).await?);
     }
     let obs = Bot::connect(BotOptions { tls_trust: trust, ..observer(&server.url, room, observer_name) }).await?;
     if !wait_frames(&obs, Duration::from_secs(20)).await {
@@ -331,12 +352,20 @@ async fn capacity(o: &BenchOptions, plan: &[(Inputs, Vec<usize>)], warm: Duratio
 }
 
 async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration) -> Result<CapacityRow> {
-    capacity_row_with(o, inputs, n, cpus, warm, window, None).await
+    capacity_row_with(o, inputs, n, cpus, warm, window, None, false).await
 }
 
-async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration, tls: Option<&TlsFiles>) -> Result<CapacityRow> {
-    eprintln!("bench capacity: {n} participants ({} load bots + 1 observer), {} inputs{}", n - 1, inputs.label(), if tls.is_some() { ", HTTPS/WSS" } else { "" });
-    let (server, bots, obs) = loaded_room_with(o, "capacity", n, "observer", inputs, tls).await?;
+#[allow(clippy::too_many_arguments)]
+async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration, tls: Option<&TlsFiles>, h264: bool) -> Result<CapacityRow> {
+    let h264_participants = if h264 { n.saturating_sub(1).div_ceil(2) } else { 0 };
+    eprintln!(
+        "bench capacity: {n} participants ({} load bots + 1 observer), {} inputs{}{}",
+        n - 1,
+        inputs.label(),
+        if tls.is_some() { ", HTTPS/WSS" } else { "" },
+        if h264 { format!(", {h264_participants} on H.264") } else { String::new() }
+    );
+    let (server, bots, obs) = loaded_room_with(o, "capacity", n, "observer", inputs, tls, h264).await?;
     tokio::time::sleep(warm).await;
     let pid = server.pid().to_string();
     obs.reset_max_gap();
@@ -371,6 +400,7 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         observer_max_gap_ms: last.max_frame_gap_ms,
         observer_dropped_frames: expected.saturating_sub(last.frames - first.frames),
         observer_lost_packets: last.video_lost - first.video_lost,
+        h264_participants,
     };
     eprintln!(
         "  server {:.1} % of machine, load {:.1} %, observer {:.1} fps sent / {:.1} decoded, RSS {:.0} MiB",
@@ -426,7 +456,7 @@ async fn tls_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, win
     let mut rows = Vec::new();
     for round in 0..rounds {
         for tls in [false, true] {
-            let r = capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, tls.then_some(&files)).await?;
+            let r = capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, tls.then_some(&files), false).await?;
             rows.push(TlsRow { tls, round, participants: n, server_cpu_pct_of_machine: r.server_cpu_pct_of_machine, observer_fps: r.observer_fps });
         }
     }
@@ -545,10 +575,12 @@ async fn glass_to_glass(o: &BenchOptions, changes: usize) -> Result<LatencyResul
     Ok(r)
 }
 
-/// Per-receiver downlink on each rung: two senders with a busy picture,
-/// one count-only receiver per rung.
+/// Per-receiver downlink on each rung of each codec: two senders with a
+/// busy picture, one count-only receiver per rung and codec. A rung's CPU
+/// is its encoding thread's (`q-<codec>-<rung>:src`: scaling, rate,
+/// encoder and handing frames to its receivers).
 async fn ladder(o: &BenchOptions, window: Duration) -> Result<Vec<RungDownlink>> {
-    eprintln!("bench ladder: downlink per rung");
+    eprintln!("bench ladder: downlink per rung and codec");
     let server = ServerProc::start(&o.server_bin, &o.canvas)?;
     let busy = |name: &str| BotOptions {
         color: None,
@@ -556,43 +588,81 @@ async fn ladder(o: &BenchOptions, window: Duration) -> Result<Vec<RungDownlink>>
         ..observer(&server.url, "ladder", name)
     };
     let senders = vec![Bot::connect(busy("sender0")).await?, Bot::connect(BotOptions { tone_hz: 660.0, ..busy("sender1") }).await?];
+    let rungs: Vec<String> = crate::media::MediaConfig::default().rungs().iter().map(|r| r.name.clone()).collect();
     let mut receivers = Vec::new();
-    for rung in ["high", "medium", "low"] {
-        let b = Bot::connect(BotOptions { viewer: true, decode: false, quality: Some(rung.into()), ..observer(&server.url, "ladder", rung) }).await?;
-        receivers.push((rung, b));
+    for codec in Codec::ALL {
+        for rung in &rungs {
+            let name = format!("{}-{rung}", codec.name());
+            let b = Bot::connect(BotOptions { viewer: true, decode: false, codec, quality: Some(rung.clone()), ..observer(&server.url, "ladder", &name) }).await?;
+            receivers.push((codec, rung.clone(), b));
+        }
     }
-    for (rung, b) in &receivers {
+    for (codec, rung, b) in &receivers {
         if !wait_frames(b, Duration::from_secs(20)).await {
-            bail!("the {rung} receiver got no video");
+            bail!("the {} {rung} receiver got no video", codec.name());
+        }
+        if let Some(q) = b.qualities().last().filter(|q| q.codec != *codec) {
+            bail!("the {} {rung} receiver was sent {}", codec.name(), q.codec.name());
         }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before: Vec<_> = receivers.iter().map(|(_, b)| b.stats()).collect();
-    let pid = server.pid().to_string();
-    let (c0, t0) = (cpu_seconds(&pid), Instant::now());
+    let before: Vec<_> = receivers.iter().map(|(_, _, b)| b.stats()).collect();
+    let proc = Proc(Some(server.pid()));
+    let (c0, threads0, t0) = (proc.cpu_seconds()?, proc.thread_cpu_seconds()?, Instant::now());
     tokio::time::sleep(window).await;
     let secs = t0.elapsed().as_secs_f64();
-    let cpus = cpus() as f64;
-    eprintln!("  server {:.1} % of the machine with every rung in use", (cpu_seconds(&pid) - c0) / secs * 100.0 / cpus);
+    let (c1, threads1) = (proc.cpu_seconds()?, proc.thread_cpu_seconds()?);
+    eprintln!("  server {:.1} % of the machine with every rung of both codecs in use", (c1 - c0) / secs * 100.0 / cpus() as f64);
     let mut rows = Vec::new();
-    for ((rung, b), s0) in receivers.iter().zip(before) {
+    for ((codec, rung, b), s0) in receivers.iter().zip(before) {
         let s1 = b.stats();
+        // /proc keeps 15 bytes of a thread's name.
+        let thread: String = format!("q-{}-{rung}:src", codec.name()).chars().take(15).collect();
+        let busy = |t: &std::collections::BTreeMap<String, f64>| t.get(&thread).copied();
         let row = RungDownlink {
+            codec: codec.name().to_string(),
             rung: rung.to_string(),
             width: s1.width,
             height: s1.height,
             fps: (s1.frames - s0.frames) as f64 / secs,
             video_kbps: (s1.video_bytes - s0.video_bytes) as f64 * 8.0 / 1000.0 / secs,
             total_kbps: (s1.bytes - s0.bytes) as f64 * 8.0 / 1000.0 / secs,
+            cpu_pct_of_core: busy(&threads1).zip(busy(&threads0)).map(|(a, b)| (a - b) / secs * 100.0),
         };
-        eprintln!("  {}: {}x{} at {:.1} fps, video {:.0} kbps, video + audio {:.0} kbps", row.rung, row.width, row.height, row.fps, row.video_kbps, row.total_kbps);
+        eprintln!(
+            "  {} {}: {}x{} at {:.1} fps, video {:.0} kbps, video + audio {:.0} kbps, encoding thread {}",
+            row.codec,
+            row.rung,
+            row.width,
+            row.height,
+            row.fps,
+            row.video_kbps,
+            row.total_kbps,
+            row.cpu_pct_of_core.map(|c| format!("{c:.1} % of a core")).unwrap_or_else(|| format!("`{thread}` not found"))
+        );
         rows.push(row);
     }
-    for (_, b) in receivers {
+    for (_, _, b) in receivers {
         b.disconnect().await;
     }
     for b in senders {
         b.disconnect().await;
+    }
+    Ok(rows)
+}
+
+/// Scenario `mixed-codecs`: a room of `n` all on VP8, then the same room
+/// with every other load bot sending and receiving H.264, `rounds` times
+/// interleaved: what serving both codecs costs.
+async fn mixed_codecs(o: &BenchOptions, sizes: &[usize], rounds: usize, warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
+    let cpus = cpus() as f64;
+    let mut rows = Vec::new();
+    for &n in sizes {
+        for _ in 0..rounds {
+            for h264 in [false, true] {
+                rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, h264).await?);
+            }
+        }
     }
     Ok(rows)
 }
@@ -1053,9 +1123,27 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         );
     }
     if !r.ladder.is_empty() {
-        s += "\n## Downlink per rung (encoder ladder)\n\nTwo senders with a moving zone plate (the ladder reaches its bitrates on it), one receiver per rung asking for it explicitly; RTP bytes received, headers included.\n\n| rung | size | fps | video kbps | video + audio kbps |\n|---|---|---|---|---|\n";
+        s += "\n## Downlink per rung (encoder ladder)\n\n`./scripts/bench --scenario ladder`: two senders with a moving zone plate (the ladder reaches its bitrates on it), one receive-only receiver per rung and codec asking for it explicitly, all in one room at once; RTP bytes received, headers included. Server CPU per rung is its encoding thread's (`q-<codec>-<rung>:src`: scale, frame rate, encoder, handing frames to its receivers), in % of one core; the shipped encoders are vp8enc and openh264enc.\n\n| codec | rung | size | fps | video kbps | video + audio kbps | rung CPU (% of a core) |\n|---|---|---|---|---|---|---|\n";
         for l in &r.ladder {
-            s += &format!("| {} | {}x{} | {:.1} | {:.0} | {:.0} |\n", l.rung, l.width, l.height, l.fps, l.video_kbps, l.total_kbps);
+            let cpu = l.cpu_pct_of_core.map(|c| format!("{c:.1}")).unwrap_or_else(|| "–".into());
+            s += &format!("| {} | {} | {}x{} | {:.1} | {:.0} | {:.0} | {} |\n", l.codec, l.rung, l.width, l.height, l.fps, l.video_kbps, l.total_kbps, cpu);
+        }
+    }
+    if !r.mixed_codecs.is_empty() {
+        s += "\n## Half the room on H.264\n\n`./scripts/bench --scenario mixed-codecs`: a room with tile-sized inputs all on VP8, then the same room with every other load bot sending pre-encoded H.264 and receiving the H.264 rung (the observer stays on VP8), alternating in one run. Serving both codecs adds the H.264 decoders of those inputs and one more top-rung encoder. The bots share the machine: where server + load pass 90 %, the machine is saturated and the difference understates the cost.\n\n| participants | on H.264 | server CPU (% of machine) | load CPU (% of machine) | RSS MiB | threads | observer fps (decoded) |\n|---|---|---|---|---|---|---|\n";
+        for c in &r.mixed_codecs {
+            s += &format!(
+                "| {} | {} | {:.1} | {:.1} | {:.0} | {} | {:.1} |\n",
+                c.participants, c.h264_participants, c.server_cpu_pct_of_machine, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.observer_fps
+            );
+        }
+        let mut sizes: Vec<usize> = r.mixed_codecs.iter().map(|c| c.participants).collect();
+        sizes.dedup();
+        s += "\n";
+        for n in sizes {
+            let med = |h264: bool| median(r.mixed_codecs.iter().filter(|c| c.participants == n && (c.h264_participants > 0) == h264).map(|c| c.server_cpu_pct_of_machine).collect());
+            let (vp8, mixed) = (med(false), med(true));
+            s += &format!("{n} participants: all VP8 **{vp8:.1} %**, half H.264 **{mixed:.1} %** of the machine (median); both codecs − VP8 only **{:+.1} points** (ratio {:.2}).\n", mixed - vp8, mixed / vp8.max(0.01));
         }
     }
     if !r.viewers.is_empty() {
@@ -1160,6 +1248,7 @@ impl Default for Report {
             viewers: Vec::new(),
             raw: Vec::new(),
             codecs: Vec::new(),
+            mixed_codecs: Vec::new(),
             bandwidth: Vec::new(),
             tls: Vec::new(),
             reruns: Vec::new(),
@@ -1209,6 +1298,9 @@ impl Report {
         }
         if !ran("codecs") {
             self.codecs = old.codecs;
+        }
+        if !ran("mixed-codecs") {
+            self.mixed_codecs = old.mixed_codecs;
         }
         if !ran("raw") {
             self.raw = old.raw;
@@ -1459,7 +1551,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
 }
 
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 10] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mesh", "tls", "soak"];
+pub const SCENARIOS: [&str; 11] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "mesh", "tls", "soak"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -1487,6 +1579,8 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let raw_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![4, 9, 16] };
     let raw = if want("raw") { raw_pipeline(&o, &raw_sizes, warm, window, &capacity).await? } else { Vec::new() };
     let codecs = if want("codecs") { codecs(&o, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
+    let mixed_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![4] } else { vec![9, 16] };
+    let mixed_codecs = if want("mixed-codecs") { mixed_codecs(&o, &mixed_sizes, if o.quick { 1 } else { 2 }, warm, window).await? } else { Vec::new() };
     let mesh_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![2, 4, 6, 9] };
     let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
     let tls_size = o.participants.first().copied().unwrap_or(if o.quick { 2 } else { 9 });
@@ -1511,6 +1605,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         viewers,
         raw,
         codecs,
+        mixed_codecs,
         bandwidth,
         tls,
         reruns: Vec::new(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use gst::prelude::*;
 use gst_video::prelude::*;
 use tokio::sync::mpsc;
@@ -199,9 +199,6 @@ impl BotMedia {
             Some(rgb) => format!("videotestsrc name=vsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
             None => format!("videotestsrc name=vsrc is-live=true pattern={}", cfg.pattern),
         };
-        if cfg.load && cfg.codec != Codec::Vp8 {
-            bail!("load bots send pre-encoded VP8 only");
-        }
         let encoder = match cfg.codec {
             Codec::Vp8 => "vp8enc name=venc deadline=1 cpu-used=16 end-usage=cbr target-bitrate=300000 lag-in-frames=0 keyframe-max-dist=60 threads=1 \
                  ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200",
@@ -210,9 +207,11 @@ impl BotMedia {
         };
         let preencoded = if cfg.load { Some(PreEncoded::new(cfg, send_video)?) } else { None };
         let video_branch = if cfg.load && send_video {
-            "appsrc name=lvsrc is-live=true do-timestamp=true format=time ! rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200 \
-             ! capsfilter name=vcaps ! webrtc.sink_1"
-                .to_string()
+            let pay = match cfg.codec {
+                Codec::Vp8 => "rtpvp8pay pt=96 picture-id-mode=15-bit mtu=1200",
+                Codec::H264 => "rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency mtu=1200",
+            };
+            format!("appsrc name=lvsrc is-live=true do-timestamp=true format=time ! {pay} ! capsfilter name=vcaps ! webrtc.sink_1")
         } else if send_video {
             format!(
                 "{video_src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoscale name=vscale ! capsfilter name=vsize ! videoconvert \
@@ -535,7 +534,7 @@ impl Drop for BotMedia {
 /// Bitrate of the full-size load clip (bits/s).
 pub(crate) const CLIP_BITRATE: u32 = 500_000;
 
-/// A VP8 clip encoded once: caps and frames, the first one a keyframe.
+/// A clip encoded once (VP8 or H.264): caps and frames, the first one a keyframe.
 pub(crate) type Clip = Arc<(gst::Caps, Vec<gst::Buffer>)>;
 
 /// What a load clip shows: a `videotestsrc` property list, e.g. a ball of
@@ -578,22 +577,29 @@ pub(crate) fn clip_source(color: Option<u32>, pattern: &str) -> String {
     }
 }
 
-/// Clips shared by every load bot in the process, by (source, width,
-/// height, bitrate, fps): a room of 16 asking for the same tile size
+/// Clips shared by every load bot in the process, by (codec, source,
+/// width, height, bitrate, fps): a room of 16 asking for the same tile size
 /// encodes each clip once.
-pub(crate) fn clip(source: &str, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Clip> {
-    type Key = (String, u32, u32, u32, u32);
+pub(crate) fn clip(codec: Codec, source: &str, width: u32, height: u32, bitrate: u32, fps: u32) -> Result<Clip> {
+    type Key = (Codec, String, u32, u32, u32, u32);
     static CLIPS: std::sync::OnceLock<Mutex<std::collections::HashMap<Key, Clip>>> = std::sync::OnceLock::new();
     let mut clips = CLIPS.get_or_init(Default::default).lock();
-    let key = (source.to_string(), width, height, bitrate, fps);
+    let key = (codec, source.to_string(), width, height, bitrate, fps);
     if let Some(c) = clips.get(&key) {
         return Ok(c.clone());
     }
+    let n = 2 * fps;
+    // One keyframe per loop, at its start, like a camera's periodic ones.
+    let encoder = match codec {
+        Codec::Vp8 => format!("vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bitrate} lag-in-frames=0 keyframe-max-dist={n}"),
+        Codec::H264 => format!(
+            "x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={n} bframes=0 threads=1 \
+             ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream,alignment=au",
+            kbps = (bitrate / 1000).max(1)
+        ),
+    };
     let c = Arc::new(collect(&format!(
-        "videotestsrc num-buffers={n} {source} ! video/x-raw,width={width},height={height},framerate={fps}/1 \
-         ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bitrate} lag-in-frames=0 keyframe-max-dist={n} \
-         ! appsink name=out sync=false",
-        n = 2 * fps,
+        "videotestsrc num-buffers={n} {source} ! video/x-raw,width={width},height={height},framerate={fps}/1 ! {encoder} ! appsink name=out sync=false"
     ))?);
     clips.insert(key, c.clone());
     Ok(c)
@@ -613,6 +619,7 @@ struct PreEncoded {
     audio: (gst::Caps, Vec<gst::Buffer>),
     /// The clip's picture (see [`clip_source`]), re-encoded at other sizes.
     source: String,
+    codec: Codec,
 }
 
 /// The thread that paces pre-encoded buffers into a load bot's appsrcs.
@@ -658,9 +665,9 @@ fn collect(desc: &str) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
 impl PreEncoded {
     fn new(cfg: &BotOptions, send_video: bool) -> Result<PreEncoded> {
         let source = clip_source(cfg.color, &cfg.pattern);
-        let video = if send_video { Some(clip(&source, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
+        let video = if send_video { Some(clip(cfg.codec, &source, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
         let audio = opus_clip(cfg.tone_hz, cfg.volume)?;
-        Ok(PreEncoded { video, audio, source })
+        Ok(PreEncoded { video, audio, source, codec: cfg.codec })
     }
 
     fn start(self, pipeline: &gst::Pipeline, fps: u32) -> Result<Feeder> {
@@ -675,7 +682,7 @@ impl PreEncoded {
         let wanted: Arc<Mutex<Option<(u32, u32, u32)>>> = Arc::new(Mutex::new(None));
         let (stop2, wanted2) = (stop.clone(), wanted.clone());
         let thread = std::thread::Builder::new().name("load-feeder".into()).spawn(move || {
-            let PreEncoded { mut video, audio, source } = self;
+            let PreEncoded { mut video, audio, source, codec } = self;
             let start = Instant::now();
             let frame = Duration::from_secs_f64(1.0 / fps.max(1) as f64);
             let audio_period = Duration::from_millis(20);
@@ -684,7 +691,7 @@ impl PreEncoded {
             while !stop2.load(Ordering::SeqCst) {
                 let size = wanted2.lock().take();
                 if let (Some((w, h, bitrate)), Some(v)) = (size, &vsrc) {
-                    match clip(&source, w, h, bitrate, fps) {
+                    match clip(codec, &source, w, h, bitrate, fps) {
                         Ok(c) => {
                             v.set_caps(Some(&c.0));
                             video = Some(c);
@@ -931,7 +938,8 @@ fn count_rtp(pad: &gst::Pad, is_video: bool, bytes: Arc<AtomicU64>, received: Ar
 fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Received>>, stream: &Stream) -> Result<()> {
     let depay: &[&str] = match (stream.is_video(), stream.encoding.as_str()) {
         (true, "VP8") => &["rtpvp8depay"],
-        (true, "H264") => &["rtph264depay"],
+        // h264parse reads the size from the SPS into the caps.
+        (true, "H264") => &["rtph264depay", "h264parse"],
         _ => &[],
     };
     let video = !depay.is_empty();
@@ -942,7 +950,8 @@ fn link_counter(pipeline: &gst::Pipeline, pad: &gst::Pad, received: Arc<Mutex<Re
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 if video {
-                    let size = sample.buffer().and_then(|b| b.map_readable().ok().and_then(|m| vp8_keyframe_size(&m)));
+                    let from_caps = sample.caps().and_then(|c| c.structure(0)).and_then(|s| Some((s.get::<i32>("width").ok()? as u32, s.get::<i32>("height").ok()? as u32)));
+                    let size = from_caps.or_else(|| sample.buffer().and_then(|b| b.map_readable().ok().and_then(|m| vp8_keyframe_size(&m))));
                     let mut r = received.lock();
                     r.frame_arrived(Instant::now());
                     if let Some((w, h)) = size {

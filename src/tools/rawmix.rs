@@ -64,7 +64,7 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
         let pad = comp.static_pad(&format!("sink_{i}")).context("compositor pad")?;
         pad.set_property("xpos", ((i as u32 % cols) * tw) as i32);
         pad.set_property("ypos", ((i as u32 / cols) * th) as i32);
-        let v = clip(&clip_source(Some(0x00ff00 + i as u32 * 0x101010), ""), tw, th, super::bot_media::CLIP_BITRATE.min(crate::layout::send_bitrate(tw, th, fps)), fps)?;
+        let v = clip(crate::protocol::Codec::Vp8, &clip_source(Some(0x00ff00 + i as u32 * 0x101010), ""), tw, th, super::bot_media::CLIP_BITRATE.min(crate::layout::send_bitrate(tw, th, fps)), fps)?;
         let a = opus_clip(300.0 + 40.0 * i as f64, 0.05)?;
         let vs = appsrc(&pipeline, &format!("v{i}"))?;
         let as_ = appsrc(&pipeline, &format!("a{i}"))?;
