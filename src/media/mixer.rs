@@ -99,8 +99,8 @@ struct VideoInput {
     crop: Option<(i32, i32)>,
     label_text: Option<String>,
     flags: Arc<InputFlags>,
-    /// What the name card on show was rendered for (text, size).
-    card: Option<(String, u32, u32)>,
+    /// What the name card on show was rendered for (name, muted, size).
+    card: Option<(String, bool, u32, u32)>,
     audio: Arc<AudioPort>,
 }
 
@@ -449,21 +449,20 @@ impl RoomMixer {
                 input.tile_el.set_crop(gst::Fraction::new(crop.0, crop.1));
                 input.crop = Some(crop);
             }
-            let label = label_markup(&t.name, t.label, t.audio_muted);
+            let px = label_font_px(inner.height);
+            let label = label_markup(&t.name, t.label, t.audio_muted, inner.width, px);
             if input.label_text.as_deref() != Some(label.as_str()) {
                 input.tile_el.label.set_property("text", label.as_str());
-                let px = (inner.height / 12).clamp(10, 28);
                 input.tile_el.label.set_property("font-desc", format!("{} {px}px", t.font));
                 input.label_text = Some(label);
             }
             input.inner = Some(inner);
             let was_off = input.flags.video_off.swap(t.video_muted, Ordering::SeqCst);
             let showing_card = t.video_muted || !input.flags.has_video.load(Ordering::SeqCst);
-            let text = if t.audio_muted { format!("{}\nmuted", t.name) } else { t.name.clone() };
-            let card = (text.clone(), inner.width, inner.height);
+            let card = (t.name.clone(), t.audio_muted, inner.width, inner.height);
             if showing_card && (input.card.as_ref() != Some(&card) || was_off != t.video_muted) {
                 input.card = Some(card);
-                self.show_card(input, &text);
+                self.show_card(input, &t.name, t.audio_muted);
             } else if !showing_card {
                 input.card = None;
             }
@@ -472,7 +471,7 @@ impl RoomMixer {
 
     /// Render the name card for `input` at its tile size on a helper
     /// thread and push it; a newer request makes an older render moot.
-    fn show_card(&self, input: &VideoInput, name: &str) {
+    fn show_card(&self, input: &VideoInput, name: &str, muted: bool) {
         let Some(rect) = input.inner else { return };
         let generation = input.flags.card_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let flags = input.flags.clone();
@@ -480,7 +479,7 @@ impl RoomMixer {
         let name = name.to_string();
         let room = self.room.clone();
         let spawned = std::thread::Builder::new().name("name-card".into()).spawn(move || {
-            let sample = raw::name_card_i420(&name, rect.width, rect.height)
+            let sample = raw::name_card_i420(&name, muted, rect.width, rect.height)
                 .or_else(|e| {
                     tracing::warn!(room = %room, "name card for {name:?} not rendered ({e:#}); plain card instead");
                     raw::placeholder_i420(rect.width, rect.height)
@@ -531,18 +530,36 @@ fn place(pad: &gst::Pad, r: Rect, zorder: u32, alpha: f64) {
     pad.set_property("alpha", alpha);
 }
 
-/// Pango markup for a tile's label: the name, and a muted mark.
-pub fn label_markup(name: &str, names: bool, muted: bool) -> String {
-    let mut s = String::new();
-    if names {
-        let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-        s.push_str(gst::glib::markup_escape_text(&shown).as_str());
+/// The label overlay of a tile (bottom left, on a shaded band), as the
+/// participant pipeline and the layout preview both build it.
+pub const LABEL_OVERLAY: &str = "textoverlay valignment=bottom halignment=left wrap-mode=wordchar shaded-background=true auto-resize=false xpad=8 ypad=6";
+
+/// Font size of a tile's label: a twelfth of the tile's height.
+pub fn label_font_px(tile_height: u32) -> u32 {
+    (tile_height / 12).clamp(10, 28)
+}
+
+/// Pango markup for a tile's label: the name (cut with an ellipsis to
+/// the tile's width, leaving room for the mark), and a muted mark.
+pub fn label_markup(name: &str, names: bool, muted: bool, tile_width: u32, font_px: u32) -> String {
+    // Left to right whatever the name's script (a left-to-right mark first:
+    // Pango takes the direction from the first strong character, isolate
+    // or not), so the mark follows the name.
+    let mut s = String::from("\u{200E}");
+    // The pads (2 × 8 px) and, when muted, "  ● muted" (under 6 ems).
+    let mark = if muted { 6 * font_px } else { 0 };
+    let room = tile_width.saturating_sub(16 + mark);
+    if names && room > 2 * font_px {
+        s.push_str(&raw::shown_name(name, font_px, room));
     }
+    let named = s.len() > '\u{200E}'.len_utf8();
     if muted {
-        if !s.is_empty() {
+        if named {
             s.push_str("  ");
         }
-        s.push_str("<span foreground=\"#ff6b6b\">● muted</span>");
+        s.push_str(raw::MUTED_MARK);
+    } else if !named {
+        s.clear();
     }
     s
 }

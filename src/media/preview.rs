@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use gst::prelude::*;
 
-use super::mixer::{inner_rect, label_markup, tile_caps, zorder};
+use super::mixer::{inner_rect, label_font_px, label_markup, tile_caps, zorder, LABEL_OVERLAY};
 use crate::layouts::{assign, Fit, Layout, MixerSettings, Role};
 
 /// Sample names, some with non-Latin scripts and markup characters.
@@ -61,9 +61,9 @@ pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Resul
         };
         desc += &format!(
             "videotestsrc num-buffers=1 pattern={p} ! video/x-raw,width={sw},height={sh} ! videoconvert ! aspectratiocrop aspect-ratio={crop} \
-             ! videoscale add-borders=true ! capsfilter name=caps{k} ! textoverlay name=label{k} valignment=bottom halignment=left \
-             shaded-background=true auto-resize=false xpad=8 ypad=6 ! comp.sink_{k} ",
+             ! videoscale add-borders=true ! capsfilter name=caps{k} ! {label} name=label{k} ! comp.sink_{k} ",
             p = PATTERNS[pi % PATTERNS.len()],
+            label = LABEL_OVERLAY,
         );
         pads.push((format!("sink_{k}|{pi}|{}x{}", inner.width, inner.height), inner, zorder(slot.z)));
         k += 1;
@@ -88,8 +88,9 @@ pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Resul
             let pi: usize = pi.parse().unwrap_or(0);
             pipeline.by_name(&format!("caps{k}")).context("caps")?.set_property("caps", tile_caps(r.width, r.height));
             let label = pipeline.by_name(&format!("label{k}")).context("label")?;
-            label.set_property("text", label_markup(NAMES[pi % NAMES.len()], m.names, pi == 1));
-            label.set_property("font-desc", format!("{} {}px", m.font, (r.height / 12).clamp(10, 28)));
+            let px = label_font_px(r.height);
+            label.set_property("text", label_markup(NAMES[pi % NAMES.len()], m.names, pi == 1, r.width, px));
+            label.set_property("font-desc", format!("{} {px}px", m.font));
         }
     }
     run_to_eos(&pipeline, "the preview")

@@ -66,11 +66,69 @@ pub fn placeholder_i420(width: u32, height: u32) -> Result<gst::Sample> {
 /// Background of name cards (camera off, or no video yet).
 pub const CARD_RGB: u32 = 0x303644;
 
+/// The muted mark on labels and cards (its red is what tests look for).
+pub const MUTED_MARK: &str = "<span foreground=\"#ff6b6b\">● muted</span>";
+
+/// Width of one text column in ems, on the safe side for sans fonts
+/// (Latin letters average a little over half an em, capitals and markup
+/// characters more; CJK and emoji take two columns).
+const EM_PER_COLUMN: f64 = 0.7;
+
+/// A name as a label or card shows it: control and bidi-override
+/// characters dropped, cut with an ellipsis to about `max_px` at a font
+/// of `font_px` pixels, escaped for Pango markup (markup in names shows
+/// literally) and isolated (U+2068 … U+2069) so a right-to-left name does
+/// not reorder what follows it. Text that still runs long wraps (the
+/// overlays wrap by word and character), so it never leaves its tile.
+pub fn shown_name(name: &str, font_px: u32, max_px: u32) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let clean = name.chars().filter(|c| !c.is_control() && !matches!(*c as u32, 0x202A..=0x202E | 0x2066..=0x2069));
+    let max_cols = (max_px as f64 / (font_px.max(1) as f64 * EM_PER_COLUMN)).floor() as usize;
+    let mut cols = 0;
+    let mut out = String::new();
+    let all: Vec<char> = clean.collect();
+    let total: usize = all.iter().map(|c| c.width().unwrap_or(0)).sum();
+    if total <= max_cols {
+        out.extend(all.iter());
+    } else {
+        // Leave a column for the ellipsis.
+        for c in &all {
+            let w = c.width().unwrap_or(0);
+            if cols + w + 1 > max_cols {
+                break;
+            }
+            cols += w;
+            out.push(*c);
+        }
+        let kept = out.trim_end().len();
+        out.truncate(kept);
+        out.push('…');
+    }
+    format!("\u{2068}{}\u{2069}", gst::glib::markup_escape_text(&out))
+}
+
+/// Font size of a name card's name: about an eighth of its height.
+pub fn card_font_px(height: u32) -> u32 {
+    (height / 8).clamp(8, 72)
+}
+
+/// Pango markup of a name card: the name on its first line, the muted
+/// mark (smaller) on the second.
+pub fn card_markup(name: &str, muted: bool, width: u32, height: u32) -> String {
+    let mut s = shown_name(name, card_font_px(height), width * 9 / 10);
+    if muted {
+        s.push_str("\n<span size=\"smaller\">");
+        s.push_str(MUTED_MARK);
+        s.push_str("</span>");
+    }
+    s
+}
+
 /// A tile-sized card with the participant's name centred on a plain
-/// background, rendered by `textoverlay` (pango) in a one-shot pipeline.
-/// Any Unicode renders or falls back to pango's missing-glyph boxes; the
-/// text is escaped, so markup in names is shown literally.
-pub fn name_card_i420(name: &str, width: u32, height: u32) -> Result<gst::Sample> {
+/// background (and the muted mark under it), rendered by `textoverlay`
+/// (pango) in a one-shot pipeline. Any Unicode renders or falls back to
+/// pango's missing-glyph boxes.
+pub fn name_card_i420(name: &str, muted: bool, width: u32, height: u32) -> Result<gst::Sample> {
     use gst::prelude::*;
     let pipeline = gst::Pipeline::new();
     let src = super::make("videotestsrc")?;
@@ -89,13 +147,11 @@ pub fn name_card_i420(name: &str, width: u32, height: u32) -> Result<gst::Sample
             .build(),
     );
     let text = super::make("textoverlay")?;
-    let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-    text.set_property("text", gst::glib::markup_escape_text(&shown).as_str());
-    // Font size follows the tile: about an eighth of its height.
-    let px = (height / 8).clamp(8, 72);
-    text.set_property("font-desc", format!("Sans Bold {px}px"));
+    text.set_property("text", card_markup(name, muted, width, height).as_str());
+    text.set_property("font-desc", format!("Sans Bold {}px", card_font_px(height)));
     text.set_property_from_str("valignment", "center");
     text.set_property_from_str("halignment", "center");
+    text.set_property_from_str("line-alignment", "center");
     text.set_property_from_str("wrap-mode", "wordchar");
     text.set_property("shaded-background", false);
     text.set_property("auto-resize", false);
@@ -117,10 +173,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shown_names_are_escaped_isolated_and_cut_with_an_ellipsis() {
+        let iso = |s: &str| format!("\u{2068}{s}\u{2069}");
+        assert_eq!(shown_name("Grace", 20, 400), iso("Grace"));
+        assert_eq!(shown_name("<b>&", 20, 400), iso("&lt;b&gt;&amp;"));
+        // Control and bidi-override characters go; the text stays.
+        assert_eq!(shown_name("Gr\nace\u{202E}", 20, 400), iso("Grace"));
+        // 100 px at 10 px a character (0.7 em each): 14 columns, 13 and "…".
+        assert_eq!(shown_name("abcdefghijklmnopqrstuvwxyz", 10, 100), iso("abcdefghijklm…"));
+        // Wide characters count twice; a space before the cut is dropped.
+        assert_eq!(shown_name("山田太郎山田太郎山田", 10, 100), iso("山田太郎山田…"));
+        assert_eq!(shown_name("abcdef ghijklmnopq", 10, 56), iso("abcdef…"));
+    }
+
+    #[test]
     fn name_card_renders_text_on_the_card_colour() {
         gst::init().unwrap();
         let t = std::time::Instant::now();
-        let s = name_card_i420("Zoë 🎉 <b>&", 320, 180).expect("renders");
+        let s = name_card_i420("Zoë 🎉 <b>&", false, 320, 180).expect("renders");
         eprintln!("rendered in {:?}", t.elapsed());
         let buf = s.buffer().unwrap();
         let map = buf.map_readable().unwrap();
