@@ -94,15 +94,9 @@ impl Color {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Fit {
-    /// Keep the whole picture; bars fill the rest of the slot.
-    #[default]
-    Letterbox,
-    /// Fill the slot; the picture's overflow is cut off.
-    Crop,
-}
+/// A slot's `fit`: `crop` (the default, cameras fill their tiles) or
+/// `letterbox`.
+pub use crate::protocol::Fit;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -385,7 +379,7 @@ pub fn grid_slots(cols: u32, rows: u32) -> Vec<Slot> {
                 w: 1.0 / cols as f64,
                 h: 1.0 / rows as f64,
                 z: 0,
-                fit: Fit::Letterbox,
+                fit: Fit::Crop,
                 border: 0,
                 border_color: Color(0xffffff),
                 role: Role::Any,

@@ -196,6 +196,18 @@ pub enum Role {
     Viewer,
 }
 
+/// How a picture fills its tile (a layout slot's `fit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    /// Fill the tile, centred; the picture's overflow is cut off (cameras).
+    #[default]
+    Crop,
+    /// Keep the whole picture; bars fill the rest of the tile (content
+    /// whose edges matter, e.g. a shared screen).
+    Letterbox,
+}
+
 /// A video codec the server sends and receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -316,7 +328,17 @@ pub enum ServerMessage {
     Speaking { id: Option<String> },
     /// The size this participant's video occupies in the grid, and a
     /// bitrate that suits it: sending more is wasted uplink.
-    SendSize { width: u32, height: u32, max_bitrate: u32 },
+    ///
+    /// `fit` says how the tile shows the picture: `crop` fills the tile
+    /// and cuts the overflow (send at least the tile's size in both
+    /// directions, "cover"), `letterbox` shows all of it (fit inside it).
+    SendSize {
+        width: u32,
+        height: u32,
+        max_bitrate: u32,
+        #[serde(default)]
+        fit: Fit,
+    },
     /// The rung of the encoder ladder this receiver now gets (`rung` is
     /// `audio` while video is paused on a weak link). `estimate_kbps` is
     /// the server's estimate of the receiver's downlink, when known.
@@ -828,7 +850,8 @@ mod tests {
             ),
             (ServerMessage::Speaking { id: Some("p8".into()) }, r#"{"type":"speaking","id":"p8"}"#),
             (ServerMessage::Speaking { id: None }, r#"{"type":"speaking","id":null}"#),
-            (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480 }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480}"#),
+            (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480, fit: Fit::Crop }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480,"fit":"crop"}"#),
+            (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480, fit: Fit::Letterbox }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480,"fit":"letterbox"}"#),
             (
                 ServerMessage::Quality { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150), codec: Codec::H264 },
                 r#"{"type":"quality","rung":"low","width":320,"height":180,"fps":15,"kbps":120,"auto":true,"estimate_kbps":150,"codec":"h264"}"#,

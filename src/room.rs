@@ -215,8 +215,8 @@ struct Member {
     events: EventSender,
     audio_muted: bool,
     video_muted: bool,
-    /// Last tile size sent to this member as `send_size`.
-    send_size: Option<(u32, u32)>,
+    /// Last tile size and fit sent to this member as `send_size`.
+    send_size: Option<(u32, u32, Fit)>,
 }
 
 struct Members {
@@ -316,13 +316,14 @@ impl Room {
             if m.events.try_send(ParticipantEvent::Send(msg.clone())).is_err() {
                 tracing::warn!(room = %self.id, participant = %m.id, "event queue full; layout update dropped");
             }
-            let size = placed.iter().find(|p| p.id == m.id).map(|p| (p.rect.width, p.rect.height)).unwrap_or((16, 16));
+            let size = placed.iter().find(|p| p.id == m.id).map(|p| (p.rect.width, p.rect.height, p.fit)).unwrap_or((16, 16, Fit::Crop));
             if m.send_size != Some(size) {
                 m.send_size = Some(size);
                 let hint = ServerMessage::SendSize {
                     width: size.0,
                     height: size.1,
                     max_bitrate: layout::send_bitrate(size.0, size.1, fps),
+                    fit: size.2,
                 };
                 let _ = m.events.try_send(ParticipantEvent::Send(hint));
             }

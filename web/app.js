@@ -297,7 +297,10 @@ async function applySendSize() {
   const settings = tr.sender.track.getSettings();
   const w = settings.width || 640;
   const h = settings.height || 360;
-  const scale = Math.max(1, w / size.width, h / size.height);
+  // A cropped tile is covered (the server cuts the overflow), a
+  // letterboxed one contained; never scaled up.
+  const sx = w / size.width, sy = h / size.height;
+  const scale = Math.max(1, size.fit === 'letterbox' ? Math.max(sx, sy) : Math.min(sx, sy));
   const p = tr.sender.getParameters();
   if (!p.encodings || !p.encodings.length) p.encodings = [{}];
   p.encodings[0].scaleResolutionDownBy = scale;

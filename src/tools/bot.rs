@@ -561,9 +561,9 @@ async fn run(
                         tracing::debug!("bot: quality {rung} {width}x{height}@{fps} {kbps} kbps {} (auto {auto}) at {at_ms} ms", codec.name());
                         state.lock().qualities.push(QualitySeen { rung, width, height, fps, kbps, auto, codec, at_ms });
                     }
-                    ServerMessage::SendSize { width, height, max_bitrate } => {
+                    ServerMessage::SendSize { width, height, max_bitrate, fit } => {
                         state.lock().send_size = Some((width, height, max_bitrate));
-                        media.fit_send_size(width, height, max_bitrate);
+                        media.fit_send_size(width, height, max_bitrate, fit);
                     }
                     ServerMessage::Error { code, message } => {
                         tracing::warn!("bot: server error {code}: {message}");

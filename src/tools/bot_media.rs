@@ -394,12 +394,19 @@ impl BotMedia {
     /// Honour the server's `send_size`: scale the sent video down (never
     /// up) to fit the tile, and cap the encoder's bitrate.
     /// A load bot switches to a clip pre-encoded at that size.
-    pub fn fit_send_size(&self, width: u32, height: u32, max_bitrate: u32) {
+    pub fn fit_send_size(&self, width: u32, height: u32, max_bitrate: u32, fit: crate::protocol::Fit) {
         if self.fixed_size {
             return;
         }
         let (w, h) = self.size;
-        let scale = (w as f64 / width.max(1) as f64).max(h as f64 / height.max(1) as f64).max(1.0);
+        let (sx, sy) = (w as f64 / width.max(1) as f64, h as f64 / height.max(1) as f64);
+        // A cropped tile is covered (the server cuts the overflow), a
+        // letterboxed one contained; never scaled up.
+        let scale = match fit {
+            crate::protocol::Fit::Crop => sx.min(sy),
+            crate::protocol::Fit::Letterbox => sx.max(sy),
+        }
+        .max(1.0);
         let sw = ((w as f64 / scale) as u32 & !1).max(16);
         let sh = ((h as f64 / scale) as u32 & !1).max(16);
         if let Some(f) = &self.feeder {
