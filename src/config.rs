@@ -70,6 +70,18 @@ pub struct RoomsSection {
     /// `too_many_rooms`. [default: 100]
     #[arg(long)]
     pub max_rooms: Option<usize>,
+    /// Chat messages a room keeps for late joiners (sent as
+    /// `chat_history`); 0 keeps none. [default: 50]
+    #[arg(long)]
+    pub chat_history: Option<usize>,
+    /// Chat messages one participant or viewer may send per minute
+    /// (sustained); more get `rate_limited`. [default: 20]
+    #[arg(long)]
+    pub chat_per_minute: Option<u32>,
+    /// Chat messages one may send at once before chat_per_minute applies.
+    /// [default: 5]
+    #[arg(long)]
+    pub chat_burst: Option<u32>,
 }
 
 /// `[limits]`: what one client may take, and when a silent one is gone.
@@ -118,6 +130,9 @@ pub struct LimitsSection {
     /// Longest display name, characters (`invalid_field`). [default: 64]
     #[arg(long)]
     pub max_name_chars: Option<usize>,
+    /// Longest chat message, characters (`chat_too_long`). [default: 1000]
+    #[arg(long)]
+    pub max_chat_chars: Option<usize>,
     /// Seconds between the server's WebSocket pings. [default: 5]
     #[arg(long)]
     pub ping_interval: Option<u64>,
@@ -293,6 +308,11 @@ pub struct Rooms {
     pub max_participants: usize,
     pub max_viewers: usize,
     pub max_rooms: usize,
+    /// Chat messages kept per room for late joiners.
+    pub chat_history: usize,
+    /// Chat rate per sender: sustained per minute, and burst.
+    pub chat_per_minute: u32,
+    pub chat_burst: u32,
 }
 
 impl Default for Rooms {
@@ -460,6 +480,9 @@ impl Settings {
                 max_participants: or(a.rooms.max_participants, b.rooms.max_participants),
                 max_viewers: or(a.rooms.max_viewers, b.rooms.max_viewers),
                 max_rooms: or(a.rooms.max_rooms, b.rooms.max_rooms),
+                chat_history: or(a.rooms.chat_history, b.rooms.chat_history),
+                chat_per_minute: or(a.rooms.chat_per_minute, b.rooms.chat_per_minute),
+                chat_burst: or(a.rooms.chat_burst, b.rooms.chat_burst),
             },
             limits: LimitsSection {
                 connections_per_ip: or(a.limits.connections_per_ip, b.limits.connections_per_ip),
@@ -473,6 +496,7 @@ impl Settings {
                 max_ice_candidates: or(a.limits.max_ice_candidates, b.limits.max_ice_candidates),
                 max_room_chars: or(a.limits.max_room_chars, b.limits.max_room_chars),
                 max_name_chars: or(a.limits.max_name_chars, b.limits.max_name_chars),
+                max_chat_chars: or(a.limits.max_chat_chars, b.limits.max_chat_chars),
                 ping_interval: or(a.limits.ping_interval, b.limits.ping_interval),
                 idle_timeout: or(a.limits.idle_timeout, b.limits.idle_timeout),
                 media_timeout: or(a.limits.media_timeout, b.limits.media_timeout),
@@ -514,6 +538,12 @@ impl Settings {
         let limits = self.limits.resolve()?;
         in_range("max_viewers", max_viewers, 0, 100_000)?;
         in_range("max_rooms", max_rooms, 1, 100_000)?;
+        let chat_history = self.rooms.chat_history.unwrap_or(50);
+        let chat_per_minute = self.rooms.chat_per_minute.unwrap_or(20);
+        let chat_burst = self.rooms.chat_burst.unwrap_or(5);
+        in_range("chat_history", chat_history, 0, 10_000)?;
+        in_range("chat_per_minute", chat_per_minute, 1, 6_000)?;
+        in_range("chat_burst", chat_burst, 1, 1_000)?;
         if let Some(fps) = self.media.fps {
             if !(1..=60).contains(&fps) {
                 return Err(ConfigError::Value(format!("fps is {fps}; it must be between 1 and 60")));
@@ -569,7 +599,7 @@ impl Settings {
                 pipelines: self.server.pipelines.unwrap_or_else(default_pipelines_dir),
                 tls,
             },
-            rooms: Rooms { max_participants, max_viewers, max_rooms },
+            rooms: Rooms { max_participants, max_viewers, max_rooms, chat_history, chat_per_minute, chat_burst },
             limits,
             network: Network {
                 ice_addresses: self.network.ice_address.unwrap_or_else(|| default_ice_addresses(&listen.ip())),
@@ -600,12 +630,14 @@ impl LimitsSection {
             sdp_lines: self.max_sdp_lines.unwrap_or(d.sdp_lines),
             room_chars: self.max_room_chars.unwrap_or(d.room_chars),
             name_chars: self.max_name_chars.unwrap_or(d.name_chars),
+            chat_chars: self.max_chat_chars.unwrap_or(d.chat_chars),
         };
         in_range("max_frame_bytes", message.frame_bytes, 1024, 1024 * 1024)?;
         in_range("max_sdp_bytes", message.sdp_bytes, 1024, message.frame_bytes)?;
         in_range("max_sdp_lines", message.sdp_lines, 20, 100_000)?;
         in_range("max_room_chars", message.room_chars, 1, 1024)?;
         in_range("max_name_chars", message.name_chars, 1, 1024)?;
+        in_range("max_chat_chars", message.chat_chars, 1, 100_000)?;
         let l = Limits {
             message,
             connections_per_ip: self.connections_per_ip.unwrap_or(64),

@@ -214,6 +214,10 @@ struct BotArgs {
     /// Video codec to send and to ask the server for: vp8 or h264.
     #[arg(long, default_value = "vp8", value_parser = parse_codec)]
     codec: tessera::protocol::Codec,
+    /// Say this in the room's chat once joined (repeatable, in order);
+    /// the report lists the chat received.
+    #[arg(long)]
+    say: Vec<String>,
 }
 
 fn parse_codec(s: &str) -> Result<tessera::protocol::Codec> {
@@ -446,6 +450,14 @@ async fn bot(a: BotArgs) -> Result<()> {
         codec: a.codec,
     };
     let bot = Bot::connect(opts).await?;
+    if !a.say.is_empty() {
+        if !bot.wait_until(Duration::from_secs(10), |b| b.id().is_some()).await {
+            bail!("not joined within 10 s: nothing said");
+        }
+        for text in &a.say {
+            bot.chat(text).await?;
+        }
+    }
     let every = a.report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
     let until = tokio::time::sleep(Duration::from_secs_f64(a.duration.max(0.0)));
     tokio::pin!(until);

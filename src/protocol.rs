@@ -20,11 +20,13 @@ pub struct Limits {
     /// Longest room id and display name, in characters (`invalid_field`).
     pub room_chars: usize,
     pub name_chars: usize,
+    /// Longest chat message, in characters (`chat_too_long`).
+    pub chat_chars: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { frame_bytes: 64 * 1024, sdp_bytes: 32 * 1024, sdp_lines: 2_000, room_chars: 64, name_chars: 64 }
+        Limits { frame_bytes: 64 * 1024, sdp_bytes: 32 * 1024, sdp_lines: 2_000, room_chars: 64, name_chars: 64, chat_chars: 1000 }
     }
 }
 /// Number of m-lines in every offer the server makes: 0 = audio, 1 = video.
@@ -66,6 +68,8 @@ pub enum ErrorCode {
     TooManyRooms,
     SdpTooLarge,
     TooManyCandidates,
+    /// A chat message over `[limits] max_chat_chars`.
+    ChatTooLong,
     /// Dead peers: a silent WebSocket, or media that stopped.
     IdleTimeout,
     MediaTimeout,
@@ -102,6 +106,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::SdpTooLarge => "sdp_too_large",
             ErrorCode::TooManyCandidates => "too_many_candidates",
+            ErrorCode::ChatTooLong => "chat_too_long",
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::MediaTimeout => "media_timeout",
         }
@@ -166,6 +171,8 @@ pub enum ClientMessage {
     },
     /// Pin participant `id` to the reserved slot `slot`; `id: None` unpins.
     Pin { slot: String, id: Option<String> },
+    /// A text chat message to everyone in the room (viewers included).
+    Chat { text: String },
     Leave,
 }
 
@@ -194,6 +201,18 @@ pub enum Role {
     Participant,
     /// Receive-only: the composed video and the whole audio mix, no tile.
     Viewer,
+}
+
+/// One chat message as the server relays it: who sent it, and when (server
+/// time, milliseconds since the Unix epoch). `seq` counts the room's
+/// messages from 1, so a client can order and de-duplicate them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatEntry {
+    pub id: String,
+    pub name: String,
+    pub text: String,
+    pub at_ms: u64,
+    pub seq: u64,
 }
 
 /// How a picture fills its tile (a layout slot's `fit`).
@@ -356,6 +375,11 @@ pub enum ServerMessage {
         codec: Codec,
     },
     Error { code: ErrorCode, message: String },
+    /// A chat message, relayed to everyone in the room (its sender too).
+    Chat(ChatEntry),
+    /// The room's last chat messages, oldest first: sent once after
+    /// `joined` when there are any.
+    ChatHistory { messages: Vec<ChatEntry> },
 }
 
 impl ServerMessage {
@@ -408,6 +432,24 @@ pub fn validate_name(name: &str, limits: &Limits) -> Result<String, ProtocolErro
     }
     if trimmed.chars().any(is_invisible_format) {
         return Err(err(ErrorCode::InvalidField, "`name` may not contain bidi overrides or zero-width characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// A chat message: 1 to `chat_chars` characters once trimmed; line breaks
+/// and tabs are kept, other control characters refused. Shown as text by
+/// clients (never as markup).
+pub fn validate_chat(text: &str, limits: &Limits) -> Result<String, ProtocolError> {
+    let trimmed = text.trim();
+    let n = trimmed.chars().count();
+    if n == 0 {
+        return Err(err(ErrorCode::InvalidField, "`text` of `chat` is empty"));
+    }
+    if n > limits.chat_chars {
+        return Err(err(ErrorCode::ChatTooLong, format!("a chat message is at most {} characters; this one has {n}", limits.chat_chars)));
+    }
+    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(err(ErrorCode::InvalidField, "`text` of `chat` may not contain control characters other than line breaks and tabs"));
     }
     Ok(trimmed.to_string())
 }
@@ -535,6 +577,7 @@ pub fn parse_client_message_with(text: &str, limits: &Limits) -> Result<ClientMe
             };
             Ok(ClientMessage::Pin { slot: slot.to_string(), id })
         }
+        "chat" => Ok(ClientMessage::Chat { text: validate_chat(field_str(obj, "text", ty)?, limits)? }),
         "leave" => Ok(ClientMessage::Leave),
         other => {
             let shown: String = other.chars().take(32).collect();
@@ -796,6 +839,23 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn chat_text_is_trimmed_limited_and_free_of_control_characters() {
+        let l = Limits { chat_chars: 10, ..Limits::default() };
+        let parse = |t: &str| parse_client_message_with(&format!(r#"{{"type":"chat","text":{}}}"#, serde_json::to_string(t).unwrap()), &l);
+        assert_eq!(parse("  <b>x</b> ").unwrap(), ClientMessage::Chat { text: "<b>x</b>".into() }, "trimmed, markup kept as text");
+        assert_eq!(parse("a\nb\tc").unwrap(), ClientMessage::Chat { text: "a\nb\tc".into() });
+        assert_eq!(parse("   ").unwrap_err().code, ErrorCode::InvalidField);
+        assert_eq!(parse("0123456789x").unwrap_err().code, ErrorCode::ChatTooLong);
+        assert_eq!(parse("🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉").unwrap(), ClientMessage::Chat { text: "🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉".into() }, "characters, not bytes");
+        assert_eq!(parse("bell\u{7}").unwrap_err().code, ErrorCode::InvalidField);
+        let missing = parse_client_message_with(r#"{"type":"chat"}"#, &l).unwrap_err();
+        assert_eq!(missing.code, ErrorCode::MissingField);
+        let entry = ChatEntry { id: "p1".into(), name: "Ada".into(), text: "<i>x</i>".into(), at_ms: 5, seq: 1 };
+        assert_eq!(ServerMessage::Chat(entry.clone()).to_json(), r#"{"type":"chat","id":"p1","name":"Ada","text":"<i>x</i>","at_ms":5,"seq":1}"#);
+        assert_eq!(ServerMessage::ChatHistory { messages: vec![entry] }.to_json(), r#"{"type":"chat_history","messages":[{"id":"p1","name":"Ada","text":"<i>x</i>","at_ms":5,"seq":1}]}"#);
+    }
 
     #[test]
     fn the_answer_s_first_video_payload_names_its_codec() {

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::layout::{self, Rect};
 use crate::layouts::{self, Catalog, Fit};
-use crate::protocol::{Canvas, ErrorCode, ProtocolError, Role, ServerMessage, Tile};
+use crate::protocol::{Canvas, ChatEntry, ErrorCode, ProtocolError, Role, ServerMessage, Tile};
+use crate::signaling::limits::Bucket;
 use crate::speaker::SpeakerDetector;
 
 /// Events for one participant's signaling task, from the room and from media.
@@ -165,6 +166,8 @@ pub enum RoomError {
     UnknownParticipant(String),
     #[error("no quality `{quality}` (choose auto, {known})")]
     UnknownQuality { quality: String, known: String },
+    #[error("more than {per_minute} chat messages a minute (or {burst} at once); this one was not sent")]
+    ChatRate { per_minute: u32, burst: u32 },
 }
 
 impl RoomError {
@@ -177,6 +180,7 @@ impl RoomError {
             RoomError::UnknownLayout(_) => ProtocolError::new(ErrorCode::UnknownLayout, self.to_string()),
             RoomError::UnknownParticipant(_) => ProtocolError::new(ErrorCode::UnknownParticipant, self.to_string()),
             RoomError::UnknownQuality { .. } => ProtocolError::new(ErrorCode::UnknownQuality, self.to_string()),
+            RoomError::ChatRate { .. } => ProtocolError::new(ErrorCode::RateLimited, self.to_string()),
         }
     }
 }
@@ -231,6 +235,17 @@ struct Members {
     layout: Option<String>,
     pins: BTreeMap<String, String>,
     speaker: SpeakerDetector,
+    /// Everyone who may chat (participants and viewers), by id.
+    chatters: HashMap<String, Chatter>,
+    /// The last messages, oldest first, for late joiners.
+    chat: std::collections::VecDeque<ChatEntry>,
+    chat_seq: u64,
+}
+
+/// A participant or viewer as the chat knows it.
+struct Chatter {
+    name: String,
+    rate: Bucket,
 }
 
 pub struct Room {
@@ -239,6 +254,15 @@ pub struct Room {
     members: Mutex<Members>,
     catalog: Arc<RwLock<Arc<Catalog>>>,
     started: Instant,
+    /// `[rooms]` chat settings: history kept, rate per sender.
+    chat: ChatSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChatSettings {
+    history: usize,
+    per_minute: u32,
+    burst: u32,
 }
 
 
@@ -327,6 +351,37 @@ impl Room {
                 };
                 let _ = m.events.try_send(ParticipantEvent::Send(hint));
             }
+        }
+    }
+
+    /// Relay a chat message from `id` to everyone in the room (the sender
+    /// too) and keep it for late joiners. `now` paces the sender's rate;
+    /// `at_ms` is the server's wall clock, in the message.
+    pub fn chat(&self, id: &str, text: &str, now: Instant, at_ms: u64) -> Result<(), RoomError> {
+        let mut m = self.members.lock();
+        let settings = self.chat;
+        let Some(chatter) = m.chatters.get_mut(id) else { return Err(RoomError::UnknownParticipant(id.to_string())) };
+        if !chatter.rate.take(now) {
+            return Err(RoomError::ChatRate { per_minute: settings.per_minute, burst: settings.burst });
+        }
+        let name = chatter.name.clone();
+        m.chat_seq += 1;
+        let entry = ChatEntry { id: id.to_string(), name, text: text.to_string(), at_ms, seq: m.chat_seq };
+        if settings.history > 0 {
+            if m.chat.len() >= settings.history {
+                m.chat.pop_front();
+            }
+            m.chat.push_back(entry.clone());
+        }
+        Room::broadcast(&m, &ServerMessage::Chat(entry));
+        Ok(())
+    }
+
+    /// A newcomer may chat, and gets the history (when there is any).
+    fn welcome_chatter(&self, m: &mut Members, id: &str, name: &str, events: &EventSender) {
+        m.chatters.insert(id.to_string(), Chatter { name: name.to_string(), rate: Bucket::per_minute(self.chat.per_minute, self.chat.burst, Instant::now()) });
+        if !m.chat.is_empty() {
+            let _ = events.try_send(ParticipantEvent::Send(ServerMessage::ChatHistory { messages: m.chat.iter().cloned().collect() }));
         }
     }
 
@@ -532,9 +587,13 @@ impl Hub {
                 layout: None,
                 pins: BTreeMap::new(),
                 speaker: SpeakerDetector::new(catalog.mixer.speaker_hold_ms as u64, catalog.mixer.speaker_threshold_db),
+                chatters: HashMap::new(),
+                chat: std::collections::VecDeque::new(),
+                chat_seq: 0,
             }),
             catalog: self.catalog.clone(),
             started: Instant::now(),
+            chat: ChatSettings { history: self.limits.chat_history, per_minute: self.limits.chat_per_minute, burst: self.limits.chat_burst },
         });
         let weak: Weak<Room> = Arc::downgrade(&r);
         media.on_levels(Box::new(move |levels| {
@@ -595,6 +654,7 @@ impl Hub {
             let mut m = room.members.lock();
             m.pending -= 1;
             m.viewers.push((id.clone(), events.clone()));
+            room.welcome_chatter(&mut m, &id, name, &events);
             if !m.list.is_empty() {
                 // The new viewer learns the current grid.
                 room.relayout(&mut m);
@@ -606,6 +666,7 @@ impl Hub {
         {
             let mut m = room.members.lock();
             m.pending -= 1;
+            room.welcome_chatter(&mut m, &id, name, &events);
             let at = m.list.iter().position(|x| x.seq > seq).unwrap_or(m.list.len());
             m.list.insert(at, Member {
                 seq,
@@ -651,6 +712,7 @@ impl Hub {
     /// Take a member off the grid; the others get the new layout.
     fn leave(&self, room: &Arc<Room>, id: &str) {
         let mut m = room.members.lock();
+        m.chatters.remove(id);
         if let Some(i) = m.viewers.iter().position(|(v, _)| v == id) {
             m.viewers.remove(i);
             return;
@@ -724,6 +786,12 @@ impl Membership {
         Ok(())
     }
 
+    /// Send a chat message to this room.
+    pub fn chat(&self, text: &str) -> Result<(), RoomError> {
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        self.room.chat(&self.id, text, Instant::now(), at_ms)
+    }
+
     /// Switch this participant's room's layout or pins.
     pub fn request_layout(&self, req: &LayoutRequest) -> Result<LayoutState, RoomError> {
         self.room.request_layout(req)
@@ -794,6 +862,70 @@ mod tests {
             v.push(m);
         }
         v
+    }
+
+    fn chats(msgs: &[ServerMessage]) -> Vec<(String, String, u64)> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                ServerMessage::Chat(c) => Some((c.name.clone(), c.text.clone(), c.seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chat_reaches_everyone_viewers_too_and_late_joiners_get_the_last_messages() {
+        let limits = crate::config::Rooms { chat_history: 2, ..Default::default() };
+        let hub = Hub::with_config(Arc::new(FakeFactory::default()), limits, Catalog::builtin(), Default::default());
+        let (tx1, mut rx1) = mpsc::channel(64);
+        let (tx2, mut rx2) = mpsc::channel(64);
+        let a = hub.join("r", "Ada", tx1).unwrap();
+        let viewer = hub.join_with("r", "Vi", &JoinOptions { role: Role::Viewer, ..Default::default() }, tx2).unwrap();
+        let (t0, at) = (Instant::now(), 1_700_000_000_000);
+        for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
+            let from = if i == 1 { &viewer } else { &a };
+            a.room.chat(from.id(), text, t0, at + i as u64).unwrap();
+        }
+        let want = vec![("Ada".into(), "one".into(), 1), ("Vi".into(), "two".into(), 2), ("Ada".into(), "three".into(), 3)];
+        assert_eq!(chats(&drain(&mut rx1)), want, "the sender hears its own messages");
+        assert_eq!(chats(&drain(&mut rx2)), want, "viewers get chat");
+        // A late joiner gets the last two (history 2), oldest first, once.
+        let (tx3, mut rx3) = mpsc::channel(64);
+        let _c = hub.join("r", "Cy", tx3).unwrap();
+        let history: Vec<_> = drain(&mut rx3)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::ChatHistory { messages } => Some(messages),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].iter().map(|c| (c.text.as_str(), c.seq, c.at_ms)).collect::<Vec<_>>(), vec![("two", 2, at + 1), ("three", 3, at + 2)]);
+        // One who left may not chat.
+        let gone = viewer.id().to_string();
+        drop(viewer);
+        assert!(matches!(a.room.chat(&gone, "hi", t0, at), Err(RoomError::UnknownParticipant(_))));
+    }
+
+    #[test]
+    fn chat_rate_is_per_sender_with_a_burst() {
+        let limits = crate::config::Rooms { chat_per_minute: 60, chat_burst: 3, ..Default::default() };
+        let hub = Hub::with_config(Arc::new(FakeFactory::default()), limits, Catalog::builtin(), Default::default());
+        let (tx1, _rx1) = mpsc::channel(256);
+        let (tx2, _rx2) = mpsc::channel(256);
+        let a = hub.join("r", "Ada", tx1).unwrap();
+        let b = hub.join("r", "Bob", tx2).unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            a.room.chat(a.id(), "x", t0, 0).unwrap();
+        }
+        let e = a.room.chat(a.id(), "x", t0, 0).unwrap_err();
+        assert_eq!(e.to_protocol().code, ErrorCode::RateLimited);
+        // Bob is not held back by Ada.
+        a.room.chat(b.id(), "y", t0, 0).unwrap();
+        // One a second comes back (60 a minute).
+        a.room.chat(a.id(), "x", t0 + std::time::Duration::from_millis(1100), 0).unwrap();
+        assert!(a.room.chat(a.id(), "x", t0 + std::time::Duration::from_millis(1200), 0).is_err());
     }
 
     #[test]

@@ -121,13 +121,16 @@ class FirefoxPage {
 }
 
 /// A page that records console errors and page errors in `page.errors`.
-export async function newPage(browser, viewport = { width: 1280, height: 800 }) {
+/// Chromium pages have camera and microphone permission given beforehand
+/// unless `granted` is false (the browser then asks when a page wants
+/// them; with the fake-UI flag the answer is yes).
+export async function newPage(browser, viewport = { width: 1280, height: 800 }, { granted = true } = {}) {
   if (browser.kind === 'firefox') {
     const page = await browser.browser.newPage();
     await page.setViewport(viewport);
     return new FirefoxPage(page);
   }
-  const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
+  const context = await browser.newContext({ viewport, permissions: granted ? ['camera', 'microphone'] : [] });
   const page = await context.newPage();
   page.errors = [];
   page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });

@@ -18,6 +18,9 @@ function tokenClaims(t) {
     return JSON.parse(decodeURIComponent(escape(atob(b))));
   } catch (e) { return null; }
 }
+// ?watch=1: a watch-only link: the page never asks for camera or
+// microphone and joins as a receive-only viewer.
+const watchLink = params.get('watch') === '1';
 // ?relay=1: use TURN relays only (checks a TURN deployment).
 const relayOnly = params.get('relay') === '1';
 // ?codec=h264 or ?codec=vp8: answer with that video codec only, so the
@@ -74,16 +77,20 @@ const ERROR_TEXT = {
   rate_limited: 'Too many messages or joins at once; slowing down.',
   media_timeout: 'The server stopped receiving your camera and microphone; reconnecting.',
   idle_timeout: 'The server heard nothing from this page for too long; reconnecting.',
+  chat_too_long: 'That chat message is too long',
 };
 // Errors after which rejoining automatically would only fail again.
 const FATAL = new Set(['room_full', 'invalid_field', 'missing_field', 'too_many_rooms']);
 
 const state = {
-  room: '', name: '', ws: null, pc: null, local: null,
+  room: '', name: '', ws: null, pc: null, local: null, viewer: false,
   micMuted: false, camOff: false, selfView: true,
   myId: null, layout: null, sendSize: null, speaker: null, quality: null, iceServers: [],
   leaving: true, attempt: 0, reconnectTimer: null, disconnectTimer: null,
   statsTimer: null, lastSample: null, stats: {}, connectedAt: 0,
+  // Chat: messages by key (history and live may overlap), unread count,
+  // whether the panel shows (hidden on phones until opened).
+  chat: [], chatKeys: new Set(), unread: 0, chatOpen: !window.matchMedia('(max-width: 720px)').matches,
 };
 
 function log(...a) { if (debug) console.log(...a); }
@@ -97,7 +104,7 @@ async function listDevices() {
   let devices = [];
   if (!navigator.mediaDevices) return;
   try { devices = await navigator.mediaDevices.enumerateDevices(); } catch (e) { return; }
-  for (const [kind, sel] of [['videoinput', $('camera-select')], ['audioinput', $('mic-select')]]) {
+  for (const [kind, sel] of [['videoinput', $('camera-select')], ['audioinput', $('mic-select')], ['videoinput', $('room-camera-select')], ['audioinput', $('room-mic-select')]]) {
     const current = sel.value;
     const opts = devices.filter((d) => d.kind === kind).map((d, i) => {
       const o = document.createElement('option');
@@ -124,8 +131,14 @@ async function openMedia() {
   return null;
 }
 
-async function startPreview() {
+function stopLocal() {
   if (state.local) state.local.getTracks().forEach((t) => t.stop());
+  state.local = null;
+  $('preview').srcObject = null;
+}
+
+async function startPreview() {
+  stopLocal();
   state.local = await openMedia();
   const hasVideo = !!(state.local && state.local.getVideoTracks().length);
   const hasAudio = !!(state.local && state.local.getAudioTracks().length);
@@ -167,7 +180,10 @@ function connect() {
   const ws = new WebSocket(`${proto}://${location.host}/ws${query}`);
   state.ws = ws;
   let opened = false;
-  ws.onopen = () => { opened = true; send({ type: 'join', room: state.room, name: state.name, quality: $('quality-select').value }); };
+  ws.onopen = () => {
+    opened = true;
+    send({ type: 'join', room: state.room, name: state.name, quality: $('quality-select').value, ...(state.viewer ? { role: 'viewer' } : {}) });
+  };
   ws.onclose = async () => {
     // Browsers do not tell pages why a WebSocket failed. A refused token
     // answers a plain GET with 401 and its reason: ask.
@@ -199,8 +215,8 @@ async function onMessage(data) {
       state.myId = msg.id;
       state.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
       showRoom();
-      status(`Joined ${msg.room}; connecting media…`);
-      if (state.micMuted || state.camOff) send({ type: 'mute', audio: state.micMuted, video: state.camOff });
+      status(`Joined ${msg.room}${state.viewer ? ' to watch' : ''}; connecting media…`);
+      if (!state.viewer && (state.micMuted || state.camOff)) send({ type: 'mute', audio: state.micMuted, video: state.camOff });
       break;
     case 'offer': await onOffer(msg.sdp); break;
     case 'ice': {
@@ -208,6 +224,8 @@ async function onMessage(data) {
       if (state.pc) await state.pc.addIceCandidate(c).catch((e) => log('addIceCandidate', e));
       break;
     }
+    case 'chat': addChat([msg]); break;
+    case 'chat_history': addChat(Array.isArray(msg.messages) ? msg.messages : []); break;
     case 'layout': state.layout = msg; renderLayout(); break;
     case 'speaking': state.speaker = msg.id; renderLayout(); break;
     case 'send_size': state.sendSize = msg; await applySendSize(); break;
@@ -264,6 +282,11 @@ async function onOffer(sdp) {
   send({ type: 'answer', sdp: pc.localDescription.sdp });
   await sendPreferredCodec(pc);
   await applySendSize();
+  if (state.local) state.local.getTracks().forEach(watchTrack);
+  for (const [kind, sel] of [['video', $('room-camera-select')], ['audio', $('room-mic-select')]]) {
+    const t = state.local && state.local.getTracks().find((x) => x.kind === kind);
+    if (t && deviceOf(t)) sel.value = deviceOf(t);
+  }
 }
 
 function onConnectionState(pc) {
@@ -313,6 +336,8 @@ async function applySendSize() {
 function showRoom() {
   $('join-screen').hidden = true;
   $('room-screen').hidden = false;
+  // A viewer sends nothing: no microphone, camera or self view buttons.
+  document.querySelectorAll('#room-screen .sender').forEach((b) => { b.hidden = state.viewer; });
   showError('');
 }
 
@@ -344,6 +369,8 @@ function placeSelfView() {
   const hasCam = state.local && state.local.getVideoTracks().length;
   if (!me || !hasCam || !state.selfView || state.camOff) { v.hidden = true; return; }
   if (v.srcObject !== state.local) v.srcObject = state.local;
+  // Drawn as the mix draws this tile: filled (cropped) unless letterboxed.
+  v.style.objectFit = state.sendSize && state.sendSize.fit === 'letterbox' ? 'contain' : 'cover';
   Object.assign(v.style, {
     left: `${(100 * me.x) / l.canvas.width}%`, top: `${(100 * me.y) / l.canvas.height}%`,
     width: `${(100 * me.width) / l.canvas.width}%`, height: `${(100 * me.height) / l.canvas.height}%`,
@@ -381,6 +408,128 @@ function toggleStats() {
   const open = $('stats').hidden;
   $('stats').hidden = !open;
   setPressed($('stats-btn'), open, open ? 'Hide stats' : 'Show stats');
+}
+
+// ---------- devices during the call ----------
+
+/** The device a local track comes from. */
+function deviceOf(track) { return (track && track.getSettings && track.getSettings().deviceId) || ''; }
+
+/** Use another camera or microphone in the call: open it, hand the new
+ * track to the same sender (replaceTrack: no renegotiation, no rejoin),
+ * and let go of the old one. */
+async function switchDevice(kind, deviceId, why = '') {
+  const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === kind);
+  const old = state.local && state.local.getTracks().find((t) => t.kind === kind);
+  if (!sender || !old) {
+    $('device-note').textContent = `You joined without a ${kind === 'video' ? 'camera' : 'microphone'}; leave and join again to use one.`;
+    return false;
+  }
+  const constraints = kind === 'video'
+    ? { video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 }, ...(deviceId ? { deviceId: { exact: deviceId } } : {}) } }
+    : { audio: { echoCancellation: true, noiseSuppression: true, ...(deviceId ? { deviceId: { exact: deviceId } } : {}) } };
+  let track;
+  try {
+    [track] = (await navigator.mediaDevices.getUserMedia(constraints)).getTracks();
+  } catch (e) {
+    $('device-note').textContent = `Could not open that ${kind === 'video' ? 'camera' : 'microphone'} (${e.name}).`;
+    return false;
+  }
+  track.enabled = kind === 'audio' ? !state.micMuted : !state.camOff;
+  watchTrack(track);
+  await sender.replaceTrack(track);
+  state.local.removeTrack(old);
+  old.onended = null;
+  old.stop();
+  state.local.addTrack(track);
+  if (kind === 'video') { $('self').srcObject = null; placeSelfView(); await applySendSize(); }
+  $('device-note').textContent = why;
+  await listDevices();
+  const sel = kind === 'video' ? $('room-camera-select') : $('room-mic-select');
+  sel.value = deviceOf(track) || sel.value;
+  log('switched', kind, deviceOf(track));
+  return true;
+}
+
+/** A device that goes away mid-call (unplugged, taken by another app):
+ * fall back to another one of its kind, or say so and show the name card. */
+function watchTrack(track) {
+  track.onended = async () => {
+    if (!state.pc || !state.local || !state.local.getTracks().includes(track)) return;
+    const what = track.kind === 'video' ? 'camera' : 'microphone';
+    const lost = deviceOf(track);
+    let others = [];
+    try { others = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === `${track.kind}input` && d.deviceId && d.deviceId !== lost); } catch (e) { /* none */ }
+    for (const d of others) {
+      if (await switchDevice(track.kind, d.deviceId, `Your ${what} stopped; now using ${d.label || `another ${what}`}.`)) return;
+    }
+    $('device-note').textContent = `Your ${what} stopped and no other is available.`;
+    showError(`Your ${what} was disconnected${track.kind === 'video' ? ': the others see your name card' : ': the others cannot hear you'}. Plug it back in and choose it under Devices.`);
+    if (track.kind === 'video' && !state.camOff) toggleCam();
+    else if (track.kind === 'audio' && !state.micMuted) toggleMic();
+  };
+}
+
+// ---------- chat ----------
+
+/** Add messages (live or history) to the log, each once; text only, never
+ * markup. Others' messages count as unread while the panel is closed or
+ * the page hidden. */
+function addChat(messages) {
+  const log = $('chat-log');
+  for (const m of messages) {
+    if (!m || typeof m.text !== 'string') continue;
+    const key = `${m.at_ms}|${m.id}|${m.seq}`;
+    if (state.chatKeys.has(key)) continue;
+    state.chatKeys.add(key);
+    state.chat.push({ id: m.id, name: m.name, text: m.text, at_ms: m.at_ms, seq: m.seq });
+    const li = document.createElement('li');
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = m.id === state.myId ? `${m.name} (you)` : m.name;
+    const time = document.createElement('time');
+    const at = new Date(m.at_ms);
+    time.dateTime = at.toISOString();
+    time.textContent = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    const text = document.createElement('p');
+    text.className = 'text';
+    text.textContent = m.text;
+    li.append(who, time, text);
+    log.append(li);
+    if (m.id !== state.myId && (!state.chatOpen || document.hidden)) state.unread += 1;
+  }
+  log.scrollTop = log.scrollHeight;
+  renderChatButton();
+}
+
+function clearChat() {
+  state.chat = []; state.chatKeys = new Set(); state.unread = 0;
+  $('chat-log').replaceChildren();
+  renderChatButton();
+}
+
+function renderChatButton() {
+  $('chat').hidden = !state.chatOpen;
+  setPressed($('chat-btn'), state.chatOpen, 'Chat');
+  const badge = $('chat-unread');
+  badge.textContent = state.unread > 99 ? '99+' : String(state.unread);
+  badge.hidden = state.unread === 0;
+  badge.setAttribute('aria-label', `${state.unread} unread`);
+}
+
+function toggleChat() {
+  state.chatOpen = !state.chatOpen;
+  if (state.chatOpen) { state.unread = 0; $('chat-input').focus(); }
+  renderChatButton();
+}
+
+function sendChat(e) {
+  e.preventDefault();
+  const input = $('chat-input');
+  const text = input.value.trim();
+  if (!text || !state.myId) return;
+  send({ type: 'chat', text });
+  input.value = '';
 }
 
 // ---------- stats ----------
@@ -445,15 +594,18 @@ function qualityText(q) {
 
 // ---------- join / leave ----------
 
-async function join() {
+async function join(viewer = false) {
   const room = $('room').value.trim();
   const name = $('name').value.trim();
-  if (!room || !name) return;
+  if (!room || !name) { $('join-form').reportValidity(); return; }
   localStorage.setItem('tessera.name', name);
-  history.replaceState(null, '', `?room=${encodeURIComponent(room)}${roomToken ? `&token=${encodeURIComponent(roomToken)}` : ''}${debug ? '&debug' : ''}`);
-  Object.assign(state, { room, name, leaving: false, attempt: 0 });
+  history.replaceState(null, '', `?room=${encodeURIComponent(room)}${roomToken ? `&token=${encodeURIComponent(roomToken)}` : ''}${viewer && watchLink ? '&watch=1' : ''}${debug ? '&debug' : ''}`);
+  Object.assign(state, { room, name, viewer, leaving: false, attempt: 0 });
+  clearChat();
   showError('');
-  if (!state.local) await startPreview();
+  // A viewer never opens (and lets go of) camera and microphone.
+  if (viewer) stopLocal();
+  else if (!state.local) await startPreview();
   status('Connecting…');
   connect();
 }
@@ -474,7 +626,8 @@ function leave() {
 const claims = roomToken && tokenClaims(roomToken);
 $('room').value = (claims && claims.grant && claims.grant.room !== '*' && claims.grant.room) || params.get('room') || 'lobby';
 $('name').value = (claims && claims.name) || localStorage.getItem('tessera.name') || '';
-$('join-form').addEventListener('submit', (e) => { e.preventDefault(); join(); });
+$('join-form').addEventListener('submit', (e) => { e.preventDefault(); join(watchLink); });
+$('watch-btn').addEventListener('click', () => join(true));
 $('share-btn').addEventListener('click', async () => {
   const url = `${location.origin}${location.pathname}?room=${encodeURIComponent($('room').value.trim())}`;
   try { await navigator.clipboard.writeText(url); $('share-note').textContent = `Copied: ${url}`; } catch (e) { $('share-note').textContent = url; }
@@ -482,6 +635,9 @@ $('share-btn').addEventListener('click', async () => {
 $('camera-select').addEventListener('change', startPreview);
 $('mic-select').addEventListener('change', startPreview);
 $('mic-btn').addEventListener('click', toggleMic);
+$('room-camera-select').addEventListener('change', (e) => { if (e.target.value !== 'none') switchDevice('video', e.target.value); });
+$('room-mic-select').addEventListener('change', (e) => { if (e.target.value !== 'none') switchDevice('audio', e.target.value); });
+if (navigator.mediaDevices) navigator.mediaDevices.addEventListener('devicechange', () => listDevices());
 // ?quality=high|medium|low|auto: the rung to ask for at join (a lobby
 // screen on a good link, a phone that should save data).
 if ([...$('quality-select').options].some((o) => o.value === params.get('quality'))) $('quality-select').value = params.get('quality');
@@ -490,12 +646,37 @@ $('cam-btn').addEventListener('click', toggleCam);
 $('self-btn').addEventListener('click', toggleSelf);
 $('stats-btn').addEventListener('click', toggleStats);
 $('leave-btn').addEventListener('click', leave);
+$('chat-btn').addEventListener('click', toggleChat);
+$('chat-form').addEventListener('submit', sendChat);
+document.addEventListener('visibilitychange', () => { if (!document.hidden && state.chatOpen) { state.unread = 0; renderChatButton(); } });
 window.addEventListener('resize', placeSelfView);
-startPreview();
+renderChatButton();
+
+/** Preview the camera at once only where that asks nobody: permission
+ * already given (or an insecure page, which only explains). Otherwise the
+ * browser asks when the person joins, and never if they watch only. */
+async function firstPreview() {
+  if (watchLink) {
+    document.querySelectorAll('.sender-only').forEach((e) => { e.hidden = true; });
+    $('join-btn').textContent = 'Watch';
+    $('watch-btn').hidden = true;
+    $('preview-note').textContent = 'Watch-only link: you will see and hear the room; no camera or microphone is used.';
+    return;
+  }
+  if (!window.isSecureContext || !navigator.mediaDevices) { await startPreview(); return; }
+  const granted = async (name) => {
+    try { return (await navigator.permissions.query({ name })).state === 'granted'; } catch (e) { return false; }
+  };
+  if (await granted('camera') && await granted('microphone')) { await startPreview(); return; }
+  $('preview-note').textContent = 'Your browser asks for camera and microphone when you join. Choose "Watch only" to join without them.';
+  await listDevices();
+}
+firstPreview();
 
 // For tests and the curious: read-only view of the client state.
 window.tessera = {
   get pc() { return state.pc; }, get id() { return state.myId; }, get layout() { return state.layout; },
   get stats() { return state.stats; }, get connected() { return !!state.pc && state.pc.connectionState === 'connected'; },
-  get sendSize() { return state.sendSize; }, get quality() { return state.quality; },
+  get sendSize() { return state.sendSize; }, get quality() { return state.quality; }, get viewer() { return state.viewer; },
+  get chat() { return state.chat.slice(); }, get unread() { return state.unread; },
 };

@@ -38,34 +38,110 @@ pub struct TileElements {
     pending: Arc<Mutex<TileChange>>,
 }
 
-/// A change of a tile's size or crop, applied in the streaming thread.
+/// A change of a tile's size or crop, applied in the streaming thread,
+/// and what the crop is computed from.
 #[derive(Default)]
 struct TileChange {
     caps: Option<gst::Caps>,
     crop: Option<gst::Fraction>,
+    /// The aspect ratio cropped to (0/1 or none: no crop).
+    aspect: Option<gst::Fraction>,
+    /// The size of the frames coming in (from their caps).
+    input: Option<(u32, u32)>,
+}
+
+/// Pixels to cut (left, right, top, bottom) from a `width`x`height`
+/// picture so that it has the aspect ratio `num`/`den`, centred; nothing
+/// for a ratio of 0 or a picture too small to cut.
+pub fn crop_to_aspect(width: u32, height: u32, num: i32, den: i32) -> (u32, u32, u32, u32) {
+    if num <= 0 || den <= 0 || width < 2 || height < 2 {
+        return (0, 0, 0, 0);
+    }
+    let (w, h, a) = (width as f64, height as f64, num as f64 / den as f64);
+    if w / h > a {
+        let keep = ((h * a).round() as u32).clamp(2, width);
+        let cut = width - keep;
+        (cut / 2, cut - cut / 2, 0, 0)
+    } else {
+        let keep = ((w / a).round() as u32).clamp(2, height);
+        let cut = height - keep;
+        (0, 0, cut / 2, cut - cut / 2)
+    }
+}
+
+/// Set a `videocrop` to cut `input` to `aspect`.
+fn apply_crop(el: &gst::Element, input: Option<(u32, u32)>, aspect: Option<gst::Fraction>) {
+    let (Some((w, h)), Some(a)) = (input, aspect) else { return };
+    let (l, r, t, b) = crop_to_aspect(w, h, a.numer(), a.denom());
+    for (name, v) in [("left", l), ("right", r), ("top", t), ("bottom", b)] {
+        if el.property::<i32>(name) != v as i32 {
+            el.set_property(name, v as i32);
+        }
+    }
 }
 
 impl TileElements {
     /// The elements of a participant's tile chain: `caps` the capsfilter of
-    /// the tile size, `crop` the aspectratiocrop of the slot's aspect ratio
-    /// (`fit = "crop"`), `label` the name card. The chain starts at `entry`
-    /// (a sink pad upstream of the crop and the scaler, in the same
-    /// streaming thread). Size and crop changes are applied from a probe on
-    /// `entry`, just before a frame goes through: changed from another
-    /// thread while a frame is between the scaler and the capsfilter, the
-    /// capsfilter refuses that frame (`not-negotiated`) and the
-    /// participant's video stops.
+    /// the tile size, `crop` the videocrop that cuts the picture to the
+    /// slot's aspect ratio (`fit = "crop"`), `label` the name card. The
+    /// chain starts at `entry` (a sink pad upstream of the crop and the
+    /// scaler, in the same streaming thread). Size and crop changes are
+    /// applied from a probe on `entry`, just before a frame goes through:
+    /// changed from another thread while a frame is between the scaler and
+    /// the capsfilter, the capsfilter refuses that frame (`not-negotiated`)
+    /// and the participant's video stops.
+    ///
+    /// The crop is recomputed from each new input size before its caps
+    /// event passes `entry`. Regression: with `aspectratiocrop`, a sender
+    /// that changed resolution mid-call (a browser adapting to CPU or
+    /// bandwidth, a camera switched) was refused (`not-negotiated`: the
+    /// caps query still used the cut of the old size) and removed.
     pub fn new(caps: gst::Element, crop: gst::Element, label: gst::Element, entry: &gst::Pad) -> TileElements {
         let pending = Arc::new(Mutex::new(TileChange::default()));
         let (p, c, r) = (Arc::downgrade(&pending), caps.downgrade(), crop.downgrade());
-        entry.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let size_of = |caps: &gst::CapsRef| caps.structure(0).and_then(|s| Some((s.get::<i32>("width").ok()? as u32, s.get::<i32>("height").ok()? as u32)));
+        let types = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::QUERY_DOWNSTREAM;
+        entry.add_probe(types, move |_, info| {
             let Some(p) = p.upgrade() else { return gst::PadProbeReturn::Remove };
-            let change = std::mem::take(&mut *p.lock());
-            if let (Some(caps), Some(el)) = (change.caps, c.upgrade()) {
+            match &mut info.data {
+                // A new input size is asked about (caps query, accept-caps)
+                // before it comes (caps event): the crop of the old size
+                // would refuse it. Open it to any size for the question,
+                // and cut for the size when it is known.
+                Some(gst::PadProbeData::Query(q)) => {
+                    let (Some(el), p) = (r.upgrade(), p.lock()) else { return gst::PadProbeReturn::Ok };
+                    match q.view() {
+                        gst::QueryView::Caps(_) => apply_crop(&el, Some((2, 2)), Some(gst::Fraction::new(1, 1))),
+                        gst::QueryView::AcceptCaps(a) => apply_crop(&el, size_of(a.caps()).or(p.input), p.aspect),
+                        _ => {}
+                    }
+                    return gst::PadProbeReturn::Ok;
+                }
+                Some(gst::PadProbeData::Event(ev)) => {
+                    if let gst::EventView::Caps(c) = ev.view() {
+                        let mut p = p.lock();
+                        p.input = size_of(c.caps());
+                        if let Some(el) = r.upgrade() {
+                            apply_crop(&el, p.input, p.aspect);
+                        }
+                    }
+                    return gst::PadProbeReturn::Ok;
+                }
+                _ => {}
+            }
+            let mut p = p.lock();
+            // The cut of this size (a query may have opened it).
+            if let Some(el) = r.upgrade() {
+                apply_crop(&el, p.input, p.aspect);
+            }
+            if let (Some(caps), Some(el)) = (p.caps.take(), c.upgrade()) {
                 el.set_property("caps", caps);
             }
-            if let (Some(ratio), Some(el)) = (change.crop, r.upgrade()) {
-                el.set_property("aspect-ratio", ratio);
+            if let Some(ratio) = p.crop.take() {
+                p.aspect = Some(ratio);
+                if let Some(el) = r.upgrade() {
+                    apply_crop(&el, p.input, p.aspect);
+                }
             }
             gst::PadProbeReturn::Ok
         });
@@ -608,5 +684,83 @@ impl Drop for RoomMixer {
     fn drop(&mut self) {
         shutdown_pipeline(&self.pipeline);
         tracing::info!(room = %self.room, "mixer stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{crop_to_aspect, TileElements};
+    use gst::prelude::*;
+
+    /// Regression: a participant whose browser lowered its resolution
+    /// mid-call (CPU or bandwidth adaptation, a camera switched) while its
+    /// tile was cropped was refused (`not-negotiated`) and removed.
+    #[test]
+    fn a_sender_that_changes_resolution_keeps_its_cropped_tile() {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(
+            "videotestsrc pattern=solid-color foreground-color=0xffffffff ! capsfilter name=srccaps caps=video/x-raw,format=I420,width=640,height=360,framerate=30/1 \
+             ! videoconvert name=vconv ! videocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps ! textoverlay name=label \
+             ! appsink name=out sync=false max-buffers=4",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let by = |n: &str| pipeline.by_name(n).unwrap();
+        let tile = TileElements::new(by("tilecaps"), by("crop"), by("label"), &by("vconv").static_pad("sink").unwrap());
+        // A tall tile (a 2-person room): the 16:9 picture is cut at the sides.
+        tile.set_size(320, 360);
+        tile.set_crop(gst::Fraction::new(320, 360));
+        let sink = by("out").downcast::<gst_app::AppSink>().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let frames = |n: usize| -> Vec<(i32, i32, usize)> {
+            (0..n)
+                .map(|_| {
+                    let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(5)) else {
+                        let error = pipeline.bus().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]));
+                        panic!("no frame: {error:?}");
+                    };
+                    let st = s.caps().unwrap().structure(0).unwrap();
+                    let (w, h) = (st.get::<i32>("width").unwrap(), st.get::<i32>("height").unwrap());
+                    let map = s.buffer().unwrap().map_readable().unwrap();
+                    // Dark luma rows would be letterbox bars.
+                    let dark = (0..h as usize).filter(|y| map[y * w as usize + w as usize / 2] < 100).count();
+                    (w, h, dark)
+                })
+                .collect()
+        };
+        for (w, h, dark) in frames(10).into_iter().skip(2) {
+            assert_eq!((w, h, dark), (320, 360, 0), "filled tile before the change");
+        }
+        // The sender halves its resolution, then goes back.
+        for size in [(320, 180), (640, 360), (480, 270)] {
+            by("srccaps").set_property("caps", gst::Caps::builder("video/x-raw").field("format", "I420").field("width", size.0).field("height", size.1).field("framerate", gst::Fraction::new(30, 1)).build());
+            for (w, h, dark) in frames(10).into_iter().skip(3) {
+                assert_eq!((w, h, dark), (320, 360, 0), "after the sender went to {size:?}");
+            }
+        }
+        let bus = pipeline.bus().unwrap();
+        let error = bus.pop_filtered(&[gst::MessageType::Error]);
+        assert!(error.is_none(), "{error:?}");
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+
+    #[test]
+    fn crops_cut_the_overflow_centred_to_the_tile_shape() {
+        // 16:9 into a tall half-screen tile (640x720): the sides go.
+        assert_eq!(crop_to_aspect(640, 360, 640, 720), (160, 160, 0, 0));
+        // A resolution change keeps the same shape: half the size, half the cut.
+        assert_eq!(crop_to_aspect(320, 180, 640, 720), (80, 80, 0, 0));
+        // 4:3 into 16:9: top and bottom go.
+        assert_eq!(crop_to_aspect(640, 480, 16, 9), (0, 0, 60, 60));
+        // An odd cut: one more pixel on the right (or bottom).
+        assert_eq!(crop_to_aspect(641, 360, 1, 1), (140, 141, 0, 0));
+        // Same shape, letterbox (0/1) or a degenerate picture: no cut.
+        assert_eq!(crop_to_aspect(640, 360, 16, 9), (0, 0, 0, 0));
+        assert_eq!(crop_to_aspect(640, 360, 0, 1), (0, 0, 0, 0));
+        assert_eq!(crop_to_aspect(1, 1, 16, 9), (0, 0, 0, 0));
+        // A thin tile never cuts the picture to nothing.
+        let (l, r, _, _) = crop_to_aspect(640, 360, 1, 1000);
+        assert!(640 - l - r >= 2);
     }
 }

@@ -141,7 +141,7 @@ pub fn init() -> Result<()> {
         "webrtcbin", "compositor", "videotestsrc", "audiotestsrc", "vp8enc", "vp8dec", "rtpvp8pay",
         "rtpvp8depay", "opusenc", "opusdec", "rtpopuspay", "rtpopusdepay", "appsrc", "appsink",
         "videoconvert", "videoscale", "audioconvert", "audioresample", "capsfilter", "queue",
-        "aspectratiocrop", "textoverlay", "tee", "valve", "videorate", "rtpgccbwe",
+        "aspectratiocrop", "videocrop", "textoverlay", "tee", "valve", "videorate", "rtpgccbwe",
     ];
     let missing: Vec<&str> = needed.iter().copied().filter(|n| gst::ElementFactory::find(n).is_none()).collect();
     if !missing.is_empty() {

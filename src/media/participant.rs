@@ -103,7 +103,7 @@ impl ParticipantPipeline {
             format!(
                 "appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 \
                  ! opusenc bitrate={ab} complexity={cx} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
-                 videoconvert name=vconv ! aspectratiocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
+                 videoconvert name=vconv ! videocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
                  ! {label} name=label \
                  ! appsink name=vsink sync=false async=false max-buffers=2 drop=true \
                  audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false async=false",

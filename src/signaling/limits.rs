@@ -26,6 +26,11 @@ impl Bucket {
         Bucket { rate: rate as f64, burst: burst.max(1) as f64, tokens: burst.max(1) as f64, last: now }
     }
 
+    /// Full at `now`: `burst` at once, then `per_minute` a minute.
+    pub fn per_minute(per_minute: u32, burst: u32, now: Instant) -> Bucket {
+        Bucket { rate: per_minute as f64 / 60.0, ..Bucket::new(0, burst, now) }
+    }
+
     /// Take one token at `now`; false when the bucket is empty.
     pub fn take(&mut self, now: Instant) -> bool {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();

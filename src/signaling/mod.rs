@@ -450,6 +450,7 @@ async fn run(
                     None
                 }
                 Output::Layout(req) => joined.as_ref().and_then(|(m, _)| m.request_layout(&req).err()),
+                Output::Chat(text) => joined.as_ref().and_then(|(m, _)| m.chat(&text).err()),
             };
             if let Some(e) = refused {
                 if !send_msg(tx, &e.to_protocol().to_message()).await {

@@ -54,6 +54,8 @@ pub enum Output {
     Mute { audio: Option<bool>, video: Option<bool> },
     /// Change the room's layout or pins; a refusal is sent as an error.
     Layout(LayoutRequest),
+    /// Relay a chat message to the room; a refusal is sent as an error.
+    Chat(String),
     /// Send this error, then close the connection.
     Close(ProtocolError),
 }
@@ -227,6 +229,7 @@ impl Session {
             ClientMessage::Pin { slot, id } => {
                 vec![Output::Layout(LayoutRequest { pins: [(slot, id)].into_iter().collect(), ..Default::default() })]
             }
+            ClientMessage::Chat { text } => vec![Output::Chat(text)],
             ClientMessage::Leave => {
                 self.state = State::Idle;
                 vec![Output::Leave]

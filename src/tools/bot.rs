@@ -170,6 +170,8 @@ struct BotState {
     qualities: Vec<QualitySeen>,
     /// The answer SDP as sent (with its candidates when not trickling).
     answer: Option<String>,
+    /// Chat messages received (history first), by `seq`, each once.
+    chat: Vec<crate::protocol::ChatEntry>,
 }
 
 
@@ -218,6 +220,8 @@ pub struct BotReport {
     pub errors: Vec<serde_json::Value>,
     /// Every `quality` event, oldest first.
     pub qualities: Vec<QualitySeen>,
+    /// Chat messages received (the room's history first), oldest first.
+    pub chat: Vec<crate::protocol::ChatEntry>,
     pub video_packets: u64,
     pub video_lost: u64,
     pub video_bytes: u64,
@@ -334,6 +338,16 @@ impl Bot {
     }
 
     /// Ask for a rung by name, or `auto`.
+    /// Send a chat message to the room.
+    pub async fn chat(&self, text: &str) -> Result<()> {
+        self.send_raw(ClientMessage::Chat { text: text.into() }.to_json()).await
+    }
+
+    /// Chat messages received so far (history first), oldest first.
+    pub fn chats(&self) -> Vec<crate::protocol::ChatEntry> {
+        self.state.lock().chat.clone()
+    }
+
     pub async fn set_quality(&self, quality: &str) -> Result<()> {
         self.send_raw(ClientMessage::SetQuality { quality: quality.into() }.to_json()).await
     }
@@ -467,6 +481,7 @@ impl Bot {
             }),
             errors: st.errors.iter().map(|(c, m)| serde_json::json!({"code": c, "message": m})).collect(),
             qualities: st.qualities.clone(),
+            chat: st.chat.clone(),
             video_packets: s.video_packets,
             video_lost: s.video_lost,
             video_bytes: s.video_bytes,
@@ -564,6 +579,21 @@ async fn run(
                     ServerMessage::SendSize { width, height, max_bitrate, fit } => {
                         state.lock().send_size = Some((width, height, max_bitrate));
                         media.fit_send_size(width, height, max_bitrate, fit);
+                    }
+                    ServerMessage::Chat(entry) => {
+                        let mut st = state.lock();
+                        if !st.chat.iter().any(|c| c.seq == entry.seq) {
+                            st.chat.push(entry);
+                        }
+                    }
+                    ServerMessage::ChatHistory { messages } => {
+                        let mut st = state.lock();
+                        for entry in messages {
+                            if !st.chat.iter().any(|c| c.seq == entry.seq) {
+                                st.chat.push(entry);
+                            }
+                        }
+                        st.chat.sort_by_key(|c| c.seq);
                     }
                     ServerMessage::Error { code, message } => {
                         tracing::warn!("bot: server error {code}: {message}");
