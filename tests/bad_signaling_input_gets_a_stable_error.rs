@@ -61,6 +61,7 @@ async fn bad_signaling_input_gets_a_stable_error() {
     expect_error(&mut ws, r#"{"type":"answer","sdp":"v=0"}"#, "invalid_sdp").await;
     expect_error(&mut ws, r#"{"type":"ice","candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMLineIndex":0}"#, "not_joined").await;
     expect_error(&mut ws, r#"{"type":"leave"}"#, "not_joined").await;
+    expect_error(&mut ws, r#"{"type":"chat","text":"hello"}"#, "not_joined").await;
     ws.send(Message::Binary(vec![1, 2, 3])).await.unwrap();
     assert_eq!(next_json(&mut ws).await["code"], "unsupported_frame");
 
@@ -89,6 +90,26 @@ async fn bad_signaling_input_gets_a_stable_error() {
     assert!(errors.is_empty(), "buffered candidates were refused: {errors:?}");
     // The 65th of this join is over max_ice_candidates.
     expect_error(&mut ws, r#"{"type":"ice","candidate":"candidate:99 1 udp 2122260223 127.0.0.1 9999 typ host","sdpMLineIndex":0}"#, "too_many_candidates").await;
+    // Chat: too long, empty, a control character; then five at once pass
+    // (the burst, each relayed back to its sender) and the sixth is over
+    // the rate.
+    expect_error(&mut ws, &serde_json::json!({"type":"chat","text":"x".repeat(1001)}).to_string(), "chat_too_long").await;
+    expect_error(&mut ws, r#"{"type":"chat","text":"  "}"#, "invalid_field").await;
+    expect_error(&mut ws, r#"{"type":"chat","text":"bell\u0007"}"#, "invalid_field").await;
+    for i in 0..5 {
+        ws.send(Message::Text(format!(r#"{{"type":"chat","text":"line {i}"}}"#))).await.unwrap();
+    }
+    ws.send(Message::Text(r#"{"type":"chat","text":"one too many"}"#.into())).await.unwrap();
+    let mut seen = Vec::new();
+    let e = next_of(&mut ws, "error", &mut seen).await;
+    assert_eq!(e["code"], "rate_limited", "{e}");
+    // The relays come through the room (they may trail the error).
+    let mut relayed: Vec<String> = seen.iter().filter(|v| v["type"] == "chat").filter_map(|v| v["text"].as_str().map(String::from)).collect();
+    while relayed.len() < 5 {
+        let c = next_of(&mut ws, "chat", &mut Vec::new()).await;
+        relayed.push(c["text"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(relayed, ["line 0", "line 1", "line 2", "line 3", "line 4"]);
     // The SDP line cap (max_sdp_lines): 2 000 lines.
     let long = format!("{FAKE_ANSWER}{}", "a=x-filler:1\r\n".repeat(2_000));
     let e = {
@@ -176,16 +197,16 @@ async fn hostile_corpus_never_breaks_the_server() {
     let server = start_server(media_config());
     let cases = corpus();
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
-    assert_eq!(replay(&mut ws, &cases, 0).await, 38);
+    assert_eq!(replay(&mut ws, &cases, 0).await, 43);
 
     ws.send(Message::Text(r#"{"type":"join","room":"r","name":"probe"}"#.into())).await.unwrap();
     let mut seen = Vec::new();
     let joined = next_of(&mut ws, "joined", &mut seen).await;
     next_of(&mut ws, "offer", &mut seen).await;
-    assert_eq!(replay(&mut ws, &cases, 1).await, 37);
+    assert_eq!(replay(&mut ws, &cases, 1).await, 42);
 
     ws.send(Message::Text(serde_json::json!({"type":"answer","sdp":FAKE_ANSWER}).to_string())).await.unwrap();
-    assert_eq!(replay(&mut ws, &cases, 2).await, 38);
+    assert_eq!(replay(&mut ws, &cases, 2).await, 43);
     // webrtcbin took the answer: no late refusal.
     while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
         let v: serde_json::Value = serde_json::from_str(&t).unwrap();
