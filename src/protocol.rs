@@ -193,6 +193,10 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+fn participant() -> Role {
+    Role::Participant
+}
+
 /// How a client takes part in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -326,6 +330,10 @@ pub enum ServerMessage {
     Joined {
         id: String,
         room: String,
+        /// What the server admitted this client as: a token may make a
+        /// `participant` join a `viewer`. Absent from older servers.
+        #[serde(default = "participant")]
+        role: Role,
         /// STUN/TURN servers to use (RTCIceServer), when the server has any.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServer>,
@@ -890,14 +898,15 @@ mod tests {
         // Golden JSON for every variant, as docs/protocol.md shows them.
         let tile = |id: &str, name: &str, x: u32| Tile { id: id.into(), name: name.into(), x, y: 0, width: 640, height: 720, audio_muted: false, video_muted: x > 0 };
         let cases: Vec<(ServerMessage, &str)> = vec![
-            (ServerMessage::Joined { id: "p7".into(), room: "standup".into(), ice_servers: vec![] }, r#"{"type":"joined","id":"p7","room":"standup"}"#),
+            (ServerMessage::Joined { id: "p7".into(), room: "standup".into(), role: Role::Participant, ice_servers: vec![] }, r#"{"type":"joined","id":"p7","room":"standup","role":"participant"}"#),
             (
                 ServerMessage::Joined {
                     id: "p7".into(),
                     room: "standup".into(),
+                    role: Role::Viewer,
                     ice_servers: vec![IceServer { urls: vec!["turn:t.example:3478".into()], username: Some("1700086400:p7".into()), credential: Some("feUJjB3zpqOCotTY82kk2Z1oFWI=".into()) }],
                 },
-                r#"{"type":"joined","id":"p7","room":"standup","ice_servers":[{"urls":["turn:t.example:3478"],"username":"1700086400:p7","credential":"feUJjB3zpqOCotTY82kk2Z1oFWI="}]}"#,
+                r#"{"type":"joined","id":"p7","room":"standup","role":"viewer","ice_servers":[{"urls":["turn:t.example:3478"],"username":"1700086400:p7","credential":"feUJjB3zpqOCotTY82kk2Z1oFWI="}]}"#,
             ),
             (ServerMessage::Offer { sdp: "v=0\r\n".into() }, r#"{"type":"offer","sdp":"v=0\r\n"}"#),
             (

@@ -642,7 +642,7 @@ impl Hub {
         }
         let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let ice_servers = crate::turn::ice_servers(&self.ice_servers, &id, now_unix);
-        let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string(), ice_servers }));
+        let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string(), role: opts.role, ice_servers }));
         let media = match room.media.add_participant(&id, opts, events.clone()) {
             Ok(m) => m,
             Err(e) => {

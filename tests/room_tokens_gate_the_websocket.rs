@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use tessera::auth::{mint, Claims, Grant, TokenRole};
+use tessera::protocol::Role;
 use tessera::tools::bot::{Bot, BotOptions};
 
 const SECRET: &str = "a-room-token-secret-0123";
@@ -56,14 +57,23 @@ async fn room_tokens_gate_the_websocket() {
     let wrong = Bot::connect(BotOptions { token: Some(ada), ..bot_options(&server.url, "b", "x", 0xff0000, 440.0) }).await.expect("the socket opens");
     assert!(wrong.wait_until(Duration::from_secs(5), |b| b.errors().iter().any(|(c, _)| c == "forbidden")).await, "{:?}", wrong.errors());
     wrong.leave().await;
-    // A viewer token joins receive-only: no tile. (That a participant join
-    // on a viewer token becomes a viewer is the session's unit test.)
+    // A viewer token joins receive-only: no tile; `joined` says `viewer`.
     let v = token(&["--room", "a", "--identity", "v1", "--role", "viewer"]);
-    let viewer = Bot::connect(BotOptions { token: Some(v), viewer: true, ..bot_options(&server.url, "a", "viewer", 0x0000ff, 880.0) })
+    let viewer = Bot::connect(BotOptions { token: Some(v.clone()), viewer: true, ..bot_options(&server.url, "a", "viewer", 0x0000ff, 880.0) })
         .await
         .expect("viewer");
     wait_receiving(&viewer, Duration::from_secs(10)).await;
-    assert_eq!(bot.layout().expect("layout").1.len(), 1, "the viewer has no tile");
+    assert_eq!(viewer.role(), Some(Role::Viewer));
+    // A client that joins as a participant (and sends camera and
+    // microphone) on a viewer token is admitted as a viewer, told so, and
+    // still gets the grid: what it sends is dropped, not a failure.
+    let pushy = Bot::connect(BotOptions { token: Some(v), ..bot_options(&server.url, "a", "pushy", 0xff00ff, 990.0) }).await.expect("pushy");
+    wait_receiving(&pushy, Duration::from_secs(10)).await;
+    assert_eq!(pushy.role(), Some(Role::Viewer));
+    assert!(pushy.wait_until(Duration::from_secs(3), |b| b.stats().fps_recent > 15.0).await, "the pushy viewer's grid: {:?}", pushy.stats());
+    assert!(pushy.errors().is_empty(), "{:?}", pushy.errors());
+    assert_eq!(bot.layout().expect("layout").1.len(), 1, "viewers have no tile");
+    pushy.leave().await;
 
     // The HTTP API: none → 401, a participant's → 403, an admin's → 200.
     let participant = token(&["--room", "a", "--identity", "u2"]);

@@ -213,6 +213,8 @@ async function onMessage(data) {
   switch (msg.type) {
     case 'joined':
       state.myId = msg.id;
+      // A receive-only token makes any join a viewer's.
+      if (msg.role === 'viewer') state.viewer = true;
       state.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
       showRoom();
       status(`Joined ${msg.room}${state.viewer ? ' to watch' : ''}; connecting media…`);
@@ -268,7 +270,8 @@ async function onOffer(sdp) {
   for (const t of pc.getTransceivers()) {
     const kind = t.receiver.track.kind;
     preferCodec(t);
-    const track = state.local && state.local.getTracks().find((x) => x.kind === kind);
+    // A viewer (by choice, or by its token) sends nothing.
+    const track = !state.viewer && state.local && state.local.getTracks().find((x) => x.kind === kind);
     if (track) {
       track.enabled = kind === 'audio' ? !state.micMuted : !state.camOff;
       await t.sender.replaceTrack(track);

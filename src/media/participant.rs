@@ -147,6 +147,7 @@ impl ParticipantPipeline {
             gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv
         };
         accept_every_offered_codec(&webrtcbin);
+        drop_unwanted_rtp(&pipeline);
         // The video sink is linked once the answer names its codec.
         webrtcbin.request_pad_simple("sink_1").context("webrtcbin gave no sink_1")?;
         for (pad, caps) in [("sink_0", opus_rtp_caps()), ("sink_1", offered_video_caps())] {
@@ -512,6 +513,29 @@ fn accept_every_offered_codec(webrtcbin: &gst::Element) {
         let pt = values.get(2).and_then(|v| v.get::<u32>().ok())?;
         let codec = Codec::ALL.into_iter().find(|c| super::video_pt(*c) as u32 == pt)?;
         Some(video_rtp_caps(codec).to_value())
+    });
+}
+
+/// Media nobody asked for is dropped where it would stop the connection.
+/// Regression: a viewer receives nothing, so webrtcbin links no receive
+/// path to its transport; a client that sent anyway (one that joined as a
+/// participant on a viewer token) had its RTP pushed into the transport's
+/// unlinked `rtp_src`, the transport stopped (`not-linked`) and the viewer
+/// was removed with `media_failed`.
+fn drop_unwanted_rtp(pipeline: &gst::Pipeline) {
+    pipeline.connect_deep_element_added(|_, _, element| {
+        // webrtcbin makes it with g_object_new: no factory, only a type.
+        if element.type_().name() == "TransportReceiveBin" {
+            if let Some(pad) = element.static_pad("rtp_src") {
+                pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, |pad, _| {
+                    if pad.is_linked() {
+                        gst::PadProbeReturn::Ok
+                    } else {
+                        gst::PadProbeReturn::Drop
+                    }
+                });
+            }
+        }
     });
 }
 

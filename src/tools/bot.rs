@@ -172,6 +172,8 @@ struct BotState {
     answer: Option<String>,
     /// Chat messages received (history first), by `seq`, each once.
     chat: Vec<crate::protocol::ChatEntry>,
+    /// What `joined` said this bot was admitted as.
+    role: Option<Role>,
 }
 
 
@@ -338,6 +340,11 @@ impl Bot {
     }
 
     /// Ask for a rung by name, or `auto`.
+    /// The role `joined` gave (a viewer token makes any join a viewer).
+    pub fn role(&self) -> Option<Role> {
+        self.state.lock().role
+    }
+
     /// Send a chat message to the room.
     pub async fn chat(&self, text: &str) -> Result<()> {
         self.send_raw(ClientMessage::Chat { text: text.into() }.to_json()).await
@@ -554,9 +561,11 @@ async fn run(
                     continue;
                 };
                 match m {
-                    ServerMessage::Joined { id, ice_servers, .. } => {
+                    ServerMessage::Joined { id, ice_servers, role, .. } => {
                         media.set_ice_servers(&ice_servers);
-                        state.lock().id = Some(id);
+                        let mut st = state.lock();
+                        st.id = Some(id);
+                        st.role = Some(role);
                     }
                     ServerMessage::Offer { sdp } => {
                         if let Err(e) = media.handle_offer(&sdp) {
