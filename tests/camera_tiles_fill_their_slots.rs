@@ -93,10 +93,23 @@ slots = [
     assert!(red.wait_until(Duration::from_secs(2), |b| b.layout_name().as_deref() == Some("whole-2")).await, "layout {:?}", red.layout_name());
     let barred = red.wait_until(Duration::from_secs(5), |b| black_share(b) > 0.35).await;
     assert!(barred, "letterboxed: only {:.1} % black", black_share(&red) * 100.0);
+    // Each tile: a bar at the top, the colour in the middle (once the
+    // senders have followed the new send_size, within the same 5 s).
     let t = red.layout().unwrap().1.into_iter().find(|t| t.name == "red").unwrap();
-    let s = scale(&red);
-    let top = color_at(&red, ((t.x + t.width / 2) as f64 * s) as u32, ((t.y + 4) as f64 * s) as u32).unwrap();
-    let mid = color_at(&red, ((t.x + t.width / 2) as f64 * s) as u32, ((t.y + t.height / 2) as f64 * s) as u32).unwrap();
-    assert!(top.iter().all(|&c| c < 40) && color_close(mid, 0xff0000, 60), "letterboxed red tile: top {top:?}, middle {mid:?}");
+    let probe = |b: &Bot| {
+        let s = scale(b);
+        // An eighth down: inside the bar (a quarter of the tile), past the
+        // active speaker's highlight border.
+        let top = color_at(b, ((t.x + t.width / 2) as f64 * s) as u32, ((t.y + t.height / 8) as f64 * s) as u32);
+        let mid = color_at(b, ((t.x + t.width / 2) as f64 * s) as u32, ((t.y + t.height / 2) as f64 * s) as u32);
+        (top, mid)
+    };
+    let letterboxed = red
+        .wait_until(Duration::from_secs(5), |b| match probe(b) {
+            (Some(top), Some(mid)) => top.iter().all(|&c| c < 40) && color_close(mid, 0xff0000, 60),
+            _ => false,
+        })
+        .await;
+    assert!(letterboxed, "letterboxed red tile: (top, middle) {:?}", probe(&red));
     let _ = std::fs::remove_dir_all(&dir);
 }

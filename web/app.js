@@ -214,7 +214,7 @@ async function onMessage(data) {
     case 'joined':
       state.myId = msg.id;
       // A receive-only token makes any join a viewer's.
-      if (msg.role === 'viewer') state.viewer = true;
+      if (msg.role === 'viewer') { state.viewer = true; stopLocal(); }
       state.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
       showRoom();
       status(`Joined ${msg.room}${state.viewer ? ' to watch' : ''}; connecting media…`);
