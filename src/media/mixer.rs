@@ -48,6 +48,30 @@ struct TileChange {
     aspect: Option<gst::Fraction>,
     /// The size of the frames coming in (from their caps).
     input: Option<(u32, u32)>,
+    /// The cut the videocrop has now (left, right, top, bottom).
+    cut: (u32, u32, u32, u32),
+}
+
+impl TileChange {
+    /// The cut of the input size to the aspect ratio (none until both are known).
+    fn wanted_cut(&self, input: Option<(u32, u32)>) -> (u32, u32, u32, u32) {
+        match (input, self.aspect) {
+            (Some((w, h)), Some(a)) => crop_to_aspect(w, h, a.numer(), a.denom()),
+            _ => (0, 0, 0, 0),
+        }
+    }
+
+    /// Give the videocrop `cut` unless it has it already.
+    fn set_cut(&mut self, el: &gst::Element, cut: (u32, u32, u32, u32)) {
+        if self.cut == cut {
+            return;
+        }
+        let (l, r, t, b) = cut;
+        for (name, v) in [("left", l), ("right", r), ("top", t), ("bottom", b)] {
+            el.set_property(name, v as i32);
+        }
+        self.cut = cut;
+    }
 }
 
 /// Pixels to cut (left, right, top, bottom) from a `width`x`height`
@@ -66,17 +90,6 @@ pub fn crop_to_aspect(width: u32, height: u32, num: i32, den: i32) -> (u32, u32,
         let keep = ((w / a).round() as u32).clamp(2, height);
         let cut = height - keep;
         (0, 0, cut / 2, cut - cut / 2)
-    }
-}
-
-/// Set a `videocrop` to cut `input` to `aspect`.
-fn apply_crop(el: &gst::Element, input: Option<(u32, u32)>, aspect: Option<gst::Fraction>) {
-    let (Some((w, h)), Some(a)) = (input, aspect) else { return };
-    let (l, r, t, b) = crop_to_aspect(w, h, a.numer(), a.denom());
-    for (name, v) in [("left", l), ("right", r), ("top", t), ("bottom", b)] {
-        if el.property::<i32>(name) != v as i32 {
-            el.set_property(name, v as i32);
-        }
     }
 }
 
@@ -109,39 +122,37 @@ impl TileElements {
                 // would refuse it. Open it to any size for the question,
                 // and cut for the size when it is known.
                 Some(gst::PadProbeData::Query(q)) => {
-                    let (Some(el), p) = (r.upgrade(), p.lock()) else { return gst::PadProbeReturn::Ok };
-                    match q.view() {
-                        gst::QueryView::Caps(_) => apply_crop(&el, Some((2, 2)), Some(gst::Fraction::new(1, 1))),
-                        gst::QueryView::AcceptCaps(a) => apply_crop(&el, size_of(a.caps()).or(p.input), p.aspect),
-                        _ => {}
-                    }
+                    let (Some(el), mut p) = (r.upgrade(), p.lock()) else { return gst::PadProbeReturn::Ok };
+                    let cut = match q.view() {
+                        gst::QueryView::Caps(_) => (0, 0, 0, 0),
+                        gst::QueryView::AcceptCaps(a) => p.wanted_cut(size_of(a.caps()).or(p.input)),
+                        _ => return gst::PadProbeReturn::Ok,
+                    };
+                    p.set_cut(&el, cut);
                     return gst::PadProbeReturn::Ok;
                 }
                 Some(gst::PadProbeData::Event(ev)) => {
-                    if let gst::EventView::Caps(c) = ev.view() {
+                    if let (gst::EventView::Caps(c), Some(el)) = (ev.view(), r.upgrade()) {
                         let mut p = p.lock();
                         p.input = size_of(c.caps());
-                        if let Some(el) = r.upgrade() {
-                            apply_crop(&el, p.input, p.aspect);
-                        }
+                        let cut = p.wanted_cut(p.input);
+                        p.set_cut(&el, cut);
                     }
                     return gst::PadProbeReturn::Ok;
                 }
                 _ => {}
             }
             let mut p = p.lock();
-            // The cut of this size (a query may have opened it).
-            if let Some(el) = r.upgrade() {
-                apply_crop(&el, p.input, p.aspect);
-            }
             if let (Some(caps), Some(el)) = (p.caps.take(), c.upgrade()) {
                 el.set_property("caps", caps);
             }
             if let Some(ratio) = p.crop.take() {
                 p.aspect = Some(ratio);
-                if let Some(el) = r.upgrade() {
-                    apply_crop(&el, p.input, p.aspect);
-                }
+            }
+            // The cut of this size and aspect (a query may have opened it).
+            if let Some(el) = r.upgrade() {
+                let cut = p.wanted_cut(p.input);
+                p.set_cut(&el, cut);
             }
             gst::PadProbeReturn::Ok
         });

@@ -527,9 +527,10 @@ fn drop_unwanted_rtp(pipeline: &gst::Pipeline) {
         // webrtcbin makes it with g_object_new: no factory, only a type.
         if element.type_().name() == "TransportReceiveBin" {
             if let Some(pad) = element.static_pad("rtp_src") {
+                // Once webrtcbin links it (a participant's), the probe goes.
                 pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, |pad, _| {
                     if pad.is_linked() {
-                        gst::PadProbeReturn::Ok
+                        gst::PadProbeReturn::Remove
                     } else {
                         gst::PadProbeReturn::Drop
                     }

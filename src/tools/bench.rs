@@ -1138,6 +1138,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             );
         }
         let mut sizes: Vec<usize> = r.mixed_codecs.iter().map(|c| c.participants).collect();
+        sizes.sort_unstable();
         sizes.dedup();
         s += "\n";
         for n in sizes {
