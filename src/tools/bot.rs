@@ -96,6 +96,16 @@ impl Default for BotOptions {
     }
 }
 
+/// Add chat messages (live or history) not seen yet, kept in `seq` order.
+fn keep_chat(chat: &mut Vec<crate::protocol::ChatEntry>, entries: impl IntoIterator<Item = crate::protocol::ChatEntry>) {
+    for entry in entries {
+        if !chat.iter().any(|c| c.seq == entry.seq) {
+            chat.push(entry);
+        }
+    }
+    chat.sort_by_key(|c| c.seq);
+}
+
 /// A `quality` event as the bot received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QualitySeen {
@@ -589,21 +599,8 @@ async fn run(
                         state.lock().send_size = Some((width, height, max_bitrate));
                         media.fit_send_size(width, height, max_bitrate, fit);
                     }
-                    ServerMessage::Chat(entry) => {
-                        let mut st = state.lock();
-                        if !st.chat.iter().any(|c| c.seq == entry.seq) {
-                            st.chat.push(entry);
-                        }
-                    }
-                    ServerMessage::ChatHistory { messages } => {
-                        let mut st = state.lock();
-                        for entry in messages {
-                            if !st.chat.iter().any(|c| c.seq == entry.seq) {
-                                st.chat.push(entry);
-                            }
-                        }
-                        st.chat.sort_by_key(|c| c.seq);
-                    }
+                    ServerMessage::Chat(entry) => keep_chat(&mut state.lock().chat, [entry]),
+                    ServerMessage::ChatHistory { messages } => keep_chat(&mut state.lock().chat, messages),
                     ServerMessage::Error { code, message } => {
                         tracing::warn!("bot: server error {code}: {message}");
                         state.lock().errors.push((code.to_string(), message));
