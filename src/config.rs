@@ -82,6 +82,19 @@ pub struct RoomsSection {
     /// [default: 5]
     #[arg(long)]
     pub chat_burst: Option<u32>,
+    /// Screens shared at once in a room; 0 turns sharing off (a share
+    /// join gets `forbidden`). [default: 1]
+    #[arg(long)]
+    pub max_shares: Option<usize>,
+    /// When max_shares are on, a new share takes the place of the oldest
+    /// (which ends with `share_ended`) instead of getting `share_busy`.
+    /// [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub share_takeover: Option<bool>,
+    /// Frame rate a sharer is asked for (`max_framerate` of its
+    /// `send_size`): a screen needs sharpness more than motion. [default: 15]
+    #[arg(long)]
+    pub share_fps: Option<u32>,
 }
 
 /// `[limits]`: what one client may take, and when a silent one is gone.
@@ -313,6 +326,11 @@ pub struct Rooms {
     /// Chat rate per sender: sustained per minute, and burst.
     pub chat_per_minute: u32,
     pub chat_burst: u32,
+    /// Shares at once (0: sharing off), and whether a new one takes over.
+    pub max_shares: usize,
+    pub share_takeover: bool,
+    /// Frame rate asked of a sharer.
+    pub share_fps: u32,
 }
 
 impl Default for Rooms {
@@ -483,6 +501,9 @@ impl Settings {
                 chat_history: or(a.rooms.chat_history, b.rooms.chat_history),
                 chat_per_minute: or(a.rooms.chat_per_minute, b.rooms.chat_per_minute),
                 chat_burst: or(a.rooms.chat_burst, b.rooms.chat_burst),
+                max_shares: or(a.rooms.max_shares, b.rooms.max_shares),
+                share_takeover: or(a.rooms.share_takeover, b.rooms.share_takeover),
+                share_fps: or(a.rooms.share_fps, b.rooms.share_fps),
             },
             limits: LimitsSection {
                 connections_per_ip: or(a.limits.connections_per_ip, b.limits.connections_per_ip),
@@ -544,6 +565,11 @@ impl Settings {
         in_range("chat_history", chat_history, 0, 10_000)?;
         in_range("chat_per_minute", chat_per_minute, 1, 6_000)?;
         in_range("chat_burst", chat_burst, 1, 1_000)?;
+        let max_shares = self.rooms.max_shares.unwrap_or(1);
+        let share_takeover = self.rooms.share_takeover.unwrap_or(false);
+        let share_fps = self.rooms.share_fps.unwrap_or(15);
+        in_range("max_shares", max_shares, 0, 4)?;
+        in_range("share_fps", share_fps, 1, 60)?;
         if let Some(fps) = self.media.fps {
             if !(1..=60).contains(&fps) {
                 return Err(ConfigError::Value(format!("fps is {fps}; it must be between 1 and 60")));
@@ -599,7 +625,7 @@ impl Settings {
                 pipelines: self.server.pipelines.unwrap_or_else(default_pipelines_dir),
                 tls,
             },
-            rooms: Rooms { max_participants, max_viewers, max_rooms, chat_history, chat_per_minute, chat_burst },
+            rooms: Rooms { max_participants, max_viewers, max_rooms, chat_history, chat_per_minute, chat_burst, max_shares, share_takeover, share_fps },
             limits,
             network: Network {
                 ice_addresses: self.network.ice_address.unwrap_or_else(|| default_ice_addresses(&listen.ip())),

@@ -106,6 +106,8 @@ pub enum Role {
     Floor,
     /// A participant pinned to this key.
     Reserved(String),
+    /// A shared screen (always letterboxed); empty while nobody shares.
+    Share,
 }
 
 // ---------- raw file shapes (serde) ----------
@@ -197,6 +199,7 @@ struct RawLayoutSettings {
     speaker_threshold_db: Option<Spanned<f64>>,
     highlight_color: Option<Spanned<String>>,
     highlight_width: Option<Spanned<i64>>,
+    share_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -297,6 +300,9 @@ pub struct MixerSettings {
     /// Opus encoder complexity, 0 (cheapest) ..= 10.
     pub audio_complexity: u32,
     pub default_group: String,
+    /// The group a room switches to while someone shares a screen (its
+    /// layouts have a `share` slot); back to the room's own when it stops.
+    pub share_group: String,
     pub speaker_hold_ms: u32,
     pub speaker_threshold_db: f64,
     pub highlight_color: Color,
@@ -320,6 +326,7 @@ impl Default for MixerSettings {
             audio_bitrate: 32_000,
             audio_complexity: 5,
             default_group: "grid".into(),
+            share_group: "presentation".into(),
             speaker_hold_ms: 1200,
             speaker_threshold_db: -45.0,
             highlight_color: Color(0xffc531),
@@ -351,7 +358,19 @@ impl Catalog {
         }
         let mut groups = HashMap::new();
         groups.insert("grid".to_string(), Group { name: "grid".into(), by_count });
+        let (share_layouts, share_group) = builtin_presentation();
+        for l in share_layouts {
+            layouts.insert(l.name.clone(), l);
+        }
+        groups.insert(share_group.name.clone(), share_group);
         Catalog { mixer: MixerSettings::default(), layouts, groups }
+    }
+
+    /// The layout while someone shares: the share group's layout for `n`
+    /// cameras; the built-in presentation when the group is missing.
+    pub fn pick_share(&self, n: usize) -> Option<&Layout> {
+        let g = self.groups.get(&self.mixer.share_group)?;
+        self.layouts.get(g.layout_for(n)?)
     }
 
     pub fn group(&self, name: &str) -> Option<&Group> {
@@ -366,6 +385,49 @@ impl Catalog {
         let g = self.groups.get(group).or_else(|| self.groups.get(&self.mixer.default_group))?;
         self.layouts.get(g.layout_for(n)?)
     }
+}
+
+/// The built-in presentation layouts (the same as
+/// `pipelines/layouts/presentation.toml`): the share large at the top left,
+/// cameras around it on the right and along the bottom.
+/// `presentation`: the share 1024x576 of a 1280x720 canvas and nine
+/// 256x144 cameras, every slot 16:9; `presentation-many`: the share
+/// 960x540 and 28 cameras of 160x90.
+pub fn builtin_presentation() -> (Vec<Layout>, Group) {
+    let slot = |x: f64, y: f64, w: f64, h: f64, role: Role| Slot {
+        x,
+        y,
+        w,
+        h,
+        z: 0,
+        fit: if role == Role::Share { Fit::Letterbox } else { Fit::Crop },
+        border: 0,
+        border_color: Color(0xffffff),
+        role,
+    };
+    let mut few = vec![slot(0.0, 0.0, 0.8, 0.8, Role::Share)];
+    // The column on the right, top down, then the row along the bottom
+    // from the right: cameras gather at the corner.
+    // Fifths as written in the file (0.6 is not 3 * 0.2 in binary).
+    const FIFTHS: [f64; 5] = [0.0, 0.2, 0.4, 0.6, 0.8];
+    few.extend(FIFTHS[..4].iter().map(|&y| slot(0.8, y, 0.2, 0.2, Role::Any)));
+    few.extend(FIFTHS.iter().rev().map(|&x| slot(x, 0.8, 0.2, 0.2, Role::Any)));
+    let mut many = vec![slot(0.0, 0.0, 0.75, 0.75, Role::Share)];
+    for r in 0..6 {
+        for c in 0..2 {
+            many.push(slot(0.75 + c as f64 * 0.125, r as f64 * 0.125, 0.125, 0.125, Role::Any));
+        }
+    }
+    for r in 0..2 {
+        for c in (0..8).rev() {
+            many.push(slot(c as f64 * 0.125, 0.75 + r as f64 * 0.125, 0.125, 0.125, Role::Any));
+        }
+    }
+    let by_count = (1..=many.len() - 1).map(|n| if n <= 9 { "presentation" } else { "presentation-many" }.to_string()).collect();
+    (
+        vec![Layout { name: "presentation".into(), slots: few }, Layout { name: "presentation-many".into(), slots: many }],
+        Group { name: "presentation".into(), by_count },
+    )
 }
 
 /// Uniform cols x rows cells, row-major, role `any`.
@@ -398,10 +460,26 @@ pub fn grid_slots(cols: u32, rows: u32) -> Vec<Slot> {
 /// their participant stay empty; participants beyond the slots are not
 /// shown. Returns (participant index, slot index). Deterministic.
 pub fn assign(layout: &Layout, participants: &[&str], floor: Option<&str>, pins: &BTreeMap<String, String>) -> Vec<(usize, usize)> {
+    assign_with_shares(layout, participants, floor, pins, 0).0
+}
+
+/// [`assign`] with `shares` shared screens (in the order they started):
+/// they take the `share` slots first; shares beyond them take `any` slots
+/// ahead of the cameras. Returns the cameras' and the shares' (index,
+/// slot index).
+pub fn assign_with_shares(layout: &Layout, participants: &[&str], floor: Option<&str>, pins: &BTreeMap<String, String>, shares: usize) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
     let mut out = Vec::new();
     let mut placed = vec![false; participants.len()];
     let mut used = vec![false; layout.slots.len()];
     let index_of = |id: &str| participants.iter().position(|p| *p == id);
+    // 0. Shares: their slots, then `any` slots.
+    let mut shown = Vec::new();
+    let share_slots: Vec<usize> = layout.slots.iter().enumerate().filter(|(_, s)| s.role == Role::Share).map(|(i, _)| i).collect();
+    let any_slots = layout.slots.iter().enumerate().filter(|(_, s)| s.role == Role::Any).map(|(i, _)| i);
+    for (shi, si) in (0..shares).zip(share_slots.iter().copied().chain(any_slots)) {
+        used[si] = true;
+        shown.push((shi, si));
+    }
     // 1. Reserved slots.
     for (si, slot) in layout.slots.iter().enumerate() {
         if let Role::Reserved(key) = &slot.role {
@@ -441,7 +519,7 @@ pub fn assign(layout: &Layout, participants: &[&str], floor: Option<&str>, pins:
         }
     }
     out.sort_unstable();
-    out
+    (out, shown)
 }
 
 // ---------- loading and validation ----------
@@ -538,6 +616,7 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         audio_bitrate: c.int(&raw.audio.bitrate, "`audio.bitrate`", 6_000, 510_000, d.audio_bitrate),
         audio_complexity: c.int(&raw.audio.complexity, "`audio.complexity`", 0, 10, d.audio_complexity),
         default_group: raw.layout.default_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.default_group.clone()),
+        share_group: raw.layout.share_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.share_group.clone()),
         speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "`layout.speaker_hold_ms`", 0, 30_000, d.speaker_hold_ms),
         speaker_threshold_db: match &raw.layout.speaker_threshold_db {
             None => d.speaker_threshold_db,
@@ -645,6 +724,12 @@ fn parse_layout_file(file: &Path, text: &str) -> Result<ParsedLayouts, Vec<Probl
                     Role::Any
                 }
                 Some(("floor", _)) => Role::Floor,
+                Some(("share", span)) => {
+                    if s.fit.as_ref().is_some_and(|f| *f.get_ref() == Fit::Crop) {
+                        c.at(span, format!("slot {n} of `{name}`: a share slot shows the whole screen; leave out `fit` or write `fit = \"letterbox\"`"));
+                    }
+                    Role::Share
+                }
                 Some(("reserved", span)) => match &s.reserved {
                     Some(k) if !k.get_ref().is_empty() => {
                         if keys.contains(k.get_ref()) {
@@ -659,7 +744,7 @@ fn parse_layout_file(file: &Path, text: &str) -> Result<ParsedLayouts, Vec<Probl
                     }
                 },
                 Some((other, span)) => {
-                    c.at(span, format!("slot {n} of `{name}`: unknown role `{other}`; use \"any\", \"floor\" or \"reserved\""));
+                    c.at(span, format!("slot {n} of `{name}`: unknown role `{other}`; use \"any\", \"floor\", \"reserved\" or \"share\""));
                     Role::Any
                 }
             };
@@ -669,7 +754,7 @@ fn parse_layout_file(file: &Path, text: &str) -> Result<ParsedLayouts, Vec<Probl
                 w: *s.w.get_ref(),
                 h: *s.h.get_ref(),
                 z,
-                fit: s.fit.as_ref().map(|f| *f.get_ref()).unwrap_or_default(),
+                fit: if role == Role::Share { Fit::Letterbox } else { s.fit.as_ref().map(|f| *f.get_ref()).unwrap_or_default() },
                 border,
                 border_color,
                 role,
@@ -821,16 +906,48 @@ pub fn load_dir(dir: &Path, check_fragment: FragmentCheck) -> Result<Catalog, Pr
     }
     if problems.is_empty() && !groups.contains_key(&mixer.default_group) {
         problems.push(Problem {
-            file: mixer_path,
+            file: mixer_path.clone(),
             line: 1,
             column: 1,
             message: format!("`layout.default_group` is `{}`, which no file under layouts/ defines", mixer.default_group),
         });
     }
     if problems.is_empty() {
+        check_share_group(&mixer, &mixer_path, &mut layouts, &mut groups, &mut problems);
+    }
+    if problems.is_empty() {
         Ok(Catalog { mixer, layouts, groups })
     } else {
         Err(Problems(problems))
+    }
+}
+
+/// The share group must exist (the default one, `presentation`, is built
+/// in when no file defines it) and each of its layouts needs a `share` slot.
+fn check_share_group(mixer: &MixerSettings, mixer_path: &Path, layouts: &mut HashMap<String, Layout>, groups: &mut HashMap<String, Group>, problems: &mut Vec<Problem>) {
+    let name = &mixer.share_group;
+    let problem = |message: String| Problem { file: mixer_path.to_path_buf(), line: 1, column: 1, message };
+    if !groups.contains_key(name) {
+        let (builtin, group) = builtin_presentation();
+        if *name != group.name {
+            problems.push(problem(format!("`layout.share_group` is `{name}`, which no file under layouts/ defines")));
+            return;
+        }
+        for l in builtin {
+            if layouts.contains_key(&l.name) {
+                problems.push(problem(format!("no file defines the group `{name}`, and the built-in one cannot be added: a file defines a layout `{}` of its own", l.name)));
+                return;
+            }
+            layouts.insert(l.name.clone(), l);
+        }
+        groups.insert(group.name.clone(), group);
+    }
+    if let Some(g) = groups.get(name) {
+        let mut missing: Vec<&str> = g.by_count.iter().map(String::as_str).filter(|l| layouts.get(*l).is_some_and(|l| !l.slots.iter().any(|s| s.role == Role::Share))).collect();
+        missing.dedup();
+        if !missing.is_empty() {
+            problems.push(problem(format!("`layout.share_group` `{name}` uses layouts without a `role = \"share\"` slot: {}", missing.join(", "))));
+        }
     }
 }
 
@@ -881,6 +998,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// pipelines/layouts/presentation.toml is the built-in presentation.
+    #[test]
+    fn the_shipped_presentation_is_the_built_in_one() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+        let c = load_dir(&dir, &|_| Ok(())).unwrap();
+        let (builtin, group) = builtin_presentation();
+        for l in builtin {
+            assert_eq!(c.layouts.get(&l.name), Some(&l), "{}", l.name);
+        }
+        assert_eq!(c.groups.get("presentation"), Some(&group));
+        assert_eq!(c.mixer.share_group, "presentation");
+    }
+
+    #[test]
+    fn shares_take_share_slots_then_any_slots_and_cameras_the_rest() {
+        let (ls, _) = builtin_presentation();
+        let l = &ls[0];
+        let ids = ["a", "b", "c"];
+        let (cams, shares) = assign_with_shares(l, &ids, Some("c"), &BTreeMap::new(), 1);
+        assert_eq!(shares, vec![(0, 0)], "the share in the share slot");
+        assert_eq!(cams, vec![(0, 1), (1, 2), (2, 3)], "cameras in the strip, in join order (no floor here)");
+        let (cams, shares) = assign_with_shares(l, &ids, None, &BTreeMap::new(), 2);
+        assert_eq!(shares, vec![(0, 0), (1, 1)], "a second share takes the first camera slot");
+        assert_eq!(cams, vec![(0, 2), (1, 3), (2, 4)]);
+        // A layout without a share slot still shows a share (in an `any` slot).
+        let grid = Catalog::builtin().pick("grid", None, 4).unwrap().clone();
+        let (cams, shares) = assign_with_shares(&grid, &ids, None, &BTreeMap::new(), 1);
+        assert_eq!(shares, vec![(0, 0)]);
+        assert_eq!(cams.len(), 3);
+        let rect = l.slots[0].rect(1280, 720);
+        assert_eq!((rect.width, rect.height), (1024, 576));
+        assert!(l.slots[1..].iter().all(|s| { let r = s.rect(1280, 720); (r.width, r.height) == (256, 144) }), "cameras 16:9");
+        assert_eq!(l.slots[0].fit, Fit::Letterbox);
+    }
+
+    #[test]
+    fn a_share_slot_is_never_cropped_and_the_share_group_needs_share_slots() {
+        let p = parse(r#"
+[layouts.x]
+slots = [{ x = 0, y = 0, w = 1, h = 1, role = "share", fit = "crop" }]
+"#).unwrap_err();
+        assert!(p[0].message.contains("share slot shows the whole screen"), "{}", p[0].message);
+        let (ls, _) = parse("[layouts.x]\nslots = [{ x = 0, y = 0, w = 1, h = 1, role = \"share\" }]\n").unwrap();
+        assert_eq!(ls[0].0.slots[0].fit, Fit::Letterbox);
+        // A folder whose share group has a layout without a share slot.
+        let dir = std::env::temp_dir().join(format!("tessera-share-group-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("layouts")).unwrap();
+        std::fs::write(dir.join("mixer.toml"), "[layout]\nshare_group = \"talk\"\n").unwrap();
+        std::fs::write(dir.join("layouts/a.toml"), "[layouts.solo]\nslots = [{ x = 0, y = 0, w = 1, h = 1 }]\n[groups.grid]\n\"1\" = \"solo\"\n[groups.talk]\n\"1\" = \"solo\"\n").unwrap();
+        let e = load_dir(&dir, &|_| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("without a `role = \"share\"` slot: solo"), "{e}");
+        std::fs::write(dir.join("mixer.toml"), "[layout]\nshare_group = \"nope\"\n").unwrap();
+        let e = load_dir(&dir, &|_| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("`layout.share_group` is `nope`"), "{e}");
+        // No share group named: the built-in presentation is added.
+        std::fs::write(dir.join("mixer.toml"), "").unwrap();
+        let c = load_dir(&dir, &|_| Ok(())).unwrap();
+        assert!(c.pick_share(3).is_some_and(|l| l.name == "presentation"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -218,6 +218,13 @@ struct BotArgs {
     /// the report lists the chat received.
     #[arg(long)]
     say: Vec<String>,
+    /// Also share a screen once joined: a second connection sending this
+    /// videotestsrc pattern (smpte, checkers-8, ball, ...) at --share-size.
+    #[arg(long)]
+    share: Option<String>,
+    /// Size of the shared screen, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    share_size: String,
 }
 
 fn parse_codec(s: &str) -> Result<tessera::protocol::Codec> {
@@ -448,8 +455,16 @@ async fn bot(a: BotArgs) -> Result<()> {
         corrupt_media: a.corrupt_media,
         media_for: a.media_for.map(|s| Duration::from_secs_f64(s.max(0.0))),
         codec: a.codec,
+        share_of: None,
     };
     let bot = Bot::connect(opts).await?;
+    let share = match &a.share {
+        Some(pattern) => {
+            let (w, h) = parse_size(&a.share_size)?;
+            Some(bot.share(pattern, w, h).await?)
+        }
+        None => None,
+    };
     if !a.say.is_empty() {
         if !bot.wait_until(Duration::from_secs(10), |b| b.id().is_some()).await {
             bail!("not joined within 10 s: nothing said");
@@ -481,6 +496,9 @@ async fn bot(a: BotArgs) -> Result<()> {
     match &a.report {
         Some(path) => std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?,
         None => println!("{json}"),
+    }
+    if let Some(s) = share {
+        s.leave().await;
     }
     bot.leave().await;
     if let Some(min) = a.min_fps {

@@ -73,6 +73,12 @@ pub enum ErrorCode {
     /// Dead peers: a silent WebSocket, or media that stopped.
     IdleTimeout,
     MediaTimeout,
+    /// Someone else shares and the room allows no more shares (`[rooms]
+    /// max_shares`, without `share_takeover`).
+    ShareBusy,
+    /// This share connection ended: its participant left or stopped it, or
+    /// another share took its place.
+    ShareEnded,
 }
 
 impl ErrorCode {
@@ -109,6 +115,8 @@ impl ErrorCode {
             ErrorCode::ChatTooLong => "chat_too_long",
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::MediaTimeout => "media_timeout",
+            ErrorCode::ShareBusy => "share_busy",
+            ErrorCode::ShareEnded => "share_ended",
         }
     }
 }
@@ -144,7 +152,18 @@ impl ProtocolError {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// `role` (default participant) and `quality` (default `auto`) are optional.
-    Join { room: String, name: String, role: Role, quality: String },
+    /// A `share` connection names the participant whose screen it carries
+    /// and that participant's `share_key` (from its `joined`).
+    Join {
+        room: String,
+        name: String,
+        role: Role,
+        quality: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        share_of: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        share_key: Option<String>,
+    },
     /// Choose a rung of the encoder ladder by name, or `auto`.
     SetQuality { quality: String },
     Answer { sdp: String },
@@ -205,6 +224,9 @@ pub enum Role {
     Participant,
     /// Receive-only: the composed video and the whole audio mix, no tile.
     Viewer,
+    /// A participant's second connection that sends only a shared screen:
+    /// it gets the floor of the presentation layout, hears and sees nothing.
+    Share,
 }
 
 /// One chat message as the server relays it: who sent it, and when (server
@@ -321,6 +343,9 @@ pub struct Tile {
     /// The participant's camera is off (its tile shows a name card).
     #[serde(default)]
     pub video_muted: bool,
+    /// A shared screen: the id of the participant sharing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_of: Option<String>,
 }
 
 /// Messages the server sends.
@@ -337,6 +362,10 @@ pub enum ServerMessage {
         /// STUN/TURN servers to use (RTCIceServer), when the server has any.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServer>,
+        /// A participant's key for its screen-share connection (`join` with
+        /// `role: "share"`, `share_of` and `share_key`). Participants only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share_key: Option<String>,
     },
     Offer { sdp: String },
     Ice {
@@ -365,6 +394,10 @@ pub enum ServerMessage {
         max_bitrate: u32,
         #[serde(default)]
         fit: Fit,
+        /// Highest frame rate worth sending (a shared screen: sharpness
+        /// before motion). Absent: the canvas rate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_framerate: Option<u32>,
     },
     /// The rung of the encoder ladder this receiver now gets (`rung` is
     /// `audio` while video is paused on a weak link). `estimate_kbps` is
@@ -506,13 +539,26 @@ pub fn parse_client_message_with(text: &str, limits: &Limits) -> Result<ClientMe
                 None | Some(Value::Null) => Role::Participant,
                 Some(Value::String(r)) if r == "participant" => Role::Participant,
                 Some(Value::String(r)) if r == "viewer" => Role::Viewer,
-                Some(_) => return Err(err(ErrorCode::InvalidField, "`role` must be `participant` or `viewer`")),
+                Some(Value::String(r)) if r == "share" => Role::Share,
+                Some(_) => return Err(err(ErrorCode::InvalidField, "`role` must be `participant`, `viewer` or `share`")),
             };
             let quality = match obj.get("quality") {
                 None | Some(Value::Null) => "auto".to_string(),
                 Some(_) => validate_quality(field_str(obj, "quality", ty)?)?,
             };
-            Ok(ClientMessage::Join { room: room.to_string(), name, role, quality })
+            let (share_of, share_key) = if role == Role::Share {
+                let of = field_str(obj, "share_of", ty)?;
+                let key = field_str(obj, "share_key", ty)?;
+                for (v, n) in [(of, "share_of"), (key, "share_key")] {
+                    if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric()) {
+                        return Err(err(ErrorCode::InvalidField, format!("`{n}` must be 1 to 64 letters and digits, as the server gave it")));
+                    }
+                }
+                (Some(of.to_string()), Some(key.to_string()))
+            } else {
+                (None, None)
+            };
+            Ok(ClientMessage::Join { room: room.to_string(), name, role, quality, share_of, share_key })
         }
         "set_quality" => Ok(ClientMessage::SetQuality { quality: validate_quality(field_str(obj, "quality", ty)?)? }),
         "answer" => {
@@ -824,7 +870,8 @@ mod tests {
     fn every_client_message_reads_back_as_written() {
         use super::{parse_client_message, ClientMessage, Role};
         let all = [
-            ClientMessage::Join { room: "r1".into(), name: "Ann".into(), role: Role::Viewer, quality: "low".into() },
+            ClientMessage::Join { room: "r1".into(), name: "Ann".into(), role: Role::Viewer, quality: "low".into(), share_of: None, share_key: None },
+            ClientMessage::Join { room: "r1".into(), name: "Ann".into(), role: Role::Share, quality: "auto".into(), share_of: Some("p3".into()), share_key: Some("0a1b".into()) },
             ClientMessage::SetQuality { quality: "auto".into() },
             ClientMessage::Answer {
                 sdp: "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA\r\n\
@@ -890,21 +937,41 @@ mod tests {
     #[test]
     fn join_parses_and_trims_name() {
         let m = parse_client_message(r#"{"type":"join","room":"r1","name":"  Ada  "}"#).unwrap();
-        assert_eq!(m, ClientMessage::Join { room: "r1".into(), name: "Ada".into(), role: Role::Participant, quality: "auto".into() });
+        assert_eq!(m, ClientMessage::Join { room: "r1".into(), name: "Ada".into(), role: Role::Participant, quality: "auto".into(), share_of: None, share_key: None });
+    }
+
+    #[test]
+    fn a_share_join_names_its_participant_and_key() {
+        let m = parse_client_message(r#"{"type":"join","room":"r1","name":"Ada","role":"share","share_of":"p3","share_key":"9f0e"}"#).unwrap();
+        assert_eq!(m, ClientMessage::Join { room: "r1".into(), name: "Ada".into(), role: Role::Share, quality: "auto".into(), share_of: Some("p3".into()), share_key: Some("9f0e".into()) });
+        let e = parse_client_message(r#"{"type":"join","room":"r1","name":"Ada","role":"share","share_of":"p3"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MissingField);
+        let e = parse_client_message(r#"{"type":"join","room":"r1","name":"Ada","role":"share","share_of":"p3","share_key":"<x>"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidField);
+        let e = parse_client_message(r#"{"type":"join","room":"r1","name":"Ada","role":"host"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidField);
+        // Other roles ignore the share fields.
+        let m = parse_client_message(r#"{"type":"join","room":"r1","name":"Ada","share_of":"p3"}"#).unwrap();
+        assert!(matches!(m, ClientMessage::Join { role: Role::Participant, share_of: None, .. }));
     }
 
     #[test]
     fn server_messages_have_the_documented_shape() {
         // Golden JSON for every variant, as docs/protocol.md shows them.
-        let tile = |id: &str, name: &str, x: u32| Tile { id: id.into(), name: name.into(), x, y: 0, width: 640, height: 720, audio_muted: false, video_muted: x > 0 };
+        let tile = |id: &str, name: &str, x: u32| Tile { id: id.into(), name: name.into(), x, y: 0, width: 640, height: 720, audio_muted: false, video_muted: x > 0, share_of: None };
         let cases: Vec<(ServerMessage, &str)> = vec![
-            (ServerMessage::Joined { id: "p7".into(), room: "standup".into(), role: Role::Participant, ice_servers: vec![] }, r#"{"type":"joined","id":"p7","room":"standup","role":"participant"}"#),
+            (ServerMessage::Joined { id: "p7".into(), room: "standup".into(), role: Role::Participant, ice_servers: vec![], share_key: None }, r#"{"type":"joined","id":"p7","room":"standup","role":"participant"}"#),
+            (
+                ServerMessage::Joined { id: "p7".into(), room: "standup".into(), role: Role::Participant, ice_servers: vec![], share_key: Some("5d1c0e".into()) },
+                r#"{"type":"joined","id":"p7","room":"standup","role":"participant","share_key":"5d1c0e"}"#,
+            ),
             (
                 ServerMessage::Joined {
                     id: "p7".into(),
                     room: "standup".into(),
                     role: Role::Viewer,
                     ice_servers: vec![IceServer { urls: vec!["turn:t.example:3478".into()], username: Some("1700086400:p7".into()), credential: Some("feUJjB3zpqOCotTY82kk2Z1oFWI=".into()) }],
+                    share_key: None,
                 },
                 r#"{"type":"joined","id":"p7","room":"standup","role":"viewer","ice_servers":[{"urls":["turn:t.example:3478"],"username":"1700086400:p7","credential":"feUJjB3zpqOCotTY82kk2Z1oFWI="}]}"#,
             ),
@@ -919,8 +986,16 @@ mod tests {
             ),
             (ServerMessage::Speaking { id: Some("p8".into()) }, r#"{"type":"speaking","id":"p8"}"#),
             (ServerMessage::Speaking { id: None }, r#"{"type":"speaking","id":null}"#),
-            (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480, fit: Fit::Crop }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480,"fit":"crop"}"#),
-            (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480, fit: Fit::Letterbox }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480,"fit":"letterbox"}"#),
+            (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480, fit: Fit::Crop, max_framerate: None }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480,"fit":"crop"}"#),
+            (ServerMessage::SendSize { width: 1280, height: 576, max_bitrate: 884736, fit: Fit::Letterbox, max_framerate: Some(15) }, r#"{"type":"send_size","width":1280,"height":576,"max_bitrate":884736,"fit":"letterbox","max_framerate":15}"#),
+            (
+                ServerMessage::Layout {
+                    canvas: Canvas { width: 1280, height: 720 },
+                    tiles: vec![Tile { id: "p9".into(), name: "Ada (screen)".into(), x: 0, y: 0, width: 1280, height: 576, audio_muted: false, video_muted: false, share_of: Some("p7".into()) }],
+                    layout: Some("presentation-4".into()),
+                },
+                r#"{"type":"layout","canvas":{"width":1280,"height":720},"tiles":[{"id":"p9","name":"Ada (screen)","x":0,"y":0,"width":1280,"height":576,"audio_muted":false,"video_muted":false,"share_of":"p7"}],"layout":"presentation-4"}"#,
+            ),
             (
                 ServerMessage::Quality { rung: "low".into(), width: 320, height: 180, fps: 15, kbps: 120, auto: true, estimate_kbps: Some(150), codec: Codec::H264 },
                 r#"{"type":"quality","rung":"low","width":320,"height":180,"fps":15,"kbps":120,"auto":true,"estimate_kbps":150,"codec":"h264"}"#,
@@ -940,7 +1015,7 @@ mod tests {
             assert_eq!(serde_json::from_str::<ServerMessage>(golden).unwrap(), msg);
         }
         // Every error code's wire form is its documented snake_case name.
-        for code in [ErrorCode::MalformedJson, ErrorCode::AnswerBeforeOffer, ErrorCode::UnknownQuality, ErrorCode::MediaFailed] {
+        for code in [ErrorCode::MalformedJson, ErrorCode::AnswerBeforeOffer, ErrorCode::UnknownQuality, ErrorCode::MediaFailed, ErrorCode::ShareBusy, ErrorCode::ShareEnded] {
             let v: Value = serde_json::from_str(&ServerMessage::Error { code, message: String::new() }.to_json()).unwrap();
             assert_eq!(v["code"], code.as_str());
         }

@@ -26,6 +26,10 @@ pub enum ParticipantEvent {
     /// Something the participant's media did; signaling decides what the
     /// client is told.
     Media(MediaEvent),
+    /// The room ends this connection's membership (a share whose
+    /// participant left, or that another share took over): send the error,
+    /// leave, close.
+    Close(ProtocolError),
 }
 
 /// What a participant's media reports. Media never builds wire messages:
@@ -117,6 +121,8 @@ pub struct Placement {
     /// Draw name labels on tiles.
     pub label: bool,
     pub font: String,
+    /// A shared screen: the participant sharing it.
+    pub share_of: Option<String>,
 }
 
 /// The media side of one participant. Dropping it tears the media down.
@@ -142,11 +148,13 @@ pub struct JoinOptions {
     pub role: Role,
     /// `auto` or a rung name of the ladder.
     pub quality: String,
+    /// A share: whose screen, and that participant's share key.
+    pub share_of: Option<(String, String)>,
 }
 
 impl Default for JoinOptions {
     fn default() -> Self {
-        JoinOptions { role: Role::Participant, quality: "auto".into() }
+        JoinOptions { role: Role::Participant, quality: "auto".into(), share_of: None }
     }
 }
 
@@ -168,6 +176,12 @@ pub enum RoomError {
     UnknownQuality { quality: String, known: String },
     #[error("more than {per_minute} chat messages a minute (or {burst} at once); this one was not sent")]
     ChatRate { per_minute: u32, burst: u32 },
+    #[error("screen sharing is off on this server (max_shares = 0)")]
+    SharingOff,
+    #[error("no participant `{0}` in this room has that share key")]
+    ShareKey(String),
+    #[error("{by} is sharing a screen; this room shows {max} share(s) at once")]
+    ShareBusy { by: String, max: usize },
 }
 
 impl RoomError {
@@ -181,6 +195,8 @@ impl RoomError {
             RoomError::UnknownParticipant(_) => ProtocolError::new(ErrorCode::UnknownParticipant, self.to_string()),
             RoomError::UnknownQuality { .. } => ProtocolError::new(ErrorCode::UnknownQuality, self.to_string()),
             RoomError::ChatRate { .. } => ProtocolError::new(ErrorCode::RateLimited, self.to_string()),
+            RoomError::SharingOff | RoomError::ShareKey(_) => ProtocolError::new(ErrorCode::Forbidden, self.to_string()),
+            RoomError::ShareBusy { .. } => ProtocolError::new(ErrorCode::ShareBusy, self.to_string()),
         }
     }
 }
@@ -223,8 +239,22 @@ struct Member {
     send_size: Option<(u32, u32, Fit)>,
 }
 
+/// A participant's shared screen: a connection of its own that sends video
+/// only and gets no layout, speaker or chat messages, only `send_size`.
+struct ShareMember {
+    id: String,
+    /// The participant sharing it.
+    of: String,
+    /// How the tile is labelled: the participant's name and "(screen)".
+    name: String,
+    events: EventSender,
+    send_size: Option<(u32, u32, Fit)>,
+}
+
 struct Members {
     list: Vec<Member>,
+    /// Shared screens, oldest first.
+    shares: Vec<ShareMember>,
     /// Receive-only viewers: no tile, but layout and speaker events.
     viewers: Vec<(String, EventSender)>,
     /// Joins that passed the capacity check and are starting their media.
@@ -256,6 +286,15 @@ pub struct Room {
     started: Instant,
     /// `[rooms]` chat settings: history kept, rate per sender.
     chat: ChatSettings,
+    /// `[rooms]` share settings.
+    share: ShareSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ShareSettings {
+    max: usize,
+    takeover: bool,
+    fps: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -271,22 +310,43 @@ impl Room {
         self.catalog.read().clone()
     }
 
-    /// The layout in use and each participant's placement.
+    /// The layout in use and each participant's and share's placement.
+    /// While someone shares, the share group's layout is used; the room's
+    /// own choice (group, layout) comes back when the share stops.
     fn placements(&self, members: &Members) -> (String, Vec<Placement>) {
         let catalog = self.catalog();
-        let builtin;
-        let layout = match catalog.pick(&members.group, members.layout.as_deref(), members.list.len()) {
-            Some(l) => l,
-            None => {
-                builtin = Catalog::builtin();
-                builtin.pick("grid", None, members.list.len()).expect("the built-in grid covers every count")
-            }
+        let builtin = Catalog::builtin();
+        let n = members.list.len();
+        let sharing = !members.shares.is_empty();
+        let layout = if sharing {
+            catalog.pick_share(n).or_else(|| builtin.pick_share(n)).expect("the built-in presentation covers every count")
+        } else {
+            catalog.pick(&members.group, members.layout.as_deref(), n).or_else(|| builtin.pick("grid", None, n)).expect("the built-in grid covers every count")
         };
         let (w, h) = self.media.canvas();
         let ids: Vec<&str> = members.list.iter().map(|m| m.id.as_str()).collect();
         let speaker = members.speaker.current().filter(|_| members.list.len() > 1);
         let m = &catalog.mixer;
-        let placed = layouts::assign(layout, &ids, speaker, &members.pins)
+        let (cameras, shares) = layouts::assign_with_shares(layout, &ids, speaker, &members.pins, members.shares.len());
+        let shown = shares.into_iter().map(|(shi, si)| {
+            let share = &members.shares[shi];
+            let slot = &layout.slots[si];
+            Placement {
+                id: share.id.clone(),
+                name: share.name.clone(),
+                rect: slot.rect(w, h),
+                z: slot.z,
+                fit: Fit::Letterbox,
+                border: slot.border,
+                border_color: slot.border_color.0,
+                audio_muted: false,
+                video_muted: false,
+                label: m.names,
+                font: m.font.clone(),
+                share_of: Some(share.of.clone()),
+            }
+        });
+        let placed = cameras
             .into_iter()
             .map(|(pi, si)| {
                 let member = &members.list[pi];
@@ -304,8 +364,10 @@ impl Room {
                     video_muted: member.video_muted,
                     label: m.names,
                     font: m.font.clone(),
+                    share_of: None,
                 }
             })
+            .chain(shown)
             .collect();
         (layout.name.clone(), placed)
     }
@@ -327,6 +389,7 @@ impl Room {
                 height: p.rect.height,
                 audio_muted: p.audio_muted,
                 video_muted: p.video_muted,
+                share_of: p.share_of.clone(),
             })
             .collect();
         let msg = ServerMessage::Layout { canvas: Canvas { width: w, height: h }, tiles, layout: Some(layout_name) };
@@ -348,8 +411,26 @@ impl Room {
                     height: size.1,
                     max_bitrate: layout::send_bitrate(size.0, size.1, fps),
                     fit: size.2,
+                    max_framerate: None,
                 };
                 let _ = m.events.try_send(ParticipantEvent::Send(hint));
+            }
+        }
+        // A share is asked for its tile's size at the share frame rate,
+        // with the bits a camera of that size would get at the canvas
+        // rate: fewer frames, each sharper.
+        for s in members.shares.iter_mut() {
+            let size = placed.iter().find(|p| p.id == s.id).map(|p| (p.rect.width, p.rect.height, Fit::Letterbox)).unwrap_or((16, 16, Fit::Letterbox));
+            if s.send_size != Some(size) {
+                s.send_size = Some(size);
+                let hint = ServerMessage::SendSize {
+                    width: size.0,
+                    height: size.1,
+                    max_bitrate: layout::send_bitrate(size.0, size.1, fps),
+                    fit: size.2,
+                    max_framerate: Some(self.share.fps.min(fps)),
+                };
+                let _ = s.events.try_send(ParticipantEvent::Send(hint));
             }
         }
     }
@@ -406,14 +487,15 @@ impl Room {
 
     /// Media statistics plus who is in the room.
     pub fn stats(&self) -> serde_json::Value {
-        let (participants, viewers) = {
+        let (participants, viewers, shares) = {
             let m = self.members.lock();
-            (m.list.len(), m.viewers.len())
+            (m.list.len(), m.viewers.len(), m.shares.len())
         };
         serde_json::json!({
             "room": self.id,
             "participants": participants,
             "viewers": viewers,
+            "shares": shares,
             "media": self.media.stats(),
         })
     }
@@ -498,6 +580,8 @@ pub struct Hub {
     catalog: Arc<RwLock<Arc<Catalog>>>,
     /// STUN/TURN servers each participant is given in `joined`.
     ice_servers: crate::config::IceServers,
+    /// Random per process: share keys are derived from it and the id.
+    share_secret: [u8; 32],
 }
 
 impl Hub {
@@ -516,7 +600,18 @@ impl Hub {
             next_id: AtomicU64::new(1),
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             ice_servers,
+            share_secret: random_secret(),
         })
+    }
+
+    /// The key a participant's share connection presents (`joined`'s
+    /// `share_key`): only that participant's client learns it.
+    fn share_key(&self, id: &str) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.share_secret);
+        h.update(id.as_bytes());
+        h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -590,10 +685,12 @@ impl Hub {
                 chatters: HashMap::new(),
                 chat: std::collections::VecDeque::new(),
                 chat_seq: 0,
+                shares: Vec::new(),
             }),
             catalog: self.catalog.clone(),
             started: Instant::now(),
             chat: ChatSettings { history: self.limits.chat_history, per_minute: self.limits.chat_per_minute, burst: self.limits.chat_burst },
+            share: ShareSettings { max: self.limits.max_shares, takeover: self.limits.share_takeover, fps: self.limits.share_fps },
         });
         let weak: Weak<Room> = Arc::downgrade(&r);
         media.on_levels(Box::new(move |levels| {
@@ -614,6 +711,9 @@ impl Hub {
 
     /// Join as a participant or a viewer, at a chosen quality.
     pub fn join_with(self: &Arc<Self>, room_id: &str, name: &str, opts: &JoinOptions, events: EventSender) -> Result<Membership, RoomError> {
+        if opts.role == Role::Share {
+            return self.share(room_id, opts, events);
+        }
         let viewer = opts.role == Role::Viewer;
         let seq = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("p{seq}");
@@ -642,7 +742,8 @@ impl Hub {
         }
         let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let ice_servers = crate::turn::ice_servers(&self.ice_servers, &id, now_unix);
-        let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string(), role: opts.role, ice_servers }));
+        let share_key = (!viewer && self.limits.max_shares > 0).then(|| self.share_key(&id));
+        let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string(), role: opts.role, ice_servers, share_key }));
         let media = match room.media.add_participant(&id, opts, events.clone()) {
             Ok(m) => m,
             Err(e) => {
@@ -683,11 +784,77 @@ impl Hub {
         Ok(Membership { hub: self.clone(), room, id, media: Some(media) })
     }
 
+    /// A participant's share connection: checked against the room's
+    /// participants and its share key, then refused or taking over when
+    /// the room shows `max_shares` already (a participant's new share
+    /// always replaces its own old one).
+    fn share(self: &Arc<Self>, room_id: &str, opts: &JoinOptions, events: EventSender) -> Result<Membership, RoomError> {
+        if self.limits.max_shares == 0 {
+            return Err(RoomError::SharingOff);
+        }
+        let (of, key) = opts.share_of.clone().unwrap_or_default();
+        let room = self.room(room_id).ok_or_else(|| RoomError::NoRoom(room_id.to_string()))?;
+        let seq = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("s{seq}");
+        let owner_name = {
+            let mut m = room.members.lock();
+            let owner = m.list.iter().find(|p| p.id == of).filter(|_| !m.closed && key == self.share_key(&of)).map(|p| p.name.clone());
+            let Some(owner_name) = owner else { return Err(RoomError::ShareKey(of)) };
+            let others = m.shares.iter().filter(|s| s.of != of).count();
+            if others >= room.share.max && !room.share.takeover {
+                let by = m.shares.iter().find(|s| s.of != of).map(|s| s.name.clone()).unwrap_or_default();
+                return Err(RoomError::ShareBusy { by, max: room.share.max });
+            }
+            m.pending += 1;
+            owner_name
+        };
+        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let ice_servers = crate::turn::ice_servers(&self.ice_servers, &id, now_unix);
+        let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Joined { id: id.clone(), room: room_id.to_string(), role: Role::Share, ice_servers, share_key: None }));
+        let media = match room.media.add_participant(&id, opts, events.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                self.abandon_reservation(&room);
+                return Err(RoomError::Media(e));
+            }
+        };
+        let mut m = room.members.lock();
+        m.pending -= 1;
+        if !m.list.iter().any(|p| p.id == of) {
+            // The participant left while its share started.
+            drop(m);
+            drop(media);
+            let _removed = self.remove_if_empty(&room);
+            return Err(RoomError::ShareKey(of));
+        }
+        // Its own earlier share, then the oldest others beyond the limit.
+        let mut ended = Vec::new();
+        m.shares.retain(|s| {
+            let keep = s.of != of;
+            if !keep {
+                ended.push((s.events.clone(), format!("{owner_name} started another share")));
+            }
+            keep
+        });
+        while m.shares.len() >= room.share.max {
+            let old = m.shares.remove(0);
+            ended.push((old.events, format!("{owner_name} took over the screen share")));
+        }
+        for (events, why) in ended {
+            let _ = events.try_send(ParticipantEvent::Close(ProtocolError::new(ErrorCode::ShareEnded, why)));
+        }
+        m.shares.push(ShareMember { id: id.clone(), of: of.clone(), name: format!("{owner_name} (screen)"), events, send_size: None });
+        room.relayout(&mut m);
+        drop(m);
+        tracing::info!(room = %room_id, share = %id, participant = %of, "share started");
+        Ok(Membership { hub: self.clone(), room, id, media: Some(media) })
+    }
+
     /// Give back a place reserved by `join` that will not be taken.
     fn abandon_reservation(&self, room: &Arc<Room>) {
         let mut m = room.members.lock();
         m.pending -= 1;
-        let empty = m.list.is_empty() && m.viewers.is_empty() && m.pending == 0;
+        let empty = m.list.is_empty() && m.viewers.is_empty() && m.shares.is_empty() && m.pending == 0;
         drop(m);
         if empty {
             self.remove_if_empty(room);
@@ -697,7 +864,7 @@ impl Hub {
     fn remove_if_empty(&self, room: &Arc<Room>) -> Option<Arc<Room>> {
         let mut rooms = self.rooms.lock();
         let mut m = room.members.lock();
-        if m.list.is_empty() && m.viewers.is_empty() && m.pending == 0 && !m.closed {
+        if m.list.is_empty() && m.viewers.is_empty() && m.shares.is_empty() && m.pending == 0 && !m.closed {
             m.closed = true;
             drop(m);
             if let Some(r) = rooms.get(&room.id) {
@@ -717,8 +884,21 @@ impl Hub {
             m.viewers.remove(i);
             return;
         }
+        if let Some(i) = m.shares.iter().position(|s| s.id == id) {
+            m.shares.remove(i);
+            if !m.list.is_empty() {
+                room.relayout(&mut m);
+            }
+            return;
+        }
         m.list.retain(|x| x.id != id);
         m.pins.retain(|_, v| v != id);
+        // A participant's share ends with it.
+        let (gone, kept): (Vec<ShareMember>, Vec<ShareMember>) = std::mem::take(&mut m.shares).into_iter().partition(|s| s.of == id);
+        m.shares = kept;
+        for s in gone {
+            let _ = s.events.try_send(ParticipantEvent::Close(ProtocolError::new(ErrorCode::ShareEnded, "the participant sharing this screen left the room")));
+        }
         if !m.list.is_empty() {
             room.relayout(&mut m);
         }
@@ -736,6 +916,24 @@ impl Hub {
             room.relayout(&mut m);
         }
     }
+}
+
+/// 32 random bytes from the operating system (`/dev/urandom`; std's
+/// OS-seeded hash keys where it cannot be read).
+fn random_secret() -> [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    use std::io::Read;
+    let mut out = [0u8; 32];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut out)).is_ok() {
+        return out;
+    }
+    tracing::warn!("cannot read /dev/urandom; share keys come from std's random hash keys");
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
 }
 
 /// A participant's place in a room. Dropping it leaves the room and tears
@@ -986,6 +1184,140 @@ mod tests {
         let (tx2, _rx2) = mpsc::channel(64);
         let _b = hub.join("r", "Bob", tx2).unwrap();
         assert!(drain(&mut rx1).iter().any(|m| matches!(m, ServerMessage::SendSize { width: 320, height: 360, .. })));
+    }
+
+    fn all_events(rx: &mut mpsc::Receiver<ParticipantEvent>) -> Vec<ParticipantEvent> {
+        let mut v = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            v.push(e);
+        }
+        v
+    }
+
+    fn last_layout(msgs: &[ServerMessage]) -> (String, Vec<Tile>) {
+        match msgs.iter().rev().find(|m| matches!(m, ServerMessage::Layout { .. })) {
+            Some(ServerMessage::Layout { tiles, layout, .. }) => (layout.clone().unwrap_or_default(), tiles.clone()),
+            _ => panic!("no layout in {msgs:?}"),
+        }
+    }
+
+    fn share_opts(of: &str, key: &str) -> JoinOptions {
+        JoinOptions { role: Role::Share, share_of: Some((of.into(), key.into())), ..Default::default() }
+    }
+
+    fn key_of(msgs: &[ServerMessage]) -> String {
+        msgs.iter()
+            .find_map(|m| match m {
+                ServerMessage::Joined { share_key, .. } => share_key.clone(),
+                _ => None,
+            })
+            .expect("a participant's joined has a share key")
+    }
+
+    #[test]
+    fn a_share_takes_the_presentation_floor_and_the_room_returns_to_its_layout() {
+        let f = Arc::new(FakeFactory::default());
+        let hub = Hub::new(f.clone(), 4);
+        let (tx1, mut rx1) = mpsc::channel(64);
+        let (tx2, mut rx2) = mpsc::channel(64);
+        let a = hub.join("r", "Ada", tx1).unwrap();
+        let _b = hub.join("r", "Bob", tx2).unwrap();
+        let key = key_of(&drain(&mut rx1));
+        let before = last_layout(&drain(&mut rx2));
+        assert_eq!(before.0, "grid-2x1");
+        let (ts, mut rxs) = mpsc::channel(64);
+        let share = hub.join_with("r", "ignored", &share_opts(a.id(), &key), ts).unwrap();
+        let (layout, tiles) = last_layout(&drain(&mut rx2));
+        assert_eq!(layout, "presentation");
+        let t = tiles.iter().find(|t| t.id == share.id()).expect("the share has a tile");
+        assert_eq!((t.x, t.y, t.width, t.height), (0, 0, 512, 288), "the share slot: 0.8 x 0.8 of 640x360");
+        assert_eq!(t.share_of.as_deref(), Some(a.id()));
+        assert_eq!(t.name, "Ada (screen)");
+        assert_eq!(tiles.iter().filter(|t| t.share_of.is_none()).count(), 2, "both cameras in the strip");
+        let placed = f.layouts.lock().last().cloned().unwrap();
+        assert_eq!(placed.iter().find(|p| p.id == share.id()).unwrap().fit, Fit::Letterbox);
+        // The share connection gets its size at the share frame rate, not layouts.
+        let got = drain(&mut rxs);
+        assert!(matches!(&got[0], ServerMessage::Joined { role: Role::Share, share_key: None, .. }), "{got:?}");
+        assert!(got.iter().any(|m| matches!(m, ServerMessage::SendSize { width: 512, height: 288, fit: Fit::Letterbox, max_framerate: Some(15), .. })), "{got:?}");
+        assert!(!got.iter().any(|m| matches!(m, ServerMessage::Layout { .. } | ServerMessage::Speaking { .. })), "{got:?}");
+        drop(share);
+        let (layout, tiles) = last_layout(&drain(&mut rx2));
+        assert_eq!((layout.as_str(), tiles.len()), ("grid-2x1", 2), "back to the room's layout");
+    }
+
+    #[test]
+    fn a_share_needs_its_participant_s_key_and_sharing_on() {
+        let hub = Hub::new(Arc::new(FakeFactory::default()), 4);
+        let (tx1, mut rx1) = mpsc::channel(64);
+        let (tx2, mut rx2) = mpsc::channel(64);
+        let a = hub.join("r", "Ada", tx1).unwrap();
+        let b = hub.join("r", "Bob", tx2).unwrap();
+        let (ka, kb) = (key_of(&drain(&mut rx1)), key_of(&drain(&mut rx2)));
+        assert_ne!(ka, kb);
+        let (ts, _rs) = mpsc::channel(64);
+        let e = hub.join_with("r", "x", &share_opts(a.id(), &kb), ts.clone()).err().unwrap();
+        assert_eq!(e.to_protocol().code, ErrorCode::Forbidden, "{e}");
+        let e = hub.join_with("other", "x", &share_opts(a.id(), &ka), ts.clone()).err().unwrap();
+        assert_eq!(e.to_protocol().code, ErrorCode::UnknownRoom, "{e}");
+        assert_eq!(hub.room_count(), 1, "a share never opens a room");
+        let (tv, mut rv) = mpsc::channel(64);
+        let _v = hub.join_with("r", "Vi", &JoinOptions { role: Role::Viewer, ..Default::default() }, tv).unwrap();
+        assert!(drain(&mut rv).iter().any(|m| matches!(m, ServerMessage::Joined { share_key: None, .. })), "viewers get no share key");
+        let off = crate::config::Rooms { max_shares: 0, ..Default::default() };
+        let hub2 = Hub::with_config(Arc::new(FakeFactory::default()), off, Catalog::builtin(), Default::default());
+        let (tx3, mut rx3) = mpsc::channel(64);
+        let c = hub2.join("r", "Cy", tx3).unwrap();
+        assert!(drain(&mut rx3).iter().any(|m| matches!(m, ServerMessage::Joined { share_key: None, .. })), "no key when sharing is off");
+        let e = hub2.join_with("r", "x", &share_opts(c.id(), "00"), ts).err().unwrap();
+        assert_eq!(e.to_protocol().code, ErrorCode::Forbidden);
+        drop(b);
+    }
+
+    #[test]
+    fn a_second_sharer_is_refused_or_takes_over_and_a_leaving_sharer_ends_its_share() {
+        for takeover in [false, true] {
+            let limits = crate::config::Rooms { share_takeover: takeover, ..Default::default() };
+            let hub = Hub::with_config(Arc::new(FakeFactory::default()), limits, Catalog::builtin(), Default::default());
+            let (tx1, mut rx1) = mpsc::channel(64);
+            let (tx2, mut rx2) = mpsc::channel(64);
+            let a = hub.join("r", "Ada", tx1).unwrap();
+            let b = hub.join("r", "Bob", tx2).unwrap();
+            let (ka, kb) = (key_of(&drain(&mut rx1)), key_of(&drain(&mut rx2)));
+            let (ts1, mut rs1) = mpsc::channel(64);
+            let s1 = hub.join_with("r", "x", &share_opts(a.id(), &ka), ts1).unwrap();
+            let (ts2, mut rs2) = mpsc::channel(64);
+            let second = hub.join_with("r", "x", &share_opts(b.id(), &kb), ts2);
+            if !takeover {
+                let e = second.err().unwrap();
+                assert_eq!(e.to_protocol().code, ErrorCode::ShareBusy);
+                assert!(e.to_string().contains("Ada (screen)"), "{e}");
+                // Ada's own new share replaces her old one, whatever the policy.
+                let (ts3, _rs3) = mpsc::channel(64);
+                let s3 = hub.join_with("r", "x", &share_opts(a.id(), &ka), ts3).unwrap();
+                assert!(all_events(&mut rs1).iter().any(|e| matches!(e, ParticipantEvent::Close(p) if p.code == ErrorCode::ShareEnded)));
+                drop(s1);
+                let (_, tiles) = last_layout(&drain(&mut rx2));
+                assert!(tiles.iter().any(|t| t.id == s3.id()), "the new share stays when the old connection goes");
+                // Ada leaves: her share ends with her.
+                drop(a);
+                let (layout, tiles) = last_layout(&drain(&mut rx2));
+                assert_eq!((layout.as_str(), tiles.len()), ("grid-1x1", 1), "{tiles:?}");
+                drop(s3);
+            } else {
+                let s2 = second.unwrap();
+                let ended = all_events(&mut rs1);
+                assert!(ended.iter().any(|e| matches!(e, ParticipantEvent::Close(p) if p.code == ErrorCode::ShareEnded && p.message.contains("Bob"))), "{ended:?}");
+                let (_, tiles) = last_layout(&drain(&mut rx1));
+                let shown: Vec<&str> = tiles.iter().filter(|t| t.share_of.is_some()).map(|t| t.id.as_str()).collect();
+                assert_eq!(shown, vec![s2.id()]);
+                drop(b);
+                assert!(all_events(&mut rs2).iter().any(|e| matches!(e, ParticipantEvent::Close(p) if p.code == ErrorCode::ShareEnded)));
+                drop(s1);
+                drop(s2);
+                drop(a);
+            }
+        }
     }
 
     /// Regression: the grid was filled in the order participants' media

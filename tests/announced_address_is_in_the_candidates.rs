@@ -17,7 +17,7 @@ async fn announced_address_is_in_the_candidates() {
     init_tracing();
     let server = ChildServer::spawn(&["--announce-ip", "203.0.113.7"]);
     let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str()).await.expect("websocket");
-    let join = ClientMessage::Join { room: "nat".into(), name: "probe".into(), role: Role::Participant, quality: "auto".into() };
+    let join = ClientMessage::Join { room: "nat".into(), name: "probe".into(), role: Role::Participant, quality: "auto".into(), share_of: None, share_key: None };
     ws.send(Message::Text(join.to_json())).await.expect("join sent");
     let mut candidates = Vec::new();
     let mut offer = None;

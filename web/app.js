@@ -78,6 +78,9 @@ const ERROR_TEXT = {
   media_timeout: 'The server stopped receiving your camera and microphone; reconnecting.',
   idle_timeout: 'The server heard nothing from this page for too long; reconnecting.',
   chat_too_long: 'That chat message is too long',
+  share_busy: 'Someone else is sharing their screen',
+  share_ended: 'Your screen share ended',
+  forbidden: 'Not allowed',
 };
 // Errors after which rejoining automatically would only fail again.
 const FATAL = new Set(['room_full', 'invalid_field', 'missing_field', 'too_many_rooms']);
@@ -86,6 +89,9 @@ const state = {
   room: '', name: '', ws: null, pc: null, local: null, viewer: false,
   micMuted: false, camOff: false, selfView: true,
   myId: null, layout: null, sendSize: null, speaker: null, quality: null, iceServers: [],
+  // Screen sharing: the key from `joined`, and the share connection
+  // ({ stream, track, ws, pc, sendSize }) while sharing.
+  shareKey: null, share: null,
   leaving: true, attempt: 0, reconnectTimer: null, disconnectTimer: null,
   statsTimer: null, lastSample: null, stats: {}, connectedAt: 0,
   // Chat: messages by key (history and live may overlap), unread count,
@@ -154,11 +160,12 @@ async function startPreview() {
 // ---------- the call ----------
 
 function teardownConnection() {
+  stopShare();
   clearTimeout(state.disconnectTimer);
   clearInterval(state.statsTimer);
   if (state.pc) { state.pc.onconnectionstatechange = null; state.pc.close(); }
   if (state.ws) { state.ws.onclose = null; state.ws.onmessage = null; state.ws.close(); }
-  state.pc = null; state.ws = null; state.myId = null; state.sendSize = null;
+  state.pc = null; state.ws = null; state.myId = null; state.sendSize = null; state.shareKey = null;
 }
 
 function scheduleReconnect(reason) {
@@ -174,10 +181,16 @@ function scheduleReconnect(reason) {
   state.reconnectTimer = setTimeout(connect, delay);
 }
 
-function connect() {
+/** The signaling URL (with the room token, when the page has one). */
+function wsUrl() {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
   const query = roomToken ? `?token=${encodeURIComponent(roomToken)}` : '';
-  const ws = new WebSocket(`${proto}://${location.host}/ws${query}`);
+  return { proto, query, url: `${proto}://${location.host}/ws${query}` };
+}
+
+function connect() {
+  const { proto, query, url } = wsUrl();
+  const ws = new WebSocket(url);
   state.ws = ws;
   let opened = false;
   ws.onopen = () => {
@@ -216,6 +229,7 @@ async function onMessage(data) {
       // A receive-only token makes any join a viewer's.
       if (msg.role === 'viewer') { state.viewer = true; stopLocal(); }
       state.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+      state.shareKey = msg.share_key || null;
       showRoom();
       status(`Joined ${msg.room}${state.viewer ? ' to watch' : ''}; connecting media…`);
       if (!state.viewer && (state.micMuted || state.camOff)) send({ type: 'mute', audio: state.micMuted, video: state.camOff });
@@ -316,9 +330,12 @@ function onConnectionState(pc) {
 
 // Send at tile size: no more pixels or bits than the grid shows of us.
 async function applySendSize() {
-  const size = state.sendSize;
-  if (!state.pc || !size) return;
-  const tr = state.pc.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === 'video');
+  if (state.pc && state.sendSize) await fitSender(state.pc, state.sendSize);
+}
+
+/** Scale and cap `pc`'s video sender to a `send_size` hint. */
+async function fitSender(pc, size) {
+  const tr = pc.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === 'video');
   if (!tr) return;
   const settings = tr.sender.track.getSettings();
   const w = settings.width || 640;
@@ -331,7 +348,108 @@ async function applySendSize() {
   if (!p.encodings || !p.encodings.length) p.encodings = [{}];
   p.encodings[0].scaleResolutionDownBy = scale;
   p.encodings[0].maxBitrate = size.max_bitrate;
+  // A shared screen: fewer frames, each sharp (text stays readable).
+  if (size.max_framerate) {
+    p.encodings[0].maxFramerate = size.max_framerate;
+    p.degradationPreference = 'maintain-resolution';
+  }
   try { await tr.sender.setParameters(p); log('send size', scale, size.max_bitrate); } catch (e) { log('setParameters', e); }
+}
+
+// ---------- screen sharing ----------
+// A second connection, `join` with role "share" and this participant's
+// share key: the server puts its video in the presentation layout's share
+// slot (docs/protocol.md, Screen sharing). The main connection is untouched.
+
+async function toggleShare() {
+  if (state.share) { stopShare(); return; }
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+    showError('This browser cannot share a screen (no getDisplayMedia; phones mostly cannot).');
+    return;
+  }
+  if (!state.shareKey || !state.myId) { showError('Screen sharing is off on this server, or you are not in the room yet.'); return; }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+  } catch (e) {
+    if (e.name !== 'NotAllowedError') showError(`Screen sharing could not start: ${e.message}`);
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  if (!track) return;
+  // Text and lines, not motion: browsers keep resolution before frame rate.
+  if ('contentHint' in track) track.contentHint = 'detail';
+  const share = { stream, track, ws: null, pc: null, sendSize: null };
+  state.share = share;
+  // The browser's own "Stop sharing" ends the track.
+  track.onended = () => { if (state.share === share) stopShare(); };
+  const ws = new WebSocket(wsUrl().url);
+  share.ws = ws;
+  const tell = (m) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m)); };
+  share.send = tell;
+  ws.onopen = () => tell({ type: 'join', room: state.room, name: state.name, role: 'share', share_of: state.myId, share_key: state.shareKey });
+  ws.onmessage = (ev) => onShareMessage(share, ev.data).catch((e) => log('share message', e));
+  ws.onclose = () => { if (state.share === share) stopShare(); };
+  renderShareButton();
+}
+
+async function onShareMessage(share, data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch (e) { return; }
+  if (state.share !== share) return;
+  switch (msg.type) {
+    case 'offer': {
+      const pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
+      share.pc = pc;
+      pc.onicecandidate = (e) => {
+        if (e.candidate && e.candidate.candidate) share.send({ type: 'ice', candidate: e.candidate.candidate, sdpMLineIndex: e.candidate.sdpMLineIndex });
+      };
+      await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+      for (const t of pc.getTransceivers()) {
+        if (t.receiver.track.kind === 'video') {
+          preferCodec(t);
+          await t.sender.replaceTrack(share.track);
+          t.direction = 'sendonly';
+        } else {
+          t.direction = 'inactive';
+        }
+      }
+      await pc.setLocalDescription(await pc.createAnswer());
+      share.send({ type: 'answer', sdp: pc.localDescription.sdp });
+      await sendPreferredCodec(pc);
+      if (share.sendSize) await fitSender(pc, share.sendSize);
+      break;
+    }
+    case 'ice':
+      if (share.pc) await share.pc.addIceCandidate({ candidate: msg.candidate, sdpMLineIndex: msg.sdpMLineIndex }).catch((e) => log('share ice', e));
+      break;
+    case 'send_size':
+      share.sendSize = msg;
+      if (share.pc) await fitSender(share.pc, msg);
+      break;
+    case 'error':
+      showError(`${ERROR_TEXT[msg.code] || 'Screen sharing failed'}: ${msg.message} (${msg.code})`);
+      stopShare();
+      break;
+    default: break;
+  }
+}
+
+function stopShare() {
+  const share = state.share;
+  if (!share) return;
+  state.share = null;
+  if (share.send) share.send({ type: 'leave' });
+  if (share.pc) share.pc.close();
+  if (share.ws) { share.ws.onclose = null; share.ws.onmessage = null; share.ws.close(); }
+  share.stream.getTracks().forEach((t) => t.stop());
+  renderShareButton();
+}
+
+function renderShareButton() {
+  const b = $('present-btn');
+  if (!b) return;
+  setPressed(b, !!state.share, state.share ? 'Stop sharing' : 'Share screen');
 }
 
 // ---------- room UI ----------
@@ -341,6 +459,8 @@ function showRoom() {
   $('room-screen').hidden = false;
   // A viewer sends nothing: no microphone, camera or self view buttons.
   document.querySelectorAll('#room-screen .sender').forEach((b) => { b.hidden = state.viewer; });
+  // Phones have no screen capture: no share button there.
+  if (!(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia)) $('present-btn').hidden = true;
   showError('');
 }
 
@@ -357,7 +477,8 @@ function renderLayout() {
     name.textContent = t.id === state.myId ? `${t.name} (you)` : t.name;
     const st = document.createElement('span');
     st.className = 'state';
-    const flags = [t.id === state.speaker ? 'speaking' : '', t.audio_muted ? 'muted' : '', t.video_muted ? 'camera off' : ''].filter(Boolean);
+    const flags = [t.id === state.speaker ? 'speaking' : '', t.audio_muted ? 'muted' : '', t.video_muted ? 'camera off' : '',
+      t.share_of && t.share_of === state.myId ? 'your share' : ''].filter(Boolean);
     st.textContent = flags.length ? ` — ${flags.join(', ')}` : '';
     li.append(name, st);
     return li;
@@ -646,6 +767,7 @@ if (navigator.mediaDevices) navigator.mediaDevices.addEventListener('devicechang
 if ([...$('quality-select').options].some((o) => o.value === params.get('quality'))) $('quality-select').value = params.get('quality');
 $('quality-select').addEventListener('change', (e) => send({ type: 'set_quality', quality: e.target.value }));
 $('cam-btn').addEventListener('click', toggleCam);
+$('present-btn').addEventListener('click', toggleShare);
 $('self-btn').addEventListener('click', toggleSelf);
 $('stats-btn').addEventListener('click', toggleStats);
 $('leave-btn').addEventListener('click', leave);
@@ -682,4 +804,6 @@ window.tessera = {
   get stats() { return state.stats; }, get connected() { return !!state.pc && state.pc.connectionState === 'connected'; },
   get sendSize() { return state.sendSize; }, get quality() { return state.quality; }, get viewer() { return state.viewer; },
   get chat() { return state.chat.slice(); }, get unread() { return state.unread; },
+  get sharing() { return !!state.share && !!state.share.pc && state.share.pc.connectionState === 'connected'; },
+  get shareSendSize() { return state.share ? state.share.sendSize : null; },
 };

@@ -184,11 +184,14 @@ struct VideoInput {
     /// The video area (slot minus border) and what was applied for it.
     inner: Option<Rect>,
     crop: Option<(i32, i32)>,
-    label_text: Option<String>,
+    /// The label's markup and font size as last set: a tile that shrinks
+    /// keeps a short name's text but needs the smaller font.
+    label_text: Option<(String, u32)>,
     flags: Arc<InputFlags>,
     /// What the name card on show was rendered for (name, muted, size).
     card: Option<(String, bool, u32, u32)>,
-    audio: Arc<AudioPort>,
+    /// None for a shared screen (video only).
+    audio: Option<Arc<AudioPort>>,
 }
 
 /// Shared between the mixer and the participant's decoded-video callback.
@@ -460,11 +463,32 @@ impl RoomMixer {
                 label_text: None,
                 flags: flags.clone(),
                 card: None,
-                audio: audio.clone(),
+                audio: Some(audio.clone()),
             },
         );
         let receiver = self.delivery.add(id, vp8_out, ready, events, choice);
         Ok(InputHandles { room_in, flags, audio, receiver })
+    }
+
+    /// Connect a shared screen: its decoded, tile-sized video goes into a
+    /// new compositor input (hidden until placed). No audio, no receiver.
+    /// Returns the compositor appsrc and the input's flags.
+    pub fn add_share(&self, id: &str, tile_el: TileElements) -> Result<(gst_app::AppSrc, Arc<InputFlags>)> {
+        let video = self.new_input(&format!("in-{id}"))?;
+        let frame = match self.new_input(&format!("frame-{id}")) {
+            Ok(f) => f,
+            Err(e) => {
+                self.drop_input(&video);
+                return Err(e);
+            }
+        };
+        let room_in = video.appsrc.clone();
+        let flags = Arc::new(InputFlags::default());
+        self.inputs.lock().insert(
+            id.to_string(),
+            VideoInput { video, frame, frame_drawn: None, tile_el, inner: None, crop: None, label_text: None, flags: flags.clone(), card: None, audio: None },
+        );
+        Ok((room_in, flags))
     }
 
     /// Report audio levels (id, dBFS) about every 100 ms.
@@ -524,7 +548,9 @@ impl RoomMixer {
             } else {
                 input.frame.pad.set_property("alpha", 0.0f64);
             }
-            input.audio.muted.store(t.audio_muted, Ordering::SeqCst);
+            if let Some(audio) = &input.audio {
+                audio.muted.store(t.audio_muted, Ordering::SeqCst);
+            }
             if input.inner.map(|r| (r.width, r.height)) != Some((inner.width, inner.height)) {
                 input.tile_el.set_size(inner.width, inner.height);
             }
@@ -538,10 +564,10 @@ impl RoomMixer {
             }
             let px = label_font_px(inner.height);
             let label = label_markup(&t.name, t.label, t.audio_muted, inner.width, px);
-            if input.label_text.as_deref() != Some(label.as_str()) {
+            if input.label_text.as_ref().map(|(l, p)| (l.as_str(), *p)) != Some((label.as_str(), px)) {
                 input.tile_el.label.set_property("text", label.as_str());
                 input.tile_el.label.set_property("font-desc", format!("{} {px}px", t.font));
-                input.label_text = Some(label);
+                input.label_text = Some((label, px));
             }
             input.inner = Some(inner);
             let was_off = input.flags.video_off.swap(t.video_muted, Ordering::SeqCst);

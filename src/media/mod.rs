@@ -9,6 +9,8 @@
 //!   [`crate::room::MediaEvent`]s, never wire messages.
 //! * [`webrtc`]: the webrtcbin wiring every peer shares (the participant
 //!   pipeline here and the bot): ICE, states, offer/answer, decoders, bus.
+//! * [`share`]: a participant's shared screen, a second pipeline around
+//!   `webrtcbin` that only receives video into a compositor input.
 //! * [`dtls`]: the process's DTLS certificate (ECDSA P-256).
 //! * [`preview`]: `tessera preview`, a layout rendered as the mixer would.
 //!
@@ -22,6 +24,7 @@ pub mod mixer;
 pub mod participant;
 pub mod preview;
 pub mod raw;
+pub mod share;
 pub mod webrtc;
 
 use std::sync::{Arc, Once};
@@ -242,6 +245,9 @@ impl RoomMedia for GstRoom {
     }
 
     fn add_participant(&self, id: &str, opts: &JoinOptions, events: EventSender) -> Result<Box<dyn ParticipantMedia>> {
+        if opts.role == crate::protocol::Role::Share {
+            return Ok(Box::new(share::SharePipeline::new(id, self.mixer.clone(), events)?));
+        }
         let p = participant::ParticipantPipeline::new(id, self.mixer.clone(), opts, events)?;
         Ok(Box::new(p))
     }

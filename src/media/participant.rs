@@ -40,26 +40,26 @@ use crate::room::{EventSender, MediaEvent, ParticipantEvent, ParticipantMedia};
 
 /// When this participant's media last arrived, for dead-peer detection.
 #[derive(Debug)]
-struct Activity {
+pub(super) struct Activity {
     since: std::time::Instant,
     /// Milliseconds after `since` of the last incoming RTP buffer;
     /// u64::MAX before the first.
     last_ms: std::sync::atomic::AtomicU64,
     /// The answer sends media (set when it is applied; a participant is
     /// expected to until then).
-    sends: AtomicBool,
+    pub(super) sends: AtomicBool,
 }
 
 impl Activity {
-    fn new(sends: bool) -> Arc<Activity> {
+    pub(super) fn new(sends: bool) -> Arc<Activity> {
         Arc::new(Activity { since: std::time::Instant::now(), last_ms: std::sync::atomic::AtomicU64::new(u64::MAX), sends: AtomicBool::new(sends) })
     }
 
-    fn heard(&self, now: std::time::Instant) {
+    pub(super) fn heard(&self, now: std::time::Instant) {
         self.last_ms.store(now.saturating_duration_since(self.since).as_millis() as u64, Ordering::Relaxed);
     }
 
-    fn silence(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+    pub(super) fn silence(&self, now: std::time::Instant) -> Option<std::time::Duration> {
         if !self.sends.load(Ordering::Relaxed) {
             return None;
         }
@@ -390,7 +390,7 @@ impl ParticipantPipeline {
 
 /// What the participant's webrtcbin reports, as room media events; a
 /// connected receiver needs a keyframe to start decoding.
-fn on_peer_event(id: &str, mixer: &Arc<RoomMixer>, ready: &Arc<AtomicBool>, events: &EventSender) -> webrtc::OnEvent {
+pub(super) fn on_peer_event(id: &str, mixer: &Arc<RoomMixer>, ready: &Arc<AtomicBool>, events: &EventSender) -> webrtc::OnEvent {
     let (id, mixer, ready, events) = (id.to_string(), Arc::downgrade(mixer), ready.clone(), events.clone());
     Arc::new(move |ev| match ev {
         PeerEvent::Ice { mline, candidate } => send(&events, MediaEvent::Ice { mline, candidate }),
@@ -504,7 +504,7 @@ impl Padder {
 /// 1.22 maps incoming payload types from the answer alone and dropped that
 /// video; its rtpbin asks every `request-pt-map` handler until one knows
 /// the payload type, so ours answers for the offer's video codecs after it.
-fn accept_every_offered_codec(webrtcbin: &gst::Element) {
+pub(super) fn accept_every_offered_codec(webrtcbin: &gst::Element) {
     let Some(rtpbin) = webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else {
         tracing::warn!("webrtcbin has no rtpbin child: video in a codec the answer left out is dropped");
         return;
@@ -522,7 +522,7 @@ fn accept_every_offered_codec(webrtcbin: &gst::Element) {
 /// participant on a viewer token) had its RTP pushed into the transport's
 /// unlinked `rtp_src`, the transport stopped (`not-linked`) and the viewer
 /// was removed with `media_failed`.
-fn drop_unwanted_rtp(pipeline: &gst::Pipeline) {
+pub(super) fn drop_unwanted_rtp(pipeline: &gst::Pipeline) {
     pipeline.connect_deep_element_added(|_, _, element| {
         // webrtcbin makes it with g_object_new: no factory, only a type.
         if element.type_().name() == "TransportReceiveBin" {
@@ -542,7 +542,7 @@ fn drop_unwanted_rtp(pipeline: &gst::Pipeline) {
 
 /// Link a new webrtcbin source pad to its decoder chain ending at the
 /// pipeline's video or audio converter (one stream of each kind).
-fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream) -> Result<()> {
+pub(super) fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream) -> Result<()> {
     let target = pipeline.by_name(if stream.is_video() { "vconv" } else { "aconv" });
     let free = target.as_ref().and_then(|t| t.static_pad("sink")).is_some_and(|p| !p.is_linked());
     match (stream.decoder(), target) {

@@ -135,6 +135,13 @@ impl Session {
             Input::Frame(Ok(msg)) => self.client(msg),
             Input::JoinDone(res) => self.join_done(res),
             Input::Event(ParticipantEvent::Send(m)) => self.room_message(m),
+            Input::Event(ParticipantEvent::Close(e)) => match self.state {
+                State::Idle => Vec::new(),
+                _ => {
+                    self.state = State::Idle;
+                    vec![Output::Leave, Output::Close(e)]
+                }
+            },
             Input::Event(ParticipantEvent::Media(ev)) => self.media(ev),
             Input::EventsClosed => match self.state {
                 State::InRoom(_) => {
@@ -164,7 +171,7 @@ impl Session {
     }
 
     fn client(&mut self, msg: ClientMessage) -> Vec<Output> {
-        if let ClientMessage::Join { room, mut name, mut role, quality } = msg {
+        if let ClientMessage::Join { room, mut name, mut role, quality, share_of, share_key } = msg {
             if self.state != State::Idle {
                 return vec![error(ErrorCode::AlreadyJoined, "already in a room; send `leave` first")];
             }
@@ -179,11 +186,15 @@ impl Session {
                     }
                 }
                 if c.receive_only() {
+                    if role == Role::Share {
+                        return vec![error(ErrorCode::Forbidden, "this connection's token may not publish, so it may not share a screen")];
+                    }
                     role = Role::Viewer;
                 }
             }
             self.state = State::Joining;
-            return vec![Output::Join { room, name, opts: JoinOptions { role, quality } }];
+            let share_of = share_of.zip(share_key).filter(|_| role == Role::Share);
+            return vec![Output::Join { room, name, opts: JoinOptions { role, quality, share_of } }];
         }
         let State::InRoom(r) = &mut self.state else {
             return vec![not_joined()];
@@ -333,7 +344,7 @@ mod tests {
     fn joined() -> Session {
         let mut s = Session::new();
         let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
-        assert_eq!(out, vec![Output::Join { room: "r".into(), name: "Ada".into(), opts: JoinOptions { role: Role::Participant, quality: "auto".into() } }]);
+        assert_eq!(out, vec![Output::Join { room: "r".into(), name: "Ada".into(), opts: JoinOptions { role: Role::Participant, quality: "auto".into(), share_of: None } }]);
         assert!(s.handle(Input::JoinDone(Ok(()))).is_empty());
         assert!(s.in_room());
         s
@@ -372,6 +383,24 @@ mod tests {
         let mut s = Session::with_grant(Some(grant(TokenRole::Viewer, true)), Limits::default());
         let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada"}"#);
         assert!(matches!(&out[..], [Output::Join { opts, .. }] if opts.role == Role::Viewer));
+    }
+
+    #[test]
+    fn a_share_join_carries_its_participant_and_the_room_may_end_it() {
+        let mut s = Session::new();
+        let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada","role":"share","share_of":"p1","share_key":"ab12"}"#);
+        assert!(matches!(&out[..], [Output::Join { opts, .. }] if opts.role == Role::Share && opts.share_of == Some(("p1".into(), "ab12".into()))), "{out:?}");
+        s.handle(Input::JoinDone(Ok(())));
+        let end = ProtocolError::new(ErrorCode::ShareEnded, "the participant left");
+        assert_eq!(s.handle(Input::Event(ParticipantEvent::Close(end.clone()))), vec![Output::Leave, Output::Close(end.clone())]);
+        assert!(!s.in_room());
+        assert!(s.handle(Input::Event(ParticipantEvent::Close(end))).is_empty(), "once");
+        // A token that may not publish may not share.
+        use crate::auth::{Grant, TokenRole};
+        let c = Claims { sub: "u".into(), name: None, exp: u64::MAX / 2, nbf: None, grant: Grant { room: "r".into(), role: TokenRole::Viewer, can_publish: false, can_subscribe: true } };
+        let mut s = Session::with_grant(Some(c), Limits::default());
+        let out = frame(&mut s, r#"{"type":"join","room":"r","name":"Ada","role":"share","share_of":"p1","share_key":"ab12"}"#);
+        assert_eq!(codes(&out), vec![ErrorCode::Forbidden]);
     }
 
     #[test]

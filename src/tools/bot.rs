@@ -63,6 +63,9 @@ pub struct BotOptions {
     /// The video codec the bot sends and answers with (its answer lists
     /// only this one, so the server sends it back too).
     pub codec: crate::protocol::Codec,
+    /// A share connection: the participant id and share key it presents
+    /// (see [`Bot::share`]). It sends video only and receives nothing.
+    pub share_of: Option<(String, String)>,
 }
 
 impl Default for BotOptions {
@@ -92,6 +95,7 @@ impl Default for BotOptions {
             corrupt_media: false,
             media_for: None,
             codec: crate::protocol::Codec::Vp8,
+            share_of: None,
         }
     }
 }
@@ -184,6 +188,8 @@ struct BotState {
     chat: Vec<crate::protocol::ChatEntry>,
     /// What `joined` said this bot was admitted as.
     role: Option<Role>,
+    /// The key for a share connection, from `joined`.
+    share_key: Option<String>,
 }
 
 
@@ -284,8 +290,14 @@ impl Bot {
         let join = ClientMessage::Join {
             room: opts.room.clone(),
             name: opts.name.clone(),
-            role: if opts.viewer { Role::Viewer } else { Role::Participant },
+            role: match (&opts.share_of, opts.viewer) {
+                (Some(_), _) => Role::Share,
+                (None, true) => Role::Viewer,
+                (None, false) => Role::Participant,
+            },
             quality: opts.quality.clone().unwrap_or_else(|| "auto".into()),
+            share_of: opts.share_of.as_ref().map(|(of, _)| of.clone()),
+            share_key: opts.share_of.as_ref().map(|(_, key)| key.clone()),
         };
         wtx.send(Message::Text(join.to_json())).await.context("sending join")?;
         let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
@@ -353,6 +365,33 @@ impl Bot {
     /// The role `joined` gave (a viewer token makes any join a viewer).
     pub fn role(&self) -> Option<Role> {
         self.state.lock().role
+    }
+
+    /// Share a screen: a second connection, as this participant's share,
+    /// sending the videotestsrc `pattern` at `width` x `height` (and no
+    /// audio). Waits up to 10 s for this bot's `joined`. Stop sharing by
+    /// leaving the returned bot.
+    pub async fn share(&self, pattern: &str, width: u32, height: u32) -> Result<Bot> {
+        if !self.wait_until(Duration::from_secs(10), |b| b.share_key().is_some()).await {
+            bail!("no share key: not joined as a participant within 10 s (or sharing is off)");
+        }
+        let (Some(id), Some(key)) = (self.id(), self.share_key()) else { bail!("no share key") };
+        let opts = BotOptions {
+            color: None,
+            pattern: pattern.to_string(),
+            width,
+            height,
+            fps: 15,
+            viewer: false,
+            share_of: Some((id, key)),
+            ..self.opts.clone()
+        };
+        Bot::connect(opts).await
+    }
+
+    /// The share key `joined` gave this participant.
+    pub fn share_key(&self) -> Option<String> {
+        self.state.lock().share_key.clone()
     }
 
     /// Send a chat message to the room.
@@ -571,11 +610,12 @@ async fn run(
                     continue;
                 };
                 match m {
-                    ServerMessage::Joined { id, ice_servers, role, .. } => {
+                    ServerMessage::Joined { id, ice_servers, role, share_key, .. } => {
                         media.set_ice_servers(&ice_servers);
                         let mut st = state.lock();
                         st.id = Some(id);
                         st.role = Some(role);
+                        st.share_key = share_key;
                     }
                     ServerMessage::Offer { sdp } => {
                         if let Err(e) = media.handle_offer(&sdp) {
@@ -595,7 +635,7 @@ async fn run(
                         tracing::debug!("bot: quality {rung} {width}x{height}@{fps} {kbps} kbps {} (auto {auto}) at {at_ms} ms", codec.name());
                         state.lock().qualities.push(QualitySeen { rung, width, height, fps, kbps, auto, codec, at_ms });
                     }
-                    ServerMessage::SendSize { width, height, max_bitrate, fit } => {
+                    ServerMessage::SendSize { width, height, max_bitrate, fit, .. } => {
                         state.lock().send_size = Some((width, height, max_bitrate));
                         media.fit_send_size(width, height, max_bitrate, fit);
                     }

@@ -194,7 +194,8 @@ pub struct BotMedia {
 impl BotMedia {
     pub fn new(cfg: &BotOptions, events: mpsc::Sender<PeerEvent>) -> Result<BotMedia> {
         crate::media::init()?;
-        let (send_video, send_audio) = (cfg.send_video && !cfg.viewer, !cfg.viewer);
+        // A share sends its screen only.
+        let (send_video, send_audio) = (cfg.send_video && !cfg.viewer, !cfg.viewer && cfg.share_of.is_none());
         let video_src = match cfg.color {
             Some(rgb) => format!("videotestsrc name=vsrc is-live=true pattern=solid-color foreground-color={}", 0xff00_0000u32 | rgb),
             None => format!("videotestsrc name=vsrc is-live=true pattern={}", cfg.pattern),
