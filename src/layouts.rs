@@ -211,6 +211,15 @@ struct RawOverlay {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawShare {
+    focus_rung: Option<Spanned<String>>,
+    focus_width: Option<Spanned<i64>>,
+    focus_height: Option<Spanned<i64>>,
+    focus_fps: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawMixer {
     #[serde(default)]
     canvas: RawCanvas,
@@ -226,6 +235,8 @@ struct RawMixer {
     layout: RawLayoutSettings,
     #[serde(default)]
     overlay: RawOverlay,
+    #[serde(default)]
+    share: RawShare,
 }
 
 // ---------- validated model ----------
@@ -309,6 +320,28 @@ pub struct MixerSettings {
     pub highlight_width: u32,
     pub names: bool,
     pub font: String,
+    /// `[share]`: the rung that carries the shared screen alone.
+    pub share_focus: ShareFocus,
+}
+
+/// While someone shares, one rung of the ladder (the lowest by default)
+/// carries the share slot alone, cropped from the canvas, at its own size
+/// and frame rate: on a phone's weak link the screen is readable, where
+/// the whole canvas at 320x180 would make its text a blur. The rung keeps
+/// its bitrate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareFocus {
+    /// The rung by name; None: the lowest; `Some("")`: no rung changes.
+    pub rung: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl Default for ShareFocus {
+    fn default() -> Self {
+        ShareFocus { rung: None, width: 640, height: 360, fps: 5 }
+    }
 }
 
 impl Default for MixerSettings {
@@ -333,6 +366,7 @@ impl Default for MixerSettings {
             highlight_width: 4,
             names: true,
             font: "Sans Bold".into(),
+            share_focus: ShareFocus::default(),
         }
     }
 }
@@ -630,9 +664,30 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         highlight_width: c.int(&raw.layout.highlight_width, "`layout.highlight_width`", 0, 32, d.highlight_width),
         names: raw.overlay.names.as_ref().map(|b| *b.get_ref()).unwrap_or(d.names),
         font: raw.overlay.font.as_ref().map(|f| f.get_ref().clone()).unwrap_or(d.font.clone()),
+        share_focus: ShareFocus {
+            rung: raw.share.focus_rung.as_ref().map(|r| r.get_ref().clone()).or(d.share_focus.rung.clone()),
+            width: c.int(&raw.share.focus_width, "`share.focus_width`", 16, 3840, d.share_focus.width),
+            height: c.int(&raw.share.focus_height, "`share.focus_height`", 16, 2160, d.share_focus.height),
+            fps: c.int(&raw.share.focus_fps, "`share.focus_fps`", 1, 60, d.share_focus.fps),
+        },
     };
     let mut s = s;
     s.ladder = parse_ladder(&mut c, &raw.ladder, &s);
+    for (v, n) in [(&raw.share.focus_width, "share.focus_width"), (&raw.share.focus_height, "share.focus_height")] {
+        if let Some(v) = v.as_ref().filter(|v| v.get_ref() % 2 != 0) {
+            c.at(v.span(), format!("`{n}` must be even (I420 video)"));
+        }
+    }
+    if let Some(r) = raw.share.focus_rung.as_ref().filter(|r| !r.get_ref().is_empty()) {
+        let names: Vec<String> = if s.ladder.is_empty() {
+            crate::ladder::default_ladder(s.width, s.height, s.fps).into_iter().map(|r| r.name).collect()
+        } else {
+            s.ladder.iter().map(|r| r.name.clone()).collect()
+        };
+        if !names.contains(r.get_ref()) {
+            c.at(r.span(), format!("`share.focus_rung` is `{}`, which is not a rung of the ladder ({}); \"\" turns the focus off", r.get_ref(), names.join(", ")));
+        }
+    }
     if c.problems.is_empty() {
         Ok(s)
     } else {
@@ -1033,6 +1088,20 @@ mod tests {
         assert_eq!((rect.width, rect.height), (1024, 576));
         assert!(l.slots[1..].iter().all(|s| { let r = s.rect(1280, 720); (r.width, r.height) == (256, 144) }), "cameras 16:9");
         assert_eq!(l.slots[0].fit, Fit::Letterbox);
+    }
+
+    #[test]
+    fn the_share_focus_names_a_rung_and_an_even_size() {
+        let m = |t: &str| parse_mixer(Path::new("mixer.toml"), t, &|_| Ok(()));
+        assert_eq!(m("").unwrap().share_focus, ShareFocus { rung: None, width: 640, height: 360, fps: 5 });
+        assert_eq!(m("[share]\nfocus_rung = \"\"\n").unwrap().share_focus.rung.as_deref(), Some(""), "off");
+        assert_eq!(m("[share]\nfocus_rung = \"medium\"\nfocus_fps = 10\n").unwrap().share_focus, ShareFocus { rung: Some("medium".into()), width: 640, height: 360, fps: 10 });
+        let p = m("[share]\nfocus_rung = \"tiny\"\nfocus_width = 641\n").unwrap_err();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().any(|p| p.message.contains("not a rung of the ladder (high, medium, low)") && (p.line, p.column) == (2, 14)), "{p:?}");
+        assert!(p.iter().any(|p| p.message.contains("`share.focus_width` must be even")), "{p:?}");
+        let ladder = "[[ladder]]\nname = \"hd\"\nwidth = 1280\nheight = 720\nbitrate = 1000000\n[share]\nfocus_rung = \"low\"\n";
+        assert!(m(ladder).unwrap_err()[0].message.contains("(hd)"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! whose video gets the `share` slot of the presentation layout,
 //! letterboxed, while the cameras move to the strip; everyone (a viewer
 //! too) sees it, a second sharer is refused with `share_busy`, and the
-//! room's own layout comes back when the share stops.
+//! room's own layout comes back when the share stops. A receiver on the
+//! lowest rung gets the share alone, larger and slower (mixer.toml
+//! `[share]`), and the whole canvas again afterwards.
 
 mod common;
 
@@ -24,9 +26,12 @@ async fn shared_screen_takes_the_floor() {
     let red = Bot::connect(bot_options(&url, "talk", "red", 0xff0000, 440.0)).await.unwrap();
     let green = Bot::connect(bot_options(&url, "talk", "green", 0x00ff00, 660.0)).await.unwrap();
     let viewer = Bot::connect(BotOptions { viewer: true, ..bot_options(&url, "talk", "viewer", 0, 0.0) }).await.unwrap();
-    for b in [&red, &green, &viewer] {
+    let phone = Bot::connect(BotOptions { viewer: true, quality: Some("low".into()), ..bot_options(&url, "talk", "phone", 0, 0.0) }).await.unwrap();
+    for b in [&red, &green, &viewer, &phone] {
         wait_receiving(b, Duration::from_secs(10)).await;
     }
+    let frame_size = |b: &Bot| b.last_frame().map(|f| (f.width, f.height));
+    assert_eq!(frame_size(&phone), Some((160, 90)), "the low rung of a 640x360 canvas");
     let before = green.layout_name();
     assert_eq!(before.as_deref(), Some("side-by-side"));
 
@@ -74,6 +79,16 @@ async fn shared_screen_takes_the_floor() {
         }
     }
 
+    // The low rung: the share slot alone, 512x288 (its own size: the
+    // focus size, 640x360, is never scaled up to), the bars readable.
+    let focused = phone.wait_until(Duration::from_secs(8), |b| frame_size(b) == Some((512, 288)) && color_at(b, (64.0 + 1.5 * bar) as u32, 86).is_some_and(|c| color_close(c, 0xc0c000, 60))).await;
+    assert!(focused, "the low rung while sharing: {:?}, yellow bar {:?}", frame_size(&phone), color_at(&phone, (64.0 + 1.5 * bar) as u32, 86));
+    let stats = room_stats(&server, "talk").await;
+    let low = stats["media"]["rungs"].as_array().unwrap().iter().find(|r| r["name"] == "low" && r["codec"] == "vp8").cloned().unwrap();
+    assert_eq!(low["share_focus"], serde_json::json!([512, 288, 5]), "{low}");
+    let told = |b: &Bot, size: (u32, u32, u32)| b.qualities().last().is_some_and(|q| q.rung == "low" && (q.width, q.height, q.fps) == size);
+    assert!(phone.wait_until(Duration::from_secs(2), |b| told(b, (512, 288, 5))).await, "quality while focused: {:?}", phone.qualities().last());
+
     // One share at a time: green's is refused with share_busy.
     let refused = green.share("checkers-8", 640, 360).await.unwrap();
     let busy = refused.wait_until(Duration::from_secs(5), |b| b.errors().iter().any(|(c, _)| c == "share_busy")).await;
@@ -92,7 +107,9 @@ async fn shared_screen_takes_the_floor() {
         t.is_some_and(|t| at(b, (t.x + t.width / 2) as f64, (t.y + t.height / 2) as f64).is_some_and(|c| color_close(c, 0xff0000, 60)))
     });
     assert!(back_red.await, "red's camera back in its half");
-    for b in [red, green, viewer] {
+    assert!(phone.wait_until(Duration::from_secs(5), |b| frame_size(b) == Some((160, 90))).await, "the low rung after the share: {:?}", frame_size(&phone));
+    assert!(told(&phone, (160, 90, 15)), "quality after the share: {:?}", phone.qualities().last());
+    for b in [red, green, viewer, phone] {
         b.leave().await;
     }
 }

@@ -3,11 +3,13 @@
 // cameras in the strip; the sharer is asked for its slot at the share
 // frame rate; stopping (the page's button, or the browser ending the
 // capture) brings the room's own layout back. The "screen" is a 4:3
-// canvas standing in for getDisplayMedia: yellow, with a blue band on
-// its right quarter. In Chromium and Firefox.
+// canvas standing in for getDisplayMedia: a yellow slide with a title, a
+// blue band on its right quarter. In Chromium and Firefox; the Chromium
+// run saves the other page's view (share, labels, chat) as
+// test-output/browser/share-room.png, the README's screenshot.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, newPage, join, until, close, mixPixel, startBotReporting, BROWSERS } from './helpers.mjs';
+import { startServer, launchBrowser, newPage, join, until, close, mixPixel, startBotReporting, BROWSERS, OUT } from './helpers.mjs';
 
 /** getDisplayMedia gives a 960x720 canvas: yellow, blue on the right quarter. */
 function fakeScreen() {
@@ -18,6 +20,12 @@ function fakeScreen() {
     setInterval(() => {
       g.fillStyle = '#ffff00'; g.fillRect(0, 0, 960, 720);
       g.fillStyle = '#0000ff'; g.fillRect(720, 0, 240, 720);
+      // A slide's text, clear of the pixels the test reads.
+      g.fillStyle = '#000000';
+      g.font = 'bold 60px sans-serif';
+      g.fillText('Roadmap 2027', 40, 110);
+      g.font = '36px sans-serif';
+      ['• one upload per person', '• one mix for the room', '• readable on a phone'].forEach((t, i) => g.fillText(t, 40, 190 + i * 50));
     }, 66);
     const track = canvas.captureStream(15).getVideoTracks()[0];
     const settings = track.getSettings.bind(track);
@@ -78,10 +86,19 @@ for (const kind of BROWSERS) test(`a page shares its screen into the presentatio
         return r && r.layout && r.layout.layout === 'presentation' && t && close(t.center_rgb, [255, 255, 0], 70);
       }, 10000);
       assert.ok(botSees, `${stop}: the bot's view: ${JSON.stringify(bot.last() && bot.last().tiles)}`);
+      if (kind === 'chromium' && stop === 'button') {
+        await ada.fill('#chat-input', 'Sharing the roadmap now');
+        await ada.click('#chat-send');
+        await bob.fill('#chat-input', 'Readable here, thanks!');
+        await bob.click('#chat-send');
+        await until(async () => (await bob.evaluate(() => window.tessera.chat.length)) >= 2, 5000);
+        await bob.evaluate(() => { document.activeElement.blur(); window.scrollTo(0, 0); });
+        await bob.screenshot({ path: `${OUT}/share-room.png`, fullPage: true });
+      }
       // Cameras sit in the strip: the bot's green tile on the right or bottom.
-      const cam = bot.last().tiles.find((t) => t.name === 'Botty');
-      assert.ok(cam.x >= 512 || cam.y >= 288, `the bot's camera tile ${JSON.stringify(cam)} is outside the share slot`);
-      assert.ok(close(cam.center_rgb, [0, 255, 0], 70), `the bot's camera shows ${cam.center_rgb}`);
+      const cam = () => bot.last().tiles.find((t) => t.name === 'Botty');
+      assert.ok(cam().x >= 512 || cam().y >= 288, `the bot's camera tile ${JSON.stringify(cam())} is outside the share slot`);
+      assert.ok(await until(() => close(cam().center_rgb, [0, 255, 0], 70), 5000), `the bot's camera shows ${cam().center_rgb}`);
 
       // Stop: the button, or the browser's own "Stop sharing" (the capture track ends).
       if (stop === 'button') await ada.click('#present-btn');

@@ -125,6 +125,10 @@ struct RungEncoder {
     spec: Rung,
     codec: Codec,
     valve: gst::Element,
+    /// The share focus rung's crop and size filter (see [`Delivery::set_focus`]).
+    focus: Option<(gst::Element, gst::Element)>,
+    /// The size and frame rate it encodes now, when focused on a share.
+    focused: Mutex<Option<(u32, u32, u32)>>,
     /// Frames that passed the valve (into scaling and encoding).
     admitted: Arc<AtomicU64>,
     /// Keyframe requests (the rule is [`KeyframeThrottle`]'s); times from `epoch`.
@@ -148,6 +152,9 @@ pub struct RungStats {
     /// Measured output of the rung's encoder over the last 2 s.
     pub kbps: u32,
     pub keyframes_forced: u64,
+    /// While it shows a share alone: [width, height, fps].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_focus: Option<[u32; 3]>,
 }
 
 /// One receiver, for the stats API.
@@ -196,7 +203,9 @@ fn rung_info(rungs: &[RungEncoder], t: Target, auto: bool, estimate: u32, codec:
     match t {
         Target::Rung(i) => {
             let r = &rungs[i].spec;
-            RungInfo { rung: r.name.clone(), width: r.width, height: r.height, fps: r.fps, kbps: r.bitrate / 1000, auto, estimate_kbps, codec }
+            // A rung focused on a share says what it sends now.
+            let (width, height, fps) = rungs[i].focused.lock().unwrap_or((r.width, r.height, r.fps));
+            RungInfo { rung: r.name.clone(), width, height, fps, kbps: r.bitrate / 1000, auto, estimate_kbps, codec }
         }
         Target::AudioOnly => RungInfo { rung: "audio".into(), width: 0, height: 0, fps: 0, kbps: 0, auto, estimate_kbps, codec },
     }
@@ -218,6 +227,7 @@ impl Delivery {
     /// Build one encoder branch per rung behind `tee` in `pipeline`.
     pub fn new(pipeline: &gst::Pipeline, tee: &gst::Element, cfg: &MediaConfig) -> Result<Delivery> {
         let ladder = cfg.rungs();
+        let focus_rung = cfg.focus_rung();
         let receivers: Receivers = Arc::new(RwLock::new(Arc::new(Vec::new())));
         let mut rungs = Vec::new();
         let mut sinks = Vec::new();
@@ -227,10 +237,12 @@ impl Delivery {
                 Codec::Vp8 => &cfg.video_encoder,
                 Codec::H264 => &cfg.h264_encoder,
             };
+            // The share focus rung can cut the share slot out of the canvas.
+            let crop = if focus_rung == Some(i) { "videocrop name=focus ! " } else { "" };
             let desc = format!(
                 "queue name=q-{codec}-{rung} max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! valve name=valve drop=true \
-                 ! videoscale ! videorate drop-only=true \
-                 ! video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1,framerate={fps}/1 \
+                 ! {crop}videoscale ! videorate drop-only=true \
+                 ! capsfilter name=size caps=video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1,framerate={fps}/1 \
                  ! {enc} ! appsink name=vout sync=false async=false max-buffers=5 drop=true",
                 w = r.width,
                 h = r.height,
@@ -260,10 +272,16 @@ impl Delivery {
                 .map_err(|_| anyhow::anyhow!("vout is not an appsink"))?;
             sinks.push((e, i, codec, appsink));
             let admitted = count_buffers(&valve, "src");
+            let focus = match (bin.by_name("focus"), bin.by_name("size")) {
+                (Some(crop), Some(size)) => Some((crop, size)),
+                _ => None,
+            };
             rungs.push(RungEncoder {
                 spec: r.clone(),
                 codec,
                 valve,
+                focus,
+                focused: Mutex::new(None),
                 admitted,
                 keyframes: Mutex::new(KeyframeThrottle::default()),
                 epoch: Instant::now(),
@@ -309,6 +327,60 @@ impl Delivery {
         let d = Delivery { rungs, composed, receivers, epoch: Instant::now(), kbps, stop, thread: Mutex::new(None) };
         d.start_controller()?;
         Ok(d)
+    }
+
+    /// Focus the share focus rung (of every codec) on `share`, a rect of
+    /// the `canvas`, or give it the whole canvas again (None). Focused, it
+    /// encodes the rect scaled to fit `size` (never up) at `fps`; its
+    /// encoder restarts at the new size, so its receivers get a keyframe.
+    /// Property changes only: never blocks.
+    pub fn set_focus(&self, share: Option<crate::layout::Rect>, canvas: (u32, u32), size: (u32, u32), fps: u32) {
+        let n = steps(&self.rungs);
+        let mut changed = Vec::new();
+        for (e, r) in self.rungs.iter().enumerate() {
+            let Some((crop, caps)) = &r.focus else { continue };
+            let want = share.map(|s| {
+                let k = (size.0 as f64 / s.width as f64).min(size.1 as f64 / s.height as f64).min(1.0);
+                let even = |v: f64| ((v.round() as u32) & !1).max(16);
+                (even(s.width as f64 * k), even(s.height as f64 * k), fps)
+            });
+            let mut focused = r.focused.lock();
+            if *focused == want {
+                continue;
+            }
+            *focused = want;
+            drop(focused);
+            changed.push(e % n);
+            let (l, t, rt, b) = match share {
+                Some(s) => (s.x, s.y, canvas.0.saturating_sub(s.x + s.width), canvas.1.saturating_sub(s.y + s.height)),
+                None => (0, 0, 0, 0),
+            };
+            for (p, v) in [("left", l), ("top", t), ("right", rt), ("bottom", b)] {
+                crop.set_property(p, v as i32);
+            }
+            let (w, h, f) = want.unwrap_or((r.spec.width, r.spec.height, r.spec.fps));
+            let c = gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", w as i32)
+                .field("height", h as i32)
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                .field("framerate", gst::Fraction::new(f as i32, 1))
+                .build();
+            caps.set_property("caps", &c);
+            r.keyframes.lock().request();
+            tracing::info!("rung {} ({}) {}", r.spec.name, r.codec.name(), if share.is_some() { format!("shows the share alone: {w}x{h} at {f} fps") } else { "shows the canvas again".into() });
+        }
+        // Its receivers learn what they get now (`quality`).
+        let list = self.receivers.read().clone();
+        for r in list.iter() {
+            let (current, auto) = {
+                let st = r.st.lock();
+                (st.switch.current, st.controller.is_some())
+            };
+            if let Some(i) = current.filter(|i| changed.contains(i)) {
+                send_quality(&self.rungs, r, Target::Rung(i), auto);
+            }
+        }
     }
 
     /// The ladder (the same for every codec).
@@ -436,6 +508,7 @@ impl Delivery {
                 receivers: list.iter().filter(|x| x.st.lock().switch.current.map(|i| enc(x.codec_index(), i, n)) == Some(e)).count(),
                 kbps: kbps.get(e).copied().unwrap_or(0),
                 keyframes_forced: r.keyframes.lock().forced(),
+                share_focus: r.focused.lock().map(|(w, h, f)| [w, h, f]),
             })
             .collect()
     }

@@ -520,6 +520,9 @@ impl RoomMixer {
     /// hidden. Never blocks: property changes only; name cards and border
     /// frames are rendered on another thread or are cheap solid fills.
     pub fn set_layout(&self, tiles: &[Placement]) {
+        let share = tiles.iter().find(|t| t.share_of.is_some()).map(|t| t.rect);
+        let f = &self.cfg.share_focus;
+        self.delivery.set_focus(share, self.canvas(), (f.width, f.height), f.fps);
         let mut inputs = self.inputs.lock();
         for (id, input) in inputs.iter_mut() {
             if !tiles.iter().any(|t| &t.id == id) {

@@ -64,6 +64,8 @@ pub struct MediaConfig {
     pub background: u32,
     /// `[network]`: ICE addresses, given to every webrtcbin.
     pub network: crate::config::Network,
+    /// The rung that carries a shared screen alone (mixer.toml `[share]`).
+    pub share_focus: crate::layouts::ShareFocus,
     /// DTLS certificate of every participant's and viewer's webrtcbin.
     /// None: the process's own, generated at first use (ECDSA P-256).
     pub dtls: Option<dtls::DtlsCertificate>,
@@ -91,6 +93,7 @@ impl MediaConfig {
             ladder: m.ladder.clone(),
             audio_bitrate: m.audio_bitrate,
             audio_complexity: m.audio_complexity,
+            share_focus: m.share_focus.clone(),
             background: m.background.0,
             network: crate::config::Network::default(),
             dtls: None,
@@ -109,6 +112,16 @@ impl MediaConfig {
         match &self.dtls {
             Some(c) => Ok(c.clone()),
             None => dtls::DtlsCertificate::process(),
+        }
+    }
+
+    /// The ladder index of the share focus rung, if any.
+    pub fn focus_rung(&self) -> Option<usize> {
+        let rungs = self.rungs();
+        match self.share_focus.rung.as_deref() {
+            None => rungs.len().checked_sub(1),
+            Some("") => None,
+            Some(name) => rungs.iter().position(|r| r.name == name),
         }
     }
 

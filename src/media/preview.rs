@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use gst::prelude::*;
 
 use super::mixer::{inner_rect, label_font_px, label_markup, tile_caps, zorder, LABEL_OVERLAY};
-use crate::layouts::{assign, Fit, Layout, MixerSettings, Role};
+use crate::layouts::{assign_with_shares, Fit, Layout, MixerSettings, Role};
 
 /// Sample names, some with non-Latin scripts and markup characters.
 const NAMES: [&str; 10] = [
@@ -18,7 +18,9 @@ const NAMES: [&str; 10] = [
 ];
 const PATTERNS: [&str; 6] = ["smpte", "ball", "snow", "checkers-8", "pinwheel", "spokes"];
 
-/// Render `layout` with `n` sample participants to `out` (PNG).
+/// Render `layout` with `n` sample participants to `out` (PNG). A layout
+/// with `share` slots shows a sample shared screen (a 4:3 test card,
+/// letterboxed) in each, shared by the first participants.
 pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Result<()> {
     super::init()?;
     let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
@@ -30,7 +32,10 @@ pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Resul
             pins.insert(key.clone(), id.clone());
         }
     }
-    let placed = assign(layout, &refs, None, &pins);
+    let shares = layout.slots.iter().filter(|s| s.role == Role::Share).count().min(n.max(1));
+    let (cameras, screens) = assign_with_shares(layout, &refs, None, &pins, shares);
+    // (sample index, slot, a shared screen?)
+    let placed: Vec<(usize, usize, bool)> = cameras.into_iter().map(|(p, s)| (p, s, false)).chain(screens.into_iter().map(|(p, s)| (p, s, true))).collect();
     let (w, h) = (m.width, m.height);
     let mut desc = format!(
         "compositor name=comp background=black ! videoconvert ! pngenc ! filesink name=out \
@@ -39,7 +44,7 @@ pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Resul
     );
     let mut pads: Vec<(String, crate::layout::Rect, u32)> = Vec::new();
     let mut k = 1;
-    for (pi, si) in &placed {
+    for (pi, si, screen) in &placed {
         let slot = &layout.slots[*si];
         let rect = slot.rect(w, h);
         let (inner, b) = inner_rect(rect, slot.border);
@@ -54,18 +59,18 @@ pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Resul
             k += 1;
         }
         // Alternate 16:9 and 4:3 sources so letterboxing and cropping show.
-        let (sw, sh) = if pi % 2 == 0 { (640, 360) } else { (640, 480) };
+        let (sw, sh) = if *screen { (1024, 768) } else if pi % 2 == 0 { (640, 360) } else { (640, 480) };
         let crop = match slot.fit {
-            Fit::Crop => format!("{}/{}", inner.width, inner.height),
-            Fit::Letterbox => "0/1".to_string(),
+            Fit::Crop if !*screen => format!("{}/{}", inner.width, inner.height),
+            _ => "0/1".to_string(),
         };
         desc += &format!(
             "videotestsrc num-buffers=1 pattern={p} ! video/x-raw,width={sw},height={sh} ! videoconvert ! aspectratiocrop aspect-ratio={crop} \
              ! videoscale add-borders=true ! capsfilter name=caps{k} ! {label} name=label{k} ! comp.sink_{k} ",
-            p = PATTERNS[pi % PATTERNS.len()],
+            p = if *screen { "smpte" } else { PATTERNS[pi % PATTERNS.len()] },
             label = LABEL_OVERLAY,
         );
-        pads.push((format!("sink_{k}|{pi}|{}x{}", inner.width, inner.height), inner, zorder(slot.z)));
+        pads.push((format!("sink_{k}|{pi}|{}", if *screen { "screen" } else { "camera" }), inner, zorder(slot.z)));
         k += 1;
     }
     let pipeline = gst::parse::launch(&desc)
@@ -83,13 +88,15 @@ pub fn render(m: &MixerSettings, layout: &Layout, n: usize, out: &Path) -> Resul
         pad.set_property("width", r.width as i32);
         pad.set_property("height", r.height as i32);
         pad.set_property("zorder", *z);
-        if let (Some(pi), Some(_)) = (parts.next(), parts.next()) {
+        if let (Some(pi), Some(kind)) = (parts.next(), parts.next()) {
             let k = &pad_name["sink_".len()..];
             let pi: usize = pi.parse().unwrap_or(0);
             pipeline.by_name(&format!("caps{k}")).context("caps")?.set_property("caps", tile_caps(r.width, r.height));
             let label = pipeline.by_name(&format!("label{k}")).context("label")?;
             let px = label_font_px(r.height);
-            label.set_property("text", label_markup(NAMES[pi % NAMES.len()], m.names, pi == 1, r.width, px));
+            let name = NAMES[pi % NAMES.len()];
+            let text = if kind == "screen" { label_markup(&format!("{name} (screen)"), m.names, false, r.width, px) } else { label_markup(name, m.names, pi == 1, r.width, px) };
+            label.set_property("text", text);
             label.set_property("font-desc", format!("{} {px}px", m.font));
         }
     }
