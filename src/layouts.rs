@@ -497,11 +497,14 @@ pub fn assign(layout: &Layout, participants: &[&str], floor: Option<&str>, pins:
     assign_with_shares(layout, participants, floor, pins, 0).0
 }
 
+/// (index, slot index) pairs, by index.
+pub type Placed = Vec<(usize, usize)>;
+
 /// [`assign`] with `shares` shared screens (in the order they started):
 /// they take the `share` slots first; shares beyond them take `any` slots
 /// ahead of the cameras. Returns the cameras' and the shares' (index,
 /// slot index).
-pub fn assign_with_shares(layout: &Layout, participants: &[&str], floor: Option<&str>, pins: &BTreeMap<String, String>, shares: usize) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+pub fn assign_with_shares(layout: &Layout, participants: &[&str], floor: Option<&str>, pins: &BTreeMap<String, String>, shares: usize) -> (Placed, Placed) {
     let mut out = Vec::new();
     let mut placed = vec![false; participants.len()];
     let mut used = vec![false; layout.slots.len()];

@@ -66,6 +66,9 @@ pub struct CapacityRow {
     /// the rest, the observer included, VP8.
     #[serde(default)]
     pub h264_participants: usize,
+    /// A load bot also shares a screen (scenario `share`).
+    #[serde(default)]
+    pub sharing: bool,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -174,6 +177,9 @@ pub struct Report {
     /// Rooms all on VP8 and with half the room on H.264, side by side.
     #[serde(default)]
     pub mixed_codecs: Vec<CapacityRow>,
+    /// Rooms without and with a shared screen, side by side.
+    #[serde(default)]
+    pub share: Vec<CapacityRow>,
     /// Server CPU with 0, 10, 20 receive-only viewers on a room of 4.
     pub viewers: Vec<ViewerRow>,
     /// The plain-pipeline lower bound per room size.
@@ -352,11 +358,15 @@ async fn capacity(o: &BenchOptions, plan: &[(Inputs, Vec<usize>)], warm: Duratio
 }
 
 async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration) -> Result<CapacityRow> {
-    capacity_row_with(o, inputs, n, cpus, warm, window, None, false).await
+    capacity_row_with(o, inputs, n, cpus, warm, window, None, false, None).await
 }
 
+/// The screen a load bot shares in scenario `share`: a pattern at
+/// 1280x720 (the bot pre-encodes it at the size the server asks for).
+const SHARED_SCREEN: (&str, u32, u32) = ("smpte", 1280, 720);
+
 #[allow(clippy::too_many_arguments)]
-async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration, tls: Option<&TlsFiles>, h264: bool) -> Result<CapacityRow> {
+async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration, tls: Option<&TlsFiles>, h264: bool, share: Option<(&str, u32, u32)>) -> Result<CapacityRow> {
     let h264_participants = if h264 { n.saturating_sub(1).div_ceil(2) } else { 0 };
     eprintln!(
         "bench capacity: {n} participants ({} load bots + 1 observer), {} inputs{}{}",
@@ -366,6 +376,16 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         if h264 { format!(", {h264_participants} on H.264") } else { String::new() }
     );
     let (server, bots, obs) = loaded_room_with(o, "capacity", n, "observer", inputs, tls, h264).await?;
+    let sharer = match (share, bots.first()) {
+        (Some((pattern, w, h)), Some(b)) => {
+            let s = b.share(pattern, w, h).await?;
+            if !obs.wait_until(Duration::from_secs(10), |b| b.layout().is_some_and(|(_, t)| t.iter().any(|t| t.share_of.is_some()))).await {
+                bail!("the share never reached the layout: {:?}", s.errors());
+            }
+            Some(s)
+        }
+        _ => None,
+    };
     tokio::time::sleep(warm).await;
     let pid = server.pid().to_string();
     obs.reset_max_gap();
@@ -401,14 +421,32 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         observer_dropped_frames: expected.saturating_sub(last.frames - first.frames),
         observer_lost_packets: last.video_lost - first.video_lost,
         h264_participants,
+        sharing: sharer.is_some(),
     };
     eprintln!(
         "  server {:.1} % of machine, load {:.1} %, observer {:.1} fps sent / {:.1} decoded, RSS {:.0} MiB",
         row.server_cpu_pct_of_machine, row.load_cpu_pct_of_machine, row.observer_rtp_fps, row.observer_fps, row.rss_mib
     );
+    if let Some(s) = sharer {
+        s.disconnect().await;
+    }
     disconnect_all(obs, bots).await;
     drop(server);
     Ok(row)
+}
+
+/// Scenario `share`: a room of `n` without and with a shared screen,
+/// `rounds` times interleaved: what a share costs the server (its decoder,
+/// its tile in the compositor, the presentation layout).
+async fn share_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
+    let cpus = cpus() as f64;
+    let mut rows = Vec::new();
+    for _ in 0..rounds {
+        for share in [None, Some(SHARED_SCREEN)] {
+            rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, false, share).await?);
+        }
+    }
+    Ok(rows)
 }
 
 /// A certificate and key written for the server under test, trusted by the bots.
@@ -456,7 +494,7 @@ async fn tls_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, win
     let mut rows = Vec::new();
     for round in 0..rounds {
         for tls in [false, true] {
-            let r = capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, tls.then_some(&files), false).await?;
+            let r = capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, tls.then_some(&files), false, None).await?;
             rows.push(TlsRow { tls, round, participants: n, server_cpu_pct_of_machine: r.server_cpu_pct_of_machine, observer_fps: r.observer_fps });
         }
     }
@@ -660,7 +698,7 @@ async fn mixed_codecs(o: &BenchOptions, sizes: &[usize], rounds: usize, warm: Du
     for &n in sizes {
         for _ in 0..rounds {
             for h264 in [false, true] {
-                rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, h264).await?);
+                rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, h264, None).await?);
             }
         }
     }
@@ -1147,6 +1185,19 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             s += &format!("{n} participants: all VP8 **{vp8:.1} %**, half H.264 **{mixed:.1} %** of the machine (median); both codecs − VP8 only **{:+.1} points** (ratio {:.2}).\n", mixed - vp8, mixed / vp8.max(0.01));
         }
     }
+    if !r.share.is_empty() {
+        s += "\n## A shared screen\n\n`./scripts/bench --scenario share`: a room with tile-sized inputs, then the same room with one load bot also sharing a screen (a second connection sending a SMPTE pattern pre-encoded at the 1024x576 its `send_size` asks for, 15 fps), so the room is in the presentation layout; alternating in one run, medians. The observer receives the high rung. The share adds a decoder, a large tile and nothing else: the rung encoders are the same.\n\n| participants | sharing | server CPU (% of a core) | server CPU (% of machine) | load CPU (% of machine) | RSS MiB | observer fps (decoded) |\n|---|---|---|---|---|---|---|\n";
+        for c in &r.share {
+            s += &format!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |\n",
+                c.participants, if c.sharing { "yes" } else { "no" }, c.server_cpu_pct_of_core, c.server_cpu_pct_of_machine, c.load_cpu_pct_of_machine, c.rss_mib, c.observer_fps
+            );
+        }
+        let med = |sharing: bool| median(r.share.iter().filter(|c| c.sharing == sharing).map(|c| c.server_cpu_pct_of_core).collect());
+        let (off, on) = (med(false), med(true));
+        let n = r.share.first().map(|c| c.participants).unwrap_or(0);
+        s += &format!("\n{n} participants: without a share **{off:.1} %**, with one **{on:.1} %** of a core (median); the share costs **{:+.1} points** (ratio {:.2}).\n", on - off, on / off.max(0.01));
+    }
     if !r.viewers.is_empty() {
         s += "\n## Viewers\n\nReceive-only viewers (bots counting frames, not decoding) on a room of 4 participants. The viewer bots run in the bench process on the same 2 cores; a row where server + load exceed 90 % of the machine is saturated and not used for the per-viewer cost.\n\n| viewers | server CPU (% of machine) | load CPU (% of machine) | slowest viewer fps |\n|---|---|---|---|\n";
         for v in &r.viewers {
@@ -1250,6 +1301,7 @@ impl Default for Report {
             raw: Vec::new(),
             codecs: Vec::new(),
             mixed_codecs: Vec::new(),
+            share: Vec::new(),
             bandwidth: Vec::new(),
             tls: Vec::new(),
             reruns: Vec::new(),
@@ -1302,6 +1354,9 @@ impl Report {
         }
         if !ran("mixed-codecs") {
             self.mixed_codecs = old.mixed_codecs;
+        }
+        if !ran("share") {
+            self.share = old.share;
         }
         if !ran("raw") {
             self.raw = old.raw;
@@ -1552,7 +1607,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
 }
 
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 11] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "mesh", "tls", "soak"];
+pub const SCENARIOS: [&str; 12] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "mesh", "tls", "soak"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -1582,6 +1637,8 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let codecs = if want("codecs") { codecs(&o, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
     let mixed_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![4] } else { vec![9, 16] };
     let mixed_codecs = if want("mixed-codecs") { mixed_codecs(&o, &mixed_sizes, if o.quick { 1 } else { 2 }, warm, window).await? } else { Vec::new() };
+    let share_size = o.participants.first().copied().unwrap_or(4);
+    let share = if want("share") { share_cost(&o, share_size, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
     let mesh_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![2, 4, 6, 9] };
     let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
     let tls_size = o.participants.first().copied().unwrap_or(if o.quick { 2 } else { 9 });
@@ -1607,6 +1664,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         raw,
         codecs,
         mixed_codecs,
+        share,
         bandwidth,
         tls,
         reruns: Vec::new(),

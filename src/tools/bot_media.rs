@@ -681,8 +681,14 @@ impl PreEncoded {
     fn start(self, pipeline: &gst::Pipeline, fps: u32) -> Result<Feeder> {
         let appsrc = |name: &str| -> Option<gst_app::AppSrc> { pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) };
         let vsrc = appsrc("lvsrc");
-        let asrc = appsrc("lasrc").context("load audio appsrc")?;
-        asrc.set_caps(Some(&self.audio.0));
+        // A share sends no audio.
+        let asrc = appsrc("lasrc");
+        if asrc.is_none() && vsrc.is_none() {
+            anyhow::bail!("a load bot with neither audio nor video to send");
+        }
+        if let Some(a) = &asrc {
+            a.set_caps(Some(&self.audio.0));
+        }
         if let (Some(v), Some(c)) = (&vsrc, &self.video) {
             v.set_caps(Some(&c.0));
         }
@@ -710,9 +716,9 @@ impl PreEncoded {
                     }
                 }
                 let now = start.elapsed();
-                if now >= anext {
+                if let Some(a) = asrc.as_ref().filter(|_| now >= anext) {
                     let b = &audio.1[ai % audio.1.len()];
-                    let _ = asrc.push_buffer(crate::media::unstamped(b));
+                    let _ = a.push_buffer(crate::media::unstamped(b));
                     ai += 1;
                     anext += audio_period;
                 }
@@ -723,7 +729,11 @@ impl PreEncoded {
                         vnext += frame;
                     }
                 }
-                let next = if vsrc.is_some() { vnext.min(anext) } else { anext };
+                let next = match (&vsrc, &asrc) {
+                    (Some(_), Some(_)) => vnext.min(anext),
+                    (Some(_), None) => vnext,
+                    _ => anext,
+                };
                 if let Some(wait) = next.checked_sub(start.elapsed()) {
                     std::thread::sleep(wait);
                 }
