@@ -782,9 +782,9 @@ fn parse_layout_file(file: &Path, text: &str) -> Result<ParsedLayouts, Vec<Probl
                     Role::Any
                 }
                 Some(("floor", _)) => Role::Floor,
-                Some(("share", span)) => {
-                    if s.fit.as_ref().is_some_and(|f| *f.get_ref() == Fit::Crop) {
-                        c.at(span, format!("slot {n} of `{name}`: a share slot shows the whole screen; leave out `fit` or write `fit = \"letterbox\"`"));
+                Some(("share", _)) => {
+                    if let Some(f) = s.fit.as_ref().filter(|f| *f.get_ref() == Fit::Crop) {
+                        c.at(f.span(), format!("slot {n} of `{name}`: a share slot shows the whole screen; leave out `fit` or write `fit = \"letterbox\"`"));
                     }
                     Role::Share
                 }
