@@ -7,8 +7,8 @@
 //! codes) → `room` (participants, join order, placement, speaker) →
 //! `media` (the only GStreamer user: participant, mixer, delivery).
 //! `layouts` and `layout` hold the pipelines/ files and grid geometry,
-//! `ladder`, `link` and `speaker` pure rules with time passed in, `server` the
-//! wiring. `tools` (the bot, the benchmark harness, its plots and the
+//! `ladder`, `link` and `speaker` pure rules with time passed in, `metrics`
+//! the Prometheus view of the hub, `server` the wiring. `tools` (the bot, the benchmark harness, its plots and the
 //! plain-pipeline reference) stands apart: the server never uses it.
 
 pub mod auth;
@@ -19,6 +19,7 @@ pub mod layout;
 pub mod layouts;
 pub mod link;
 pub mod media;
+pub mod metrics;
 pub mod protocol;
 pub mod room;
 pub mod server;

@@ -98,6 +98,49 @@ pub trait RoomMedia: Send + Sync {
     }
     /// Deliver (participant id, level dBFS) for everyone about every 100 ms.
     fn on_levels(&self, _listener: LevelListener) {}
+    /// What the metrics show of this room's media (`GET /metrics`).
+    fn metrics(&self) -> MediaMetrics {
+        MediaMetrics::default()
+    }
+}
+
+/// A room's media as the metrics show it: counters since the room
+/// started, and the state now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaMetrics {
+    pub frames_composed: u64,
+    pub canvas_fps: u32,
+    /// PLI/FIR and connects asking for a keyframe.
+    pub keyframe_requests: u64,
+    /// Receivers moved between rungs.
+    pub rung_switches: u64,
+    pub rungs: Vec<RungMetrics>,
+    pub receivers: Vec<ReceiverMetrics>,
+    /// Milliseconds from receivers' joins to their first frame since the
+    /// last call (taken: each is reported once).
+    pub first_frames_ms: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RungMetrics {
+    pub codec: String,
+    pub rung: String,
+    pub running: bool,
+    pub receivers: usize,
+    /// Measured output over the last 2 s.
+    pub bitrate_bps: u64,
+    pub frames: u64,
+    pub keyframes_forced: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReceiverMetrics {
+    /// The congestion controller's estimate of its downlink (0: none yet).
+    pub estimate_bps: u64,
+    pub delivered_bps: u64,
+    /// Share of its video packets lost (0..1).
+    pub loss: f64,
+    pub viewer: bool,
 }
 
 pub type LevelListener = Box<dyn Fn(Vec<(String, f64)>) + Send + Sync>;
@@ -213,6 +256,16 @@ pub struct LayoutState {
     /// Reserved slot key -> participant id.
     pub pins: BTreeMap<String, String>,
     pub speaker: Option<String>,
+}
+
+/// One room for the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomSnapshot {
+    pub room: String,
+    pub participants: usize,
+    pub viewers: usize,
+    pub shares: usize,
+    pub media: MediaMetrics,
 }
 
 /// A change of layout requested through signaling or the HTTP API.
@@ -582,6 +635,7 @@ pub struct Hub {
     ice_servers: crate::config::IceServers,
     /// Random per process: share keys are derived from it and the id.
     share_secret: [u8; 32],
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Hub {
@@ -601,7 +655,20 @@ impl Hub {
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             ice_servers,
             share_secret: random_secret(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         })
+    }
+
+    /// The server's metrics (counters the signaling side feeds too).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// A scrape of `GET /metrics`: the counters and every room now.
+    /// Blocking for a moment (each room's media is asked): call it off the
+    /// async workers.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(&self.metrics_snapshot())
     }
 
     /// The key a participant's share connection presents (`joined`'s
@@ -640,6 +707,21 @@ impl Hub {
     /// Change a room's layout (HTTP API).
     pub fn request_layout(&self, room: &str, req: &LayoutRequest) -> Result<LayoutState, RoomError> {
         self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?.request_layout(req)
+    }
+
+    /// Every room with its members by role and its media's metrics.
+    pub fn metrics_snapshot(&self) -> Vec<RoomSnapshot> {
+        let rooms: Vec<Arc<Room>> = self.rooms.lock().values().cloned().collect();
+        rooms
+            .iter()
+            .map(|r| {
+                let (participants, viewers, shares) = {
+                    let m = r.members.lock();
+                    (m.list.len(), m.viewers.len(), m.shares.len())
+                };
+                RoomSnapshot { room: r.id.clone(), participants, viewers, shares, media: r.media.metrics() }
+            })
+            .collect()
     }
 
     pub fn room_stats(&self, room: &str) -> Option<serde_json::Value> {
@@ -878,6 +960,7 @@ impl Hub {
 
     /// Take a member off the grid; the others get the new layout.
     fn leave(&self, room: &Arc<Room>, id: &str) {
+        self.metrics.leave();
         let mut m = room.members.lock();
         m.chatters.remove(id);
         if let Some(i) = m.viewers.iter().position(|(v, _)| v == id) {

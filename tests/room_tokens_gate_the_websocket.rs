@@ -84,6 +84,14 @@ async fn room_tokens_gate_the_websocket() {
     assert_eq!((status, code_of(&body).as_str()), (403, "forbidden"), "{body}");
     let (status, body) = http(addr, "GET", &format!("/api/rooms/a/stats?token={admin}"), "").await;
     assert_eq!(status, 200, "{body}");
+    // /metrics: an admin token for every room, not one room's.
+    let room_admin = token(&["--room", "a", "--identity", "ops-a", "--role", "admin"]);
+    let (status, body) = http(addr, "GET", "/metrics", "").await;
+    assert_eq!((status, code_of(&body).as_str()), (401, "missing_token"), "{body}");
+    let (status, body) = http(addr, "GET", &format!("/metrics?token={room_admin}"), "").await;
+    assert_eq!((status, code_of(&body).as_str()), (403, "forbidden"), "{body}");
+    let (status, body) = http(addr, "GET", &format!("/metrics?token={admin}"), "").await;
+    assert!(status == 200 && body.contains("tessera_rooms 1"), "{status}: {body}");
     viewer.leave().await;
     bot.leave().await;
 }

@@ -77,9 +77,42 @@ impl LinkStats {
     }
 }
 
+/// What a room's delivery counts for the metrics (`GET /metrics`).
+#[derive(Default)]
+pub struct DeliveryCounters {
+    /// PLI/FIR (and connects) asking a rung for a keyframe.
+    pub keyframe_requests: AtomicU64,
+    /// Receivers moving from one rung to another (first frames not counted).
+    pub rung_switches: AtomicU64,
+    /// Milliseconds from a receiver's start to its first frame, not yet
+    /// taken by a scrape (the oldest dropped beyond [`FIRST_FRAMES_KEPT`]).
+    first_frames: Mutex<std::collections::VecDeque<u64>>,
+}
+
+/// First-frame times kept between two scrapes.
+const FIRST_FRAMES_KEPT: usize = 1024;
+
+impl DeliveryCounters {
+    fn first_frame(&self, ms: u64) {
+        let mut q = self.first_frames.lock();
+        if q.len() >= FIRST_FRAMES_KEPT {
+            q.pop_front();
+        }
+        q.push_back(ms);
+    }
+
+    /// The first-frame times since the last call.
+    pub fn take_first_frames(&self) -> Vec<u64> {
+        self.first_frames.lock().drain(..).collect()
+    }
+}
+
 /// One receiver of the composed video (a participant or a viewer).
 pub struct Receiver {
     pub id: String,
+    /// When it was added (its join), and the room's counters.
+    added: Instant,
+    counters: Arc<DeliveryCounters>,
     appsrc: gst_app::AppSrc,
     ready: Arc<AtomicBool>,
     events: EventSender,
@@ -183,6 +216,7 @@ pub struct Delivery {
     composed: Arc<AtomicU64>,
     receivers: Receivers,
     epoch: Instant,
+    pub counters: Arc<DeliveryCounters>,
     kbps: Arc<Mutex<Vec<u32>>>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -324,7 +358,7 @@ impl Delivery {
         let stop = Arc::new(AtomicBool::new(false));
         let kbps = Arc::new(Mutex::new(vec![0; rungs.len()]));
         let composed = count_buffers(tee, "sink");
-        let d = Delivery { rungs, composed, receivers, epoch: Instant::now(), kbps, stop, thread: Mutex::new(None) };
+        let d = Delivery { rungs, composed, receivers, epoch: Instant::now(), counters: Arc::default(), kbps, stop, thread: Mutex::new(None) };
         d.start_controller()?;
         Ok(d)
     }
@@ -383,6 +417,16 @@ impl Delivery {
         }
     }
 
+    /// Frames the compositor produced so far.
+    pub fn frames_composed(&self) -> u64 {
+        self.composed.load(Ordering::Relaxed)
+    }
+
+    /// Frames each rung encoded so far, in [`Delivery::stats`] order.
+    pub fn rung_frames(&self) -> Vec<u64> {
+        self.rungs.iter().map(|r| r.frames.load(Ordering::Relaxed)).collect()
+    }
+
     /// The ladder (the same for every codec).
     pub fn ladder(&self) -> Vec<Rung> {
         self.rungs[..steps(&self.rungs)].iter().map(|r| r.spec.clone()).collect()
@@ -418,6 +462,8 @@ impl Delivery {
         let controller = matches!(choice, Choice::Auto).then(|| RungController::new(&self.ladder(), start, self.now_ms()));
         let r = Arc::new(Receiver {
             id: id.to_string(),
+            added: Instant::now(),
+            counters: self.counters.clone(),
             appsrc,
             ready,
             events,
@@ -456,6 +502,7 @@ impl Delivery {
     /// A receiver needs a keyframe (it just connected, or sent PLI/FIR).
     pub fn request_keyframe(&self, id: &str) {
         let Some(r) = self.find(id) else { return };
+        self.counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
         let n = steps(&self.rungs);
         let mut used = vec![false; n];
         r.st.lock().switch.mark_used(&mut used);
@@ -692,9 +739,13 @@ fn deliver(rungs: &[RungEncoder], r: &Receiver, i: usize, key: bool, buffer: &gs
     if let Err(e) = r.appsrc.push_buffer(super::unstamped(buffer)) {
         tracing::debug!(receiver = %r.id, "frame not queued: {e:?}");
     }
-    r.frames_sent.fetch_add(1, Ordering::Relaxed);
     let auto = st.controller.is_some();
     drop(st);
+    if r.frames_sent.fetch_add(1, Ordering::Relaxed) == 0 {
+        r.counters.first_frame(r.added.elapsed().as_millis() as u64);
+    } else if switched {
+        r.counters.rung_switches.fetch_add(1, Ordering::Relaxed);
+    }
     if switched {
         send_quality(rungs, r, Target::Rung(i), auto);
     }

@@ -387,6 +387,10 @@ impl RoomMixer {
         self.viewer_audio.read().len()
     }
 
+    pub fn viewer_ids(&self) -> Vec<String> {
+        self.viewer_audio.read().iter().map(|v| v.id.clone()).collect()
+    }
+
     /// Connect a participant: its decoded, tile-sized video goes into a new
     /// compositor input; `vp8_out` receives the shared encoded grid once
     /// `ready` is set; its audio joins the mix-minus.

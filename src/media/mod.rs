@@ -291,6 +291,43 @@ impl RoomMedia for GstRoom {
         let listener: audio::Levels = Arc::from(listener);
         self.mixer.on_levels(listener);
     }
+
+    fn metrics(&self) -> crate::room::MediaMetrics {
+        let d = self.mixer.delivery();
+        let frames = d.rung_frames();
+        let viewers = self.mixer.viewer_ids();
+        crate::room::MediaMetrics {
+            frames_composed: d.frames_composed(),
+            canvas_fps: self.mixer.config().fps,
+            keyframe_requests: d.counters.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed),
+            rung_switches: d.counters.rung_switches.load(std::sync::atomic::Ordering::Relaxed),
+            rungs: d
+                .stats()
+                .into_iter()
+                .zip(frames)
+                .map(|(r, frames)| crate::room::RungMetrics {
+                    codec: r.codec.name().to_string(),
+                    rung: r.rung.name.clone(),
+                    running: r.running,
+                    receivers: r.receivers,
+                    bitrate_bps: r.kbps as u64 * 1000,
+                    frames,
+                    keyframes_forced: r.keyframes_forced,
+                })
+                .collect(),
+            receivers: d
+                .receivers()
+                .into_iter()
+                .map(|r| crate::room::ReceiverMetrics {
+                    estimate_bps: r.estimate_kbps as u64 * 1000,
+                    delivered_bps: r.delivered_kbps as u64 * 1000,
+                    loss: r.loss,
+                    viewer: viewers.contains(&r.id),
+                })
+                .collect(),
+            first_frames_ms: d.counters.take_first_frames(),
+        }
+    }
 }
 
 /// A copy of `buffer` (sharing its memory) without timestamps, so the

@@ -131,6 +131,18 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
         .map(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
             authorized(&secret, token, &room, || room_json(&room, hub.layout_state(&room)))
         });
+    // Prometheus scrapes; with auth on it needs an admin token for every room.
+    let metrics = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .map(|hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            authorized(&secret, token, "*", || {
+                warp::reply::with_header(hub.metrics_text(), "content-type", crate::metrics::CONTENT_TYPE).into_response()
+            })
+        });
     let get_stats = warp::path!("api" / "rooms" / String / "stats")
         .and(warp::get())
         .and(with_hub.clone())
@@ -179,7 +191,7 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
         });
     let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
     let files = warp::fs::dir(web_dir);
-    health.or(put_layout).or(get_layout).or(get_stats).or(ws).or(index).or(files).with(warp::log("tessera::http"))
+    health.or(metrics).or(put_layout).or(get_layout).or(get_stats).or(ws).or(index).or(files).with(warp::log("tessera::http"))
 }
 
 fn api_error(status: warp::http::StatusCode, code: ErrorCode, message: String) -> warp::reply::WithStatus<warp::reply::Json> {
@@ -395,12 +407,16 @@ async fn run(
         for out in sess.handle(input) {
             let refused = match out {
                 Output::Send(m) => {
+                    if let ServerMessage::Error { code, .. } = &m {
+                        conn.hub.metrics().error(code.as_str());
+                    }
                     if !send_msg(tx, &m).await {
                         return false;
                     }
                     None
                 }
                 Output::Close(e) => {
+                    conn.hub.metrics().error(e.code.as_str());
                     tracing::info!(ip = %conn.ip, "closing a connection: {e}");
                     let _ = send_msg(tx, &e.to_message()).await;
                     let _ = send_frame(tx, Message::close_with(CLOSE_POLICY, e.code.as_str())).await;
@@ -410,20 +426,23 @@ async fn run(
                     if !conn.shared.per_ip.join(conn.ip, Instant::now()) {
                         let l = &conn.shared.limits;
                         let e = ProtocolError::new(ErrorCode::RateLimited, format!("{} joins faster than {} a second", conn.ip, l.joins_per_second_per_ip));
+                        conn.hub.metrics().join(e.code.as_str());
                         inputs.push_back(Input::JoinDone(Err(e)));
                         continue;
                     }
                     let (etx, erx) = mpsc::channel(256);
                     let hub = conn.hub.clone();
                     let res = tokio::task::spawn_blocking(move || hub.join_with(&room, &name, &opts, etx)).await;
-                    inputs.push_back(Input::JoinDone(match res {
+                    let done = match res {
                         Ok(Ok(m)) => {
                             *joined = Some((m, erx));
                             Ok(())
                         }
                         Ok(Err(e)) => Err(e.to_protocol()),
                         Err(e) => Err(ProtocolError::new(ErrorCode::Internal, format!("join failed: {e}"))),
-                    }));
+                    };
+                    conn.hub.metrics().join(done.as_ref().err().map(|e| e.code.as_str()).unwrap_or("ok"));
+                    inputs.push_back(Input::JoinDone(done));
                     None
                 }
                 Output::Leave => {
@@ -453,7 +472,9 @@ async fn run(
                 Output::Chat(text) => joined.as_ref().and_then(|(m, _)| m.chat(&text).err()),
             };
             if let Some(e) = refused {
-                if !send_msg(tx, &e.to_protocol().to_message()).await {
+                let e = e.to_protocol();
+                conn.hub.metrics().error(e.code.as_str());
+                if !send_msg(tx, &e.to_message()).await {
                     return false;
                 }
             }
