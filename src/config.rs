@@ -53,6 +53,10 @@ pub struct ServerSection {
     #[arg(long = "tls-name")]
     #[serde(rename = "tls_names")]
     pub tls_name: Option<Vec<String>>,
+    /// Seconds a draining server (SIGTERM, POST /api/drain) lets its rooms
+    /// run before it ends them and exits. [default: 600]
+    #[arg(long)]
+    pub drain_timeout: Option<u64>,
 }
 
 /// `[rooms]`: how many rooms, and how many in a room.
@@ -282,6 +286,8 @@ pub struct Server {
     pub pipelines: PathBuf,
     /// None: plain HTTP.
     pub tls: Option<Tls>,
+    /// How long a draining server keeps its rooms.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// Where the HTTPS/WSS certificate comes from.
@@ -493,6 +499,7 @@ impl Settings {
                 tls_key: or(a.server.tls_key, b.server.tls_key),
                 tls_self_signed: or(a.server.tls_self_signed, b.server.tls_self_signed),
                 tls_name: or(a.server.tls_name, b.server.tls_name),
+                drain_timeout: or(a.server.drain_timeout, b.server.drain_timeout),
             },
             rooms: RoomsSection {
                 max_participants: or(a.rooms.max_participants, b.rooms.max_participants),
@@ -565,6 +572,8 @@ impl Settings {
         in_range("chat_history", chat_history, 0, 10_000)?;
         in_range("chat_per_minute", chat_per_minute, 1, 6_000)?;
         in_range("chat_burst", chat_burst, 1, 1_000)?;
+        let drain_timeout = self.server.drain_timeout.unwrap_or(600);
+        in_range("drain_timeout", drain_timeout, 0, 86_400)?;
         let max_shares = self.rooms.max_shares.unwrap_or(1);
         let share_takeover = self.rooms.share_takeover.unwrap_or(false);
         let share_fps = self.rooms.share_fps.unwrap_or(15);
@@ -624,6 +633,7 @@ impl Settings {
                 web: self.server.web.unwrap_or_else(default_web_dir),
                 pipelines: self.server.pipelines.unwrap_or_else(default_pipelines_dir),
                 tls,
+                drain_timeout: std::time::Duration::from_secs(drain_timeout),
             },
             rooms: Rooms { max_participants, max_viewers, max_rooms, chat_history, chat_per_minute, chat_burst, max_shares, share_takeover, share_fps },
             limits,

@@ -378,6 +378,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         None => Settings::default(),
     };
     let cfg = a.settings.over(file).resolve()?;
+    let drain_timeout = cfg.server.drain_timeout;
     // The server refuses to start on an invalid default configuration.
     let catalog = match load_catalog(&cfg.server.pipelines) {
         Ok(c) => c,
@@ -414,12 +415,50 @@ async fn serve(a: ServeArgs) -> Result<()> {
     }
     tracing::info!("serving on {} (signaling {})", running.url(), running.ws_url());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let hub = running.hub.clone();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = hub.drain_requested() => {}
     }
-    tracing::info!("shutting down");
-    running.stop().await;
+    // Drain: no new joins, /readyz fails; rooms run on until they empty or
+    // the deadline ends them. A second signal exits at once.
+    hub.start_drain();
+    let deadline = std::time::Instant::now() + drain_timeout;
+    tracing::info!("draining: {} room(s) open; ending them in at most {} s (a second SIGTERM exits now)", hub.room_count(), drain_timeout.as_secs());
+    let mut ended: Option<std::time::Instant> = None;
+    loop {
+        if hub.room_count() == 0 {
+            break;
+        }
+        let now = std::time::Instant::now();
+        match ended {
+            None if now >= deadline => {
+                let n = hub.end_all();
+                tracing::info!("drain deadline: {n} member(s) told to rejoin (server_draining)");
+                ended = Some(now);
+            }
+            // Clients that do not go within 5 s of being told are cut off.
+            Some(t) if now.duration_since(t) > Duration::from_secs(5) => break,
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("second signal: exiting now");
+                std::process::exit(0);
+            }
+            _ = term.recv() => {
+                tracing::info!("second SIGTERM: exiting now");
+                std::process::exit(0);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    tracing::info!("drained; shutting down");
+    // Idle connections (never joined) would hold a graceful shutdown.
+    if tokio::time::timeout(Duration::from_secs(5), running.stop()).await.is_err() {
+        tracing::warn!("connections still open after 5 s; exiting anyway");
+    }
     Ok(())
 }
 

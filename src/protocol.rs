@@ -79,6 +79,10 @@ pub enum ErrorCode {
     /// This share connection ended: its participant left or stopped it, or
     /// another share took its place.
     ShareEnded,
+    /// The server is draining for a restart: no new joins; at its
+    /// deadline the rooms still open end with it (rejoin: in a cluster
+    /// another node takes the room).
+    ServerDraining,
 }
 
 impl ErrorCode {
@@ -117,6 +121,7 @@ impl ErrorCode {
             ErrorCode::MediaTimeout => "media_timeout",
             ErrorCode::ShareBusy => "share_busy",
             ErrorCode::ShareEnded => "share_ended",
+            ErrorCode::ServerDraining => "server_draining",
         }
     }
 }
@@ -421,6 +426,12 @@ pub enum ServerMessage {
     /// The room's last chat messages, oldest first: sent once after
     /// `joined` when there are any.
     ChatHistory { messages: Vec<ChatEntry> },
+    /// An operator took this client out of the room (or closed the room):
+    /// the connection closes next. Do not rejoin on your own.
+    Removed { reason: String },
+    /// An operator muted (true) or unmuted (false) this participant's
+    /// microphone in the mix.
+    Muted { audio: bool },
 }
 
 impl ServerMessage {
@@ -986,6 +997,8 @@ mod tests {
             ),
             (ServerMessage::Speaking { id: Some("p8".into()) }, r#"{"type":"speaking","id":"p8"}"#),
             (ServerMessage::Speaking { id: None }, r#"{"type":"speaking","id":null}"#),
+            (ServerMessage::Removed { reason: "removed by an operator".into() }, r#"{"type":"removed","reason":"removed by an operator"}"#),
+            (ServerMessage::Muted { audio: true }, r#"{"type":"muted","audio":true}"#),
             (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480, fit: Fit::Crop, max_framerate: None }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480,"fit":"crop"}"#),
             (ServerMessage::SendSize { width: 1280, height: 576, max_bitrate: 884736, fit: Fit::Letterbox, max_framerate: Some(15) }, r#"{"type":"send_size","width":1280,"height":576,"max_bitrate":884736,"fit":"letterbox","max_framerate":15}"#),
             (
@@ -1015,7 +1028,7 @@ mod tests {
             assert_eq!(serde_json::from_str::<ServerMessage>(golden).unwrap(), msg);
         }
         // Every error code's wire form is its documented snake_case name.
-        for code in [ErrorCode::MalformedJson, ErrorCode::AnswerBeforeOffer, ErrorCode::UnknownQuality, ErrorCode::MediaFailed, ErrorCode::ShareBusy, ErrorCode::ShareEnded] {
+        for code in [ErrorCode::MalformedJson, ErrorCode::AnswerBeforeOffer, ErrorCode::UnknownQuality, ErrorCode::MediaFailed, ErrorCode::ShareBusy, ErrorCode::ShareEnded, ErrorCode::ServerDraining] {
             let v: Value = serde_json::from_str(&ServerMessage::Error { code, message: String::new() }.to_json()).unwrap();
             assert_eq!(v["code"], code.as_str());
         }

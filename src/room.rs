@@ -30,6 +30,9 @@ pub enum ParticipantEvent {
     /// participant left, or that another share took over): send the error,
     /// leave, close.
     Close(ProtocolError),
+    /// An operator removed this member (or closed its room): send
+    /// `removed` with the reason, leave, close.
+    Removed(String),
 }
 
 /// What a participant's media reports. Media never builds wire messages:
@@ -225,6 +228,8 @@ pub enum RoomError {
     ShareKey(String),
     #[error("{by} is sharing a screen; this room shows {max} share(s) at once")]
     ShareBusy { by: String, max: usize },
+    #[error("the server is draining for a restart: it takes no new joins (try again, or another server)")]
+    Draining,
 }
 
 impl RoomError {
@@ -240,6 +245,7 @@ impl RoomError {
             RoomError::ChatRate { .. } => ProtocolError::new(ErrorCode::RateLimited, self.to_string()),
             RoomError::SharingOff | RoomError::ShareKey(_) => ProtocolError::new(ErrorCode::Forbidden, self.to_string()),
             RoomError::ShareBusy { .. } => ProtocolError::new(ErrorCode::ShareBusy, self.to_string()),
+            RoomError::Draining => ProtocolError::new(ErrorCode::ServerDraining, self.to_string()),
         }
     }
 }
@@ -256,6 +262,36 @@ pub struct LayoutState {
     /// Reserved slot key -> participant id.
     pub pins: BTreeMap<String, String>,
     pub speaker: Option<String>,
+}
+
+/// A room as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RoomInfo {
+    pub room: String,
+    /// The layout in use.
+    pub layout: String,
+    pub participants: Vec<MemberInfo>,
+    pub viewers: Vec<MemberInfo>,
+    pub shares: Vec<ShareInfo>,
+    /// Seconds since the room opened.
+    pub age_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MemberInfo {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_muted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_muted: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ShareInfo {
+    pub id: String,
+    /// The participant sharing.
+    pub of: String,
 }
 
 /// One room for the metrics.
@@ -565,6 +601,25 @@ impl Room {
         }
     }
 
+    /// The room for the admin API.
+    fn info(&self) -> RoomInfo {
+        let m = self.members.lock();
+        let (layout, _) = self.placements(&m);
+        let name_of = |id: &str| m.chatters.get(id).map(|c| c.name.clone()).unwrap_or_default();
+        RoomInfo {
+            room: self.id.clone(),
+            layout,
+            participants: m
+                .list
+                .iter()
+                .map(|p| MemberInfo { id: p.id.clone(), name: p.name.clone(), audio_muted: Some(p.audio_muted), video_muted: Some(p.video_muted) })
+                .collect(),
+            viewers: m.viewers.iter().map(|(id, _)| MemberInfo { id: id.clone(), name: name_of(id), audio_muted: None, video_muted: None }).collect(),
+            shares: m.shares.iter().map(|s| ShareInfo { id: s.id.clone(), of: s.of.clone() }).collect(),
+            age_s: self.started.elapsed().as_secs(),
+        }
+    }
+
     /// Audio levels from media: update the active speaker.
     fn levels(&self, levels: Vec<(String, f64)>) {
         let mut m = self.members.lock();
@@ -636,6 +691,11 @@ pub struct Hub {
     /// Random per process: share keys are derived from it and the id.
     share_secret: [u8; 32],
     metrics: Arc<crate::metrics::Metrics>,
+    /// Draining: no new joins; rooms run on until they empty or the drain
+    /// deadline ends them.
+    draining: std::sync::atomic::AtomicBool,
+    /// Wakes whoever runs the drain (the process) when it is asked for.
+    drain_wanted: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -656,7 +716,46 @@ impl Hub {
             ice_servers,
             share_secret: random_secret(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            drain_wanted: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Stop taking joins (every join from now on gets `server_draining`)
+    /// and wake [`Hub::drain_requested`]. True the first time.
+    pub fn start_drain(&self) -> bool {
+        let first = !self.draining.swap(true, Ordering::SeqCst);
+        if first {
+            tracing::info!("draining: no new joins; {} room(s) run on", self.room_count());
+            self.drain_wanted.notify_one();
+        }
+        first
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once a drain was started (here or by [`Hub::start_drain`]).
+    pub async fn drain_requested(&self) {
+        if !self.is_draining() {
+            self.drain_wanted.notified().await;
+        }
+    }
+
+    /// The drain's deadline passed: every member of every room gets
+    /// `error` `server_draining` and its connection closes.
+    pub fn end_all(&self) -> usize {
+        let rooms: Vec<Arc<Room>> = self.rooms.lock().values().cloned().collect();
+        let mut n = 0;
+        for r in rooms {
+            let m = r.members.lock();
+            for e in m.list.iter().map(|p| &p.events).chain(m.viewers.iter().map(|(_, e)| e)).chain(m.shares.iter().map(|s| &s.events)) {
+                let _ = e.try_send(ParticipantEvent::Close(ProtocolError::new(ErrorCode::ServerDraining, "the server is restarting: join again")));
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The server's metrics (counters the signaling side feeds too).
@@ -707,6 +806,61 @@ impl Hub {
     /// Change a room's layout (HTTP API).
     pub fn request_layout(&self, room: &str, req: &LayoutRequest) -> Result<LayoutState, RoomError> {
         self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?.request_layout(req)
+    }
+
+    /// Every room, sorted by id, with its members (the admin API).
+    pub fn rooms_info(&self) -> Vec<RoomInfo> {
+        let rooms: Vec<Arc<Room>> = self.rooms.lock().values().cloned().collect();
+        let mut out: Vec<RoomInfo> = rooms.iter().map(|r| r.info()).collect();
+        out.sort_by(|a, b| a.room.cmp(&b.room));
+        out
+    }
+
+    pub fn room_info(&self, room: &str) -> Option<RoomInfo> {
+        self.room(room).map(|r| r.info())
+    }
+
+    /// Take member `id` (a participant, viewer or share) out of `room`:
+    /// its client gets `removed` with `reason` and its connection closes
+    /// (the membership is dropped by its connection, as for a `leave`).
+    pub fn remove_member(&self, room: &str, id: &str, reason: &str) -> Result<(), RoomError> {
+        let r = self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?;
+        let m = r.members.lock();
+        let events = m
+            .list
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| &p.events)
+            .or_else(|| m.viewers.iter().find(|(v, _)| v == id).map(|(_, e)| e))
+            .or_else(|| m.shares.iter().find(|s| s.id == id).map(|s| &s.events))
+            .ok_or_else(|| RoomError::UnknownParticipant(id.to_string()))?;
+        let _ = events.try_send(ParticipantEvent::Removed(reason.to_string()));
+        Ok(())
+    }
+
+    /// Close `room`: every member gets `removed` with `reason`.
+    pub fn close_room(&self, room: &str, reason: &str) -> Result<usize, RoomError> {
+        let r = self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?;
+        let m = r.members.lock();
+        let all: Vec<&EventSender> = m.list.iter().map(|p| &p.events).chain(m.viewers.iter().map(|(_, e)| e)).chain(m.shares.iter().map(|s| &s.events)).collect();
+        for e in &all {
+            let _ = e.try_send(ParticipantEvent::Removed(reason.to_string()));
+        }
+        Ok(all.len())
+    }
+
+    /// Mute (or unmute) participant `id`'s microphone in the mix, as an
+    /// operator: everyone sees it in the layout, the participant gets
+    /// `muted`. It may unmute itself afterwards, as after its own mute.
+    pub fn server_mute(&self, room: &str, id: &str, audio: bool) -> Result<(), RoomError> {
+        let r = self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?;
+        {
+            let m = r.members.lock();
+            let p = m.list.iter().find(|p| p.id == id).ok_or_else(|| RoomError::UnknownParticipant(id.to_string()))?;
+            let _ = p.events.try_send(ParticipantEvent::Send(ServerMessage::Muted { audio }));
+        }
+        self.set_mute(&r, id, Some(audio), None);
+        Ok(())
     }
 
     /// Every room with its members by role and its media's metrics.
@@ -793,6 +947,9 @@ impl Hub {
 
     /// Join as a participant or a viewer, at a chosen quality.
     pub fn join_with(self: &Arc<Self>, room_id: &str, name: &str, opts: &JoinOptions, events: EventSender) -> Result<Membership, RoomError> {
+        if self.is_draining() {
+            return Err(RoomError::Draining);
+        }
         if opts.role == Role::Share {
             return self.share(room_id, opts, events);
         }

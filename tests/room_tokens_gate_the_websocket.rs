@@ -84,6 +84,16 @@ async fn room_tokens_gate_the_websocket() {
     assert_eq!((status, code_of(&body).as_str()), (403, "forbidden"), "{body}");
     let (status, body) = http(addr, "GET", &format!("/api/rooms/a/stats?token={admin}"), "").await;
     assert_eq!(status, 200, "{body}");
+    // The admin API: listing every room needs an admin of every room;
+    // acting on a room, an admin of that room.
+    let (status, body) = http(addr, "GET", &format!("/api/rooms?token={participant}"), "").await;
+    assert_eq!((status, code_of(&body).as_str()), (403, "forbidden"), "{body}");
+    let (status, body) = http(addr, "DELETE", &format!("/api/rooms/a/participants/p1?token={participant}"), "").await;
+    assert_eq!((status, code_of(&body).as_str()), (403, "forbidden"), "{body}");
+    let (status, body) = http(addr, "POST", "/api/drain", "").await;
+    assert_eq!((status, code_of(&body).as_str()), (401, "missing_token"), "{body}");
+    let (status, body) = http(addr, "GET", &format!("/api/rooms?token={admin}"), "").await;
+    assert_eq!(status, 200, "{body}");
     // /metrics: an admin token for every room, not one room's.
     let room_admin = token(&["--room", "a", "--identity", "ops-a", "--role", "admin"]);
     let (status, body) = http(addr, "GET", "/metrics", "").await;

@@ -81,6 +81,7 @@ const ERROR_TEXT = {
   share_busy: 'Someone else is sharing their screen',
   share_ended: 'Your screen share ended',
   forbidden: 'Not allowed',
+  server_draining: 'The server is restarting; reconnecting',
 };
 // Errors after which rejoining automatically would only fail again.
 const FATAL = new Set(['room_full', 'invalid_field', 'missing_field', 'too_many_rooms']);
@@ -250,6 +251,20 @@ async function onMessage(data) {
       if (msg.rung === 'audio') status('Your connection is too weak for video right now: audio only. Video comes back when it improves.');
       else if (state.quality && state.quality.rung === 'audio') status(`Connected to ${state.room}`);
       state.quality = msg;
+      break;
+    case 'removed':
+      // An operator took us out: do not rejoin on our own.
+      leave();
+      showError(`You were removed from the room: ${msg.reason}`);
+      break;
+    case 'muted':
+      // An operator muted (or unmuted) our microphone in the mix.
+      if (state.micMuted !== !!msg.audio) {
+        state.micMuted = !!msg.audio;
+        if (state.local) state.local.getAudioTracks().forEach((t) => { t.enabled = !state.micMuted; });
+        setPressed($('mic-btn'), state.micMuted, state.micMuted ? 'Unmute' : 'Mute');
+      }
+      status(msg.audio ? 'An organiser muted your microphone.' : `Connected to ${state.room}`);
       break;
     case 'error': {
       showError(`${ERROR_TEXT[msg.code] || 'Error'}: ${msg.message} (${msg.code})`);

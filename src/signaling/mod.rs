@@ -131,6 +131,15 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
         .map(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
             authorized(&secret, token, &room, || room_json(&room, hub.layout_state(&room)))
         });
+    // Ready for new joins: a load balancer stops sending clients while draining.
+    let ready = warp::path("readyz").and(warp::path::end()).and(warp::get()).and(with_hub.clone()).map(|hub: Arc<Hub>| {
+        if hub.is_draining() {
+            refused(warp::http::StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServerDraining, "draining for a restart: no new joins".into())
+        } else {
+            warp::reply::json(&serde_json::json!({"status": "ready"})).into_response()
+        }
+    });
+    let admin = admin_routes(with_hub.clone(), with_secret.clone());
     // Prometheus scrapes; with auth on it needs an admin token for every room.
     let metrics = warp::path("metrics")
         .and(warp::path::end())
@@ -170,6 +179,9 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
                 },
             };
             let ip = remote.map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            if hub.is_draining() {
+                return refused(warp::http::StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServerDraining, "the server is draining for a restart: join again in a moment".into());
+            }
             let Some(ws) = ws else {
                 // A page whose WebSocket failed asks why with a plain GET.
                 if shared.per_ip.connections(ip) >= shared.limits.connections_per_ip {
@@ -191,7 +203,91 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
         });
     let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
     let files = warp::fs::dir(web_dir);
-    health.or(metrics).or(put_layout).or(get_layout).or(get_stats).or(ws).or(index).or(files).with(warp::log("tessera::http"))
+    health.or(ready).or(metrics).or(admin).or(put_layout).or(get_layout).or(get_stats).or(ws).or(index).or(files).with(warp::log("tessera::http"))
+}
+
+/// The admin API (docs/api.md): list rooms, one room, remove a member,
+/// mute one in the mix, close a room, drain the server.
+fn admin_routes(
+    with_hub: impl Filter<Extract = (Arc<Hub>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    with_secret: impl Filter<Extract = (AuthSecret,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    use warp::http::StatusCode;
+    use warp::Reply;
+    let json = |v: serde_json::Value| warp::reply::json(&v).into_response();
+    let room_error = |e: crate::room::RoomError| {
+        let p = e.to_protocol();
+        let status = match p.code {
+            ErrorCode::UnknownRoom | ErrorCode::UnknownParticipant => StatusCode::NOT_FOUND,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        refused(status, p.code, p.message)
+    };
+    let list = warp::path!("api" / "rooms")
+        .and(warp::get())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .map(move |hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| authorized(&secret, token, "*", || json(serde_json::json!({ "rooms": hub.rooms_info() }))));
+    let one = warp::path!("api" / "rooms" / String)
+        .and(warp::get())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .map(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| authorized(&secret, token, &room, || room_json(&room, hub.room_info(&room))));
+    let close = warp::path!("api" / "rooms" / String)
+        .and(warp::delete())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .map(move |room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            authorized(&secret, token, &room, || match hub.close_room(&room, "an operator closed the room") {
+                Ok(n) => json(serde_json::json!({ "room": room, "removed": n })),
+                Err(e) => room_error(e),
+            })
+        });
+    let remove = warp::path!("api" / "rooms" / String / "participants" / String)
+        .and(warp::delete())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .map(move |room: String, id: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            authorized(&secret, token, &room, || match hub.remove_member(&room, &id, "an operator removed you from the room") {
+                Ok(()) => json(serde_json::json!({ "room": room, "removed": id })),
+                Err(e) => room_error(e),
+            })
+        });
+    let mute = warp::path!("api" / "rooms" / String / "participants" / String / "mute")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(1024))
+        .and(warp::body::bytes())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .map(move |room: String, id: String, body: bytes::Bytes, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            authorized(&secret, token, &room, || {
+                let audio = match serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("audio").and_then(|a| a.as_bool())) {
+                    Some(a) => a,
+                    None => return refused(StatusCode::BAD_REQUEST, ErrorCode::InvalidField, "the body is {\"audio\": true} or {\"audio\": false}".into()),
+                };
+                match hub.server_mute(&room, &id, audio) {
+                    Ok(()) => json(serde_json::json!({ "room": room, "id": id, "audio_muted": audio })),
+                    Err(e) => room_error(e),
+                }
+            })
+        });
+    let drain = warp::path!("api" / "drain")
+        .and(warp::post())
+        .and(with_hub)
+        .and(with_secret)
+        .and(token())
+        .map(move |hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            authorized(&secret, token, "*", || {
+                hub.start_drain();
+                warp::reply::with_status(json(serde_json::json!({ "draining": true, "rooms": hub.room_count() })), StatusCode::ACCEPTED).into_response()
+            })
+        });
+    list.or(one).unify().or(close).unify().or(remove).unify().or(mute).unify().or(drain).unify()
 }
 
 fn api_error(status: warp::http::StatusCode, code: ErrorCode, message: String) -> warp::reply::WithStatus<warp::reply::Json> {
@@ -414,6 +510,11 @@ async fn run(
                         return false;
                     }
                     None
+                }
+                Output::Hangup(m) => {
+                    let _ = send_msg(tx, &m).await;
+                    let _ = send_frame(tx, Message::close_with(1000u16, "bye")).await;
+                    return false;
                 }
                 Output::Close(e) => {
                     conn.hub.metrics().error(e.code.as_str());

@@ -58,6 +58,8 @@ pub enum Output {
     Chat(String),
     /// Send this error, then close the connection.
     Close(ProtocolError),
+    /// Send this message, then close the connection normally.
+    Hangup(ServerMessage),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,13 @@ impl Session {
             Input::Frame(Ok(msg)) => self.client(msg),
             Input::JoinDone(res) => self.join_done(res),
             Input::Event(ParticipantEvent::Send(m)) => self.room_message(m),
+            Input::Event(ParticipantEvent::Removed(reason)) => match self.state {
+                State::Idle => Vec::new(),
+                _ => {
+                    self.state = State::Idle;
+                    vec![Output::Leave, Output::Hangup(ServerMessage::Removed { reason })]
+                }
+            },
             Input::Event(ParticipantEvent::Close(e)) => match self.state {
                 State::Idle => Vec::new(),
                 _ => {

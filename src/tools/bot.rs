@@ -190,6 +190,10 @@ struct BotState {
     role: Option<Role>,
     /// The key for a share connection, from `joined`.
     share_key: Option<String>,
+    /// `removed`: the reason an operator gave.
+    removed: Option<String>,
+    /// The last `muted` from the server.
+    server_muted: Option<bool>,
 }
 
 
@@ -387,6 +391,21 @@ impl Bot {
             ..self.opts.clone()
         };
         Bot::connect(opts).await
+    }
+
+    /// Why an operator removed this bot (`removed`), once it did.
+    pub fn removed(&self) -> Option<String> {
+        self.state.lock().removed.clone()
+    }
+
+    /// The last `muted` the server sent (an operator's mute of this bot).
+    pub fn server_muted(&self) -> Option<bool> {
+        self.state.lock().server_muted
+    }
+
+    /// Has the server closed the signaling connection?
+    pub fn closed(&self) -> bool {
+        self.state.lock().closed
     }
 
     /// The share key `joined` gave this participant.
@@ -645,6 +664,8 @@ async fn run(
                         tracing::warn!("bot: server error {code}: {message}");
                         state.lock().errors.push((code.to_string(), message));
                     }
+                    ServerMessage::Removed { reason } => state.lock().removed = Some(reason),
+                    ServerMessage::Muted { audio } => state.lock().server_muted = Some(audio),
                 }
             }
             ev = ev_rx.recv() => {
