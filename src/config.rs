@@ -99,6 +99,13 @@ pub struct RoomsSection {
     /// `send_size`): a screen needs sharpness more than motion. [default: 15]
     #[arg(long)]
     pub share_fps: Option<u32>,
+    /// Folder recordings are written to (created when needed).
+    /// [default: ./recordings]
+    #[arg(long)]
+    pub recordings_dir: Option<PathBuf>,
+    /// Record every room from when it opens until it closes. [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub record_all: Option<bool>,
 }
 
 /// `[limits]`: what one client may take, and when a silent one is gone.
@@ -337,6 +344,8 @@ pub struct Rooms {
     pub share_takeover: bool,
     /// Frame rate asked of a sharer.
     pub share_fps: u32,
+    pub recordings_dir: PathBuf,
+    pub record_all: bool,
 }
 
 impl Default for Rooms {
@@ -511,6 +520,8 @@ impl Settings {
                 max_shares: or(a.rooms.max_shares, b.rooms.max_shares),
                 share_takeover: or(a.rooms.share_takeover, b.rooms.share_takeover),
                 share_fps: or(a.rooms.share_fps, b.rooms.share_fps),
+                recordings_dir: or(a.rooms.recordings_dir, b.rooms.recordings_dir),
+                record_all: or(a.rooms.record_all, b.rooms.record_all),
             },
             limits: LimitsSection {
                 connections_per_ip: or(a.limits.connections_per_ip, b.limits.connections_per_ip),
@@ -635,7 +646,19 @@ impl Settings {
                 tls,
                 drain_timeout: std::time::Duration::from_secs(drain_timeout),
             },
-            rooms: Rooms { max_participants, max_viewers, max_rooms, chat_history, chat_per_minute, chat_burst, max_shares, share_takeover, share_fps },
+            rooms: Rooms {
+                max_participants,
+                max_viewers,
+                max_rooms,
+                chat_history,
+                chat_per_minute,
+                chat_burst,
+                max_shares,
+                share_takeover,
+                share_fps,
+                recordings_dir: self.rooms.recordings_dir.unwrap_or_else(|| PathBuf::from("recordings")),
+                record_all: self.rooms.record_all.unwrap_or(false),
+            },
             limits,
             network: Network {
                 ice_addresses: self.network.ice_address.unwrap_or_else(|| default_ice_addresses(&listen.ip())),

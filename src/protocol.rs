@@ -83,6 +83,8 @@ pub enum ErrorCode {
     /// deadline the rooms still open end with it (rejoin: in a cluster
     /// another node takes the room).
     ServerDraining,
+    /// (HTTP API) no such recording in the room.
+    UnknownRecording,
 }
 
 impl ErrorCode {
@@ -122,6 +124,7 @@ impl ErrorCode {
             ErrorCode::ShareBusy => "share_busy",
             ErrorCode::ShareEnded => "share_ended",
             ErrorCode::ServerDraining => "server_draining",
+            ErrorCode::UnknownRecording => "unknown_recording",
         }
     }
 }

@@ -105,6 +105,45 @@ pub trait RoomMedia: Send + Sync {
     fn metrics(&self) -> MediaMetrics {
         MediaMetrics::default()
     }
+    /// Start recording the room into `path`; `info` is kept up to date.
+    fn start_recording(&self, _info: Arc<Mutex<RecordingInfo>>) -> anyhow::Result<()> {
+        anyhow::bail!("this media backend does not record")
+    }
+    /// Stop recording `id` and finish its file (blocking, seconds at most).
+    fn stop_recording(&self, _id: &str) -> bool {
+        false
+    }
+    /// Refresh the duration and size of the running recordings.
+    fn refresh_recordings(&self) {}
+}
+
+/// A recording's state (`GET /api/rooms/{room}/recordings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingStatus {
+    /// Waiting for the first keyframe.
+    Starting,
+    Active,
+    /// Stopped; the file is being finished.
+    Ending,
+    Complete,
+    Failed,
+}
+
+/// One recording of a room.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecordingInfo {
+    pub id: String,
+    pub room: String,
+    pub status: RecordingStatus,
+    pub path: std::path::PathBuf,
+    /// Seconds recorded (so far, while running).
+    pub duration_s: f64,
+    pub size_bytes: u64,
+    /// Unix time it started.
+    pub started_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A room's media as the metrics show it: counters since the room
@@ -230,6 +269,8 @@ pub enum RoomError {
     ShareBusy { by: String, max: usize },
     #[error("the server is draining for a restart: it takes no new joins (try again, or another server)")]
     Draining,
+    #[error("no recording `{0}` in this room")]
+    UnknownRecording(String),
 }
 
 impl RoomError {
@@ -246,6 +287,7 @@ impl RoomError {
             RoomError::SharingOff | RoomError::ShareKey(_) => ProtocolError::new(ErrorCode::Forbidden, self.to_string()),
             RoomError::ShareBusy { .. } => ProtocolError::new(ErrorCode::ShareBusy, self.to_string()),
             RoomError::Draining => ProtocolError::new(ErrorCode::ServerDraining, self.to_string()),
+            RoomError::UnknownRecording(_) => ProtocolError::new(ErrorCode::UnknownRecording, self.to_string()),
         }
     }
 }
@@ -696,6 +738,8 @@ pub struct Hub {
     draining: std::sync::atomic::AtomicBool,
     /// Wakes whoever runs the drain (the process) when it is asked for.
     drain_wanted: tokio::sync::Notify,
+    /// Every recording started, by id (finished ones stay listed).
+    recordings: Mutex<BTreeMap<String, Arc<Mutex<RecordingInfo>>>>,
 }
 
 impl Hub {
@@ -718,7 +762,60 @@ impl Hub {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
             drain_wanted: tokio::sync::Notify::new(),
+            recordings: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Start recording `room` into `[rooms] recordings_dir`, as
+    /// `<room>-<UTC time>-<id>.webm` (room ids are letters, digits, `-`,
+    /// `_`, `.`: the name is a safe file name whatever the room).
+    pub fn start_recording(&self, room: &str) -> Result<RecordingInfo, RoomError> {
+        let r = self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?;
+        Self::record(self, &r)
+    }
+
+    fn record(&self, r: &Arc<Room>) -> Result<RecordingInfo, RoomError> {
+        let id = format!("r{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let dir = &self.limits.recordings_dir;
+        std::fs::create_dir_all(dir).map_err(|e| RoomError::Media(anyhow::anyhow!("cannot create the recordings folder {}: {e}", dir.display())))?;
+        let safe: String = r.id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let path = dir.join(format!("{safe}-{}-{id}.webm", utc_stamp(now)));
+        let info = Arc::new(Mutex::new(RecordingInfo {
+            id: id.clone(),
+            room: r.id.clone(),
+            status: RecordingStatus::Starting,
+            path,
+            duration_s: 0.0,
+            size_bytes: 0,
+            started_at: now,
+            error: None,
+        }));
+        r.media.start_recording(info.clone()).map_err(RoomError::Media)?;
+        let snapshot = info.lock().clone();
+        self.recordings.lock().insert(id, info);
+        Ok(snapshot)
+    }
+
+    /// Stop recording `id` of `room` and finish the file (blocking for up
+    /// to 5 s: call it off the async workers).
+    pub fn stop_recording(&self, room: &str, id: &str) -> Result<RecordingInfo, RoomError> {
+        let info = self.recordings.lock().get(id).filter(|i| i.lock().room == room).cloned().ok_or_else(|| RoomError::UnknownRecording(id.to_string()))?;
+        if let Some(r) = self.room(room) {
+            r.media.stop_recording(id);
+        }
+        let out = info.lock().clone();
+        Ok(out)
+    }
+
+    /// The recordings of `room`, running and finished, oldest first.
+    pub fn recordings(&self, room: &str) -> Vec<RecordingInfo> {
+        if let Some(r) = self.room(room) {
+            r.media.refresh_recordings();
+        }
+        let mut v: Vec<RecordingInfo> = self.recordings.lock().values().map(|i| i.lock().clone()).filter(|i| i.room == room).collect();
+        v.sort_by_key(|i| (i.started_at, i.id.len(), i.id.clone()));
+        v
     }
 
     /// Stop taking joins (every join from now on gets `server_draining`)
@@ -935,6 +1032,12 @@ impl Hub {
             }
         }));
         rooms.insert(room.to_string(), r.clone());
+        drop(rooms);
+        if self.limits.record_all {
+            if let Err(e) = self.record(&r) {
+                tracing::error!(room = %room, "record_all: the recording did not start: {e}");
+            }
+        }
         Ok(r)
     }
 
@@ -1156,6 +1259,23 @@ impl Hub {
             room.relayout(&mut m);
         }
     }
+}
+
+/// `20261127T051500Z` for Unix time `secs` (UTC; days to a civil date by
+/// Howard Hinnant's algorithm).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// 32 random bytes from the operating system (`/dev/urandom`; std's

@@ -231,6 +231,8 @@ struct ViewerAudio {
     id: String,
     appsrc: gst_app::AppSrc,
     ready: Arc<AtomicBool>,
+    /// A recording, not a person (not counted as a viewer).
+    recording: bool,
 }
 
 impl RoomMixer {
@@ -376,7 +378,20 @@ impl RoomMixer {
         {
             let mut w = self.viewer_audio.write();
             let mut v: Vec<ViewerAudio> = w.iter().cloned().collect();
-            v.push(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone() });
+            v.push(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone(), recording: false });
+            self.viewers_on.store(true, Ordering::SeqCst);
+            *w = Arc::new(v);
+        }
+        self.delivery.add(id, vp8_out, ready, events, choice)
+    }
+
+    /// A recording: received like a viewer (the top rung's frames and the
+    /// whole mix), not counted as one.
+    pub fn add_recorder(&self, id: &str, vp8_out: gst_app::AppSrc, opus_out: gst_app::AppSrc, ready: Arc<AtomicBool>, events: EventSender, choice: Choice) -> Arc<Receiver> {
+        {
+            let mut w = self.viewer_audio.write();
+            let mut v: Vec<ViewerAudio> = w.iter().cloned().collect();
+            v.push(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone(), recording: true });
             self.viewers_on.store(true, Ordering::SeqCst);
             *w = Arc::new(v);
         }
@@ -384,11 +399,11 @@ impl RoomMixer {
     }
 
     pub fn viewer_count(&self) -> usize {
-        self.viewer_audio.read().len()
+        self.viewer_audio.read().iter().filter(|v| !v.recording).count()
     }
 
     pub fn viewer_ids(&self) -> Vec<String> {
-        self.viewer_audio.read().iter().map(|v| v.id.clone()).collect()
+        self.viewer_audio.read().iter().filter(|v| !v.recording).map(|v| v.id.clone()).collect()
     }
 
     /// Connect a participant: its decoded, tile-sized video goes into a new

@@ -24,6 +24,7 @@ pub mod mixer;
 pub mod participant;
 pub mod preview;
 pub mod raw;
+pub mod recording;
 pub mod share;
 pub mod webrtc;
 
@@ -244,12 +245,23 @@ impl GstMedia {
 
 impl MediaFactory for GstMedia {
     fn create_room(&self, room: &str) -> Result<Arc<dyn RoomMedia>> {
-        Ok(Arc::new(GstRoom { mixer: Arc::new(mixer::RoomMixer::new(room, self.cfg.clone())?) }))
+        Ok(Arc::new(GstRoom { mixer: Arc::new(mixer::RoomMixer::new(room, self.cfg.clone())?), recordings: parking_lot::Mutex::new(Vec::new()) }))
     }
 }
 
 struct GstRoom {
     mixer: Arc<mixer::RoomMixer>,
+    /// Recordings running (a stopped one is finished and dropped).
+    recordings: parking_lot::Mutex<Vec<Arc<recording::Recording>>>,
+}
+
+impl Drop for GstRoom {
+    /// The room closed: its recordings end, their files finished.
+    fn drop(&mut self) {
+        for r in self.recordings.lock().drain(..) {
+            r.stop();
+        }
+    }
 }
 
 impl RoomMedia for GstRoom {
@@ -290,6 +302,37 @@ impl RoomMedia for GstRoom {
     fn on_levels(&self, listener: crate::room::LevelListener) {
         let listener: audio::Levels = Arc::from(listener);
         self.mixer.on_levels(listener);
+    }
+
+    fn start_recording(&self, info: Arc<parking_lot::Mutex<crate::room::RecordingInfo>>) -> Result<()> {
+        let (id, path) = {
+            let i = info.lock();
+            (i.id.clone(), i.path.clone())
+        };
+        let r = recording::Recording::start(&self.mixer, &id, path, info)?;
+        self.recordings.lock().push(Arc::new(r));
+        Ok(())
+    }
+
+    fn stop_recording(&self, id: &str) -> bool {
+        let r = {
+            let mut list = self.recordings.lock();
+            let i = list.iter().position(|r| r.id() == id);
+            i.map(|i| list.remove(i))
+        };
+        match r {
+            Some(r) => {
+                r.stop();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn refresh_recordings(&self) {
+        for r in self.recordings.lock().iter() {
+            r.refresh();
+        }
     }
 
     fn metrics(&self) -> crate::room::MediaMetrics {

@@ -218,7 +218,7 @@ fn admin_routes(
     let room_error = |e: crate::room::RoomError| {
         let p = e.to_protocol();
         let status = match p.code {
-            ErrorCode::UnknownRoom | ErrorCode::UnknownParticipant => StatusCode::NOT_FOUND,
+            ErrorCode::UnknownRoom | ErrorCode::UnknownParticipant | ErrorCode::UnknownRecording => StatusCode::NOT_FOUND,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         refused(status, p.code, p.message)
@@ -276,6 +276,46 @@ fn admin_routes(
                 }
             })
         });
+    let start_rec = warp::path!("api" / "rooms" / String / "recordings")
+        .and(warp::post())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .and_then(move |room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| async move {
+            let reply = match auth_check(&secret, token, &room) {
+                Some(refusal) => refusal,
+                None => match tokio::task::spawn_blocking(move || hub.start_recording(&room)).await {
+                    Ok(Ok(info)) => warp::reply::with_status(warp::reply::json(&info), StatusCode::CREATED).into_response(),
+                    Ok(Err(e)) => room_error(e),
+                    Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string()),
+                },
+            };
+            Ok::<_, warp::Rejection>(reply)
+        });
+    let list_rec = warp::path!("api" / "rooms" / String / "recordings")
+        .and(warp::get())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .map(move |room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            authorized(&secret, token, &room, || json(serde_json::json!({ "recordings": hub.recordings(&room) })))
+        });
+    let stop_rec = warp::path!("api" / "rooms" / String / "recordings" / String)
+        .and(warp::delete())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .and_then(move |room: String, id: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| async move {
+            let reply = match auth_check(&secret, token, &room) {
+                Some(refusal) => refusal,
+                None => match tokio::task::spawn_blocking(move || hub.stop_recording(&room, &id)).await {
+                    Ok(Ok(info)) => warp::reply::json(&info).into_response(),
+                    Ok(Err(e)) => room_error(e),
+                    Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string()),
+                },
+            };
+            Ok::<_, warp::Rejection>(reply)
+        });
     let drain = warp::path!("api" / "drain")
         .and(warp::post())
         .and(with_hub)
@@ -287,7 +327,18 @@ fn admin_routes(
                 warp::reply::with_status(json(serde_json::json!({ "draining": true, "rooms": hub.room_count() })), StatusCode::ACCEPTED).into_response()
             })
         });
-    list.or(one).unify().or(close).unify().or(remove).unify().or(mute).unify().or(drain).unify()
+    list.or(one).unify().or(close).unify().or(remove).unify().or(mute).unify().or(start_rec).unify().or(list_rec).unify().or(stop_rec).unify().or(drain).unify()
+}
+
+/// None when the request may act on `room` (auth off, or an admin token
+/// for it); the refusal otherwise.
+fn auth_check(secret: &AuthSecret, token: Option<String>, room: &str) -> Option<warp::reply::Response> {
+    let mut allowed = false;
+    let refusal = authorized(secret, token, room, || {
+        allowed = true;
+        warp::reply::Response::default()
+    });
+    (!allowed).then_some(refusal)
 }
 
 fn api_error(status: warp::http::StatusCode, code: ErrorCode, message: String) -> warp::reply::WithStatus<warp::reply::Json> {
