@@ -435,6 +435,9 @@ pub enum ServerMessage {
     /// An operator muted (true) or unmuted (false) this participant's
     /// microphone in the mix.
     Muted { audio: bool },
+    /// The room is being recorded (true) or no longer (false): sent to
+    /// every member when it changes, and after `joined` while it is.
+    Recording { active: bool },
 }
 
 impl ServerMessage {
@@ -1002,6 +1005,7 @@ mod tests {
             (ServerMessage::Speaking { id: None }, r#"{"type":"speaking","id":null}"#),
             (ServerMessage::Removed { reason: "removed by an operator".into() }, r#"{"type":"removed","reason":"removed by an operator"}"#),
             (ServerMessage::Muted { audio: true }, r#"{"type":"muted","audio":true}"#),
+            (ServerMessage::Recording { active: true }, r#"{"type":"recording","active":true}"#),
             (ServerMessage::SendSize { width: 320, height: 360, max_bitrate: 276480, fit: Fit::Crop, max_framerate: None }, r#"{"type":"send_size","width":320,"height":360,"max_bitrate":276480,"fit":"crop"}"#),
             (ServerMessage::SendSize { width: 1280, height: 576, max_bitrate: 884736, fit: Fit::Letterbox, max_framerate: Some(15) }, r#"{"type":"send_size","width":1280,"height":576,"max_bitrate":884736,"fit":"letterbox","max_framerate":15}"#),
             (

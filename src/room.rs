@@ -386,6 +386,8 @@ struct Members {
     list: Vec<Member>,
     /// Shared screens, oldest first.
     shares: Vec<ShareMember>,
+    /// A recording runs (members were told with `recording`).
+    recording: bool,
     /// Receive-only viewers: no tile, but layout and speaker events.
     viewers: Vec<(String, EventSender)>,
     /// Joins that passed the capacity check and are starting their media.
@@ -589,8 +591,12 @@ impl Room {
         Ok(())
     }
 
-    /// A newcomer may chat, and gets the history (when there is any).
+    /// A newcomer may chat, and gets the history (when there is any), and
+    /// learns that the room is being recorded.
     fn welcome_chatter(&self, m: &mut Members, id: &str, name: &str, events: &EventSender) {
+        if m.recording {
+            let _ = events.try_send(ParticipantEvent::Send(ServerMessage::Recording { active: true }));
+        }
         m.chatters.insert(id.to_string(), Chatter { name: name.to_string(), rate: Bucket::per_minute(self.chat.per_minute, self.chat.burst, Instant::now()) });
         if !m.chat.is_empty() {
             let _ = events.try_send(ParticipantEvent::Send(ServerMessage::ChatHistory { messages: m.chat.iter().cloned().collect() }));
@@ -640,6 +646,16 @@ impl Room {
             current,
             pins: members.pins.clone(),
             speaker: members.speaker.current().map(str::to_string),
+        }
+    }
+
+    /// Tell every member whether the room is being recorded (when that
+    /// changes); newcomers learn it when they join.
+    fn set_recording(&self, active: bool) {
+        let mut m = self.members.lock();
+        if m.recording != active {
+            m.recording = active;
+            Room::broadcast(&m, &ServerMessage::Recording { active });
         }
     }
 
@@ -794,6 +810,7 @@ impl Hub {
         r.media.start_recording(info.clone()).map_err(RoomError::Media)?;
         let snapshot = info.lock().clone();
         self.recordings.lock().insert(id, info);
+        r.set_recording(true);
         Ok(snapshot)
     }
 
@@ -803,6 +820,11 @@ impl Hub {
         let info = self.recordings.lock().get(id).filter(|i| i.lock().room == room).cloned().ok_or_else(|| RoomError::UnknownRecording(id.to_string()))?;
         if let Some(r) = self.room(room) {
             r.media.stop_recording(id);
+            let still = self.recordings.lock().values().any(|i| {
+                let i = i.lock();
+                i.room == room && matches!(i.status, RecordingStatus::Starting | RecordingStatus::Active)
+            });
+            r.set_recording(still);
         }
         let out = info.lock().clone();
         Ok(out)
@@ -1019,6 +1041,7 @@ impl Hub {
                 chat: std::collections::VecDeque::new(),
                 chat_seq: 0,
                 shares: Vec::new(),
+                recording: false,
             }),
             catalog: self.catalog.clone(),
             started: Instant::now(),

@@ -54,6 +54,12 @@ fn bench_harness_smoke() {
     for r in share {
         assert!(r["observer_fps"].as_f64().unwrap() > 10.0 && r["server_cpu_pct_of_core"].as_f64().unwrap() > 0.0, "{r}");
     }
+    // A room without, then with a recording.
+    let recording = json["recording"].as_array().unwrap();
+    assert_eq!(recording.iter().map(|r| (r["participants"].as_u64().unwrap(), r["recording"].as_bool().unwrap())).collect::<Vec<_>>(), vec![(4, false), (4, true)]);
+    for r in recording {
+        assert!(r["observer_fps"].as_f64().unwrap() > 10.0, "{r}");
+    }
     let viewers = json["viewers"].as_array().unwrap();
     assert_eq!(viewers.iter().map(|r| r["viewers"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 2]);
     assert!(viewers[1]["min_viewer_fps"].as_f64().unwrap() > 10.0, "{}", viewers[1]);

@@ -116,7 +116,14 @@ async fn recording_keeps_the_room() {
     let id = started["id"].as_str().unwrap().to_string();
     let path = PathBuf::from(started["path"].as_str().unwrap());
     assert!(path.starts_with(&dir) && path.file_name().unwrap().to_string_lossy().starts_with("rec_1-"), "{path:?}");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Everyone is told the room is recorded, a latecomer too.
+    for b in [&red, &green, &blue] {
+        assert!(b.wait_until(Duration::from_secs(2), |b| b.recording() == Some(true)).await, "not told of the recording");
+    }
+    let late = tessera::tools::bot::Bot::connect(tessera::tools::bot::BotOptions { viewer: true, ..bot_options(&url, "rec.1", "late", 0, 0.0) }).await.unwrap();
+    assert!(late.wait_until(Duration::from_secs(5), |b| b.recording() == Some(true)).await, "a latecomer is told too");
+    late.leave().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let (_, body) = http(addr, "GET", "/api/rooms/rec.1/recordings", "").await;
     let listed = json(&body)["recordings"][0].clone();
     assert_eq!(listed["status"], "active", "{body}");
@@ -124,6 +131,7 @@ async fn recording_keeps_the_room() {
     assert_eq!(status, 200, "{body}");
     let done = json(&body);
     assert_eq!(done["status"], "complete", "{body}");
+    assert!(red.wait_until(Duration::from_secs(2), |b| b.recording() == Some(false)).await, "not told the recording ended");
     assert!(done["size_bytes"].as_u64().unwrap() > 10_000, "{body}");
     let (status, body) = http(addr, "DELETE", "/api/rooms/rec.1/recordings/r999", "").await;
     assert_eq!((status, json(&body)["code"].as_str().unwrap()), (404, "unknown_recording"));

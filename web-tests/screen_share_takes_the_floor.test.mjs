@@ -9,6 +9,9 @@
 // test-output/browser/share-room.png, the README's screenshot.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
 import { startServer, launchBrowser, newPage, join, until, close, mixPixel, startBotReporting, BROWSERS, OUT } from './helpers.mjs';
 
 /** getDisplayMedia gives a 960x720 canvas: yellow, blue on the right quarter. */
@@ -51,7 +54,8 @@ async function seesShare(page) {
 }
 
 for (const kind of BROWSERS) test(`a page shares its screen into the presentation layout (${kind})`, { timeout: 120000 }, async () => {
-  const server = await startServer();
+  const recordings = mkdtempSync(joinPath(tmpdir(), 'tessera-rec-'));
+  const server = await startServer(0, ['--recordings-dir', recordings]);
   const browser = await launchBrowser(kind);
   let bot = null;
   try {
@@ -66,6 +70,11 @@ for (const kind of BROWSERS) test(`a page shares its screen into the presentatio
     assert.ok(await until(async () => (await bob.evaluate(() => window.tessera.layout.tiles.length)) === 3, 20000), 'three in the room');
     const before = await layoutOf(bob);
     assert.notEqual(before, 'presentation');
+    // A recording shows on every page while it runs.
+    const rec = await (await fetch(`${server.url}/api/rooms/present/recordings`, { method: 'POST' })).json();
+    assert.ok(await until(() => bob.isVisible('#rec-badge'), 5000), 'the recording badge never showed');
+    await fetch(`${server.url}/api/rooms/present/recordings/${rec.id}`, { method: 'DELETE' });
+    assert.ok(await until(async () => !(await bob.isVisible('#rec-badge')), 5000), 'the recording badge stayed');
 
     for (const stop of ['button', 'browser']) {
       await ada.click('#present-btn');
@@ -113,5 +122,6 @@ for (const kind of BROWSERS) test(`a page shares its screen into the presentatio
     if (bot) await bot.stop();
     await browser.close();
     await server.stop();
+    rmSync(recordings, { recursive: true, force: true });
   }
 });

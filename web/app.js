@@ -167,6 +167,7 @@ function teardownConnection() {
   if (state.pc) { state.pc.onconnectionstatechange = null; state.pc.close(); }
   if (state.ws) { state.ws.onclose = null; state.ws.onmessage = null; state.ws.close(); }
   state.pc = null; state.ws = null; state.myId = null; state.sendSize = null; state.shareKey = null;
+  $('rec-badge').hidden = true;
 }
 
 function scheduleReconnect(reason) {
@@ -256,6 +257,10 @@ async function onMessage(data) {
       // An operator took us out: do not rejoin on our own.
       leave();
       showError(`You were removed from the room: ${msg.reason}`);
+      break;
+    case 'recording':
+      // Everyone in the room is told while it is recorded.
+      $('rec-badge').hidden = !msg.active;
       break;
     case 'muted':
       // An operator muted (or unmuted) our microphone in the mix.

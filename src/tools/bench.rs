@@ -69,6 +69,9 @@ pub struct CapacityRow {
     /// A load bot also shares a screen (scenario `share`).
     #[serde(default)]
     pub sharing: bool,
+    /// The room is recorded (scenario `recording`).
+    #[serde(default)]
+    pub recording: bool,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -180,6 +183,9 @@ pub struct Report {
     /// Rooms without and with a shared screen, side by side.
     #[serde(default)]
     pub share: Vec<CapacityRow>,
+    /// Rooms without and with a recording, side by side.
+    #[serde(default)]
+    pub recording: Vec<CapacityRow>,
     /// Server CPU with 0, 10, 20 receive-only viewers on a room of 4.
     pub viewers: Vec<ViewerRow>,
     /// The plain-pipeline lower bound per room size.
@@ -207,6 +213,10 @@ pub struct Report {
 struct ServerProc {
     child: Child,
     url: String,
+    /// `host:port`, for the HTTP API.
+    addr: String,
+    /// Where its recordings go (removed with it).
+    recordings: PathBuf,
 }
 
 impl ServerProc {
@@ -215,8 +225,12 @@ impl ServerProc {
     }
 
     fn start_with(bin: &Path, canvas: &str, extra: &[String]) -> Result<ServerProc> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let recordings = std::env::temp_dir().join(format!("tessera-bench-rec-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--canvas", canvas, "--ice-address", "127.0.0.1"])
+            .arg("--recordings-dir")
+            .arg(&recordings)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -230,7 +244,17 @@ impl ServerProc {
         }
         let (scheme, addr) = line.trim().rsplit_once(' ').and_then(|(_, u)| u.split_once("://")).context("no URL on the listening line")?;
         let ws = if scheme == "https" { "wss" } else { "ws" };
-        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), child })
+        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), addr: addr.to_string(), child, recordings })
+    }
+
+    /// A plain-HTTP request to the server's API; the status.
+    async fn http(&self, method: &str, path: &str) -> Result<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&self.addr).await.context("connecting to the server's API")?;
+        s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.addr).as_bytes()).await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).with_context(|| format!("no status in {out:?}"))
     }
 
     fn pid(&self) -> u32 {
@@ -242,6 +266,7 @@ impl Drop for ServerProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.recordings);
     }
 }
 
@@ -358,15 +383,25 @@ async fn capacity(o: &BenchOptions, plan: &[(Inputs, Vec<usize>)], warm: Duratio
 }
 
 async fn capacity_row(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration) -> Result<CapacityRow> {
-    capacity_row_with(o, inputs, n, cpus, warm, window, None, false, None).await
+    capacity_row_with(o, inputs, n, cpus, warm, window, None, false, Extra::Nothing).await
 }
 
 /// The screen a load bot shares in scenario `share`: a pattern at
 /// 1280x720 (the bot pre-encodes it at the size the server asks for).
 const SHARED_SCREEN: (&str, u32, u32) = ("smpte", 1280, 720);
 
+/// What a capacity row adds to the room.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Extra {
+    Nothing,
+    /// A load bot shares this screen.
+    Share(&'static str, u32, u32),
+    /// The room is recorded (`POST /api/rooms/{room}/recordings`).
+    Recording,
+}
+
 #[allow(clippy::too_many_arguments)]
-async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration, tls: Option<&TlsFiles>, h264: bool, share: Option<(&str, u32, u32)>) -> Result<CapacityRow> {
+async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64, warm: Duration, window: Duration, tls: Option<&TlsFiles>, h264: bool, extra: Extra) -> Result<CapacityRow> {
     let h264_participants = if h264 { n.saturating_sub(1).div_ceil(2) } else { 0 };
     eprintln!(
         "bench capacity: {n} participants ({} load bots + 1 observer), {} inputs{}{}",
@@ -376,8 +411,14 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         if h264 { format!(", {h264_participants} on H.264") } else { String::new() }
     );
     let (server, bots, obs) = loaded_room_with(o, "capacity", n, "observer", inputs, tls, h264).await?;
-    let sharer = match (share, bots.first()) {
-        (Some((pattern, w, h)), Some(b)) => {
+    if extra == Extra::Recording {
+        let status = server.http("POST", "/api/rooms/capacity/recordings").await?;
+        if status != 201 {
+            bail!("the recording did not start: HTTP {status}");
+        }
+    }
+    let sharer = match (extra, bots.first()) {
+        (Extra::Share(pattern, w, h), Some(b)) => {
             let s = b.share(pattern, w, h).await?;
             if !obs.wait_until(Duration::from_secs(10), |b| b.layout().is_some_and(|(_, t)| t.iter().any(|t| t.share_of.is_some()))).await {
                 bail!("the share never reached the layout: {:?}", s.errors());
@@ -422,6 +463,7 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         observer_lost_packets: last.video_lost - first.video_lost,
         h264_participants,
         sharing: sharer.is_some(),
+        recording: extra == Extra::Recording,
     };
     eprintln!(
         "  server {:.1} % of machine, load {:.1} %, observer {:.1} fps sent / {:.1} decoded, RSS {:.0} MiB",
@@ -435,6 +477,20 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
     Ok(row)
 }
 
+/// Scenario `recording`: a room of `n` without and with a recording,
+/// `rounds` times interleaved: what recording costs the server (a muxer and
+/// a file write; the encoders are shared).
+async fn recording_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
+    let cpus = cpus() as f64;
+    let mut rows = Vec::new();
+    for _ in 0..rounds {
+        for extra in [Extra::Nothing, Extra::Recording] {
+            rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, false, extra).await?);
+        }
+    }
+    Ok(rows)
+}
+
 /// Scenario `share`: a room of `n` without and with a shared screen,
 /// `rounds` times interleaved: what a share costs the server (its decoder,
 /// its tile in the compositor, the presentation layout).
@@ -442,8 +498,9 @@ async fn share_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, w
     let cpus = cpus() as f64;
     let mut rows = Vec::new();
     for _ in 0..rounds {
-        for share in [None, Some(SHARED_SCREEN)] {
-            rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, false, share).await?);
+        let (pattern, w, h) = SHARED_SCREEN;
+        for extra in [Extra::Nothing, Extra::Share(pattern, w, h)] {
+            rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, false, extra).await?);
         }
     }
     Ok(rows)
@@ -494,7 +551,7 @@ async fn tls_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, win
     let mut rows = Vec::new();
     for round in 0..rounds {
         for tls in [false, true] {
-            let r = capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, tls.then_some(&files), false, None).await?;
+            let r = capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, tls.then_some(&files), false, Extra::Nothing).await?;
             rows.push(TlsRow { tls, round, participants: n, server_cpu_pct_of_machine: r.server_cpu_pct_of_machine, observer_fps: r.observer_fps });
         }
     }
@@ -698,7 +755,7 @@ async fn mixed_codecs(o: &BenchOptions, sizes: &[usize], rounds: usize, warm: Du
     for &n in sizes {
         for _ in 0..rounds {
             for h264 in [false, true] {
-                rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, h264, None).await?);
+                rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, h264, Extra::Nothing).await?);
             }
         }
     }
@@ -1198,6 +1255,19 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         let n = r.share.first().map(|c| c.participants).unwrap_or(0);
         s += &format!("\n{n} participants: without a share **{off:.1} %**, with one **{on:.1} %** of a core (median); the share costs **{:+.1} points** (ratio {:.2}).\n", on - off, on / off.max(0.01));
     }
+    if !r.recording.is_empty() {
+        s += "\n## Recording a room\n\n`./scripts/bench --scenario recording`: a room with tile-sized inputs, then the same room recorded (`POST /api/rooms/{room}/recordings`: the top rung's VP8 and the viewers' full-mix Opus muxed into WebM, no encoder of its own), alternating in one run, medians. The observer receives the high rung, so that rung runs in both.\n\n| participants | recording | server CPU (% of a core) | server CPU (% of machine) | load CPU (% of machine) | RSS MiB | observer fps (decoded) |\n|---|---|---|---|---|---|---|\n";
+        for c in &r.recording {
+            s += &format!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |\n",
+                c.participants, if c.recording { "yes" } else { "no" }, c.server_cpu_pct_of_core, c.server_cpu_pct_of_machine, c.load_cpu_pct_of_machine, c.rss_mib, c.observer_fps
+            );
+        }
+        let med = |on: bool| median(r.recording.iter().filter(|c| c.recording == on).map(|c| c.server_cpu_pct_of_core).collect());
+        let (off, on) = (med(false), med(true));
+        let n = r.recording.first().map(|c| c.participants).unwrap_or(0);
+        s += &format!("\n{n} participants: without a recording **{off:.1} %**, with one **{on:.1} %** of a core (median); the recording costs **{:+.1} points** (ratio {:.2}).\n", on - off, on / off.max(0.01));
+    }
     if !r.viewers.is_empty() {
         s += "\n## Viewers\n\nReceive-only viewers (bots counting frames, not decoding) on a room of 4 participants. The viewer bots run in the bench process on the same 2 cores; a row where server + load exceed 90 % of the machine is saturated and not used for the per-viewer cost.\n\n| viewers | server CPU (% of machine) | load CPU (% of machine) | slowest viewer fps |\n|---|---|---|---|\n";
         for v in &r.viewers {
@@ -1302,6 +1372,7 @@ impl Default for Report {
             codecs: Vec::new(),
             mixed_codecs: Vec::new(),
             share: Vec::new(),
+            recording: Vec::new(),
             bandwidth: Vec::new(),
             tls: Vec::new(),
             reruns: Vec::new(),
@@ -1357,6 +1428,9 @@ impl Report {
         }
         if !ran("share") {
             self.share = old.share;
+        }
+        if !ran("recording") {
+            self.recording = old.recording;
         }
         if !ran("raw") {
             self.raw = old.raw;
@@ -1607,7 +1681,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
 }
 
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 12] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "mesh", "tls", "soak"];
+pub const SCENARIOS: [&str; 13] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "recording", "mesh", "tls", "soak"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -1639,6 +1713,8 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let mixed_codecs = if want("mixed-codecs") { mixed_codecs(&o, &mixed_sizes, if o.quick { 1 } else { 2 }, warm, window).await? } else { Vec::new() };
     let share_size = o.participants.first().copied().unwrap_or(4);
     let share = if want("share") { share_cost(&o, share_size, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
+    let recording_size = o.participants.first().copied().unwrap_or(if o.quick { 4 } else { 9 });
+    let recording = if want("recording") { recording_cost(&o, recording_size, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
     let mesh_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![2, 4, 6, 9] };
     let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
     let tls_size = o.participants.first().copied().unwrap_or(if o.quick { 2 } else { 9 });
@@ -1665,6 +1741,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         codecs,
         mixed_codecs,
         share,
+        recording,
         bandwidth,
         tls,
         reruns: Vec::new(),

@@ -194,6 +194,8 @@ struct BotState {
     removed: Option<String>,
     /// The last `muted` from the server.
     server_muted: Option<bool>,
+    /// The last `recording` from the server.
+    recording: Option<bool>,
 }
 
 
@@ -401,6 +403,11 @@ impl Bot {
     /// The last `muted` the server sent (an operator's mute of this bot).
     pub fn server_muted(&self) -> Option<bool> {
         self.state.lock().server_muted
+    }
+
+    /// What the last `recording` said (None: never told).
+    pub fn recording(&self) -> Option<bool> {
+        self.state.lock().recording
     }
 
     /// Has the server closed the signaling connection?
@@ -666,6 +673,7 @@ async fn run(
                     }
                     ServerMessage::Removed { reason } => state.lock().removed = Some(reason),
                     ServerMessage::Muted { audio } => state.lock().server_muted = Some(audio),
+                    ServerMessage::Recording { active } => state.lock().recording = Some(active),
                 }
             }
             ev = ev_rx.recv() => {
