@@ -87,8 +87,8 @@ fn pixel(f: &(u32, u32, Vec<u8>), x: u32, y: u32) -> [u8; 3] {
     for dy in 0..5 {
         for dx in 0..5 {
             let i = (((y + dy - 2) * f.0 + (x + dx - 2)) * 3) as usize;
-            for c in 0..3 {
-                sum[c] += f.2[i + c] as u32;
+            for (c, total) in sum.iter_mut().enumerate() {
+                *total += f.2[i + c] as u32;
             }
         }
     }
