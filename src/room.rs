@@ -265,7 +265,7 @@ pub enum RoomError {
     SharingOff,
     #[error("no participant `{0}` in this room has that share key")]
     ShareKey(String),
-    #[error("{by} is sharing a screen; this room shows {max} share(s) at once")]
+    #[error("a screen is already shared ({by}); this room shows {max} share(s) at once")]
     ShareBusy { by: String, max: usize },
     #[error("the server is draining for a restart: it takes no new joins (try again, or another server)")]
     Draining,
@@ -403,6 +403,13 @@ struct Members {
     /// The last messages, oldest first, for late joiners.
     chat: std::collections::VecDeque<ChatEntry>,
     chat_seq: u64,
+}
+
+impl Members {
+    /// Every member's event channel: participants, viewers and shares.
+    fn every_member(&self) -> impl Iterator<Item = &EventSender> {
+        self.list.iter().map(|p| &p.events).chain(self.viewers.iter().map(|(_, e)| e)).chain(self.shares.iter().map(|s| &s.events))
+    }
 }
 
 /// A participant or viewer as the chat knows it.
@@ -869,7 +876,7 @@ impl Hub {
         let mut n = 0;
         for r in rooms {
             let m = r.members.lock();
-            for e in m.list.iter().map(|p| &p.events).chain(m.viewers.iter().map(|(_, e)| e)).chain(m.shares.iter().map(|s| &s.events)) {
+            for e in m.every_member() {
                 let _ = e.try_send(ParticipantEvent::Close(ProtocolError::new(ErrorCode::ServerDraining, "the server is restarting: join again")));
                 n += 1;
             }
@@ -961,11 +968,12 @@ impl Hub {
     pub fn close_room(&self, room: &str, reason: &str) -> Result<usize, RoomError> {
         let r = self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?;
         let m = r.members.lock();
-        let all: Vec<&EventSender> = m.list.iter().map(|p| &p.events).chain(m.viewers.iter().map(|(_, e)| e)).chain(m.shares.iter().map(|s| &s.events)).collect();
-        for e in &all {
+        let mut n = 0;
+        for e in m.every_member() {
             let _ = e.try_send(ParticipantEvent::Removed(reason.to_string()));
+            n += 1;
         }
-        Ok(all.len())
+        Ok(n)
     }
 
     /// Mute (or unmute) participant `id`'s microphone in the mix, as an

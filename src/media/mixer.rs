@@ -375,27 +375,24 @@ impl RoomMixer {
         events: EventSender,
         choice: Choice,
     ) -> Arc<Receiver> {
-        {
-            let mut w = self.viewer_audio.write();
-            let mut v: Vec<ViewerAudio> = w.iter().cloned().collect();
-            v.push(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone(), recording: false });
-            self.viewers_on.store(true, Ordering::SeqCst);
-            *w = Arc::new(v);
-        }
+        self.add_whole_mix(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone(), recording: false });
         self.delivery.add(id, vp8_out, ready, events, choice)
     }
 
     /// A recording: received like a viewer (the top rung's frames and the
     /// whole mix), not counted as one.
     pub fn add_recorder(&self, id: &str, vp8_out: gst_app::AppSrc, opus_out: gst_app::AppSrc, ready: Arc<AtomicBool>, events: EventSender, choice: Choice) -> Arc<Receiver> {
-        {
-            let mut w = self.viewer_audio.write();
-            let mut v: Vec<ViewerAudio> = w.iter().cloned().collect();
-            v.push(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone(), recording: true });
-            self.viewers_on.store(true, Ordering::SeqCst);
-            *w = Arc::new(v);
-        }
+        self.add_whole_mix(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone(), recording: true });
         self.delivery.add(id, vp8_out, ready, events, choice)
+    }
+
+    /// One more receiver of the whole mix (encoded once, shared).
+    fn add_whole_mix(&self, a: ViewerAudio) {
+        let mut w = self.viewer_audio.write();
+        let mut v: Vec<ViewerAudio> = w.iter().cloned().collect();
+        v.push(a);
+        self.viewers_on.store(true, Ordering::SeqCst);
+        *w = Arc::new(v);
     }
 
     pub fn viewer_count(&self) -> usize {
@@ -459,32 +456,11 @@ impl RoomMixer {
         events: EventSender,
         choice: Choice,
     ) -> Result<InputHandles> {
-        let video = self.new_input(&format!("in-{id}"))?;
-        let frame = match self.new_input(&format!("frame-{id}")) {
-            Ok(f) => f,
-            Err(e) => {
-                self.drop_input(&video);
-                return Err(e);
-            }
-        };
-        let room_in = video.appsrc.clone();
-        let flags = Arc::new(InputFlags::default());
+        let (room_in, flags) = self.add_input(id, tile_el)?;
         let audio = self.audio.add(id, audio_out, ready.clone());
-        self.inputs.lock().insert(
-            id.to_string(),
-            VideoInput {
-                video,
-                frame,
-                frame_drawn: None,
-                tile_el,
-                inner: None,
-                crop: None,
-                label_text: None,
-                flags: flags.clone(),
-                card: None,
-                audio: Some(audio.clone()),
-            },
-        );
+        if let Some(input) = self.inputs.lock().get_mut(id) {
+            input.audio = Some(audio.clone());
+        }
         let receiver = self.delivery.add(id, vp8_out, ready, events, choice);
         Ok(InputHandles { room_in, flags, audio, receiver })
     }
@@ -493,6 +469,12 @@ impl RoomMixer {
     /// new compositor input (hidden until placed). No audio, no receiver.
     /// Returns the compositor appsrc and the input's flags.
     pub fn add_share(&self, id: &str, tile_el: TileElements) -> Result<(gst_app::AppSrc, Arc<InputFlags>)> {
+        self.add_input(id, tile_el)
+    }
+
+    /// A compositor input and its border frame for member `id`, hidden
+    /// until placed, without audio.
+    fn add_input(&self, id: &str, tile_el: TileElements) -> Result<(gst_app::AppSrc, Arc<InputFlags>)> {
         let video = self.new_input(&format!("in-{id}"))?;
         let frame = match self.new_input(&format!("frame-{id}")) {
             Ok(f) => f,

@@ -372,20 +372,26 @@ impl ParticipantPipeline {
     /// Incoming streams: the decoder for what arrived, into the tile
     /// (video) or the mix-minus (audio); anything else is dropped.
     fn connect_incoming(&self) {
-        let id = self.id.clone();
-        let activity = self.activity.clone();
-        self.peer.on_stream(move |pipeline, pad, stream| {
-            let a = activity.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
-                a.heard(std::time::Instant::now());
-                gst::PadProbeReturn::Ok
-            });
-            match link_incoming(pipeline, pad, stream) {
-                Ok(()) => tracing::debug!(participant = %id, "incoming {}", stream.describe()),
-                Err(e) => tracing::warn!(participant = %id, "incoming {} not used: {e:#}", stream.describe()),
-            }
-        });
+        connect_incoming(&self.peer, &self.id, &self.activity);
     }
+}
+
+/// What arrives on `peer` (member `id`): each packet counts as heard in
+/// `activity`; each stream is decoded into the pipeline's video or audio
+/// converter, or dropped when there is none for it.
+pub(super) fn connect_incoming(peer: &Peer, id: &str, activity: &Arc<Activity>) {
+    let (id, activity) = (id.to_string(), activity.clone());
+    peer.on_stream(move |pipeline, pad, stream| {
+        let a = activity.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
+            a.heard(std::time::Instant::now());
+            gst::PadProbeReturn::Ok
+        });
+        match link_incoming(pipeline, pad, stream) {
+            Ok(()) => tracing::debug!(member = %id, "incoming {}", stream.describe()),
+            Err(e) => tracing::warn!(member = %id, "incoming {} not used: {e:#}", stream.describe()),
+        }
+    });
 }
 
 /// What the participant's webrtcbin reports, as room media events; a

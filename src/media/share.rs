@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use gst::prelude::*;
 
 use super::mixer::{tile_caps, RoomMixer, TileElements};
-use super::participant::{accept_every_offered_codec, drop_unwanted_rtp, link_incoming, on_peer_event, Activity};
+use super::participant::{accept_every_offered_codec, connect_incoming, drop_unwanted_rtp, on_peer_event, Activity};
 use super::webrtc::{element, Peer};
 use super::{offered_video_caps, opus_rtp_caps, shutdown_pipeline, unstamped};
 use crate::room::{EventSender, ParticipantMedia};
@@ -82,18 +82,9 @@ impl SharePipeline {
                 })
                 .build(),
         );
-        let (share_id, activity) = (p.id.clone(), p.activity.clone());
-        p.peer.on_stream(move |pipeline, pad, stream| {
-            let a = activity.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
-                a.heard(std::time::Instant::now());
-                gst::PadProbeReturn::Ok
-            });
-            match link_incoming(pipeline, pad, stream) {
-                Ok(()) => tracing::debug!(share = %share_id, "incoming {}", stream.describe()),
-                Err(e) => tracing::debug!(share = %share_id, "incoming {} not used: {e:#}", stream.describe()),
-            }
-        });
+        // Audio is inactive in the offer; any that came would find no
+        // converter and be dropped.
+        connect_incoming(&p.peer, &p.id, &p.activity);
         p.peer.play(std::time::Duration::from_secs(2))?;
         p.peer.offer();
         Ok(p)

@@ -215,14 +215,6 @@ fn admin_routes(
     use warp::http::StatusCode;
     use warp::Reply;
     let json = |v: serde_json::Value| warp::reply::json(&v).into_response();
-    let room_error = |e: crate::room::RoomError| {
-        let p = e.to_protocol();
-        let status = match p.code {
-            ErrorCode::UnknownRoom | ErrorCode::UnknownParticipant | ErrorCode::UnknownRecording => StatusCode::NOT_FOUND,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        refused(status, p.code, p.message)
-    };
     let list = warp::path!("api" / "rooms")
         .and(warp::get())
         .and(with_hub.clone())
@@ -281,16 +273,8 @@ fn admin_routes(
         .and(with_hub.clone())
         .and(with_secret.clone())
         .and(token())
-        .and_then(move |room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| async move {
-            let reply = match auth_check(&secret, token, &room) {
-                Some(refusal) => refusal,
-                None => match tokio::task::spawn_blocking(move || hub.start_recording(&room)).await {
-                    Ok(Ok(info)) => warp::reply::with_status(warp::reply::json(&info), StatusCode::CREATED).into_response(),
-                    Ok(Err(e)) => room_error(e),
-                    Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string()),
-                },
-            };
-            Ok::<_, warp::Rejection>(reply)
+        .and_then(|room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            blocking_api(secret, token, room, StatusCode::CREATED, move |room| hub.start_recording(room))
         });
     let list_rec = warp::path!("api" / "rooms" / String / "recordings")
         .and(warp::get())
@@ -305,16 +289,8 @@ fn admin_routes(
         .and(with_hub.clone())
         .and(with_secret.clone())
         .and(token())
-        .and_then(move |room: String, id: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| async move {
-            let reply = match auth_check(&secret, token, &room) {
-                Some(refusal) => refusal,
-                None => match tokio::task::spawn_blocking(move || hub.stop_recording(&room, &id)).await {
-                    Ok(Ok(info)) => warp::reply::json(&info).into_response(),
-                    Ok(Err(e)) => room_error(e),
-                    Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string()),
-                },
-            };
-            Ok::<_, warp::Rejection>(reply)
+        .and_then(|room: String, id: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            blocking_api(secret, token, room, StatusCode::OK, move |room| hub.stop_recording(room, &id))
         });
     let drain = warp::path!("api" / "drain")
         .and(warp::post())
@@ -330,15 +306,40 @@ fn admin_routes(
     list.or(one).unify().or(close).unify().or(remove).unify().or(mute).unify().or(start_rec).unify().or(list_rec).unify().or(stop_rec).unify().or(drain).unify()
 }
 
-/// None when the request may act on `room` (auth off, or an admin token
-/// for it); the refusal otherwise.
-fn auth_check(secret: &AuthSecret, token: Option<String>, room: &str) -> Option<warp::reply::Response> {
+/// A room error of the admin API: 404 for what does not exist, 422 else.
+fn room_error(e: crate::room::RoomError) -> warp::reply::Response {
+    let p = e.to_protocol();
+    let status = match p.code {
+        ErrorCode::UnknownRoom | ErrorCode::UnknownParticipant | ErrorCode::UnknownRecording => warp::http::StatusCode::NOT_FOUND,
+        _ => warp::http::StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    refused(status, p.code, p.message)
+}
+
+/// An admin request on `room` whose work blocks (GStreamer state changes):
+/// checked like [`authorized`], then `work` runs off the async workers and
+/// its result is the JSON answer (with `status`) or a room error.
+async fn blocking_api<T: serde::Serialize + Send + 'static>(
+    secret: AuthSecret,
+    token: Option<String>,
+    room: String,
+    status: warp::http::StatusCode,
+    work: impl FnOnce(&str) -> Result<T, crate::room::RoomError> + Send + 'static,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    use warp::Reply;
     let mut allowed = false;
-    let refusal = authorized(secret, token, room, || {
+    let refusal = authorized(&secret, token, &room, || {
         allowed = true;
         warp::reply::Response::default()
     });
-    (!allowed).then_some(refusal)
+    if !allowed {
+        return Ok(refusal);
+    }
+    Ok(match tokio::task::spawn_blocking(move || work(&room)).await {
+        Ok(Ok(v)) => warp::reply::with_status(warp::reply::json(&v), status).into_response(),
+        Ok(Err(e)) => room_error(e),
+        Err(e) => refused(warp::http::StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string()),
+    })
 }
 
 fn api_error(status: warp::http::StatusCode, code: ErrorCode, message: String) -> warp::reply::WithStatus<warp::reply::Json> {

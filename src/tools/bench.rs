@@ -1243,30 +1243,24 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         }
     }
     if !r.share.is_empty() {
-        s += "\n## A shared screen\n\n`./scripts/bench --scenario share`: a room with tile-sized inputs, then the same room with one load bot also sharing a screen (a second connection sending a SMPTE pattern pre-encoded at the 1024x576 its `send_size` asks for, 15 fps), so the room is in the presentation layout; alternating in one run, medians. The observer receives the high rung. The share adds a decoder, a large tile and nothing else: the rung encoders are the same.\n\n| participants | sharing | server CPU (% of a core) | server CPU (% of machine) | load CPU (% of machine) | RSS MiB | observer fps (decoded) |\n|---|---|---|---|---|---|---|\n";
-        for c in &r.share {
-            s += &format!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |\n",
-                c.participants, if c.sharing { "yes" } else { "no" }, c.server_cpu_pct_of_core, c.server_cpu_pct_of_machine, c.load_cpu_pct_of_machine, c.rss_mib, c.observer_fps
-            );
-        }
-        let med = |sharing: bool| median(r.share.iter().filter(|c| c.sharing == sharing).map(|c| c.server_cpu_pct_of_core).collect());
-        let (off, on) = (med(false), med(true));
-        let n = r.share.first().map(|c| c.participants).unwrap_or(0);
-        s += &format!("\n{n} participants: without a share **{off:.1} %**, with one **{on:.1} %** of a core (median); the share costs **{:+.1} points** (ratio {:.2}).\n", on - off, on / off.max(0.01));
+        with_and_without(
+            &mut s,
+            "A shared screen",
+            "`./scripts/bench --scenario share`: a room with tile-sized inputs, then the same room with one load bot also sharing a screen (a second connection sending a SMPTE pattern pre-encoded at the 1024x576 its `send_size` asks for, 15 fps), so the room is in the presentation layout; alternating in one run, medians. The observer receives the high rung. The share adds a decoder, a large tile and nothing else: the rung encoders are the same.",
+            ("sharing", "a share"),
+            &r.share,
+            |c| c.sharing,
+        );
     }
     if !r.recording.is_empty() {
-        s += "\n## Recording a room\n\n`./scripts/bench --scenario recording`: a room with tile-sized inputs, then the same room recorded (`POST /api/rooms/{room}/recordings`: the top rung's VP8 and the viewers' full-mix Opus muxed into WebM, no encoder of its own), alternating in one run, medians. The observer receives the high rung, so that rung runs in both.\n\n| participants | recording | server CPU (% of a core) | server CPU (% of machine) | load CPU (% of machine) | RSS MiB | observer fps (decoded) |\n|---|---|---|---|---|---|---|\n";
-        for c in &r.recording {
-            s += &format!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |\n",
-                c.participants, if c.recording { "yes" } else { "no" }, c.server_cpu_pct_of_core, c.server_cpu_pct_of_machine, c.load_cpu_pct_of_machine, c.rss_mib, c.observer_fps
-            );
-        }
-        let med = |on: bool| median(r.recording.iter().filter(|c| c.recording == on).map(|c| c.server_cpu_pct_of_core).collect());
-        let (off, on) = (med(false), med(true));
-        let n = r.recording.first().map(|c| c.participants).unwrap_or(0);
-        s += &format!("\n{n} participants: without a recording **{off:.1} %**, with one **{on:.1} %** of a core (median); the recording costs **{:+.1} points** (ratio {:.2}).\n", on - off, on / off.max(0.01));
+        with_and_without(
+            &mut s,
+            "Recording a room",
+            "`./scripts/bench --scenario recording`: a room with tile-sized inputs, then the same room recorded (`POST /api/rooms/{room}/recordings`: the top rung's VP8 and the viewers' full-mix Opus muxed into WebM, no encoder of its own), alternating in one run, medians. The observer receives the high rung, so that rung runs in both.",
+            ("recording", "a recording"),
+            &r.recording,
+            |c| c.recording,
+        );
     }
     if !r.viewers.is_empty() {
         s += "\n## Viewers\n\nReceive-only viewers (bots counting frames, not decoding) on a room of 4 participants. The viewer bots run in the bench process on the same 2 cores; a row where server + load exceed 90 % of the machine is saturated and not used for the per-viewer cost.\n\n| viewers | server CPU (% of machine) | load CPU (% of machine) | slowest viewer fps |\n|---|---|---|---|\n";
@@ -1355,6 +1349,22 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         }
     }
     s
+}
+
+/// A "## `heading`" section: the rows of a room without and with
+/// something (`on`), side by side, and the medians' difference.
+fn with_and_without(s: &mut String, heading: &str, intro: &str, (column, thing): (&str, &str), rows: &[CapacityRow], on: fn(&CapacityRow) -> bool) {
+    *s += &format!("\n## {heading}\n\n{intro}\n\n| participants | {column} | server CPU (% of a core) | server CPU (% of machine) | load CPU (% of machine) | RSS MiB | observer fps (decoded) |\n|---|---|---|---|---|---|---|\n");
+    for c in rows {
+        *s += &format!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |\n",
+            c.participants, if on(c) { "yes" } else { "no" }, c.server_cpu_pct_of_core, c.server_cpu_pct_of_machine, c.load_cpu_pct_of_machine, c.rss_mib, c.observer_fps
+        );
+    }
+    let med = |with: bool| median(rows.iter().filter(|c| on(c) == with).map(|c| c.server_cpu_pct_of_core).collect());
+    let (off, with) = (med(false), med(true));
+    let n = rows.first().map(|c| c.participants).unwrap_or(0);
+    *s += &format!("\n{n} participants: without {thing} **{off:.1} %**, with one **{with:.1} %** of a core (median); {thing} costs **{:+.1} points** (ratio {:.2}).\n", with - off, with / off.max(0.01));
 }
 
 impl Default for Report {
