@@ -109,6 +109,16 @@ impl TileElements {
     /// that changed resolution mid-call (a browser adapting to CPU or
     /// bandwidth, a camera switched) was refused (`not-negotiated`: the
     /// caps query still used the cut of the old size) and removed.
+    /// The tile chain of a member's pipeline described with [`TILE_CHAIN`],
+    /// at a first size of 320x180 until the layout places it.
+    pub fn in_pipeline(pipeline: &gst::Pipeline) -> Result<TileElements> {
+        let by = |n: &str| pipeline.by_name(n).with_context(|| format!("{n} missing"));
+        let caps = by("tilecaps")?;
+        caps.set_property("caps", tile_caps(320, 180));
+        let entry = by("vconv")?.static_pad("sink").context("vconv has no sink pad")?;
+        Ok(TileElements::new(caps, by("crop")?, by("label")?, &entry))
+    }
+
     pub fn new(caps: gst::Element, crop: gst::Element, label: gst::Element, entry: &gst::Pad) -> TileElements {
         let pending = Arc::new(Mutex::new(TileChange::default()));
         let (p, c, r) = (Arc::downgrade(&pending), caps.downgrade(), crop.downgrade());
@@ -649,6 +659,16 @@ fn place(pad: &gst::Pad, r: Rect, zorder: u32, alpha: f64) {
 
 /// The label overlay of a tile (bottom left, on a shaded band), as the
 /// participant pipeline and the layout preview both build it.
+/// The decoded video's way into its tile, in a member's pipeline
+/// (gst-launch syntax): crop or letterbox to the tile, label, hand over at
+/// `vsink`. [`TileElements::in_pipeline`] finds its elements.
+pub fn tile_chain() -> String {
+    format!(
+        "videoconvert name=vconv ! videocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
+         ! {LABEL_OVERLAY} name=label ! appsink name=vsink sync=false async=false max-buffers=2 drop=true"
+    )
+}
+
 pub const LABEL_OVERLAY: &str = "textoverlay valignment=bottom halignment=left wrap-mode=wordchar shaded-background=true auto-resize=false xpad=8 ypad=6";
 
 /// Font size of a tile's label: a twelfth of the tile's height.

@@ -29,7 +29,7 @@ use gst_rtp::prelude::*;
 
 use super::audio::audio_caps;
 use super::delivery::{LinkStats, Receiver};
-use super::mixer::{tile_caps, InputHandles, RoomMixer, TileElements};
+use super::mixer::{InputHandles, RoomMixer, TileElements};
 use crate::ladder::{Choice, PADDING_PACKET_BYTES, RTP_HEADER_BYTES};
 use crate::protocol::Role;
 use crate::room::JoinOptions;
@@ -103,13 +103,11 @@ impl ParticipantPipeline {
             format!(
                 "appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 \
                  ! opusenc bitrate={ab} complexity={cx} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
-                 videoconvert name=vconv ! videocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
-                 ! {label} name=label \
-                 ! appsink name=vsink sync=false async=false max-buffers=2 drop=true \
+                 {tile} \
                  audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false async=false",
                 ab = cfg.audio_bitrate,
                 cx = cfg.audio_complexity,
-                label = super::mixer::LABEL_OVERLAY,
+                tile = super::mixer::tile_chain(),
             )
         };
         let desc = format!(
@@ -161,11 +159,8 @@ impl ParticipantPipeline {
             (mixer.add_viewer(id, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice), None)
         } else {
             asrc.set_caps(Some(&audio_caps()));
-            let tilecaps = by("tilecaps")?;
-            tilecaps.set_property("caps", tile_caps(320, 180));
             by("amixcaps")?.set_property("caps", audio_caps());
-            let entry = by("vconv")?.static_pad("sink").context("vconv has no sink pad")?;
-            let tile_el = TileElements::new(tilecaps, by("crop")?, by("label")?, &entry);
+            let tile_el = TileElements::in_pipeline(&pipeline)?;
             let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice)?;
             (handles.receiver.clone(), Some(handles))
         };

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use gst::prelude::*;
 
-use super::mixer::{tile_caps, RoomMixer, TileElements};
+use super::mixer::{RoomMixer, TileElements};
 use super::participant::{accept_every_offered_codec, connect_incoming, drop_unwanted_rtp, on_peer_event, Activity};
 use super::webrtc::{element, Peer};
 use super::{offered_video_caps, opus_rtp_caps, shutdown_pipeline, unstamped};
@@ -36,11 +36,9 @@ impl SharePipeline {
     pub fn new(id: &str, mixer: Arc<RoomMixer>, events: EventSender) -> Result<SharePipeline> {
         let cfg = mixer.config().clone();
         let desc = format!(
-            "webrtcbin name=webrtc bundle-policy=max-bundle latency={jb} \
-             videoconvert name=vconv ! videocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps \
-             ! {label} name=label ! appsink name=vsink sync=false async=false max-buffers=2 drop=true",
+            "webrtcbin name=webrtc bundle-policy=max-bundle latency={jb} {tile}",
             jb = cfg.jitterbuffer_ms,
-            label = super::mixer::LABEL_OVERLAY,
+            tile = super::mixer::tile_chain(),
         );
         let pipeline = gst::parse::launch(&desc)
             .context("share pipeline does not parse")?
@@ -56,11 +54,7 @@ impl SharePipeline {
         for (dir, caps) in [(Dir::Inactive, opus_rtp_caps()), (Dir::Recvonly, offered_video_caps())] {
             let _: gst_webrtc::WebRTCRTPTransceiver = webrtcbin.emit_by_name("add-transceiver", &[&dir, &caps]);
         }
-        let by = |n: &str| pipeline.by_name(n).with_context(|| format!("{n} missing"));
-        let tilecaps = by("tilecaps")?;
-        tilecaps.set_property("caps", tile_caps(320, 180));
-        let entry = by("vconv")?.static_pad("sink").context("vconv has no sink pad")?;
-        let tile_el = TileElements::new(tilecaps, by("crop")?, by("label")?, &entry);
+        let tile_el = TileElements::in_pipeline(&pipeline)?;
         let (room_in, flags) = mixer.add_share(id, tile_el)?;
         let p = SharePipeline { id: id.to_string(), activity: Activity::new(true), pipeline: pipeline.clone(), peer, mixer: mixer.clone() };
         // From here on, an early return drops `p`, which takes the input
