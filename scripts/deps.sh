@@ -22,7 +22,9 @@ if [[ "${1:-}" == "--browser" ]]; then
   # coturn: the TURN server of the relay tests (Debian's, as users run it).
   # firefox-esr: the browser tests run in Firefox too; pulseaudio (with
   # pactl from pulseaudio-utils) is the audio server headless Firefox needs.
-  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 python3 python3-venv coturn)
+  # nginx with its RTMP module: the RTMP server the live-stream tests publish
+  # to (started by the tests on a loopback port; the system service is not).
+  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 python3 python3-venv coturn nginx libnginx-mod-rtmp)
   # Node.js runs the browser tests; the machine's own node is used if present.
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi
@@ -43,7 +45,18 @@ if ((${#missing[@]})); then
     fi
   fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Installing a server (nginx, coturn) must not start it as a system
+  # service: the tests start their own. policy-rc.d says no to that, for
+  # this install only (and only where there is no policy of the machine's).
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && own_policy=1
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || rc=$?
+  if [[ -n $own_policy ]]; then $SUDO rm -f "$policy"; fi
+  if ((rc)); then exit "$rc"; fi
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -106,6 +106,10 @@ pub struct RoomsSection {
     /// Record every room from when it opens until it closes. [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub record_all: Option<bool>,
+    /// Folder HLS live streams are written to, one subfolder per stream
+    /// name, served at `/hls/<name>/index.m3u8`. [default: ./hls]
+    #[arg(long)]
+    pub hls_dir: Option<PathBuf>,
 }
 
 /// `[limits]`: what one client may take, and when a silent one is gone.
@@ -346,6 +350,7 @@ pub struct Rooms {
     pub share_fps: u32,
     pub recordings_dir: PathBuf,
     pub record_all: bool,
+    pub hls_dir: PathBuf,
 }
 
 impl Default for Rooms {
@@ -522,6 +527,7 @@ impl Settings {
                 share_fps: or(a.rooms.share_fps, b.rooms.share_fps),
                 recordings_dir: or(a.rooms.recordings_dir, b.rooms.recordings_dir),
                 record_all: or(a.rooms.record_all, b.rooms.record_all),
+                hls_dir: or(a.rooms.hls_dir, b.rooms.hls_dir),
             },
             limits: LimitsSection {
                 connections_per_ip: or(a.limits.connections_per_ip, b.limits.connections_per_ip),
@@ -658,6 +664,7 @@ impl Settings {
                 share_fps,
                 recordings_dir: self.rooms.recordings_dir.unwrap_or_else(|| PathBuf::from("recordings")),
                 record_all: self.rooms.record_all.unwrap_or(false),
+                hls_dir: self.rooms.hls_dir.unwrap_or_else(|| PathBuf::from("hls")),
             },
             limits,
             network: Network {

@@ -220,6 +220,14 @@ struct RawShare {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawStream {
+    aac_encoder: Option<Spanned<String>>,
+    hls_segment_s: Option<Spanned<i64>>,
+    hls_playlist_length: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawMixer {
     #[serde(default)]
     canvas: RawCanvas,
@@ -237,6 +245,8 @@ struct RawMixer {
     overlay: RawOverlay,
     #[serde(default)]
     share: RawShare,
+    #[serde(default)]
+    stream: RawStream,
 }
 
 // ---------- validated model ----------
@@ -322,6 +332,29 @@ pub struct MixerSettings {
     pub font: String,
     /// `[share]`: the rung that carries the shared screen alone.
     pub share_focus: ShareFocus,
+    /// `[stream]`: live streams (RTMP, HLS).
+    pub stream: StreamSettings,
+}
+
+/// Live streams (RTMP and HLS) reuse the top rung's H.264 and the full
+/// mix; what is theirs alone is the AAC encoder and the HLS segmenting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// gst-launch fragment: raw audio (48 kHz) in, AAC out.
+    pub aac_encoder: String,
+    /// HLS segment length, seconds (a keyframe is asked for at each cut).
+    pub hls_segment_s: u32,
+    /// Segments listed in the live playlist (older files are deleted).
+    pub hls_playlist_length: u32,
+}
+
+/// AAC for RTMP and HLS: Debian's voaacenc (plugins-bad); avenc_aac works too.
+pub const DEFAULT_AAC_ENCODER: &str = "voaacenc bitrate=128000";
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings { aac_encoder: DEFAULT_AAC_ENCODER.into(), hls_segment_s: 4, hls_playlist_length: 6 }
+    }
 }
 
 /// While someone shares, one rung of the ladder (the lowest by default)
@@ -367,6 +400,7 @@ impl Default for MixerSettings {
             names: true,
             font: "Sans Bold".into(),
             share_focus: ShareFocus::default(),
+            stream: StreamSettings::default(),
         }
     }
 }
@@ -672,6 +706,11 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
             width: c.int(&raw.share.focus_width, "`share.focus_width`", 16, 3840, d.share_focus.width),
             height: c.int(&raw.share.focus_height, "`share.focus_height`", 16, 2160, d.share_focus.height),
             fps: c.int(&raw.share.focus_fps, "`share.focus_fps`", 1, 60, d.share_focus.fps),
+        },
+        stream: StreamSettings {
+            aac_encoder: c.fragment(&raw.stream.aac_encoder, "`stream.aac_encoder`", &d.stream.aac_encoder, check_fragment),
+            hls_segment_s: c.int(&raw.stream.hls_segment_s, "`stream.hls_segment_s`", 1, 60, d.stream.hls_segment_s),
+            hls_playlist_length: c.int(&raw.stream.hls_playlist_length, "`stream.hls_playlist_length`", 2, 100, d.stream.hls_playlist_length),
         },
     };
     let mut s = s;

@@ -85,6 +85,10 @@ pub enum ErrorCode {
     ServerDraining,
     /// (HTTP API) no such recording in the room.
     UnknownRecording,
+    /// (HTTP API) no such live stream in the room.
+    UnknownStream,
+    /// (HTTP API) an HLS stream of that name is running.
+    StreamExists,
 }
 
 impl ErrorCode {
@@ -125,6 +129,8 @@ impl ErrorCode {
             ErrorCode::ShareEnded => "share_ended",
             ErrorCode::ServerDraining => "server_draining",
             ErrorCode::UnknownRecording => "unknown_recording",
+            ErrorCode::UnknownStream => "unknown_stream",
+            ErrorCode::StreamExists => "stream_exists",
         }
     }
 }

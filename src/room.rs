@@ -115,19 +115,80 @@ pub trait RoomMedia: Send + Sync {
     }
     /// Refresh the duration and size of the running recordings.
     fn refresh_recordings(&self) {}
+    /// Start streaming the room live; `info` is kept up to date.
+    fn start_stream(&self, _info: Arc<Mutex<StreamInfo>>) -> anyhow::Result<()> {
+        anyhow::bail!("this media backend does not stream")
+    }
+    /// Stop live stream `id` (blocking, seconds at most).
+    fn stop_stream(&self, _id: &str) -> bool {
+        false
+    }
 }
 
-/// A recording's state (`GET /api/rooms/{room}/recordings`).
+/// The state of a recording or a live stream (`GET /api/rooms/{room}/recordings`,
+/// `…/streams`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RecordingStatus {
-    /// Waiting for the first keyframe.
+pub enum OutputStatus {
+    /// Waiting for the first keyframe (a stream: for its server).
     Starting,
     Active,
-    /// Stopped; the file is being finished.
+    /// Stopped; the file or stream is being finished.
     Ending,
     Complete,
+    /// A recording: for good. A stream: this attempt; it tries again in
+    /// `retry_in_s`.
     Failed,
+}
+
+/// Where a live stream goes (`POST /api/rooms/{room}/streams`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamTarget {
+    /// An RTMP server (`rtmp://host[:port]/app/key`).
+    Rtmp(String),
+    /// HLS written into `[rooms] hls_dir`/<name>, served at `/hls/<name>/index.m3u8`.
+    Hls(String),
+}
+
+/// One live stream of a room.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StreamInfo {
+    pub id: String,
+    pub room: String,
+    pub status: OutputStatus,
+    /// `rtmp`: the URL with its last path segment (the stream key) hidden.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmp: Option<String>,
+    /// `hls`: the playlist's path on this server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub playlist: Option<String>,
+    #[serde(skip)]
+    pub target: StreamTarget,
+    /// HLS: the folder the segments are written to.
+    #[serde(skip)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Connections tried (1 once it runs; more after failures).
+    pub attempts: u32,
+    /// Seconds streamed by the current attempt.
+    pub duration_s: f64,
+    /// Unix time it started.
+    pub started_at: u64,
+    /// While `failed`: seconds until the next attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_s: Option<f64>,
+    /// The last failure (kept after a later attempt succeeds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An RTMP URL with its stream key (the last path segment) hidden, for
+/// listings and logs.
+pub fn redact_rtmp(url: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if i > url.find("://").map(|j| j + 3).unwrap_or(0) && i + 1 < url.len() => format!("{}/***", &url[..i]),
+        _ => url.to_string(),
+    }
 }
 
 /// One recording of a room.
@@ -135,7 +196,7 @@ pub enum RecordingStatus {
 pub struct RecordingInfo {
     pub id: String,
     pub room: String,
-    pub status: RecordingStatus,
+    pub status: OutputStatus,
     pub path: std::path::PathBuf,
     /// Seconds recorded (so far, while running).
     pub duration_s: f64,
@@ -271,6 +332,12 @@ pub enum RoomError {
     Draining,
     #[error("no recording `{0}` in this room")]
     UnknownRecording(String),
+    #[error("no stream `{0}` in this room")]
+    UnknownStream(String),
+    #[error("the HLS stream `{0}` is already running")]
+    StreamExists(String),
+    #[error("{0}")]
+    BadStream(String),
 }
 
 impl RoomError {
@@ -288,6 +355,9 @@ impl RoomError {
             RoomError::ShareBusy { .. } => ProtocolError::new(ErrorCode::ShareBusy, self.to_string()),
             RoomError::Draining => ProtocolError::new(ErrorCode::ServerDraining, self.to_string()),
             RoomError::UnknownRecording(_) => ProtocolError::new(ErrorCode::UnknownRecording, self.to_string()),
+            RoomError::UnknownStream(_) => ProtocolError::new(ErrorCode::UnknownStream, self.to_string()),
+            RoomError::StreamExists(_) => ProtocolError::new(ErrorCode::StreamExists, self.to_string()),
+            RoomError::BadStream(_) => ProtocolError::new(ErrorCode::InvalidField, self.to_string()),
         }
     }
 }
@@ -763,6 +833,8 @@ pub struct Hub {
     drain_wanted: tokio::sync::Notify,
     /// Every recording started, by id (finished ones stay listed).
     recordings: Mutex<BTreeMap<String, Arc<Mutex<RecordingInfo>>>>,
+    /// Every live stream started, by id (finished ones stay listed).
+    streams: Mutex<BTreeMap<String, Arc<Mutex<StreamInfo>>>>,
 }
 
 impl Hub {
@@ -786,6 +858,7 @@ impl Hub {
             draining: std::sync::atomic::AtomicBool::new(false),
             drain_wanted: tokio::sync::Notify::new(),
             recordings: Mutex::new(BTreeMap::new()),
+            streams: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -807,7 +880,7 @@ impl Hub {
         let info = Arc::new(Mutex::new(RecordingInfo {
             id: id.clone(),
             room: r.id.clone(),
-            status: RecordingStatus::Starting,
+            status: OutputStatus::Starting,
             path,
             duration_s: 0.0,
             size_bytes: 0,
@@ -829,7 +902,7 @@ impl Hub {
             r.media.stop_recording(id);
             let still = self.recordings.lock().values().any(|i| {
                 let i = i.lock();
-                i.room == room && matches!(i.status, RecordingStatus::Starting | RecordingStatus::Active)
+                i.room == room && matches!(i.status, OutputStatus::Starting | OutputStatus::Active)
             });
             r.set_recording(still);
         }
@@ -843,6 +916,80 @@ impl Hub {
             r.media.refresh_recordings();
         }
         let mut v: Vec<RecordingInfo> = self.recordings.lock().values().map(|i| i.lock().clone()).filter(|i| i.room == room).collect();
+        v.sort_by_key(|i| (i.started_at, i.id.len(), i.id.clone()));
+        v
+    }
+
+    /// Where HLS streams are written (`[rooms] hls_dir`), served at `/hls/`.
+    pub fn hls_dir(&self) -> &std::path::Path {
+        &self.limits.hls_dir
+    }
+
+    /// Start streaming `room` live to `target`: an RTMP URL, or an HLS
+    /// name (letters, digits, `-`, `_`; one running stream per name).
+    pub fn start_stream(&self, room: &str, target: StreamTarget) -> Result<StreamInfo, RoomError> {
+        let r = self.room(room).ok_or_else(|| RoomError::NoRoom(room.to_string()))?;
+        let (rtmp, playlist, dir) = match &target {
+            StreamTarget::Rtmp(url) => {
+                if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(RoomError::BadStream(format!("`url` must be an rtmp:// or rtmps:// URL without spaces (got {:?})", redact_rtmp(url))));
+                }
+                (Some(redact_rtmp(url)), None, None)
+            }
+            StreamTarget::Hls(name) => {
+                if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    return Err(RoomError::BadStream(format!("`hls` must be 1 to 64 letters, digits, `-` or `_` (got {name:?})")));
+                }
+                let busy = self.streams.lock().values().any(|s| {
+                    let s = s.lock();
+                    s.target == target && !matches!(s.status, OutputStatus::Complete)
+                });
+                if busy {
+                    return Err(RoomError::StreamExists(name.clone()));
+                }
+                let dir = self.limits.hls_dir.join(name);
+                // A new stream of that name starts a new playlist.
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).map_err(|e| RoomError::Media(anyhow::anyhow!("cannot create the HLS folder {}: {e}", dir.display())))?;
+                (None, Some(format!("/hls/{name}/index.m3u8")), Some(dir))
+            }
+        };
+        let id = format!("s{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let info = Arc::new(Mutex::new(StreamInfo {
+            id: id.clone(),
+            room: r.id.clone(),
+            status: OutputStatus::Starting,
+            rtmp,
+            playlist,
+            target,
+            dir,
+            attempts: 0,
+            duration_s: 0.0,
+            started_at: now,
+            retry_in_s: None,
+            error: None,
+        }));
+        r.media.start_stream(info.clone()).map_err(RoomError::Media)?;
+        let snapshot = info.lock().clone();
+        self.streams.lock().insert(id, info);
+        Ok(snapshot)
+    }
+
+    /// Stop live stream `id` of `room` (blocking for up to 5 s: call it
+    /// off the async workers).
+    pub fn stop_stream(&self, room: &str, id: &str) -> Result<StreamInfo, RoomError> {
+        let info = self.streams.lock().get(id).filter(|i| i.lock().room == room).cloned().ok_or_else(|| RoomError::UnknownStream(id.to_string()))?;
+        if let Some(r) = self.room(room) {
+            r.media.stop_stream(id);
+        }
+        let out = info.lock().clone();
+        Ok(out)
+    }
+
+    /// The live streams of `room`, running and finished, oldest first.
+    pub fn streams(&self, room: &str) -> Vec<StreamInfo> {
+        let mut v: Vec<StreamInfo> = self.streams.lock().values().map(|i| i.lock().clone()).filter(|i| i.room == room).collect();
         v.sort_by_key(|i| (i.started_at, i.id.len(), i.id.clone()));
         v
     }

@@ -31,68 +31,13 @@ fn discover(path: &Path) -> (Duration, Vec<String>) {
 
 /// A decoded RGB frame from about `at` into the file, and every audio
 /// sample (mono f32, 48 kHz) of the file.
-fn decode(path: &Path, at: Duration) -> ((u32, u32, Vec<u8>), Vec<f32>) {
+fn decode(path: &Path, at: Duration) -> (Rgb, Vec<f32>) {
     let desc = format!(
         "filesrc location={} ! matroskademux name=d d. ! queue ! vp8dec ! videoconvert ! video/x-raw,format=RGB ! appsink name=v sync=false \
          d. ! queue ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,channels=1,rate=48000 ! appsink name=a sync=false",
         path.display()
     );
-    let p = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
-    let v = p.by_name("v").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    let a = p.by_name("a").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    let frame = std::sync::Arc::new(parking_lot::Mutex::new(None));
-    let samples = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-    {
-        let frame = frame.clone();
-        v.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let b = sample.buffer().unwrap();
-                    let mut f = frame.lock();
-                    if f.is_none() && b.pts().is_some_and(|t| t.nseconds() >= at.as_nanos() as u64) {
-                        let st = sample.caps().unwrap().structure(0).unwrap().to_owned();
-                        let (w, h) = (st.get::<i32>("width").unwrap() as u32, st.get::<i32>("height").unwrap() as u32);
-                        *f = Some((w, h, b.map_readable().unwrap().to_vec()));
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    }
-    {
-        let samples = samples.clone();
-        a.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let m = sample.buffer().unwrap().map_readable().unwrap();
-                    samples.lock().extend(m.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    }
-    p.set_state(gst::State::Playing).unwrap();
-    let msg = p.bus().unwrap().timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos, gst::MessageType::Error]);
-    p.set_state(gst::State::Null).unwrap();
-    assert!(matches!(msg.as_ref().map(|m| m.view()), Some(gst::MessageView::Eos(_))), "decoding {}: {msg:?}", path.display());
-    let f = frame.lock().take().expect("a frame at that time");
-    let s = std::mem::take(&mut *samples.lock());
-    (f, s)
-}
-
-fn pixel(f: &(u32, u32, Vec<u8>), x: u32, y: u32) -> [u8; 3] {
-    let mut sum = [0u32; 3];
-    for dy in 0..5 {
-        for dx in 0..5 {
-            let i = (((y + dy - 2) * f.0 + (x + dx - 2)) * 3) as usize;
-            for (c, total) in sum.iter_mut().enumerate() {
-                *total += f.2[i + c] as u32;
-            }
-        }
-    }
-    sum.map(|s| (s / 25) as u8)
+    decode_av(&desc, at, None, Duration::from_secs(20))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,19 +85,9 @@ async fn recording_keeps_the_room() {
     assert!(duration >= Duration::from_secs(5) && duration <= Duration::from_secs(7), "{duration:?}");
     assert!(streams.contains(&"video/x-vp8".to_string()) && streams.contains(&"audio/x-opus".to_string()), "{streams:?}");
     let (frame, samples) = decode(&path, Duration::from_secs(3));
-    // The 640x360 grid of three: 2x2, in join order.
-    let (w, h) = (frame.0, frame.1);
-    assert_eq!((w, h), (640, 360));
-    for (x, y, want, who) in [(160, 90, 0xff0000, "red"), (480, 90, 0x00ff00, "green"), (160, 270, 0x0000ff, "blue")] {
-        let c = pixel(&frame, x, y);
-        assert!(color_close(c, want, 60), "{who}'s tile shows {c:?}");
-    }
-    let tail = &samples[samples.len().saturating_sub(48_000 * 2)..];
-    let (bin, db) = tessera::tools::bot_media::spectrum_db(tail, 48_000.0);
-    for hz in [440.0, 660.0, 880.0] {
-        let level = tessera::tools::bot_media::level_at(bin, &db, hz, 10.0);
-        assert!(level > -40.0, "{hz} Hz is at {level:.1} dBFS in the recording: the whole mix has every bot");
-    }
+    // The 640x360 grid of three: 2x2, in join order; the whole mix has every bot.
+    assert_three_tiles(&frame, "the recording");
+    assert_tones(&samples, &[440.0, 660.0, 880.0], "the recording (the whole mix has every bot)");
 
     // A bot dropping out does not end a recording; the room closing does.
     let (status, body) = http(addr, "POST", "/api/rooms/rec.1/recordings", "").await;

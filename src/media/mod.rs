@@ -25,6 +25,7 @@ pub mod participant;
 pub mod preview;
 pub mod raw;
 pub mod recording;
+pub mod stream;
 pub mod share;
 pub mod webrtc;
 
@@ -67,6 +68,8 @@ pub struct MediaConfig {
     pub network: crate::config::Network,
     /// The rung that carries a shared screen alone (mixer.toml `[share]`).
     pub share_focus: crate::layouts::ShareFocus,
+    /// Live streams (mixer.toml `[stream]`).
+    pub stream: crate::layouts::StreamSettings,
     /// DTLS certificate of every participant's and viewer's webrtcbin.
     /// None: the process's own, generated at first use (ECDSA P-256).
     pub dtls: Option<dtls::DtlsCertificate>,
@@ -95,6 +98,7 @@ impl MediaConfig {
             audio_bitrate: m.audio_bitrate,
             audio_complexity: m.audio_complexity,
             share_focus: m.share_focus.clone(),
+            stream: m.stream.clone(),
             background: m.background.0,
             network: crate::config::Network::default(),
             dtls: None,
@@ -245,7 +249,7 @@ impl GstMedia {
 
 impl MediaFactory for GstMedia {
     fn create_room(&self, room: &str) -> Result<Arc<dyn RoomMedia>> {
-        Ok(Arc::new(GstRoom { mixer: Arc::new(mixer::RoomMixer::new(room, self.cfg.clone())?), recordings: parking_lot::Mutex::new(Vec::new()) }))
+        Ok(Arc::new(GstRoom { mixer: Arc::new(mixer::RoomMixer::new(room, self.cfg.clone())?), recordings: parking_lot::Mutex::new(Vec::new()), streams: parking_lot::Mutex::new(Vec::new()) }))
     }
 }
 
@@ -253,6 +257,8 @@ struct GstRoom {
     mixer: Arc<mixer::RoomMixer>,
     /// Recordings running (a stopped one is finished and dropped).
     recordings: parking_lot::Mutex<Vec<Arc<recording::Recording>>>,
+    /// Live streams running (a stopped one is dropped).
+    streams: parking_lot::Mutex<Vec<Arc<stream::LiveStream>>>,
 }
 
 impl Drop for GstRoom {
@@ -260,6 +266,9 @@ impl Drop for GstRoom {
     fn drop(&mut self) {
         for r in self.recordings.lock().drain(..) {
             r.stop();
+        }
+        for s in self.streams.lock().drain(..) {
+            s.stop();
         }
     }
 }
@@ -327,6 +336,21 @@ impl RoomMedia for GstRoom {
             }
             None => false,
         }
+    }
+
+    fn start_stream(&self, info: Arc<parking_lot::Mutex<crate::room::StreamInfo>>) -> Result<()> {
+        let s = stream::LiveStream::start(&self.mixer, info)?;
+        self.streams.lock().push(Arc::new(s));
+        Ok(())
+    }
+
+    fn stop_stream(&self, id: &str) -> bool {
+        let s = {
+            let mut list = self.streams.lock();
+            let i = list.iter().position(|s| s.id() == id);
+            i.map(|i| list.remove(i))
+        };
+        s.map(|s| s.stop()).is_some()
     }
 
     fn refresh_recordings(&self) {

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 
 use super::mixer::RoomMixer;
 use crate::ladder::Choice;
-use crate::room::{RecordingInfo, RecordingStatus};
+use crate::room::{RecordingInfo, OutputStatus};
 
 pub struct Recording {
     id: String,
@@ -67,8 +67,8 @@ impl Recording {
             let info = info.clone();
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                 let mut i = info.lock();
-                if i.status == RecordingStatus::Starting {
-                    i.status = RecordingStatus::Active;
+                if i.status == OutputStatus::Starting {
+                    i.status = OutputStatus::Active;
                 }
                 gst::PadProbeReturn::Remove
             });
@@ -78,7 +78,7 @@ impl Recording {
             bus.set_sync_handler(move |_, msg| {
                 if let gst::MessageView::Error(e) = msg.view() {
                     let mut i = info.lock();
-                    i.status = RecordingStatus::Failed;
+                    i.status = OutputStatus::Failed;
                     i.error = Some(format!("{}", e.error()));
                     tracing::error!("recording {}: {} ({:?})", i.id, e.error(), e.debug());
                     return gst::BusSyncReply::Drop;
@@ -107,8 +107,8 @@ impl Recording {
         self.mixer.remove_participant(&self.id);
         {
             let mut i = self.info.lock();
-            if i.status != RecordingStatus::Failed {
-                i.status = RecordingStatus::Ending;
+            if i.status != OutputStatus::Failed {
+                i.status = OutputStatus::Ending;
             }
         }
         for s in &self.sources {
@@ -119,11 +119,11 @@ impl Recording {
         let mut i = self.info.lock();
         i.duration_s = self.started.elapsed().as_secs_f64();
         i.size_bytes = std::fs::metadata(&i.path).map(|m| m.len()).unwrap_or(0);
-        if i.status != RecordingStatus::Failed {
+        if i.status != OutputStatus::Failed {
             if eos.is_some() {
-                i.status = RecordingStatus::Complete;
+                i.status = OutputStatus::Complete;
             } else {
-                i.status = RecordingStatus::Failed;
+                i.status = OutputStatus::Failed;
                 i.error = Some("the muxer did not finish within 5 s".into());
             }
         }

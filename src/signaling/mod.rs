@@ -101,6 +101,7 @@ fn room_json(room: &str, state: Option<impl serde::Serialize>) -> warp::reply::R
 /// Filters: the routes of a server.
 pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     use warp::Reply;
+    let hls_dir = hub.hls_dir().to_path_buf();
     let with_hub = warp::any().map(move || hub.clone());
     let secret = shared.secret.clone();
     let with_secret = warp::any().map(move || secret.clone());
@@ -202,8 +203,27 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
                 .into_response()
         });
     let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
+    let hls = hls_routes(hls_dir);
     let files = warp::fs::dir(web_dir);
-    health.or(ready).or(metrics).or(admin).or(put_layout).or(get_layout).or(get_stats).or(ws).or(index).or(files).with(warp::log("tessera::http"))
+    health.or(ready).or(metrics).or(admin).or(put_layout).or(get_layout).or(get_stats).or(ws).or(hls).or(index).or(files).with(warp::log("tessera::http"))
+}
+
+/// HLS live streams, public like the page: `/hls/<name>/index.m3u8` (never
+/// cached: it changes every segment) and its segments, for any origin.
+fn hls_routes(dir: PathBuf) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    use warp::http::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL};
+    use warp::Reply;
+    warp::path("hls").and(warp::get()).and(warp::fs::dir(dir)).map(|f: warp::filters::fs::File| {
+        let playlist = f.path().extension().is_some_and(|e| e == "m3u8");
+        let mut r = f.into_response();
+        let h = r.headers_mut();
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static(if playlist { "no-cache" } else { "max-age=60" }));
+        if playlist {
+            h.insert(warp::http::header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
+        }
+        r
+    })
 }
 
 /// The admin API (docs/api.md): list rooms, one room, remove a member,
@@ -292,6 +312,36 @@ fn admin_routes(
         .and_then(|room: String, id: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
             blocking_api(secret, token, room, StatusCode::OK, move |room| hub.stop_recording(room, &id))
         });
+    let start_stream = warp::path!("api" / "rooms" / String / "streams")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(4096))
+        .and(warp::body::bytes())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .and_then(|room: String, body: bytes::Bytes, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| async move {
+            let target = match stream_target(&body) {
+                Ok(t) => t,
+                Err(msg) => return Ok(refused(StatusCode::BAD_REQUEST, ErrorCode::InvalidField, msg)),
+            };
+            blocking_api(secret, token, room, StatusCode::CREATED, move |room| hub.start_stream(room, target)).await
+        });
+    let list_streams = warp::path!("api" / "rooms" / String / "streams")
+        .and(warp::get())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .map(move |room: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            authorized(&secret, token, &room, || json(serde_json::json!({ "streams": hub.streams(&room) })))
+        });
+    let stop_stream = warp::path!("api" / "rooms" / String / "streams" / String)
+        .and(warp::delete())
+        .and(with_hub.clone())
+        .and(with_secret.clone())
+        .and(token())
+        .and_then(|room: String, id: String, hub: Arc<Hub>, secret: AuthSecret, token: Option<String>| {
+            blocking_api(secret, token, room, StatusCode::OK, move |room| hub.stop_stream(room, &id))
+        });
     let drain = warp::path!("api" / "drain")
         .and(warp::post())
         .and(with_hub)
@@ -303,14 +353,30 @@ fn admin_routes(
                 warp::reply::with_status(json(serde_json::json!({ "draining": true, "rooms": hub.room_count() })), StatusCode::ACCEPTED).into_response()
             })
         });
-    list.or(one).unify().or(close).unify().or(remove).unify().or(mute).unify().or(start_rec).unify().or(list_rec).unify().or(stop_rec).unify().or(drain).unify()
+    // Boxed in groups: one chain of them all overflows the type checker.
+    let members = list.or(one).unify().or(close).unify().or(remove).unify().or(mute).unify().boxed();
+    let outputs = start_rec.or(list_rec).unify().or(stop_rec).unify().or(start_stream).unify().or(list_streams).unify().or(stop_stream).unify().boxed();
+    members.or(outputs).unify().or(drain).unify()
+}
+
+/// The body of `POST /api/rooms/{room}/streams`: `{"url": "rtmp://…"}` or
+/// `{"hls": "name"}`.
+fn stream_target(body: &[u8]) -> Result<crate::room::StreamTarget, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    match (v.get("url").and_then(|u| u.as_str()), v.get("hls").and_then(|h| h.as_str())) {
+        (Some(url), None) => Ok(crate::room::StreamTarget::Rtmp(url.to_string())),
+        (None, Some(name)) => Ok(crate::room::StreamTarget::Hls(name.to_string())),
+        _ => Err("the body is {\"url\": \"rtmp://host/app/key\"} or {\"hls\": \"name\"}".into()),
+    }
 }
 
 /// A room error of the admin API: 404 for what does not exist, 422 else.
 fn room_error(e: crate::room::RoomError) -> warp::reply::Response {
     let p = e.to_protocol();
     let status = match p.code {
-        ErrorCode::UnknownRoom | ErrorCode::UnknownParticipant | ErrorCode::UnknownRecording => warp::http::StatusCode::NOT_FOUND,
+        ErrorCode::UnknownRoom | ErrorCode::UnknownParticipant | ErrorCode::UnknownRecording | ErrorCode::UnknownStream => warp::http::StatusCode::NOT_FOUND,
+        ErrorCode::StreamExists => warp::http::StatusCode::CONFLICT,
+        ErrorCode::InvalidField => warp::http::StatusCode::BAD_REQUEST,
         _ => warp::http::StatusCode::UNPROCESSABLE_ENTITY,
     };
     refused(status, p.code, p.message)

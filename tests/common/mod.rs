@@ -62,6 +62,12 @@ pub fn start_server_with(catalog: tessera::layouts::Catalog, pipelines: Option<s
 
 /// A minimal HTTP/1.1 request to the server; returns (status, body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = http_bytes(addr, method, path, body).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An HTTP/1.1 request: (status, head, body bytes).
+pub async fn http_bytes(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!(
@@ -69,11 +75,124 @@ pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &s
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head, out[split..].to_vec())
+}
+
+/// A decoded RGB frame (width, height, pixels).
+pub type Rgb = (u32, u32, Vec<u8>);
+
+/// Run `desc`, a pipeline with an appsink `v` (RGB video) and an appsink
+/// `a` (mono F32LE, 48 kHz), until EOS, or (`enough` audio seconds given)
+/// until that much audio and the frame are in. Returns the first frame
+/// `at` or more after the first one (by PTS) and every audio sample.
+pub fn decode_av(desc: &str, at: Duration, enough: Option<f64>, timeout: Duration) -> (Rgb, Vec<f32>) {
+    use gst::prelude::*;
+    let p = gst::parse::launch(desc).unwrap_or_else(|e| panic!("{desc}: {e}")).downcast::<gst::Pipeline>().unwrap();
+    let v = p.by_name("v").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let a = p.by_name("a").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let frame = std::sync::Arc::new(parking_lot::Mutex::new(None));
+    let samples = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    {
+        let frame = frame.clone();
+        let mut first = None;
+        v.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let b = sample.buffer().unwrap();
+                    let Some(pts) = b.pts() else { return Ok(gst::FlowSuccess::Ok) };
+                    let first = *first.get_or_insert(pts.nseconds());
+                    let mut f = frame.lock();
+                    if f.is_none() && pts.nseconds() >= first + at.as_nanos() as u64 {
+                        let st = sample.caps().unwrap().structure(0).unwrap().to_owned();
+                        let (w, h) = (st.get::<i32>("width").unwrap() as u32, st.get::<i32>("height").unwrap() as u32);
+                        *f = Some((w, h, b.map_readable().unwrap().to_vec()));
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    {
+        let samples = samples.clone();
+        a.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let m = sample.buffer().unwrap().map_readable().unwrap();
+                    samples.lock().extend(m.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let outcome = loop {
+        if let Some(secs) = enough {
+            if frame.lock().is_some() && samples.lock().len() as f64 >= secs * 48_000.0 {
+                break Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            break Err(format!("no end within {timeout:?} (a frame: {}, {} audio samples)", frame.lock().is_some(), samples.lock().len()));
+        }
+        match bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+            Some(m) => match m.view() {
+                gst::MessageView::Eos(_) => break Ok(()),
+                gst::MessageView::Error(e) => break Err(format!("{} ({:?})", e.error(), e.debug())),
+                _ => {}
+            },
+            None => {}
+        }
+    };
+    p.set_state(gst::State::Null).unwrap();
+    if let Err(e) = outcome {
+        panic!("decoding `{desc}`: {e}");
+    }
+    let f = frame.lock().take().unwrap_or_else(|| panic!("decoding `{desc}`: no frame at {at:?} or later"));
+    let s = std::mem::take(&mut *samples.lock());
+    (f, s)
+}
+
+/// The mean colour of the 5x5 pixels around (x, y) of a decoded frame.
+pub fn rgb_pixel(f: &Rgb, x: u32, y: u32) -> [u8; 3] {
+    let mut sum = [0u32; 3];
+    for dy in 0..5 {
+        for dx in 0..5 {
+            let i = (((y + dy - 2) * f.0 + (x + dx - 2)) * 3) as usize;
+            for (c, total) in sum.iter_mut().enumerate() {
+                *total += f.2[i + c] as u32;
+            }
+        }
+    }
+    sum.map(|s| (s / 25) as u8)
+}
+
+/// The 3-bot grid (red, green, blue in join order) of a 640x360 frame:
+/// each colour in its tile.
+pub fn assert_three_tiles(frame: &Rgb, what: &str) {
+    assert_eq!((frame.0, frame.1), (640, 360), "{what}");
+    for (x, y, want, who) in [(160, 90, 0xff0000, "red"), (480, 90, 0x00ff00, "green"), (160, 270, 0x0000ff, "blue")] {
+        let c = rgb_pixel(frame, x, y);
+        assert!(color_close(c, want, 60), "{what}: {who}'s tile shows {c:?}");
+    }
+}
+
+/// Each of `tones` is in the last 2 s of `samples` (48 kHz mono).
+pub fn assert_tones(samples: &[f32], tones: &[f64], what: &str) {
+    let tail = &samples[samples.len().saturating_sub(48_000 * 2)..];
+    let (bin, db) = tessera::tools::bot_media::spectrum_db(tail, 48_000.0);
+    for hz in tones {
+        let level = tessera::tools::bot_media::level_at(bin, &db, *hz, 10.0);
+        assert!(level > -40.0, "{what}: {hz} Hz is at {level:.1} dBFS");
+    }
 }
 
 /// Colour of the decoded grid at canvas pixel (x, y).
@@ -408,4 +527,66 @@ pub async fn next_error(ws: &mut Ws) -> String {
 /// `{"type":"join",...}`.
 pub fn join_msg(room: &str, name: &str, role: &str) -> String {
     serde_json::json!({"type": "join", "room": room, "name": name, "role": role}).to_string()
+}
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
+}
+
+/// Debian's nginx with its RTMP module (libnginx-mod-rtmp), one process
+/// in the foreground on a loopback port: `rtmp://127.0.0.1:PORT/live/<key>`.
+pub struct NginxRtmp {
+    child: Child,
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl NginxRtmp {
+    pub const MODULE: &'static str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+
+    /// Start it on `port` (pick it before, to point a stream at it while
+    /// nothing listens there).
+    pub fn start(port: u16) -> NginxRtmp {
+        assert!(std::path::Path::new(Self::MODULE).exists(), "{} is missing: scripts/deps.sh --browser installs nginx and libnginx-mod-rtmp", Self::MODULE);
+        let dir = std::env::temp_dir().join(format!("tessera-nginx-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("nginx folder");
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module {};\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{ worker_connections 64; }}\n\
+                 rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record off; wait_key on; }} }} }}\n",
+                Self::MODULE,
+                d = dir.display()
+            ),
+        )
+        .expect("nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nginx (scripts/deps.sh --browser installs it): {e}"));
+        let t0 = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "nginx-rtmp is not listening on {port} after 10 s: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        NginxRtmp { child, port, dir }
+    }
+}
+
+impl Drop for NginxRtmp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
