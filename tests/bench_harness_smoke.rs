@@ -54,12 +54,21 @@ fn bench_harness_smoke() {
     for r in share {
         assert!(r["observer_fps"].as_f64().unwrap() > 10.0 && r["server_cpu_pct_of_core"].as_f64().unwrap() > 0.0, "{r}");
     }
-    // A room without, then with a recording.
-    let recording = json["recording"].as_array().unwrap();
-    assert_eq!(recording.iter().map(|r| (r["participants"].as_u64().unwrap(), r["recording"].as_bool().unwrap())).collect::<Vec<_>>(), vec![(4, false), (4, true)]);
-    for r in recording {
+    // A room with nothing, a recording, an RTMP stream (to nginx-rtmp), an HLS stream.
+    let outputs = json["outputs"].as_array().unwrap();
+    assert_eq!(
+        outputs.iter().map(|r| (r["participants"].as_u64().unwrap(), r["output"].as_str().unwrap())).collect::<Vec<_>>(),
+        vec![(4, ""), (4, "recording"), (4, "rtmp"), (4, "hls")]
+    );
+    for r in outputs {
         assert!(r["observer_fps"].as_f64().unwrap() > 10.0, "{r}");
     }
+    // HLS players: none, then 20 fetch loops that keep up (within the one
+    // segment a short window may cut).
+    let hls = json["hls_viewers"].as_array().unwrap();
+    assert_eq!(hls.iter().map(|r| r["viewers"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 20]);
+    assert!(hls[1]["min_segments_fetched"].as_u64().unwrap() + 1 >= hls[1]["segments_expected"].as_u64().unwrap(), "{}", hls[1]);
+    assert!(hls[0]["server_cpu_pct_of_core"].as_f64().unwrap() > 0.0, "{}", hls[0]);
     let viewers = json["viewers"].as_array().unwrap();
     assert_eq!(viewers.iter().map(|r| r["viewers"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 2]);
     assert!(viewers[1]["min_viewer_fps"].as_f64().unwrap() > 10.0, "{}", viewers[1]);

@@ -68,7 +68,7 @@ async fn rtmp_stream_retries_until_its_server_is_there() {
     assert!(during >= 30, "the room slowed while its stream failed: {during} frames in 2 s");
 
     // The server comes up: a later attempt gets through.
-    let nginx = NginxRtmp::start(port);
+    let nginx = NginxRtmp::start(port).expect("nginx-rtmp starts");
     let active = wait_status(addr, "live.1", &id, "active", Duration::from_secs(40)).await;
     assert!(active["attempts"].as_u64().unwrap() >= 2, "{active}");
 

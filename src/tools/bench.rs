@@ -69,9 +69,10 @@ pub struct CapacityRow {
     /// A load bot also shares a screen (scenario `share`).
     #[serde(default)]
     pub sharing: bool,
-    /// The room is recorded (scenario `recording`).
+    /// What the room also sends out (scenario `outputs`): "" nothing,
+    /// "recording", "rtmp" or "hls".
     #[serde(default)]
-    pub recording: bool,
+    pub output: String,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -118,6 +119,21 @@ pub struct RungDownlink {
 
 fn vp8_name() -> String {
     Codec::Vp8.name().to_string()
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct HlsViewerRow {
+    #[serde(default)]
+    pub participants: usize,
+    pub viewers: usize,
+    pub server_cpu_pct_of_core: f64,
+    /// The bench process (load bots, observer, the fetch loops).
+    pub load_cpu_pct_of_machine: f64,
+    /// New segments in the window, and the fewest any player fetched.
+    pub segments_expected: u64,
+    pub min_segments_fetched: u64,
+    /// What the server sent to the players, Mbit/s.
+    pub served_mbps: f64,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -183,9 +199,12 @@ pub struct Report {
     /// Rooms without and with a shared screen, side by side.
     #[serde(default)]
     pub share: Vec<CapacityRow>,
-    /// Rooms without and with a recording, side by side.
+    /// Rooms with nothing, a recording, an RTMP stream, an HLS stream, side by side.
     #[serde(default)]
-    pub recording: Vec<CapacityRow>,
+    pub outputs: Vec<CapacityRow>,
+    /// HLS players (plain HTTP fetch loops) on a streamed room.
+    #[serde(default)]
+    pub hls_viewers: Vec<HlsViewerRow>,
     /// Server CPU with 0, 10, 20 receive-only viewers on a room of 4.
     pub viewers: Vec<ViewerRow>,
     /// The plain-pipeline lower bound per room size.
@@ -249,17 +268,46 @@ impl ServerProc {
 
     /// A plain-HTTP request to the server's API; the status.
     async fn http(&self, method: &str, path: &str) -> Result<u16> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(&self.addr).await.context("connecting to the server's API")?;
-        s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.addr).as_bytes()).await?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await?;
-        out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).with_context(|| format!("no status in {out:?}"))
+        Ok(http_request(&self.addr, method, path, "").await?.0)
+    }
+
+    /// Start a live stream of `room` (`body` as `POST …/streams` takes it)
+    /// and wait until it is active.
+    async fn stream(&self, room: &str, body: &str) -> Result<()> {
+        let (status, answer) = http_request(&self.addr, "POST", &format!("/api/rooms/{room}/streams"), body).await?;
+        if status != 201 {
+            bail!("the stream did not start: HTTP {status} {}", String::from_utf8_lossy(&answer));
+        }
+        let t0 = Instant::now();
+        loop {
+            let (_, list) = http_request(&self.addr, "GET", &format!("/api/rooms/{room}/streams"), "").await?;
+            let list: serde_json::Value = serde_json::from_slice(&list)?;
+            if list["streams"].as_array().is_some_and(|a| a.iter().any(|s| s["status"] == "active")) {
+                return Ok(());
+            }
+            if t0.elapsed() > Duration::from_secs(15) {
+                bail!("the stream is not active after 15 s: {list}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// An HTTP/1.1 request (`Connection: close`): status and body.
+async fn http_request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.context("connecting to the server")?;
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]);
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).with_context(|| format!("no status in {head:?}"))?;
+    Ok((status, out[split..].to_vec()))
 }
 
 impl Drop for ServerProc {
@@ -398,6 +446,21 @@ enum Extra {
     Share(&'static str, u32, u32),
     /// The room is recorded (`POST /api/rooms/{room}/recordings`).
     Recording,
+    /// The room streams to the RTMP server on this port (`POST …/streams`).
+    Rtmp(u16),
+    /// The room streams HLS (`POST …/streams {"hls": …}`).
+    Hls,
+}
+
+impl Extra {
+    fn output(self) -> &'static str {
+        match self {
+            Extra::Recording => "recording",
+            Extra::Rtmp(_) => "rtmp",
+            Extra::Hls => "hls",
+            _ => "",
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -411,11 +474,16 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         if h264 { format!(", {h264_participants} on H.264") } else { String::new() }
     );
     let (server, bots, obs) = loaded_room_with(o, "capacity", n, "observer", inputs, tls, h264).await?;
-    if extra == Extra::Recording {
-        let status = server.http("POST", "/api/rooms/capacity/recordings").await?;
-        if status != 201 {
-            bail!("the recording did not start: HTTP {status}");
+    match extra {
+        Extra::Recording => {
+            let status = server.http("POST", "/api/rooms/capacity/recordings").await?;
+            if status != 201 {
+                bail!("the recording did not start: HTTP {status}");
+            }
         }
+        Extra::Rtmp(port) => server.stream("capacity", &format!("{{\"url\":\"rtmp://127.0.0.1:{port}/live/bench\"}}")).await?,
+        Extra::Hls => server.stream("capacity", "{\"hls\":\"bench\"}").await?,
+        _ => {}
     }
     let sharer = match (extra, bots.first()) {
         (Extra::Share(pattern, w, h), Some(b)) => {
@@ -463,7 +531,7 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         observer_lost_packets: last.video_lost - first.video_lost,
         h264_participants,
         sharing: sharer.is_some(),
-        recording: extra == Extra::Recording,
+        output: extra.output().to_string(),
     };
     eprintln!(
         "  server {:.1} % of machine, load {:.1} %, observer {:.1} fps sent / {:.1} decoded, RSS {:.0} MiB",
@@ -477,18 +545,110 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
     Ok(row)
 }
 
-/// Scenario `recording`: a room of `n` without and with a recording,
-/// `rounds` times interleaved: what recording costs the server (a muxer and
-/// a file write; the encoders are shared).
-async fn recording_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
+/// Scenario `outputs`: a room of `n` with nothing, a recording, an RTMP
+/// stream (to nginx-rtmp on loopback) and an HLS stream, `rounds` times
+/// interleaved: what each costs the server (a recording: a muxer and a
+/// file; a stream: the top rung's H.264 encoder unless someone receives
+/// H.264 already, an Opus decode, an AAC encode, a muxer).
+async fn outputs_cost(o: &BenchOptions, n: usize, rounds: usize, warm: Duration, window: Duration) -> Result<Vec<CapacityRow>> {
     let cpus = cpus() as f64;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let _rtmp = super::nginx::NginxRtmp::start(port)?;
     let mut rows = Vec::new();
     for _ in 0..rounds {
-        for extra in [Extra::Nothing, Extra::Recording] {
+        for extra in [Extra::Nothing, Extra::Recording, Extra::Rtmp(port), Extra::Hls] {
             rows.push(capacity_row_with(o, Inputs::Tile, n, cpus, warm, window, None, false, extra).await?);
         }
     }
     Ok(rows)
+}
+
+/// Scenario `hls-viewers`: a room of `n` streamed as HLS, and `counts`
+/// plain HTTP players on it in turn (fetch loops in this process): the
+/// server's CPU and whether every player got every new segment.
+async fn hls_viewers(o: &BenchOptions, n: usize, counts: &[usize], window: Duration) -> Result<Vec<HlsViewerRow>> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let cpus = cpus() as f64;
+    let (server, bots, obs) = loaded_room_with(o, "hls", n, "observer", Inputs::Tile, None, false).await?;
+    server.stream("hls", "{\"hls\":\"bench\"}").await?;
+    let pid = server.pid().to_string();
+    let mut rows = Vec::new();
+    for &count in counts {
+        eprintln!("bench hls-viewers: {count} players on a room of {n}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let mut players = Vec::new();
+        for _ in 0..count {
+            let (addr, stop, bytes) = (server.addr.clone(), stop.clone(), bytes.clone());
+            players.push(tokio::spawn(async move {
+                // Segment names fetched (or present at the start), and the
+                // numbers of the new ones fetched.
+                let mut seen = std::collections::HashSet::new();
+                let (mut first, mut fetched) = (true, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((200, list)) = http_request(&addr, "GET", "/hls/bench/index.m3u8", "").await {
+                        let names: Vec<String> = String::from_utf8_lossy(&list).lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.trim().to_string()).collect();
+                        for name in names {
+                            if seen.insert(name.clone()) && !first {
+                                if let Ok((200, body)) = http_request(&addr, "GET", &format!("/hls/bench/{name}"), "").await {
+                                    bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                                    fetched.extend(segment_number(&name));
+                                }
+                            }
+                        }
+                        first = false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                fetched
+            }));
+        }
+        // Every player has seen the playlist once before the window.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let segments_before = hls_segments(&server.addr).await?;
+        let (s0, l0, b0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), bytes.load(Ordering::Relaxed), Instant::now());
+        tokio::time::sleep(window).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let (s1, l1, b1) = (cpu_seconds(&pid), cpu_seconds("self"), bytes.load(Ordering::Relaxed));
+        let segments_after = hls_segments(&server.addr).await?;
+        // A segment listed at the end may be fetched a moment later.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::Relaxed);
+        // Per player: how many of the segments that appeared in the window it fetched.
+        let mut fetched = Vec::new();
+        for p in players {
+            let got = p.await.unwrap_or_default();
+            fetched.push(got.iter().filter(|i| (segments_before..segments_after).contains(*i)).count() as u64);
+        }
+        let row = HlsViewerRow {
+            participants: n,
+            viewers: count,
+            server_cpu_pct_of_core: (s1 - s0) / secs * 100.0,
+            load_cpu_pct_of_machine: (l1 - l0) / secs * 100.0 / cpus,
+            segments_expected: segments_after.saturating_sub(segments_before),
+            min_segments_fetched: fetched.iter().copied().min().unwrap_or(0),
+            served_mbps: (b1 - b0) as f64 * 8.0 / secs / 1e6,
+        };
+        eprintln!("  server {:.1} % of a core, {} new segments, every player fetched ≥ {}, {:.1} Mbit/s", row.server_cpu_pct_of_core, row.segments_expected, row.min_segments_fetched, row.served_mbps);
+        rows.push(row);
+    }
+    disconnect_all(obs, bots).await;
+    drop(server);
+    Ok(rows)
+}
+
+/// The number hlssink2 gave a segment (`segment00042.ts`: 42).
+fn segment_number(name: &str) -> Option<u64> {
+    name.trim_start_matches("segment").trim_end_matches(".ts").parse().ok()
+}
+
+/// The number the next segment of the HLS playlist will have (hlssink2
+/// numbers from 0, as the media sequence does).
+async fn hls_segments(addr: &str) -> Result<u64> {
+    let (_, list) = http_request(addr, "GET", "/hls/bench/index.m3u8", "").await?;
+    let text = String::from_utf8_lossy(&list);
+    let first: u64 = text.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    Ok(first + text.matches("#EXTINF").count() as u64)
 }
 
 /// Scenario `share`: a room of `n` without and with a shared screen,
@@ -1252,15 +1412,41 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             |c| c.sharing,
         );
     }
-    if !r.recording.is_empty() {
-        with_and_without(
-            &mut s,
-            "Recording a room",
-            "`./scripts/bench --scenario recording`: a room with tile-sized inputs, then the same room recorded (`POST /api/rooms/{room}/recordings`: the top rung's VP8 and the viewers' full-mix Opus muxed into WebM, no encoder of its own), alternating in one run, medians. The observer receives the high rung, so that rung runs in both.",
-            ("recording", "a recording"),
-            &r.recording,
-            |c| c.recording,
-        );
+    if !r.outputs.is_empty() {
+        s += "\n## Recording and streaming a room\n\n`./scripts/bench --scenario outputs`: a room with tile-sized inputs, then the same room recorded (`POST /api/rooms/{room}/recordings`: the top rung's VP8 and the viewers' full-mix Opus muxed into WebM, no encoder of its own), streamed to RTMP (nginx-rtmp on loopback: the top rung in H.264, whose encoder runs for the stream since every bot here receives VP8, and the full mix decoded and encoded once to AAC, in FLV) and streamed as HLS (the same into MPEG-TS segments), alternating in one run, medians. The observer receives the high rung, so its VP8 encoder runs in every row.\n\n| participants | output | server CPU (% of a core) | server CPU (% of machine) | load CPU (% of machine) | RSS MiB | observer fps (decoded) |\n|---|---|---|---|---|---|---|\n";
+        for c in &r.outputs {
+            s += &format!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |\n",
+                c.participants, if c.output.is_empty() { "none" } else { &c.output }, c.server_cpu_pct_of_core, c.server_cpu_pct_of_machine, c.load_cpu_pct_of_machine, c.rss_mib, c.observer_fps
+            );
+        }
+        let med = |out: &str| median(r.outputs.iter().filter(|c| c.output == out).map(|c| c.server_cpu_pct_of_core).collect());
+        let none = med("");
+        let n = r.outputs.first().map(|c| c.participants).unwrap_or(0);
+        s += &format!("\n{n} participants, median server CPU in % of a core: nothing else **{none:.1}**");
+        for (out, what) in [("recording", "one recording"), ("rtmp", "one RTMP stream"), ("hls", "one HLS stream")] {
+            if r.outputs.iter().any(|c| c.output == out) {
+                let v = med(out);
+                s += &format!("; {what} **{v:.1}** ({:+.1} points, ratio {:.2})", v - none, v / none.max(0.01));
+            }
+        }
+        s += ".\n";
+    }
+    if !r.hls_viewers.is_empty() {
+        let n = r.hls_viewers.first().map(|v| v.participants).unwrap_or(0);
+        s += &format!("\n## HLS players\n\n`./scripts/bench --scenario hls-viewers`: a room of {n} streamed as HLS (4 s segments), then plain HTTP fetch loops in the bench process, each fetching the playlist every 0.5 s and every new segment, as a player does. A player keeps up when it fetched every segment that appeared in the window.\n\n| players | server CPU (% of a core) | load CPU (% of machine) | new segments | fewest fetched by a player | served Mbit/s |\n|---|---|---|---|---|---|\n");
+        for v in &r.hls_viewers {
+            s += &format!("| {} | {:.1} | {:.1} | {} | {} | {:.1} |\n", v.viewers, v.server_cpu_pct_of_core, v.load_cpu_pct_of_machine, v.segments_expected, v.min_segments_fetched, v.served_mbps);
+        }
+        if let (Some(first), Some(kept)) = (r.hls_viewers.first(), r.hls_viewers.iter().filter(|v| v.min_segments_fetched >= v.segments_expected).max_by_key(|v| v.viewers)) {
+            s += &format!(
+                "\n{} players kept up; server CPU {:.1} % of a core against {:.1} % with none ({:+.1} points: the segmenting is in both, what players add is sending files).\n",
+                kept.viewers,
+                kept.server_cpu_pct_of_core,
+                first.server_cpu_pct_of_core,
+                kept.server_cpu_pct_of_core - first.server_cpu_pct_of_core
+            );
+        }
     }
     if !r.viewers.is_empty() {
         s += "\n## Viewers\n\nReceive-only viewers (bots counting frames, not decoding) on a room of 4 participants. The viewer bots run in the bench process on the same 2 cores; a row where server + load exceed 90 % of the machine is saturated and not used for the per-viewer cost.\n\n| viewers | server CPU (% of machine) | load CPU (% of machine) | slowest viewer fps |\n|---|---|---|---|\n";
@@ -1382,7 +1568,8 @@ impl Default for Report {
             codecs: Vec::new(),
             mixed_codecs: Vec::new(),
             share: Vec::new(),
-            recording: Vec::new(),
+            outputs: Vec::new(),
+            hls_viewers: Vec::new(),
             bandwidth: Vec::new(),
             tls: Vec::new(),
             reruns: Vec::new(),
@@ -1439,8 +1626,11 @@ impl Report {
         if !ran("share") {
             self.share = old.share;
         }
-        if !ran("recording") {
-            self.recording = old.recording;
+        if !ran("outputs") {
+            self.outputs = old.outputs;
+        }
+        if !ran("hls-viewers") {
+            self.hls_viewers = old.hls_viewers;
         }
         if !ran("raw") {
             self.raw = old.raw;
@@ -1691,7 +1881,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
 }
 
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 13] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "recording", "mesh", "tls", "soak"];
+pub const SCENARIOS: [&str; 14] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "outputs", "hls-viewers", "mesh", "tls", "soak"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -1723,8 +1913,9 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let mixed_codecs = if want("mixed-codecs") { mixed_codecs(&o, &mixed_sizes, if o.quick { 1 } else { 2 }, warm, window).await? } else { Vec::new() };
     let share_size = o.participants.first().copied().unwrap_or(4);
     let share = if want("share") { share_cost(&o, share_size, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
-    let recording_size = o.participants.first().copied().unwrap_or(if o.quick { 4 } else { 9 });
-    let recording = if want("recording") { recording_cost(&o, recording_size, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
+    let outputs_size = o.participants.first().copied().unwrap_or(if o.quick { 4 } else { 9 });
+    let outputs = if want("outputs") { outputs_cost(&o, outputs_size, if o.quick { 1 } else { 3 }, warm, window).await? } else { Vec::new() };
+    let hls_viewers = if want("hls-viewers") { hls_viewers(&o, outputs_size, if o.quick { &[0, 20] } else { &[0, 100, 400, 1000] }, window).await? } else { Vec::new() };
     let mesh_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![2, 4, 6, 9] };
     let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
     let tls_size = o.participants.first().copied().unwrap_or(if o.quick { 2 } else { 9 });
@@ -1751,7 +1942,8 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         codecs,
         mixed_codecs,
         share,
-        recording,
+        outputs,
+        hls_viewers,
         bandwidth,
         tls,
         reruns: Vec::new(),
