@@ -234,6 +234,22 @@ pub struct AuthSection {
     pub auth_secret_file: Option<PathBuf>,
 }
 
+/// `[webhook]`: events POSTed to a URL (docs/api.md, Webhooks).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// POST every room and participant event, recording and stream status
+    /// to this http:// or https:// URL, signed. [default: none]
+    #[arg(long)]
+    #[serde(rename = "url")]
+    pub webhook: Option<String>,
+    /// Secret of the webhook's `Tessera-Signature` (HMAC-SHA256), at least
+    /// 16 characters. [default: auth_secret]
+    #[arg(long)]
+    #[serde(rename = "secret")]
+    pub webhook_secret: Option<String>,
+}
+
 /// `[media]`: overrides of pipelines/mixer.toml, read at start.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +291,8 @@ pub struct Settings {
     pub auth: AuthSection,
     #[command(flatten)]
     pub media: MediaSection,
+    #[command(flatten)]
+    pub webhook: WebhookSection,
 }
 
 /// The resolved configuration: every value set, by section.
@@ -287,6 +305,22 @@ pub struct Config {
     pub auth: Auth,
     /// Overrides of mixer.toml (None: keep mixer.toml's); see [`MediaSection::apply`].
     pub media: MediaSection,
+    /// None: no webhook.
+    pub webhook: Option<Webhook>,
+}
+
+/// `[webhook]`, resolved.
+#[derive(Clone, PartialEq)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Webhook").field("url", &self.url).field("secret", &"<set>").finish()
+    }
 }
 
 /// `[server]`, resolved.
@@ -568,6 +602,10 @@ impl Settings {
                 video_encoder: or(a.media.video_encoder, b.media.video_encoder),
                 h264_encoder: or(a.media.h264_encoder, b.media.h264_encoder),
             },
+            webhook: WebhookSection {
+                webhook: or(a.webhook.webhook, b.webhook.webhook),
+                webhook_secret: or(a.webhook.webhook_secret, b.webhook.webhook_secret),
+            },
         }
     }
 
@@ -643,8 +681,20 @@ impl Settings {
         if auth_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(ConfigError::Value("auth_secret is shorter than 16 characters: anyone could guess it and mint tokens".into()));
         }
+        let webhook = match (self.webhook.webhook, self.webhook.webhook_secret.or(auth_secret.clone())) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::Value("a webhook needs a secret to sign its requests with: set [webhook] secret (--webhook-secret) or [auth] secret".into())),
+            (Some(url), Some(secret)) => {
+                if secret.len() < 16 {
+                    return Err(ConfigError::Value("webhook_secret is shorter than 16 characters".into()));
+                }
+                crate::webhook::Target::new(&url, &secret).map_err(|e| ConfigError::Value(format!("{e:#}")))?;
+                Some(Webhook { url, secret })
+            }
+        };
         Ok(Config {
             auth: Auth { secret: auth_secret },
+            webhook,
             server: Server {
                 listen,
                 web: self.server.web.unwrap_or_else(default_web_dir),

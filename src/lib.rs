@@ -27,3 +27,4 @@ pub mod signaling;
 pub mod speaker;
 pub mod tools;
 pub mod turn;
+pub mod webhook;

@@ -182,6 +182,36 @@ pub struct StreamInfo {
     pub error: Option<String>,
 }
 
+/// What happened in the hub, for webhooks (`[webhook] url`; docs/api.md,
+/// Webhooks). Sent without waiting: a full queue drops events, never
+/// blocks a room.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum HubEvent {
+    RoomStarted { room: EventRoom },
+    RoomFinished { room: EventRoom },
+    ParticipantJoined { room: EventRoom, participant: EventParticipant },
+    ParticipantLeft { room: EventRoom, participant: EventParticipant },
+    /// A recording started or changed status (active, complete, failed).
+    RecordingUpdated { room: EventRoom, recording: RecordingInfo },
+    /// A live stream started or changed status (active, failed, complete).
+    StreamUpdated { room: EventRoom, stream: StreamInfo },
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventRoom {
+    pub name: String,
+    /// Participants in the room after the event.
+    pub num_participants: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventParticipant {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
 /// An RTMP URL with its stream key (the last path segment) hidden, for
 /// listings and logs.
 pub fn redact_rtmp(url: &str) -> String {
@@ -835,6 +865,10 @@ pub struct Hub {
     recordings: Mutex<BTreeMap<String, Arc<Mutex<RecordingInfo>>>>,
     /// Every live stream started, by id (finished ones stay listed).
     streams: Mutex<BTreeMap<String, Arc<Mutex<StreamInfo>>>>,
+    /// Where [`HubEvent`]s go (the webhook sender), if anywhere.
+    events: Mutex<Option<tokio::sync::mpsc::Sender<HubEvent>>>,
+    /// The status of each recording and stream last reported as an event.
+    reported: Mutex<HashMap<String, OutputStatus>>,
 }
 
 impl Hub {
@@ -859,6 +893,8 @@ impl Hub {
             drain_wanted: tokio::sync::Notify::new(),
             recordings: Mutex::new(BTreeMap::new()),
             streams: Mutex::new(BTreeMap::new()),
+            events: Mutex::new(None),
+            reported: Mutex::new(HashMap::new()),
         })
     }
 
@@ -891,6 +927,7 @@ impl Hub {
         let snapshot = info.lock().clone();
         self.recordings.lock().insert(id, info);
         r.set_recording(true);
+        self.report_outputs();
         Ok(snapshot)
     }
 
@@ -906,6 +943,7 @@ impl Hub {
             });
             r.set_recording(still);
         }
+        self.report_outputs();
         let out = info.lock().clone();
         Ok(out)
     }
@@ -918,6 +956,57 @@ impl Hub {
         let mut v: Vec<RecordingInfo> = self.recordings.lock().values().map(|i| i.lock().clone()).filter(|i| i.room == room).collect();
         v.sort_by_key(|i| (i.started_at, i.id.len(), i.id.clone()));
         v
+    }
+
+    /// Send every [`HubEvent`] to `sink` from now on (never waiting).
+    pub fn send_events_to(&self, sink: tokio::sync::mpsc::Sender<HubEvent>) {
+        *self.events.lock() = Some(sink);
+    }
+
+    fn emit(&self, e: impl FnOnce() -> HubEvent) {
+        let sink = self.events.lock().clone();
+        if let Some(sink) = sink {
+            if let Err(tokio::sync::mpsc::error::TrySendError::Full(e)) = sink.try_send(e()) {
+                tracing::warn!("webhook queue full: {:?} dropped", std::mem::discriminant(&e));
+            }
+        }
+    }
+
+    fn event_room(&self, room: &str) -> EventRoom {
+        let num_participants = self.room(room).map(|r| r.members.lock().list.len()).unwrap_or(0);
+        EventRoom { name: room.to_string(), num_participants }
+    }
+
+    /// Report recordings and streams whose status changed since the last
+    /// call (`recording_updated`, `stream_updated`). The server calls it
+    /// every second while events go somewhere.
+    pub fn report_outputs(&self) {
+        if self.events.lock().is_none() {
+            return;
+        }
+        let recordings: Vec<RecordingInfo> = self.recordings.lock().values().map(|i| i.lock().clone()).collect();
+        let streams: Vec<StreamInfo> = self.streams.lock().values().map(|i| i.lock().clone()).collect();
+        let mut changed_recordings = Vec::new();
+        let mut changed_streams = Vec::new();
+        {
+            let mut seen = self.reported.lock();
+            for r in recordings {
+                if seen.insert(r.id.clone(), r.status) != Some(r.status) {
+                    changed_recordings.push(r);
+                }
+            }
+            for s in streams {
+                if seen.insert(s.id.clone(), s.status) != Some(s.status) {
+                    changed_streams.push(s);
+                }
+            }
+        }
+        for r in changed_recordings {
+            self.emit(|| HubEvent::RecordingUpdated { room: self.event_room(&r.room), recording: r.clone() });
+        }
+        for s in changed_streams {
+            self.emit(|| HubEvent::StreamUpdated { room: self.event_room(&s.room), stream: s.clone() });
+        }
     }
 
     /// Where HLS streams are written (`[rooms] hls_dir`), served at `/hls/`.
@@ -973,6 +1062,7 @@ impl Hub {
         r.media.start_stream(info.clone()).map_err(RoomError::Media)?;
         let snapshot = info.lock().clone();
         self.streams.lock().insert(id, info);
+        self.report_outputs();
         Ok(snapshot)
     }
 
@@ -983,6 +1073,7 @@ impl Hub {
         if let Some(r) = self.room(room) {
             r.media.stop_stream(id);
         }
+        self.report_outputs();
         let out = info.lock().clone();
         Ok(out)
     }
@@ -1211,6 +1302,7 @@ impl Hub {
         }));
         rooms.insert(room.to_string(), r.clone());
         drop(rooms);
+        self.emit(|| HubEvent::RoomStarted { room: EventRoom { name: room.to_string(), num_participants: 0 } });
         if self.limits.record_all {
             if let Err(e) = self.record(&r) {
                 tracing::error!(room = %room, "record_all: the recording did not start: {e}");
@@ -1282,6 +1374,7 @@ impl Hub {
             }
             drop(m);
             tracing::info!(room = %room_id, viewer = %id, name = %name, "viewer joined");
+            self.emit(|| HubEvent::ParticipantJoined { room: self.event_room(room_id), participant: EventParticipant { id: id.clone(), name: name.to_string(), role: Role::Viewer } });
             return Ok(Membership { hub: self.clone(), room, id, media: Some(media) });
         }
         {
@@ -1301,6 +1394,7 @@ impl Hub {
             room.relayout(&mut m);
         }
         tracing::info!(room = %room_id, participant = %id, name = %name, "joined");
+        self.emit(|| HubEvent::ParticipantJoined { room: self.event_room(room_id), participant: EventParticipant { id: id.clone(), name: name.to_string(), role: Role::Participant } });
         Ok(Membership { hub: self.clone(), room, id, media: Some(media) })
     }
 
@@ -1367,6 +1461,7 @@ impl Hub {
         room.relayout(&mut m);
         drop(m);
         tracing::info!(room = %room_id, share = %id, participant = %of, "share started");
+        self.emit(|| HubEvent::ParticipantJoined { room: self.event_room(room_id), participant: EventParticipant { id: id.clone(), name: format!("{owner_name} (screen)"), role: Role::Share } });
         Ok(Membership { hub: self.clone(), room, id, media: Some(media) })
     }
 
@@ -1389,7 +1484,10 @@ impl Hub {
             drop(m);
             if let Some(r) = rooms.get(&room.id) {
                 if Arc::ptr_eq(r, room) {
-                    return rooms.remove(&room.id);
+                    let removed = rooms.remove(&room.id);
+                    drop(rooms);
+                    self.emit(|| HubEvent::RoomFinished { room: EventRoom { name: room.id.clone(), num_participants: 0 } });
+                    return removed;
                 }
             }
         }
@@ -1399,18 +1497,34 @@ impl Hub {
     /// Take a member off the grid; the others get the new layout.
     fn leave(&self, room: &Arc<Room>, id: &str) {
         self.metrics.leave();
+        let left = self.leave_members(room, id);
+        if let Some(participant) = left {
+            let num_participants = room.members.lock().list.len();
+            self.emit(|| HubEvent::ParticipantLeft { room: EventRoom { name: room.id.clone(), num_participants }, participant });
+        }
+    }
+
+    /// [`Hub::leave`]'s work on the member lists: who left, if anyone.
+    fn leave_members(&self, room: &Arc<Room>, id: &str) -> Option<EventParticipant> {
         let mut m = room.members.lock();
+        let who = m
+            .list
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| EventParticipant { id: id.to_string(), name: x.name.clone(), role: Role::Participant })
+            .or_else(|| m.viewers.iter().any(|(v, _)| v == id).then(|| EventParticipant { id: id.to_string(), name: String::new(), role: Role::Viewer }))
+            .or_else(|| m.shares.iter().find(|s| s.id == id).map(|s| EventParticipant { id: id.to_string(), name: s.name.clone(), role: Role::Share }));
         m.chatters.remove(id);
         if let Some(i) = m.viewers.iter().position(|(v, _)| v == id) {
             m.viewers.remove(i);
-            return;
+            return who;
         }
         if let Some(i) = m.shares.iter().position(|s| s.id == id) {
             m.shares.remove(i);
             if !m.list.is_empty() {
                 room.relayout(&mut m);
             }
-            return;
+            return who;
         }
         m.list.retain(|x| x.id != id);
         m.pins.retain(|_, v| v != id);
@@ -1423,6 +1537,7 @@ impl Hub {
         if !m.list.is_empty() {
             room.relayout(&mut m);
         }
+        who
     }
 
     /// Mute or unmute a member's microphone and/or camera; everyone gets
@@ -1458,7 +1573,7 @@ fn utc_stamp(secs: u64) -> String {
 
 /// 32 random bytes from the operating system (`/dev/urandom`; std's
 /// OS-seeded hash keys where it cannot be read).
-fn random_secret() -> [u8; 32] {
+pub(crate) fn random_secret() -> [u8; 32] {
     use std::hash::{BuildHasher, Hasher};
     use std::io::Read;
     let mut out = [0u8; 32];

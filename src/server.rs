@@ -140,6 +140,21 @@ fn watch(dir: PathBuf, hub: Arc<Hub>) -> Result<(Debouncer<RecommendedWatcher>, 
 pub fn start(cfg: ServerConfig) -> Result<Running> {
     let media = GstMedia::new(cfg.media.clone())?;
     let hub = Hub::with_config(Arc::new(media), cfg.config.rooms.clone(), cfg.catalog.clone(), cfg.config.network.ice_servers.clone());
+    if let Some(w) = &cfg.config.webhook {
+        hub.send_events_to(crate::webhook::spawn(crate::webhook::Target::new(&w.url, &w.secret)?));
+        // Recording and stream status changes are found by looking, each second.
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                match weak.upgrade() {
+                    Some(hub) => hub.report_outputs(),
+                    None => return,
+                }
+            }
+        });
+        tracing::info!("webhook: events go to {}", w.url);
+    }
     let identity = match &cfg.config.server.tls {
         None => None,
         Some(Tls::Files { cert, key }) => Some(Identity::from_files(cert, key)?),

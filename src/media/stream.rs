@@ -132,7 +132,7 @@ fn run(mixer: &Arc<RoomMixer>, id: &str, info: &Arc<Mutex<StreamInfo>>, stop: &A
 
 /// The pipeline of one attempt: the H.264 and Opus appsrcs, the AAC
 /// encoder and the target's muxer and sink.
-fn describe(target: &StreamTarget, aac: &str, segment_s: u32, playlist: u32, dir: Option<&std::path::Path>) -> String {
+fn describe(target: &StreamTarget, aac: &str, segment_s: u32, playlist: u32) -> String {
     let inputs = format!(
         "appsrc name=v is-live=true do-timestamp=true format=time leaky-type=downstream max-bytes=4000000 ! queue max-size-time=2000000000 max-size-bytes=0 max-size-buffers=0 leaky=downstream ! h264parse config-interval=-1 name=vparse \
          appsrc name=a is-live=true do-timestamp=true format=time leaky-type=downstream max-bytes=200000 ! queue max-size-time=2000000000 max-size-bytes=0 max-size-buffers=0 leaky=downstream \
@@ -143,15 +143,11 @@ fn describe(target: &StreamTarget, aac: &str, segment_s: u32, playlist: u32, dir
             "{inputs} flvmux name=mux streamable=true latency=200000000 ! rtmp2sink name=sink async-connect=true \
              vparse. ! video/x-h264,stream-format=avc,alignment=au ! mux.video aparse. ! mux.audio"
         ),
-        StreamTarget::Hls(_) => {
-            let dir = dir.map(|d| d.to_string_lossy().to_string()).unwrap_or_default();
-            format!(
-                "{inputs} hlssink2 name=sink target-duration={segment_s} playlist-length={playlist} max-files={} \
-                 vparse. ! sink.video aparse. ! sink.audio",
-                playlist + 2
-            )
-            .replace("hlssink2 name=sink", &format!("hlssink2 name=sink location=\"{dir}/segment%05d.ts\" playlist-location=\"{dir}/index.m3u8\""))
-        }
+        StreamTarget::Hls(_) => format!(
+            "{inputs} hlssink2 name=sink target-duration={segment_s} playlist-length={playlist} max-files={} \
+             vparse. ! sink.video aparse. ! sink.audio",
+            playlist + 2
+        ),
     }
 }
 
@@ -161,14 +157,20 @@ fn attempt(mixer: &Arc<RoomMixer>, id: &str, info: &Arc<Mutex<StreamInfo>>, stop
         (i.target.clone(), i.dir.clone())
     };
     let s = &mixer.config().stream;
-    let pipeline = gst::parse::launch(&describe(&target, &s.aac_encoder, s.hls_segment_s, s.hls_playlist_length, dir.as_deref()))
+    let pipeline = gst::parse::launch(&describe(&target, &s.aac_encoder, s.hls_segment_s, s.hls_playlist_length))
         .context("the stream's pipeline does not parse")?
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow::anyhow!("the stream is not a pipeline"))?;
     pipeline.set_property("name", format!("stream-{id}"));
     let sink = pipeline.by_name("sink").context("sink missing")?;
-    if let StreamTarget::Rtmp(url) = &target {
-        sink.set_property("location", url);
+    // Set as properties, never parsed: a URL or folder can hold anything.
+    match (&target, &dir) {
+        (StreamTarget::Rtmp(url), _) => sink.set_property("location", url),
+        (StreamTarget::Hls(_), Some(dir)) => {
+            sink.set_property("location", dir.join("segment%05d.ts").to_string_lossy().to_string());
+            sink.set_property("playlist-location", dir.join("index.m3u8").to_string_lossy().to_string());
+        }
+        (StreamTarget::Hls(name), None) => anyhow::bail!("no folder for the HLS stream {name}"),
     }
     let src = |n: &str| -> Result<gst_app::AppSrc> {
         pipeline.by_name(n).and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).with_context(|| format!("appsrc {n} missing"))
@@ -282,10 +284,10 @@ mod tests {
 
     #[test]
     fn each_target_gets_its_muxer() {
-        let rtmp = describe(&StreamTarget::Rtmp("rtmp://h/app/key".into()), "voaacenc", 4, 6, None);
+        let rtmp = describe(&StreamTarget::Rtmp("rtmp://h/app/key".into()), "voaacenc", 4, 6);
         assert!(rtmp.contains("flvmux") && rtmp.contains("rtmp2sink") && !rtmp.contains("hlssink2"), "{rtmp}");
-        assert!(!rtmp.contains("key"), "the URL (and its key) is set as a property, never parsed: {rtmp}");
-        let hls = describe(&StreamTarget::Hls("n".into()), "voaacenc", 4, 6, Some(std::path::Path::new("/x/n")));
-        assert!(hls.contains("hlssink2 name=sink location=\"/x/n/segment%05d.ts\" playlist-location=\"/x/n/index.m3u8\" target-duration=4 playlist-length=6 max-files=8"), "{hls}");
+        assert!(!rtmp.contains("rtmp://"), "the URL (and its key) is set as a property, never parsed: {rtmp}");
+        let hls = describe(&StreamTarget::Hls("n".into()), "voaacenc", 4, 6);
+        assert!(hls.contains("hlssink2 name=sink target-duration=4 playlist-length=6 max-files=8") && !hls.contains("flvmux"), "{hls}");
     }
 }

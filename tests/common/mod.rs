@@ -143,13 +143,12 @@ pub fn decode_av(desc: &str, at: Duration, enough: Option<f64>, timeout: Duratio
         if std::time::Instant::now() > deadline {
             break Err(format!("no end within {timeout:?} (a frame: {}, {} audio samples)", frame.lock().is_some(), samples.lock().len()));
         }
-        match bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Eos, gst::MessageType::Error]) {
-            Some(m) => match m.view() {
+        if let Some(m) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+            match m.view() {
                 gst::MessageView::Eos(_) => break Ok(()),
                 gst::MessageView::Error(e) => break Err(format!("{} ({:?})", e.error(), e.debug())),
                 _ => {}
-            },
-            None => {}
+            }
         }
     };
     p.set_state(gst::State::Null).unwrap();
@@ -534,4 +533,5 @@ pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
 }
 
+#[allow(unused_imports)]
 pub use tessera::tools::nginx::NginxRtmp;
