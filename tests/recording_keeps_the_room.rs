@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use gst::prelude::*;
 use gst_pbutils::prelude::*;
 use tessera::server::{self, ServerConfig};
 
