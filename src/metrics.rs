@@ -52,6 +52,7 @@ pub struct Metrics {
     rung_frames: Family<Labels, Counter>,
     estimate: Family<Labels, Gauge>,
     loss: Family<Labels, FloatGauge>,
+    rtt: Family<Labels, FloatGauge>,
     first_frame: Histogram,
     cpu: Counter<f64, AtomicU64>,
     rss: Gauge,
@@ -85,6 +86,7 @@ impl Metrics {
             rung_bitrate: Family::default(),
             rung_frames: Family::default(),
             estimate: Family::default(),
+            rtt: Family::default(),
             loss: Family::default(),
             first_frame: Histogram::new(FIRST_FRAME_BUCKETS),
             cpu: Counter::default(),
@@ -109,6 +111,7 @@ impl Metrics {
         r.register("tessera_rung_frames", "Frames the rung encoded", m.rung_frames.clone());
         r.register("tessera_receiver_estimate_bps", "Congestion-control estimates of the room's receivers' downlinks (stat: min, median, max)", m.estimate.clone());
         r.register("tessera_receiver_loss_ratio", "Video packet loss of the room's receivers, 0..1 (stat: median, max)", m.loss.clone());
+        r.register("tessera_receiver_rtt_seconds", "Round trip to the room's receivers from their RTCP receiver reports (stat: median, max)", m.rtt.clone());
         r.register("tessera_join_to_first_frame_seconds", "From a receiver's join to the first frame the server hands it", m.first_frame.clone());
         r.register("tessera_process_cpu_seconds", "CPU time of the server process (user and system)", m.cpu.clone());
         r.register("tessera_process_resident_memory_bytes", "Resident memory of the server process", m.rss.clone());
@@ -141,6 +144,7 @@ impl Metrics {
             f.clear();
         }
         self.loss.clear();
+        self.rtt.clear();
         self.rooms.set(rooms.len() as i64);
         for r in rooms {
             let room = r.room.as_str();
@@ -173,6 +177,13 @@ impl Metrics {
             if let Some(hi) = loss.last() {
                 for (stat, v) in [("median", loss[loss.len() / 2]), ("max", *hi)] {
                     self.loss.get_or_create(&labels(&[("room", room), ("stat", stat)])).set(v);
+                }
+            }
+            let mut rtt: Vec<f64> = m.receivers.iter().filter_map(|x| x.rtt_s).collect();
+            rtt.sort_by(|a, b| a.total_cmp(b));
+            if let Some(hi) = rtt.last() {
+                for (stat, v) in [("median", rtt[rtt.len() / 2]), ("max", *hi)] {
+                    self.rtt.get_or_create(&labels(&[("room", room), ("stat", stat)])).set(v);
                 }
             }
             for ms in &m.first_frames_ms {

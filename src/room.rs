@@ -273,6 +273,8 @@ pub struct ReceiverMetrics {
     pub delivered_bps: u64,
     /// Share of its video packets lost (0..1).
     pub loss: f64,
+    /// Round trip from RTCP receiver reports, seconds (None: none yet).
+    pub rtt_s: Option<f64>,
     pub viewer: bool,
 }
 

@@ -69,6 +69,18 @@ async fn metrics_describe_the_room() {
     assert_eq!(value(&b, "tessera_join_to_first_frame_seconds_count"), Some(3.0), "{b}");
     assert_eq!(value(&b, r#"tessera_join_to_first_frame_seconds_bucket{le="10.0"}"#), Some(3.0));
     assert!(value(&b, r#"tessera_receiver_estimate_bps{room="m",stat="median"}"#).is_some_and(|v| v > 0.0), "{b}");
+    // The round trip from RTCP receiver reports: on loopback, under 200 ms
+    // (reports come every few seconds: wait for one from each bot).
+    let t0 = std::time::Instant::now();
+    let rtt = loop {
+        let (text, _) = scrape(&server).await;
+        if let Some(v) = value(&text, r#"tessera_receiver_rtt_seconds{room="m",stat="max"}"#) {
+            break v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "no receiver round trip after 15 s: {text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(rtt > 0.0 && rtt < 0.2, "round trip {rtt} s on loopback");
     assert!(rate("tessera_process_cpu_seconds_total") > 0.0);
     assert!(value(&b, "tessera_process_threads").is_some_and(|v| v > 10.0));
     assert!(value(&b, "tessera_process_open_fds").is_some_and(|v| v > 10.0));

@@ -121,6 +121,8 @@ pub struct Receiver {
     pub padding_bps: Arc<AtomicU32>,
     /// The receiver's congestion-control element, told of proven rates.
     estimator: Mutex<Option<glib::WeakRef<gst::Element>>>,
+    /// Its webrtcbin, whose RTCP receiver reports give the round trip.
+    peer: Mutex<Option<glib::WeakRef<gst::Element>>>,
     st: Mutex<RecvState>,
     /// Frames handed to this receiver.
     frames_sent: AtomicU64,
@@ -143,6 +145,32 @@ struct RecvState {
 impl Receiver {
     pub fn set_estimator(&self, e: &gst::Element) {
         *self.estimator.lock() = Some(e.downgrade());
+    }
+
+    pub fn set_peer(&self, webrtcbin: &gst::Element) {
+        *self.peer.lock() = Some(webrtcbin.downgrade());
+    }
+
+    /// The round trip to this receiver, from the last RTCP receiver report
+    /// about what we send it (None before one arrived, or for a recorder).
+    pub fn rtt(&self) -> Option<Duration> {
+        let peer = self.peer.lock().as_ref().and_then(|w| w.upgrade())?;
+        let rtpbin = peer.downcast_ref::<gst::Bin>()?.by_name("rtpbin")?;
+        // One bundled session (0) carries audio and video.
+        let session = rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32])?;
+        let stats = session.property::<gst::Structure>("stats");
+        let sources = stats.get::<glib::ValueArray>("source-stats").ok()?;
+        sources
+            .iter()
+            .filter_map(|v| v.get::<gst::Structure>().ok())
+            // rtpsession keeps a report block on the source that sent it:
+            // the receiver's, about our stream.
+            .filter(|s| !s.get::<bool>("internal").unwrap_or(true) && s.get::<bool>("have-rb").unwrap_or(false))
+            .filter_map(|s| s.get::<u32>("rb-round-trip").ok())
+            .filter(|rt| *rt > 0)
+            // In 1/65536 s (NTP short format).
+            .map(|rt| Duration::from_secs_f64(rt as f64 / 65536.0))
+            .max()
     }
 
     fn codec_index(&self) -> usize {
@@ -204,6 +232,9 @@ pub struct ReceiverStats {
     pub estimate_kbps: u32,
     pub delivered_kbps: u32,
     pub loss: f64,
+    /// Round trip from RTCP receiver reports (None before the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
     /// Transport-wide congestion-control feedback arrives.
     pub feedback: bool,
     pub padding_kbps: u32,
@@ -470,6 +501,7 @@ impl Delivery {
             link: Arc::new(LinkStats::default()),
             padding_bps: Arc::new(AtomicU32::new(0)),
             estimator: Mutex::new(None),
+            peer: Mutex::new(None),
             st: Mutex::new(RecvState { choice, switch: RungSwitch::new(start), controller }),
             frames_sent: AtomicU64::new(0),
             codec: std::sync::atomic::AtomicUsize::new(0),
@@ -566,6 +598,8 @@ impl Delivery {
         list.iter()
             .map(|r| {
                 let link = r.link.sample();
+                // Asked before taking the receiver's lock (it emits a signal).
+                let rtt_ms = r.rtt().map(|d| (d.as_secs_f64() * 1e5).round() / 100.0);
                 let st = r.st.lock();
                 let name = |i: Option<usize>| i.and_then(|i| self.rungs.get(i)).map(|x| x.spec.name.clone()).unwrap_or_else(|| "none".into());
                 ReceiverStats {
@@ -581,6 +615,7 @@ impl Delivery {
                     estimate_kbps: link.estimate_bps / 1000,
                     delivered_kbps: link.delivered_bps / 1000,
                     loss: (link.loss * 1000.0).round() / 1000.0,
+                    rtt_ms,
                     feedback: link.has_feedback,
                     padding_kbps: r.padding_bps.load(Ordering::Relaxed) / 1000,
                 }

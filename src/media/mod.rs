@@ -389,6 +389,7 @@ impl RoomMedia for GstRoom {
                     estimate_bps: r.estimate_kbps as u64 * 1000,
                     delivered_bps: r.delivered_kbps as u64 * 1000,
                     loss: r.loss,
+                    rtt_s: r.rtt_ms.map(|ms| ms / 1000.0),
                     viewer: viewers.contains(&r.id),
                 })
                 .collect(),

@@ -164,6 +164,7 @@ impl ParticipantPipeline {
             let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice)?;
             (handles.receiver.clone(), Some(handles))
         };
+        receiver.set_peer(&webrtcbin);
         let p = ParticipantPipeline {
             id: id.to_string(),
             activity: Activity::new(!viewer),
