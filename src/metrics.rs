@@ -240,8 +240,8 @@ mod tests {
             rung_switches: 1,
             rungs: vec![RungMetrics { codec: "vp8".into(), rung: "high".into(), running: true, receivers: 2, bitrate_bps: 900_000, frames: 290, keyframes_forced: 3 }],
             receivers: vec![
-                ReceiverMetrics { estimate_bps: 2_000_000, delivered_bps: 900_000, loss: 0.0, viewer: false },
-                ReceiverMetrics { estimate_bps: 500_000, delivered_bps: 400_000, loss: 0.05, viewer: true },
+                ReceiverMetrics { estimate_bps: 2_000_000, delivered_bps: 900_000, loss: 0.0, rtt_s: Some(0.04), viewer: false },
+                ReceiverMetrics { estimate_bps: 500_000, delivered_bps: 400_000, loss: 0.05, rtt_s: None, viewer: true },
             ],
             first_frames_ms: vec![400, 1500],
         };
@@ -259,6 +259,8 @@ mod tests {
         assert_eq!(value(&t, r#"tessera_rung_bitrate_bps{room="standup",codec="vp8",rung="high"}"#), Some(900_000.0));
         assert_eq!(value(&t, r#"tessera_receiver_estimate_bps{room="standup",stat="min"}"#), Some(500_000.0));
         assert_eq!(value(&t, r#"tessera_receiver_loss_ratio{room="standup",stat="max"}"#), Some(0.05));
+        // Only receivers with a report count.
+        assert_eq!(value(&t, r#"tessera_receiver_rtt_seconds{room="standup",stat="median"}"#), Some(0.04));
         assert_eq!(value(&t, "tessera_join_to_first_frame_seconds_count"), Some(2.0));
         assert_eq!(value(&t, r#"tessera_join_to_first_frame_seconds_bucket{le="0.5"}"#), Some(1.0));
         assert!(value(&t, "tessera_process_threads").is_some_and(|n| n >= 1.0));
