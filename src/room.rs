@@ -109,20 +109,17 @@ pub trait RoomMedia: Send + Sync {
     fn start_recording(&self, _info: Arc<Mutex<RecordingInfo>>) -> anyhow::Result<()> {
         anyhow::bail!("this media backend does not record")
     }
-    /// Stop recording `id` and finish its file (blocking, seconds at most).
-    fn stop_recording(&self, _id: &str) -> bool {
-        false
-    }
-    /// Refresh the duration and size of the running recordings.
-    fn refresh_recordings(&self) {}
     /// Start streaming the room live; `info` is kept up to date.
     fn start_stream(&self, _info: Arc<Mutex<StreamInfo>>) -> anyhow::Result<()> {
         anyhow::bail!("this media backend does not stream")
     }
-    /// Stop live stream `id` (blocking, seconds at most).
-    fn stop_stream(&self, _id: &str) -> bool {
+    /// Stop recording or stream `id` and finish it (blocking, seconds at
+    /// most). False: no such output running.
+    fn stop_output(&self, _id: &str) -> bool {
         false
     }
+    /// Refresh the duration and size of the running recordings.
+    fn refresh_outputs(&self) {}
 }
 
 /// The state of a recording or a live stream (`GET /api/rooms/{room}/recordings`,
@@ -938,7 +935,7 @@ impl Hub {
     pub fn stop_recording(&self, room: &str, id: &str) -> Result<RecordingInfo, RoomError> {
         let info = self.recordings.lock().get(id).filter(|i| i.lock().room == room).cloned().ok_or_else(|| RoomError::UnknownRecording(id.to_string()))?;
         if let Some(r) = self.room(room) {
-            r.media.stop_recording(id);
+            r.media.stop_output(id);
             let still = self.recordings.lock().values().any(|i| {
                 let i = i.lock();
                 i.room == room && matches!(i.status, OutputStatus::Starting | OutputStatus::Active)
@@ -953,7 +950,7 @@ impl Hub {
     /// The recordings of `room`, running and finished, oldest first.
     pub fn recordings(&self, room: &str) -> Vec<RecordingInfo> {
         if let Some(r) = self.room(room) {
-            r.media.refresh_recordings();
+            r.media.refresh_outputs();
         }
         let mut v: Vec<RecordingInfo> = self.recordings.lock().values().map(|i| i.lock().clone()).filter(|i| i.room == room).collect();
         v.sort_by_key(|i| (i.started_at, i.id.len(), i.id.clone()));
@@ -1073,7 +1070,7 @@ impl Hub {
     pub fn stop_stream(&self, room: &str, id: &str) -> Result<StreamInfo, RoomError> {
         let info = self.streams.lock().get(id).filter(|i| i.lock().room == room).cloned().ok_or_else(|| RoomError::UnknownStream(id.to_string()))?;
         if let Some(r) = self.room(room) {
-            r.media.stop_stream(id);
+            r.media.stop_output(id);
         }
         self.report_outputs();
         let out = info.lock().clone();

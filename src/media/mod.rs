@@ -249,26 +249,52 @@ impl GstMedia {
 
 impl MediaFactory for GstMedia {
     fn create_room(&self, room: &str) -> Result<Arc<dyn RoomMedia>> {
-        Ok(Arc::new(GstRoom { mixer: Arc::new(mixer::RoomMixer::new(room, self.cfg.clone())?), recordings: parking_lot::Mutex::new(Vec::new()), streams: parking_lot::Mutex::new(Vec::new()) }))
+        Ok(Arc::new(GstRoom { mixer: Arc::new(mixer::RoomMixer::new(room, self.cfg.clone())?), outputs: parking_lot::Mutex::new(Vec::new()) }))
     }
 }
 
 struct GstRoom {
     mixer: Arc<mixer::RoomMixer>,
-    /// Recordings running (a stopped one is finished and dropped).
-    recordings: parking_lot::Mutex<Vec<Arc<recording::Recording>>>,
-    /// Live streams running (a stopped one is dropped).
-    streams: parking_lot::Mutex<Vec<Arc<stream::LiveStream>>>,
+    /// Recordings and live streams running (a stopped one is finished and dropped).
+    outputs: parking_lot::Mutex<Vec<Box<dyn Output>>>,
+}
+
+/// What a room sends out besides its members' streams: a recording or a
+/// live stream, each a receiver of the room's shared encodings.
+trait Output: Send + Sync {
+    fn id(&self) -> &str;
+    /// End it and finish its file or stream (blocking, seconds at most).
+    fn stop(&self);
+    /// Bring its reported duration and size up to date.
+    fn refresh(&self) {}
+}
+
+impl Output for recording::Recording {
+    fn id(&self) -> &str {
+        recording::Recording::id(self)
+    }
+    fn stop(&self) {
+        recording::Recording::stop(self)
+    }
+    fn refresh(&self) {
+        recording::Recording::refresh(self)
+    }
+}
+
+impl Output for stream::LiveStream {
+    fn id(&self) -> &str {
+        stream::LiveStream::id(self)
+    }
+    fn stop(&self) {
+        stream::LiveStream::stop(self)
+    }
 }
 
 impl Drop for GstRoom {
-    /// The room closed: its recordings end, their files finished.
+    /// The room closed: its recordings and streams end, finished.
     fn drop(&mut self) {
-        for r in self.recordings.lock().drain(..) {
-            r.stop();
-        }
-        for s in self.streams.lock().drain(..) {
-            s.stop();
+        for o in self.outputs.lock().drain(..) {
+            o.stop();
         }
     }
 }
@@ -319,43 +345,28 @@ impl RoomMedia for GstRoom {
             (i.id.clone(), i.path.clone())
         };
         let r = recording::Recording::start(&self.mixer, &id, path, info)?;
-        self.recordings.lock().push(Arc::new(r));
+        self.outputs.lock().push(Box::new(r));
         Ok(())
-    }
-
-    fn stop_recording(&self, id: &str) -> bool {
-        let r = {
-            let mut list = self.recordings.lock();
-            let i = list.iter().position(|r| r.id() == id);
-            i.map(|i| list.remove(i))
-        };
-        match r {
-            Some(r) => {
-                r.stop();
-                true
-            }
-            None => false,
-        }
     }
 
     fn start_stream(&self, info: Arc<parking_lot::Mutex<crate::room::StreamInfo>>) -> Result<()> {
         let s = stream::LiveStream::start(&self.mixer, info)?;
-        self.streams.lock().push(Arc::new(s));
+        self.outputs.lock().push(Box::new(s));
         Ok(())
     }
 
-    fn stop_stream(&self, id: &str) -> bool {
-        let s = {
-            let mut list = self.streams.lock();
-            let i = list.iter().position(|s| s.id() == id);
-            i.map(|i| list.remove(i))
+    fn stop_output(&self, id: &str) -> bool {
+        // Taken out of the list first: stopping blocks, and not under the lock.
+        let o = {
+            let mut list = self.outputs.lock();
+            list.iter().position(|o| o.id() == id).map(|i| list.remove(i))
         };
-        s.map(|s| s.stop()).is_some()
+        o.map(|o| o.stop()).is_some()
     }
 
-    fn refresh_recordings(&self) {
-        for r in self.recordings.lock().iter() {
-            r.refresh();
+    fn refresh_outputs(&self) {
+        for o in self.outputs.lock().iter() {
+            o.refresh();
         }
     }
 

@@ -19,6 +19,7 @@ use crate::config::Limits;
 use crate::protocol::{self, ErrorCode, ProtocolError, ServerMessage};
 use crate::room::{Hub, LayoutRequest, Membership, ParticipantEvent};
 
+pub mod hls;
 pub mod limits;
 pub mod session;
 use limits::{MessageRate, PerIpLimits, Verdict};
@@ -209,20 +210,13 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
 }
 
 /// HLS live streams, public like the page: `/hls/<name>/index.m3u8` (never
-/// cached: it changes every segment) and its segments, for any origin.
+/// cached by clients: it changes every segment) and its segments, for any
+/// origin, served from memory ([`hls::HlsFiles`]).
 fn hls_routes(dir: PathBuf) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    use warp::http::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL};
-    use warp::Reply;
-    warp::path("hls").and(warp::get()).and(warp::fs::dir(dir)).map(|f: warp::filters::fs::File| {
-        let playlist = f.path().extension().is_some_and(|e| e == "m3u8");
-        let mut r = f.into_response();
-        let h = r.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static(if playlist { "no-cache" } else { "max-age=60" }));
-        if playlist {
-            h.insert(warp::http::header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
-        }
-        r
+    let files = hls::HlsFiles::new(dir);
+    warp::path!("hls" / String / String).and(warp::get()).then(move |name: String, file: String| {
+        let files = files.clone();
+        async move { files.get(&name, &file).await }
     })
 }
 
