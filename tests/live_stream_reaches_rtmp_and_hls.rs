@@ -45,12 +45,7 @@ async fn rtmp_stream_retries_until_its_server_is_there() {
     let port = free_tcp_port();
     let server = server::start(ServerConfig { config: listening_on("127.0.0.1:0"), media: media_config(), ..ServerConfig::default() }).expect("server starts");
     let (url, addr) = (server.ws_url(), server.addr());
-    let red = bot(&url, "live.1", "red", 0xff0000, 440.0).await;
-    let green = bot(&url, "live.1", "green", 0x00ff00, 660.0).await;
-    let blue = bot(&url, "live.1", "blue", 0x0000ff, 880.0).await;
-    for b in [&red, &green, &blue] {
-        wait_receiving(b, Duration::from_secs(10)).await;
-    }
+    let [red, green, blue] = three_bots(&url, "live.1").await;
     let target = format!("rtmp://127.0.0.1:{port}/live/s3cr3tkey");
     let (status, body) = http(addr, "POST", "/api/rooms/live.1/streams", &format!("{{\"url\":\"{target}\"}}")).await;
     assert_eq!(status, 201, "{body}");
@@ -104,12 +99,7 @@ async fn hls_stream_is_served_over_http() {
     media.stream.hls_segment_s = 2;
     let server = server::start(ServerConfig { config, media, ..ServerConfig::default() }).expect("server starts");
     let (url, addr) = (server.ws_url(), server.addr());
-    let red = bot(&url, "live.2", "red", 0xff0000, 440.0).await;
-    let green = bot(&url, "live.2", "green", 0x00ff00, 660.0).await;
-    let blue = bot(&url, "live.2", "blue", 0x0000ff, 880.0).await;
-    for b in [&red, &green, &blue] {
-        wait_receiving(b, Duration::from_secs(10)).await;
-    }
+    let [red, green, blue] = three_bots(&url, "live.2").await;
     let (status, body) = http(addr, "POST", "/api/rooms/live.2/streams", "{\"hls\":\"main\"}").await;
     assert_eq!(status, 201, "{body}");
     let started = json(&body);

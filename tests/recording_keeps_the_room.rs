@@ -48,12 +48,7 @@ async fn recording_keeps_the_room() {
     config.rooms.recordings_dir = dir.clone();
     let server = server::start(ServerConfig { config, media: media_config(), ..ServerConfig::default() }).expect("server starts");
     let (url, addr) = (server.ws_url(), server.addr());
-    let red = bot(&url, "rec.1", "red", 0xff0000, 440.0).await;
-    let green = bot(&url, "rec.1", "green", 0x00ff00, 660.0).await;
-    let blue = bot(&url, "rec.1", "blue", 0x0000ff, 880.0).await;
-    for b in [&red, &green, &blue] {
-        wait_receiving(b, Duration::from_secs(10)).await;
-    }
+    let [red, green, blue] = three_bots(&url, "rec.1").await;
     let (status, body) = http(addr, "POST", "/api/rooms/rec.1/recordings", "").await;
     assert_eq!(status, 201, "{body}");
     let started = json(&body);

@@ -174,6 +174,19 @@ pub fn rgb_pixel(f: &Rgb, x: u32, y: u32) -> [u8; 3] {
     sum.map(|s| (s / 25) as u8)
 }
 
+/// Red (440 Hz), green (660 Hz) and blue (880 Hz) bots joined to `room`
+/// in that order, each receiving the grid: the room [`assert_three_tiles`]
+/// and [`assert_tones`] check.
+pub async fn three_bots(url: &str, room: &str) -> [Bot; 3] {
+    let red = bot(url, room, "red", 0xff0000, 440.0).await;
+    let green = bot(url, room, "green", 0x00ff00, 660.0).await;
+    let blue = bot(url, room, "blue", 0x0000ff, 880.0).await;
+    for b in [&red, &green, &blue] {
+        wait_receiving(b, Duration::from_secs(10)).await;
+    }
+    [red, green, blue]
+}
+
 /// The 3-bot grid (red, green, blue in join order) of a 640x360 frame:
 /// each colour in its tile.
 pub fn assert_three_tiles(frame: &Rgb, what: &str) {
