@@ -34,46 +34,64 @@ use gst::prelude::*;
 
 use super::MediaConfig;
 use crate::ladder::{Choice, LinkSample, Rung, RungController, Target};
-use crate::link::{FrameFor, KeyframeThrottle, LinkWindow, Pointed, RungSwitch};
+use crate::link::{Estimator, FrameFor, KeyframeThrottle, LinkWindow, PacketReport, Pointed, RungSwitch};
 use crate::protocol::Codec;
 use crate::room::{EventSender, MediaEvent, ParticipantEvent, RungInfo};
 
 /// Controller period.
 const TICK: Duration = Duration::from_millis(100);
+/// The congestion estimate never goes under this (audio and a trickle of video).
+const MIN_ESTIMATE_BPS: u32 = 30_000;
 
 
 /// What a receiver's transport tells about its link, written by the
-/// participant pipeline (congestion-control estimate, TWCC feedback) from
-/// its streaming threads; the rules are [`LinkWindow`]'s, with the time
-/// taken here.
+/// participant pipeline (TWCC feedback) from its streaming threads; the
+/// rules and the congestion estimate are [`LinkWindow`]'s, with the time
+/// taken here. The estimate is computed as feedback arrives: no thread.
 pub struct LinkStats {
+    /// The estimate after the last feedback (or set by the controller).
     pub estimate_bps: AtomicU32,
     epoch: Instant,
     window: Mutex<LinkWindow>,
 }
 
-impl Default for LinkStats {
-    fn default() -> Self {
-        LinkStats { estimate_bps: AtomicU32::new(0), epoch: Instant::now(), window: Mutex::new(LinkWindow::default()) }
-    }
-}
-
 impl LinkStats {
+    /// Starting at `start_bps`, never under `min_bps` or over `max_bps`.
+    pub fn new(start_bps: u32, min_bps: u32, max_bps: u32) -> LinkStats {
+        LinkStats {
+            estimate_bps: AtomicU32::new(start_bps),
+            epoch: Instant::now(),
+            window: Mutex::new(LinkWindow::new(Estimator::new(start_bps, min_bps, max_bps))),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Record the packet reports of one TWCC feedback: (lost, arrival on
-    /// the receiver's clock in ns, bytes). One lock per feedback, not per
-    /// packet: this runs on a streaming thread.
-    pub fn feedback(&self, packets: &[(bool, Option<u64>, u32)]) {
+    /// Record the packet reports of one TWCC feedback. One lock per
+    /// feedback, not per packet: this runs on a streaming thread.
+    pub fn feedback(&self, packets: &[PacketReport]) {
         let now = self.now_ms();
-        self.window.lock().feedback(now, packets);
+        let estimate = self.window.lock().feedback(now, packets);
+        self.estimate_bps.store(estimate, Ordering::Relaxed);
+    }
+
+    /// A rate the rung controller proved.
+    pub fn set_estimate(&self, bps: u32) {
+        let mut w = self.window.lock();
+        w.estimator.set(bps);
+        self.estimate_bps.store(w.estimator.estimate(), Ordering::Relaxed);
     }
 
     pub fn sample(&self) -> LinkSample {
         let now = self.now_ms();
-        self.window.lock().sample(now, self.estimate_bps.load(Ordering::Relaxed))
+        self.window.lock().sample(now)
+    }
+
+    /// The standing queue on the path at the last feedback (ms).
+    pub fn queue_ms(&self) -> f64 {
+        self.window.lock().estimator.queue_ms()
     }
 }
 
@@ -119,8 +137,6 @@ pub struct Receiver {
     pub link: Arc<LinkStats>,
     /// RTP padding the receiver's pipeline adds while probing (bits/s).
     pub padding_bps: Arc<AtomicU32>,
-    /// The receiver's congestion-control element, told of proven rates.
-    estimator: Mutex<Option<glib::WeakRef<gst::Element>>>,
     /// Its webrtcbin, whose RTCP receiver reports give the round trip.
     peer: Mutex<Option<glib::WeakRef<gst::Element>>>,
     st: Mutex<RecvState>,
@@ -143,10 +159,6 @@ struct RecvState {
 }
 
 impl Receiver {
-    pub fn set_estimator(&self, e: &gst::Element) {
-        *self.estimator.lock() = Some(e.downgrade());
-    }
-
     pub fn set_peer(&self, webrtcbin: &gst::Element) {
         *self.peer.lock() = Some(webrtcbin.downgrade());
     }
@@ -491,6 +503,8 @@ impl Delivery {
             Choice::Auto => Target::Rung(0),
         };
         let controller = matches!(choice, Choice::Auto).then(|| RungController::new(&self.ladder(), start, self.now_ms()));
+        // The estimate starts where the top rung fits.
+        let top = self.rungs.first().map(|r| r.spec.link_bps()).unwrap_or(1_500_000);
         let r = Arc::new(Receiver {
             id: id.to_string(),
             added: Instant::now(),
@@ -498,9 +512,8 @@ impl Delivery {
             appsrc,
             ready,
             events,
-            link: Arc::new(LinkStats::default()),
+            link: Arc::new(LinkStats::new(top, MIN_ESTIMATE_BPS, top.saturating_mul(2))),
             padding_bps: Arc::new(AtomicU32::new(0)),
-            estimator: Mutex::new(None),
             peer: Mutex::new(None),
             st: Mutex::new(RecvState { choice, switch: RungSwitch::new(start), controller }),
             frames_sent: AtomicU64::new(0),
@@ -726,10 +739,7 @@ fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now:
         tracing::info!(receiver = %r.id, "{note}");
     }
     if let Some(bps) = decision.set_estimate {
-        if let Some(e) = r.estimator.lock().as_ref().and_then(|w| w.upgrade()) {
-            e.set_property("estimated-bitrate", bps);
-        }
-        r.link.estimate_bps.store(bps, Ordering::Relaxed);
+        r.link.set_estimate(bps);
     }
     if let Some(t) = decision.switch_to {
         tracing::info!(receiver = %r.id, "rung {:?} (estimate {} kbps, delivered {} kbps, loss {:.1} %)", t, sample.estimate_bps / 1000, sample.delivered_bps / 1000, sample.loss * 100.0);

@@ -152,17 +152,14 @@ pub fn init() -> Result<()> {
     let mut res = Ok(());
     INIT.call_once(|| {
         openssl_without_atexit();
-        res = gst::init().context("GStreamer failed to initialise").and_then(|_| {
-            // rtpgccbwe (Google congestion control), built in.
-            gstrsrtp::plugin_register_static().context("cannot register the built-in RTP plugin (rtpgccbwe)")
-        })
+        res = gst::init().context("GStreamer failed to initialise").map(|_| ())
     });
     res?;
     let needed = [
         "webrtcbin", "compositor", "videotestsrc", "audiotestsrc", "vp8enc", "vp8dec", "rtpvp8pay",
         "rtpvp8depay", "opusenc", "opusdec", "rtpopuspay", "rtpopusdepay", "appsrc", "appsink",
         "videoconvert", "videoscale", "audioconvert", "audioresample", "capsfilter", "queue",
-        "aspectratiocrop", "videocrop", "textoverlay", "tee", "valve", "videorate", "rtpgccbwe",
+        "aspectratiocrop", "videocrop", "textoverlay", "tee", "valve", "videorate",
     ];
     let missing: Vec<&str> = needed.iter().copied().filter(|n| gst::ElementFactory::find(n).is_none()).collect();
     if !missing.is_empty() {

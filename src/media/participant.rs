@@ -31,6 +31,7 @@ use super::audio::audio_caps;
 use super::delivery::{LinkStats, Receiver};
 use super::mixer::{InputHandles, RoomMixer, TileElements};
 use crate::ladder::{Choice, PADDING_PACKET_BYTES, RTP_HEADER_BYTES};
+use crate::link::PacketReport;
 use crate::protocol::Role;
 use crate::room::JoinOptions;
 use super::webrtc::{self, element, Peer, PeerEvent, Stream};
@@ -187,50 +188,24 @@ impl ParticipantPipeline {
         Ok(p)
     }
 
-    /// Google congestion control on the sending side: webrtcbin asks for an
-    /// "aux sender" per transport; `rtpgccbwe` paces what we send and
-    /// estimates the downlink from the receiver's transport-wide feedback.
-    /// Its estimate and the feedback itself go to this receiver's
-    /// [`LinkStats`]; RTP padding is added while the rung controller probes.
+    /// Congestion control on the sending side: rtpsession parses the
+    /// receiver's transport-wide feedback and sends it upstream as an
+    /// `RTPTWCCPackets` event, which reaches the video payloader; its
+    /// reports go to this receiver's [`LinkStats`], whose estimator runs on
+    /// them as they arrive (no aux sender, no pacer thread per receiver).
+    /// RTP padding is added while the rung controller probes.
     fn connect_congestion_control(&self, payloaders: &[gst::Element]) -> Result<()> {
-        let link = self.receiver.link.clone();
-        let receiver = Arc::downgrade(&self.receiver);
-        let top = self.mixer.delivery().ladder().first().map(|r| r.link_bps()).unwrap_or(1_500_000);
-        self.peer.webrtcbin().connect("request-aux-sender", false, move |_values| {
-            let bwe = match gst::ElementFactory::make("rtpgccbwe").build() {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!("no congestion control: {e}");
-                    return None;
-                }
-            };
-            bwe.set_property("min-bitrate", 30_000u32);
-            bwe.set_property("max-bitrate", top * 2);
-            bwe.set_property("estimated-bitrate", top);
-            link.estimate_bps.store(top, Ordering::Relaxed);
-            {
-                let link = link.clone();
-                bwe.connect_notify(Some("estimated-bitrate"), move |e, _| {
-                    link.estimate_bps.store(e.property::<u32>("estimated-bitrate"), Ordering::Relaxed);
-                });
-            }
-            if let Some(src) = bwe.static_pad("src") {
-                let link = link.clone();
-                src.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-                    if let Some(ev) = info.event() {
-                        if let Some(s) = ev.structure().filter(|s| s.name() == "RTPTWCCPackets") {
-                            record_twcc(&link, s);
-                        }
-                    }
-                    gst::PadProbeReturn::Ok
-                });
-            }
-            if let Some(r) = receiver.upgrade() {
-                r.set_estimator(&bwe);
-            }
-            Some(bwe.to_value())
-        });
         for pay in payloaders {
+            let link = self.receiver.link.clone();
+            let src = pay.static_pad("src").context("payloader has no src pad")?;
+            src.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                if let Some(ev) = info.event() {
+                    if let Some(s) = ev.structure().filter(|s| s.name() == "RTPTWCCPackets") {
+                        record_twcc(&link, s);
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
             self.pad_while_probing(pay)?;
         }
         Ok(())
@@ -422,18 +397,19 @@ fn add_twcc_extension(pay: &gst::Element) -> Result<()> {
 /// Feed one `RTPTWCCPackets` event (from rtpsession) into `link`.
 fn record_twcc(link: &LinkStats, s: &gst::StructureRef) {
     let Ok(packets) = s.get::<glib::ValueArray>("packets") else { return };
-    let reports: Vec<(bool, Option<u64>, u32)> = packets
+    let reports: Vec<PacketReport> = packets
         .iter()
         .filter_map(|v| v.get::<gst::Structure>().ok())
         .map(|p| {
             let lost = p.get::<bool>("lost").unwrap_or(false);
             // rtpsession reports the RTP *payload* size: a padding-only packet
             // (ours, from the prober) reports 0; count what went on the wire.
-            let size = match p.get::<u32>("size").unwrap_or(0) {
+            let bytes = match p.get::<u32>("size").unwrap_or(0) {
                 0 => PADDING_PACKET_BYTES,
                 n => n + RTP_HEADER_BYTES,
             };
-            (lost, p.get::<gst::ClockTime>("remote-ts").ok().map(|t| t.nseconds()), size)
+            let time = |k: &str| p.get::<u64>(k).ok().filter(|t| *t != u64::MAX);
+            PacketReport { sent_ns: time("local-ts"), arrived_ns: if lost { None } else { time("remote-ts") }, bytes }
         })
         .collect();
     link.feedback(&reports);

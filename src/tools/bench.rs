@@ -73,6 +73,13 @@ pub struct CapacityRow {
     /// "recording", "rtmp" or "hls".
     #[serde(default)]
     pub output: String,
+    /// Threads the room added to the idle server, per participant.
+    #[serde(default)]
+    pub threads_per_participant: f64,
+    /// CPU of the server's threads over the windows, by kind (a thread's
+    /// name without its numbers), % of one core, busiest first.
+    #[serde(default)]
+    pub thread_cpu: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -236,6 +243,8 @@ struct ServerProc {
     addr: String,
     /// Where its recordings go (removed with it).
     recordings: PathBuf,
+    /// Its threads before anyone joined.
+    idle_threads: usize,
 }
 
 impl ServerProc {
@@ -263,7 +272,8 @@ impl ServerProc {
         }
         let (scheme, addr) = line.trim().rsplit_once(' ').and_then(|(_, u)| u.split_once("://")).context("no URL on the listening line")?;
         let ws = if scheme == "https" { "wss" } else { "ws" };
-        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), addr: addr.to_string(), child, recordings })
+        let idle_threads = Proc(Some(child.id())).threads()?;
+        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), addr: addr.to_string(), child, recordings, idle_threads })
     }
 
     /// A plain-HTTP request to the server's API; the status.
@@ -385,6 +395,22 @@ async fn loaded_room_with(o: &BenchOptions, room: &str, n: usize, observer_name:
     Ok((server, bots, obs))
 }
 
+/// CPU (% of one core over `secs`) of each kind of thread between two
+/// readings of [`Proc::thread_cpu_seconds`]: names without their digits
+/// (`nicesrc3:src` and `nicesrc12:src` are one kind), busiest first.
+fn thread_kinds(before: &std::collections::BTreeMap<String, f64>, after: &std::collections::BTreeMap<String, f64>, secs: f64) -> Vec<(String, f64)> {
+    let mut kinds = std::collections::BTreeMap::<String, f64>::new();
+    for (name, t) in after {
+        // A thread kind's threads that ended in between count as zero.
+        let used = t - before.get(name).copied().unwrap_or(0.0);
+        let kind: String = name.chars().filter(|c| !c.is_ascii_digit()).collect();
+        *kinds.entry(kind).or_insert(0.0) += used.max(0.0) / secs * 100.0;
+    }
+    let mut v: Vec<(String, f64)> = kinds.into_iter().filter(|(_, c)| *c >= 0.05).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
+}
+
 /// Drop every bot's connection (as crashed clients would; fastest teardown).
 async fn disconnect_all(obs: Bot, bots: Vec<Bot>) {
     obs.disconnect().await;
@@ -500,6 +526,7 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
     obs.reset_max_gap();
     let (mut server_cpu, mut load_cpu, mut fps, mut rtp_fps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (first, started) = (obs.stats(), Instant::now());
+    let threads0 = Proc(Some(server.pid())).thread_cpu_seconds()?;
     for _ in 0..WINDOWS {
         let (s0, l0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), Instant::now());
         let (f0, r0) = (obs.stats().frames, obs.stats().rtp_frames);
@@ -513,6 +540,8 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         fps.push((f1 - f0) as f64 / secs);
     }
     let core = median(server_cpu);
+    let thread_cpu = thread_kinds(&threads0, &Proc(Some(server.pid())).thread_cpu_seconds()?, started.elapsed().as_secs_f64());
+    let threads = Proc(Some(server.pid())).threads()?;
     let last = obs.stats();
     let expected = (started.elapsed().as_secs_f64() * 30.0).round() as u64;
     let row = CapacityRow {
@@ -522,8 +551,10 @@ async fn capacity_row_with(o: &BenchOptions, inputs: Inputs, n: usize, cpus: f64
         server_cpu_pct_of_machine: core / cpus,
         load_cpu_pct_of_machine: median(load_cpu),
         rss_mib: Proc(Some(server.pid())).rss_mib()?,
-        threads: Proc(Some(server.pid())).threads()?,
+        threads,
         fds: Proc(Some(server.pid())).fds()?,
+        threads_per_participant: threads.saturating_sub(server.idle_threads) as f64 / n as f64,
+        thread_cpu,
         observer_fps: median(fps),
         observer_rtp_fps: median(rtp_fps),
         observer_max_gap_ms: last.max_frame_gap_ms,
@@ -1349,12 +1380,21 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     }
     s += "Produced by `./scripts/bench` (release build). Load: in-process bots sending a VP8 clip (encoded once per size and looped: at their tile's size, or 640x360) and Opus, decoding nothing; one decoding observer bot. Server and load share the 2 cores. CPU from /proc; \"% of machine\" is of all cores. Single runs vary by several points of CPU; rows at the edge (16 participants) can land on either side of 29 fps from one run to the next.\n\n";
     s += &targets(r);
-    s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows. \"fps (decoded)\" is what the observer bot decoded, and is what the largest-room figure uses; \"fps sent\" counts the RTP frames it received, i.e. what the server put out, decoded or not (the observer's decoder shares the saturated machine with the load).\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | fds | observer fps (decoded) | fps sent (RTP) | observer max gap ms | frames dropped | RTP lost |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "## Capacity\n\nInputs `tile`: the load bots follow the server's `send_size` and send at their tile's size, as the web client does; `360p`: every input is 640x360 whatever its tile (the compositor scales it down). CPU and fps are the median of three windows. \"fps (decoded)\" is what the observer bot decoded, and is what the largest-room figure uses; \"fps sent\" counts the RTP frames it received, i.e. what the server put out, decoded or not (the observer's decoder shares the saturated machine with the load).\n\n| inputs | participants | server CPU (% of machine) | server CPU (% of one core) | load CPU (% of machine) | RSS MiB | threads | threads per participant | fds | observer fps (decoded) | fps sent (RTP) | observer max gap ms | frames dropped | RTP lost |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for c in &r.capacity {
         s += &format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {:.1} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
             c.inputs,
-            c.participants, c.server_cpu_pct_of_machine, c.server_cpu_pct_of_core, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.fds, c.observer_fps, c.observer_rtp_fps, c.observer_max_gap_ms, c.observer_dropped_frames, c.observer_lost_packets
+            c.participants, c.server_cpu_pct_of_machine, c.server_cpu_pct_of_core, c.load_cpu_pct_of_machine, c.rss_mib, c.threads, c.threads_per_participant, c.fds, c.observer_fps, c.observer_rtp_fps, c.observer_max_gap_ms, c.observer_dropped_frames, c.observer_lost_packets
+        );
+    }
+    // Where the time of the 16-person tile room (or the largest measured) goes.
+    let accounted = r.capacity.iter().filter(|c| c.inputs == "tile" && !c.thread_cpu.is_empty()).min_by_key(|c| c.participants.abs_diff(16));
+    if let Some(c) = accounted {
+        s += &format!(
+            "\nWhere the server's time goes in the {}-person room with tile-sized inputs, by kind of thread (its name without numbers; % of one core over the three windows, those over 1 %): {}.\n",
+            c.participants,
+            c.thread_cpu.iter().filter(|(_, p)| *p >= 1.0).map(|(k, p)| format!("`{k}` {p:.1}")).collect::<Vec<_>>().join(", ")
         );
     }
     let limit = |l: Option<usize>| l.map(|n| n.to_string()).unwrap_or_else(|| "none measured".into());
