@@ -3,7 +3,7 @@
 #   scripts/deps.sh            build + runtime packages (GStreamer 1.22, libnice)
 #   scripts/deps.sh --rtmp     also nginx with its RTMP module (the bench's live streams)
 #   scripts/deps.sh --browser  also what the tests need: Chromium, Firefox ESR and
-#                              PulseAudio, iproute2, coturn, nginx-rtmp, and a
+#                              PulseAudio, iproute2, nftables, coturn, nginx-rtmp, and a
 #                              Python virtualenv with aiortc (target/interop-venv)
 # The package list is mirrored in the Dockerfile; keep them in step.
 set -euo pipefail
@@ -18,12 +18,13 @@ PACKAGES=(
 )
 if [[ "${1:-}" == "--browser" ]]; then
   # Tests: Chromium for the browser tests; ip/tc for the shaped-link test
-  # (network namespaces, veth, tbf).
+  # (network namespaces, veth, tbf); nft for the lossy-link test (random
+  # drops in the router namespace: this kernel has no netem).
   # python3-venv: the virtualenv of the aiortc interop tests.
   # coturn: the TURN server of the relay tests (Debian's, as users run it).
   # firefox-esr: the browser tests run in Firefox too; pulseaudio (with
   # pactl from pulseaudio-utils) is the audio server headless Firefox needs.
-  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 python3 python3-venv coturn)
+  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 nftables python3 python3-venv coturn)
   # Node.js runs the browser tests; the machine's own node is used if present.
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi

@@ -188,6 +188,10 @@ struct BotArgs {
     /// Also print the report as one JSON line every SECONDS while running.
     #[arg(long)]
     report_every: Option<f64>,
+    /// Jitterbuffer of what the bot receives, ms: the time a lost packet
+    /// has to come again (NACK, RTX) before it counts as lost.
+    #[arg(long, default_value_t = 50)]
+    jitterbuffer_ms: u32,
     /// Volume of the tone, 0..1.
     #[arg(long, default_value_t = 0.25)]
     volume: f64,
@@ -495,6 +499,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         media_for: a.media_for.map(|s| Duration::from_secs_f64(s.max(0.0))),
         codec: a.codec,
         share_of: None,
+        jitterbuffer_ms: a.jitterbuffer_ms,
     };
     let bot = Bot::connect(opts).await?;
     let share = match &a.share {

@@ -185,6 +185,19 @@ impl Receiver {
             .max()
     }
 
+    /// Retransmission requests (NACKed packets) that reached us from this
+    /// receiver, and packets resent (RTX): from webrtcbin's `rtprtxsend`.
+    pub fn retransmissions(&self) -> (u64, u64) {
+        let Some(peer) = self.peer.lock().as_ref().and_then(|w| w.upgrade()) else { return (0, 0) };
+        let Some(bin) = peer.downcast_ref::<gst::Bin>() else { return (0, 0) };
+        bin.iterate_recurse()
+            .into_iter()
+            .flatten()
+            .filter(|e| e.factory().is_some_and(|f| f.name() == "rtprtxsend"))
+            .map(|e| (e.property::<u32>("num-rtx-requests") as u64, e.property::<u32>("num-rtx-packets") as u64))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     fn codec_index(&self) -> usize {
         self.codec.load(Ordering::Relaxed)
     }
@@ -249,6 +262,9 @@ pub struct ReceiverStats {
     pub rtt_ms: Option<f64>,
     /// Transport-wide congestion-control feedback arrives.
     pub feedback: bool,
+    /// Lost packets the receiver asked for again (NACK), and packets resent (RTX).
+    pub nack_requests: u64,
+    pub rtx_packets: u64,
     pub padding_kbps: u32,
 }
 
@@ -547,6 +563,7 @@ impl Delivery {
     /// A receiver needs a keyframe (it just connected, or sent PLI/FIR).
     pub fn request_keyframe(&self, id: &str) {
         let Some(r) = self.find(id) else { return };
+        tracing::debug!(receiver = %id, "keyframe asked for");
         self.counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
         let n = steps(&self.rungs);
         let mut used = vec![false; n];
@@ -613,6 +630,7 @@ impl Delivery {
                 let link = r.link.sample();
                 // Asked before taking the receiver's lock (it emits a signal).
                 let rtt_ms = r.rtt().map(|d| (d.as_secs_f64() * 1e5).round() / 100.0);
+                let (nack_requests, rtx_packets) = r.retransmissions();
                 let st = r.st.lock();
                 let name = |i: Option<usize>| i.and_then(|i| self.rungs.get(i)).map(|x| x.spec.name.clone()).unwrap_or_else(|| "none".into());
                 ReceiverStats {
@@ -630,6 +648,8 @@ impl Delivery {
                     loss: (link.loss * 1000.0).round() / 1000.0,
                     rtt_ms,
                     feedback: link.has_feedback,
+                    nack_requests,
+                    rtx_packets,
                     padding_kbps: r.padding_bps.load(Ordering::Relaxed) / 1000,
                 }
             })

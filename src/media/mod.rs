@@ -458,6 +458,7 @@ pub(crate) fn video_rtp_caps(codec: crate::protocol::Codec) -> gst::Caps {
         .field("encoding-name", codec.rtp_name())
         .field("payload", video_pt(codec))
         .field("clock-rate", 90000i32)
+        .field("rtcp-fb-nack", true)
         .field("rtcp-fb-nack-pli", true)
         .field("rtcp-fb-ccm-fir", true)
         .field("rtcp-fb-transport-cc", true)

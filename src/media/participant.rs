@@ -155,6 +155,9 @@ impl ParticipantPipeline {
             trans.set_property("codec-preferences", &caps);
             trans.set_property("direction", direction);
         }
+        // Video asks for lost packets again (NACK) and resends them (RTX).
+        let video: gst_webrtc::WebRTCRTPTransceiver = webrtcbin.static_pad("sink_1").context("webrtcbin sink_1 missing")?.property("transceiver");
+        video.set_property("do-nack", true);
 
         let (receiver, handles) = if viewer {
             (mixer.add_viewer(id, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice), None)
@@ -524,7 +527,9 @@ pub(super) fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &S
     let target = pipeline.by_name(if stream.is_video() { "vconv" } else { "aconv" });
     let free = target.as_ref().and_then(|t| t.static_pad("sink")).is_some_and(|p| !p.is_linked());
     match (stream.decoder(), target) {
-        (Some(decoder), Some(target)) if free => webrtc::attach(pipeline, pad, &webrtc::chain(decoder, 200)?, &target),
+        // Decoded on the jitterbuffer's own streaming thread: a queue here
+        // added two threads per participant and a hand-over per packet.
+        (Some(decoder), Some(target)) if free => webrtc::attach(pipeline, pad, &webrtc::chain(decoder, 0)?, &target),
         _ => {
             webrtc::discard(pipeline, pad)?;
             anyhow::bail!("no decoder for it, or one of its kind is already linked; dropping it");

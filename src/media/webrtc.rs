@@ -97,6 +97,20 @@ pub struct Peer {
     events: OnEvent,
     /// Local candidates found so far.
     found: Arc<AtomicU32>,
+    /// The jitterbuffers of incoming video (retransmission on).
+    video_jitterbuffers: Arc<parking_lot::Mutex<Vec<glib::WeakRef<gst::Element>>>>,
+}
+
+/// What the jitterbuffers of a peer's incoming video did about loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repair {
+    /// Retransmissions asked for (NACKed packets, retries included).
+    pub requested: u64,
+    /// Packets that arrived by retransmission in time.
+    pub recovered: u64,
+    /// Packets given up as lost, and packets that came too late.
+    pub lost: u64,
+    pub late: u64,
 }
 
 /// How long after our description a peer may go without a single local
@@ -110,14 +124,30 @@ impl Peer {
         cert.apply(pipeline);
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin `webrtc` missing")?;
         configure_ice(&webrtcbin, network)?;
-        let peer = Peer { pipeline: pipeline.clone(), webrtcbin, cert, events, found: Arc::new(AtomicU32::new(0)) };
+        let peer = Peer { pipeline: pipeline.clone(), webrtcbin, cert, events, found: Arc::new(AtomicU32::new(0)), video_jitterbuffers: Default::default() };
         peer.connect_signals(network.announce_ips.clone());
         peer.connect_bus();
+        retransmit_lost_video(&peer.webrtcbin, peer.video_jitterbuffers.clone());
         Ok(peer)
     }
 
     pub fn webrtcbin(&self) -> &gst::Element {
         &self.webrtcbin
+    }
+
+    /// Loss repair of the incoming video so far (jitterbuffer statistics).
+    pub fn repair(&self) -> Repair {
+        let jbs: Vec<gst::Element> = self.video_jitterbuffers.lock().iter().filter_map(|w| w.upgrade()).collect();
+        let mut r = Repair::default();
+        for jb in jbs {
+            let s = jb.property::<gst::Structure>("stats");
+            let n = |k: &str| s.get::<u64>(k).unwrap_or(0);
+            r.requested += n("rtx-count");
+            r.recovered += n("rtx-success-count");
+            r.lost += n("num-lost");
+            r.late += n("num-late");
+        }
+        r
     }
 
     fn emit(&self, ev: PeerEvent) {
@@ -288,7 +318,10 @@ impl Peer {
         };
         self.webrtcbin.emit_by_name::<()>("set-local-description", &[&desc, &None::<gst::Promise>]);
         match desc.sdp().as_text() {
-            Ok(sdp) => self.emit(PeerEvent::LocalDescription(sdp)),
+            Ok(sdp) => {
+                tracing::trace!("local {kind}:\n{sdp}");
+                self.emit(PeerEvent::LocalDescription(sdp))
+            }
             Err(e) => self.emit(PeerEvent::Failed(format!("{kind} SDP: {e}"))),
         }
         self.fail_without_candidates();
@@ -321,6 +354,7 @@ impl Peer {
             cert: self.cert.clone(),
             events: self.events.clone(),
             found: self.found.clone(),
+            video_jitterbuffers: self.video_jitterbuffers.clone(),
         }
     }
 }
@@ -332,6 +366,7 @@ struct WeakPeer {
     cert: DtlsCertificate,
     events: OnEvent,
     found: Arc<AtomicU32>,
+    video_jitterbuffers: Arc<parking_lot::Mutex<Vec<glib::WeakRef<gst::Element>>>>,
 }
 
 impl WeakPeer {
@@ -342,6 +377,7 @@ impl WeakPeer {
             cert: self.cert.clone(),
             events: self.events.clone(),
             found: self.found.clone(),
+            video_jitterbuffers: self.video_jitterbuffers.clone(),
         })
     }
 }
@@ -356,11 +392,16 @@ fn promise_error(reply: std::result::Result<Option<&gst::StructureRef>, gst::Pro
 }
 
 /// Make the elements named in `factories`, preceded by a queue holding at
-/// most `queue_ms` of data.
+/// most `queue_ms` of data (none when 0).
 pub fn chain(factories: &[&str], queue_ms: u64) -> Result<Vec<gst::Element>> {
-    let queue = make("queue")?;
-    queue.set_property("max-size-time", queue_ms * 1_000_000);
-    let mut elements = vec![queue];
+    let mut elements = Vec::new();
+    // No queue: the stream runs on the thread that pushes it (for
+    // webrtcbin's source pads, its jitterbuffer's).
+    if queue_ms > 0 {
+        let queue = make("queue")?;
+        queue.set_property("max-size-time", queue_ms * 1_000_000);
+        elements.push(queue);
+    }
     for f in factories {
         elements.push(make(f)?);
     }
@@ -426,6 +467,59 @@ mod nice_ffi {
 /// behind home routers, and each agent otherwise starts a UPnP discovery of
 /// its own (threads, sockets, and "Unable to listen" warnings when many
 /// agents share a host).
+/// Shortest interval between two RTCP reports of a session (NACKs and
+/// PLIs go out with the next one).
+const RTCP_MIN_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Ask for lost video packets again (NACK; the sender answers with RTX).
+///
+/// webrtcbin 1.22 turns a jitterbuffer's retransmission on only when the
+/// remote description lists the stream's SSRC (`a=ssrc`): our offers have
+/// none (the video send path is linked after the answer), so a bot
+/// receiving from us never asked. Each new jitterbuffer's first packet
+/// tells its payload type; one of our video codecs turns retransmission
+/// on, whatever the description says (both sides negotiate `nack` for
+/// video; audio has no NACK).
+fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex<Vec<glib::WeakRef<gst::Element>>>>) {
+    let Some(rtpbin) = webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else {
+        tracing::warn!("webrtcbin has no rtpbin child: lost video is not asked for again");
+        return;
+    };
+    rtpbin.connect("new-jitterbuffer", false, move |values| {
+        let jb = values.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
+        // A NACK waits for the session's next RTCP slot; rtpsession's
+        // minimum interval between reports (5 s by default, RFC 3550's
+        // figure for plain RTP) held most of them past the jitterbuffer's
+        // deadline. The interval still follows the RTCP bandwidth share.
+        if let Some(session) = values.first().and_then(|v| v.get::<gst::Element>().ok()).and_then(|rtpbin| {
+            let id = values.get(2).and_then(|v| v.get::<u32>().ok())?;
+            rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&id])
+        }) {
+            if session.find_property("rtcp-min-interval").is_some() {
+                session.set_property("rtcp-min-interval", RTCP_MIN_INTERVAL.as_nanos() as u64);
+            }
+        }
+        let pad = jb.static_pad("sink")?;
+        let weak = jb.downgrade();
+        let video = video.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
+            let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) else { return gst::PadProbeReturn::Ok };
+            let pt = rtp.payload_type() as i32;
+            if crate::protocol::Codec::ALL.into_iter().any(|c| super::video_pt(c) == pt) {
+                if let Some(jb) = weak.upgrade() {
+                    jb.set_property("do-retransmission", true);
+                    let mut v = video.lock();
+                    v.retain(|w| w.upgrade().is_some());
+                    v.push(weak.clone());
+                }
+            }
+            gst::PadProbeReturn::Remove
+        });
+        None
+    });
+}
+
 pub fn configure_ice(webrtcbin: &gst::Element, network: &Network) -> Result<()> {
     let ice: glib::Object = webrtcbin.property("ice-agent");
     if ice.find_property("ice-tcp").is_some() {

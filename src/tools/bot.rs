@@ -66,6 +66,9 @@ pub struct BotOptions {
     /// A share connection: the participant id and share key it presents
     /// (see [`Bot::share`]). It sends video only and receives nothing.
     pub share_of: Option<(String, String)>,
+    /// Jitterbuffer of what it receives (ms): how long a lost packet has
+    /// to come again (NACK, RTX) before it counts as lost.
+    pub jitterbuffer_ms: u32,
 }
 
 impl Default for BotOptions {
@@ -96,6 +99,7 @@ impl Default for BotOptions {
             media_for: None,
             codec: crate::protocol::Codec::Vp8,
             share_of: None,
+            jitterbuffer_ms: 50,
         }
     }
 }
@@ -228,6 +232,14 @@ pub struct BotReport {
     pub fps: f64,
     pub fps_recent: f64,
     pub max_frame_gap_ms: u64,
+    /// Gaps between decoded frames over 150 ms: `[ended at_ms, ms]`, newest last.
+    pub freezes: Vec<[u64; 2]>,
+    /// Video retransmissions asked for and received in time, packets given
+    /// up as lost and come too late (the jitterbuffer's counts).
+    pub rtx_requested: u64,
+    pub rtx_recovered: u64,
+    pub jitterbuffer_lost: u64,
+    pub jitterbuffer_late: u64,
     pub width: u32,
     pub height: u32,
     pub received_kbps: f64,
@@ -544,6 +556,15 @@ impl Bot {
             fps: s.fps,
             fps_recent: s.fps_recent,
             max_frame_gap_ms: s.max_frame_gap_ms,
+            freezes: s
+                .freezes
+                .iter()
+                .map(|(ended, gap)| [ended.saturating_duration_since(self.started).as_millis() as u64, gap.as_millis() as u64])
+                .collect(),
+            rtx_requested: s.repair.requested,
+            rtx_recovered: s.repair.recovered,
+            jitterbuffer_lost: s.repair.lost,
+            jitterbuffer_late: s.repair.late,
             width: s.width,
             height: s.height,
             received_kbps: s.kbps,

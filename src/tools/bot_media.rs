@@ -23,12 +23,20 @@ use crate::tools::bot::BotOptions;
 const AUDIO_KEEP: usize = 48_000;
 const FFT_LEN: usize = 16_384;
 
+/// A gap between two frames longer than this is a freeze (three frames
+/// at 30 fps, two at 15).
+pub const FREEZE: Duration = Duration::from_millis(150);
+/// Freezes remembered.
+const FREEZES_KEPT: usize = 256;
+
 #[derive(Default)]
 struct Received {
     first_frame: Option<Instant>,
     frames: u64,
     frame_times: VecDeque<Instant>,
     max_gap: Duration,
+    /// Gaps between frames longer than [`FREEZE`]: (when it ended, how long). Bounded.
+    freezes: VecDeque<(Instant, Duration)>,
     last_frame_at: Option<Instant>,
     width: u32,
     height: u32,
@@ -58,6 +66,12 @@ impl Received {
     fn frame_arrived(&mut self, now: Instant) {
         if let Some(last) = self.last_frame_at {
             self.max_gap = self.max_gap.max(now - last);
+            if now - last > FREEZE {
+                if self.freezes.len() >= FREEZES_KEPT {
+                    self.freezes.pop_front();
+                }
+                self.freezes.push_back((now, now - last));
+            }
         }
         self.last_frame_at = Some(now);
         self.first_frame.get_or_insert(now);
@@ -158,6 +172,8 @@ pub struct ReceivedStats {
     pub fps_recent: f64,
     /// Longest interval between two received frames.
     pub max_frame_gap_ms: u64,
+    /// Gaps longer than [`FREEZE`]: (when it ended, how long), the newest last.
+    pub freezes: Vec<(Instant, Duration)>,
     pub width: u32,
     pub height: u32,
     pub bytes: u64,
@@ -174,6 +190,8 @@ pub struct ReceivedStats {
     pub rtp_frames: u64,
     /// Streams webrtcbin handed over (media/encoding).
     pub pads: Vec<String>,
+    /// What the video jitterbuffer did about loss (NACK/RTX).
+    pub repair: crate::media::webrtc::Repair,
 }
 
 pub struct BotMedia {
@@ -237,7 +255,7 @@ impl BotMedia {
                 vol = cfg.volume,
             )
         };
-        let desc = format!("webrtcbin name=webrtc bundle-policy=max-bundle latency=50 {audio_branch} {video_branch}");
+        let desc = format!("webrtcbin name=webrtc bundle-policy=max-bundle latency={} {audio_branch} {video_branch}", cfg.jitterbuffer_ms);
         // A viewer's description is webrtcbin alone, which parses to the element.
         let pipeline = match gst::parse::launch(&desc).context("bot pipeline does not parse")?.downcast::<gst::Pipeline>() {
             Ok(p) => p,
@@ -258,6 +276,19 @@ impl BotMedia {
         if let Some(acaps) = pipeline.by_name("acaps") {
             acaps.set_property("caps", opus_rtp_caps());
         }
+        // Video asks for lost packets again (NACK) and resends them (RTX),
+        // as browsers do: the sending bot's transceiver exists already (its
+        // sink_1), a receiving bot's comes with the offer.
+        if let Some(pad) = peer.webrtcbin().static_pad("sink_1") {
+            pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver").set_property("do-nack", true);
+        }
+        peer.webrtcbin().connect("on-new-transceiver", false, |values| {
+            let trans = values.get(1).and_then(|v| v.get::<gst_webrtc::WebRTCRTPTransceiver>().ok())?;
+            if trans.property::<gst_webrtc::WebRTCKind>("kind") != gst_webrtc::WebRTCKind::Audio {
+                trans.set_property("do-nack", true);
+            }
+            None
+        });
         if let Some(vcaps) = pipeline.by_name("vcaps") {
             vcaps.set_property("caps", video_rtp_caps(cfg.codec));
         } else {
@@ -448,6 +479,7 @@ impl BotMedia {
             fps_recent: recent as f64 / span.as_secs_f64().max(1e-3),
             // A stall still in progress counts too: the time since the last frame.
             max_frame_gap_ms: r.max_gap.max(r.last_frame_at.map(|t| now - t).unwrap_or_default()).as_millis() as u64,
+            freezes: r.freezes.iter().copied().collect(),
             width: r.width,
             height: r.height,
             bytes,
@@ -459,6 +491,7 @@ impl BotMedia {
             video_bytes: r.video_bytes,
             rtp_frames: r.rtp_frames,
             pads: r.pads.clone(),
+            repair: self.peer.repair(),
         }
     }
 
@@ -1003,6 +1036,15 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream, rece
         // Ask for a keyframe (PLI) when the decoder cannot start.
         if let Some(dec) = elements.iter().find(|e| e.find_property("automatic-request-sync-points").is_some()) {
             dec.set_property("automatic-request-sync-points", true);
+        }
+        // A frame lost for good freezes the picture until a keyframe, which
+        // the depayloader asks for (PLI), as a browser does; decoding what
+        // follows on a broken reference would show garbage, not a freeze.
+        if let Some(depay) = elements.iter().find(|e| e.find_property("wait-for-keyframe").is_some()) {
+            depay.set_property("wait-for-keyframe", true);
+            if depay.find_property("request-keyframe").is_some() {
+                depay.set_property("request-keyframe", true);
+            }
         }
     }
     let sink = gst_app::AppSink::builder().caps(&out_caps).sync(false).max_buffers(4).drop(true).build();

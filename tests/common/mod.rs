@@ -2,6 +2,8 @@
 //! child process) on a free port with a small canvas, and bots.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
