@@ -75,7 +75,7 @@ struct BenchArgs {
     /// Small sizes for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run: capacity, join, latency, ladder, viewers, raw, codecs, mixed-codecs, mesh, tls, soak, all
+    /// Scenarios to run: capacity, join, latency, avsync, ladder, viewers, raw, codecs, mixed-codecs, mesh, tls, soak, all
     /// (repeatable). With some only, the others' last results are kept.
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
@@ -95,6 +95,10 @@ struct BenchArgs {
     /// Canvas of the server under test.
     #[arg(long, default_value = "1280x720")]
     canvas: String,
+    /// The server under test (default: this binary), e.g. another build
+    /// for a before/after comparison with the same load bots.
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
 }
 
 #[derive(Parser)]
@@ -257,7 +261,10 @@ fn main() -> Result<()> {
                 quick: a.quick,
                 scenarios: a.scenarios,
                 out_dir: a.out,
-                server_bin: std::env::current_exe()?,
+                server_bin: match a.server_bin {
+                    Some(p) => p,
+                    None => std::env::current_exe()?,
+                },
                 canvas: a.canvas,
                 participants: a.participants,
                 inputs: a.inputs,

@@ -22,6 +22,9 @@ pub const FRAME: usize = RATE / 50;
 const PREBUFFER: usize = 2 * FRAME;
 /// A ring never holds more than this; older samples are dropped (drift).
 const MAX_BUFFERED: usize = 10 * FRAME;
+/// A ring that holds more than its prebuffer plus one frame at every take
+/// for this many ticks (half a second) runs late: the excess is dropped.
+const LONG_TICKS: u32 = 25;
 
 pub fn audio_caps() -> gst::Caps {
     gst::Caps::builder("audio/x-raw")
@@ -37,6 +40,8 @@ pub fn audio_caps() -> gst::Caps {
 pub struct InputRing {
     buf: VecDeque<i16>,
     playing: bool,
+    /// Takes in a row that found more than [`PREBUFFER`] + one frame.
+    long: u32,
 }
 
 impl InputRing {
@@ -61,6 +66,21 @@ impl InputRing {
         if self.buf.is_empty() {
             self.playing = false;
             return false;
+        }
+        // Regression: a burst at start-up (a jitterbuffer releasing what it
+        // held) left rings 60–100 ms fuller than the prebuffer for good,
+        // and every listener heard that speaker that much late (the
+        // lip-sync bench saw audio ~110 ms behind the picture). A ring
+        // that stays long is brought back to the prebuffer.
+        if self.buf.len() > PREBUFFER + FRAME {
+            self.long += 1;
+            if self.long >= LONG_TICKS {
+                let excess = self.buf.len() - PREBUFFER;
+                self.buf.drain(..excess);
+                self.long = 0;
+            }
+        } else {
+            self.long = 0;
         }
         let n = out.len().min(self.buf.len());
         for (o, s) in out.iter_mut().zip(self.buf.drain(..n)) {
@@ -320,6 +340,30 @@ mod tests {
         mix_minus(&[Some(&loud), Some(&loud), Some(&loud)], &mut total, &mut outs);
         // Each hears the other two clipped, but never itself.
         assert_eq!(outs[0], vec![i16::MAX; 2]);
+    }
+
+    #[test]
+    fn a_ring_that_runs_long_comes_back_to_its_prebuffer_within_half_a_second() {
+        let mut r = InputRing::default();
+        let mut out = vec![0i16; FRAME];
+        // 120 ms arrive at once, then one frame per tick.
+        r.push(&vec![1; 6 * FRAME]);
+        let mut levels = Vec::new();
+        for _ in 0..40 {
+            assert!(r.take(&mut out));
+            r.push(&vec![1; FRAME]);
+            levels.push(r.buf.len());
+        }
+        assert!(levels[..LONG_TICKS as usize - 1].iter().all(|l| *l == 6 * FRAME), "kept while it may be jitter");
+        assert!(levels[LONG_TICKS as usize..].iter().all(|l| *l <= PREBUFFER), "back to the prebuffer: {levels:?}");
+        // Jitter that comes and goes is left alone.
+        let mut r = InputRing::default();
+        r.push(&vec![1; PREBUFFER]);
+        for i in 0..100 {
+            assert!(r.take(&mut out));
+            r.push(&vec![1; if i % 2 == 0 { 2 * FRAME } else { 0 }]);
+        }
+        assert!(r.buf.len() >= FRAME);
     }
 
     #[test]

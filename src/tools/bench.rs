@@ -108,6 +108,19 @@ pub struct LatencyResult {
     pub server_p95_ms: f64,
 }
 
+/// Lip sync at a receiver: how much later (positive) or earlier the audio
+/// of an event arrives than its picture, net of the sender's own capture
+/// offset.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct AvSyncResult {
+    pub events: usize,
+    pub detected: usize,
+    pub samples_ms: Vec<f64>,
+    pub p5_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct RungDownlink {
     /// `vp8` or `h264` (an older report has VP8 rungs only).
@@ -197,6 +210,9 @@ pub struct Report {
     pub capacity: Vec<CapacityRow>,
     pub join: Option<JoinResult>,
     pub glass_to_glass: Option<LatencyResult>,
+    /// Audio against video offset at a receiver (scenario `avsync`).
+    #[serde(default)]
+    pub avsync: Option<AvSyncResult>,
     /// Per-receiver downlink and encoding CPU on each rung of the shipped
     /// ladder, per codec.
     pub ladder: Vec<RungDownlink>,
@@ -781,6 +797,77 @@ async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<J
     Ok(r)
 }
 
+/// Lip sync over loopback: a sender bot flips its colour and switches a
+/// tone on at the same moment, `events` times; an observer bot notes when
+/// the new colour (centre of the sender's tile) and the tone (the level of
+/// its decoded audio) arrive. The offset is audio arrival − video arrival,
+/// less what the sender itself put between the two captures (PTS of the
+/// changed frame and of the first loud audio buffer at its encoders), so
+/// only the server's paths (and the observer's jitterbuffers and
+/// decoders, alike for both) remain.
+async fn avsync(o: &BenchOptions, events: usize) -> Result<AvSyncResult> {
+    eprintln!("bench avsync: {events} colour flips with a tone burst");
+    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+    let sender = Bot::connect(BotOptions { volume: 0.0, ..observer(&server.url, "avsync", "sender") }).await?;
+    let obs = Bot::connect(BotOptions { color: Some(0x808080), volume: 0.0, ..observer(&server.url, "avsync", "observer") }).await?;
+    for b in [&sender, &obs] {
+        if !wait_frames(b, Duration::from_secs(20)).await {
+            bail!("no video in the avsync room");
+        }
+    }
+    let sid = sender.id().context("sender id")?;
+    if !obs.wait_until(Duration::from_secs(5), |b| b.layout().map(|l| l.1.iter().any(|t| t.id == sid)).unwrap_or(false)).await {
+        bail!("observer has no tile for the sender");
+    }
+    let (_, tiles) = obs.layout().context("layout")?;
+    let t = tiles.iter().find(|t| t.id == sid).context("sender tile")?;
+    obs.set_probe(t.x + t.width / 2, t.y + t.height / 2);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let colors = [0xff0000u32, 0x0000ff];
+    let mut flips = Vec::new();
+    for i in 0..events {
+        let c = colors[i % 2];
+        let at = Instant::now();
+        sender.set_color(c);
+        sender.set_volume(0.5, true);
+        flips.push((at, c));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        sender.set_volume(0.0, false);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (log, levels) = (obs.probe_log(), obs.audio_levels());
+    let (video_pts, audio_pts) = sender.sent_av();
+    sender.disconnect().await;
+    obs.disconnect().await;
+    let near = |p: [u8; 3], c: u32| {
+        let w = [(c >> 16) as u8, (c >> 8) as u8, c as u8];
+        (0..3).all(|i| (p[i] as i32 - w[i] as i32).abs() <= 60)
+    };
+    let mut samples = Vec::new();
+    for (i, (at, c)) in flips.iter().enumerate() {
+        let until = *at + Duration::from_millis(600);
+        let seen_video = log.iter().find(|s| s.decoded >= *at && s.decoded < until && near(s.rgb, *c)).map(|s| s.decoded);
+        let heard = levels.iter().find(|(t, rms)| *t >= *at && *t < until && *rms > crate::tools::bot_media::TONE_ON_RMS).map(|(t, _)| *t);
+        let (Some(v), Some(a), Some(vp), Some(ap)) = (seen_video, heard, video_pts.get(i), audio_pts.get(i)) else { continue };
+        let arrived_ms = if a >= v { a.duration_since(v).as_secs_f64() * 1e3 } else { -(v.duration_since(a).as_secs_f64() * 1e3) };
+        let captured_ms = (*ap as f64 - *vp as f64) / 1e6;
+        samples.push(arrived_ms - captured_ms);
+    }
+    if video_pts.len() != flips.len() || audio_pts.len() != flips.len() {
+        eprintln!("  note: the sender saw {} colour changes and {} tone onsets of {} events; matched by order", video_pts.len(), audio_pts.len(), flips.len());
+    }
+    let mut sorted = samples.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| if sorted.is_empty() { 0.0 } else { sorted[((sorted.len() - 1) as f64 * q).round() as usize] };
+    let r = AvSyncResult { events, detected: samples.len(), p5_ms: pick(0.05), p50_ms: pick(0.5), p95_ms: pick(0.95), samples_ms: samples };
+    eprintln!("  audio − video at the receiver: p50 {:+.1} ms, p5 {:+.1} ms, p95 {:+.1} ms ({} of {} events)", r.p50_ms, r.p5_ms, r.p95_ms, r.detected, r.events);
+    if r.detected * 2 < events {
+        bail!("only {} of {events} lip-sync events were seen in both audio and video", r.detected);
+    }
+    Ok(r)
+}
+
 /// Glass to glass over loopback: a sender bot flips its solid colour at a
 /// known instant; an observer bot (same process, same clock) watches the
 /// centre of the sender's tile in every decoded frame. Includes the
@@ -1351,6 +1438,16 @@ fn targets(r: &Report) -> String {
         }
         None => s += &format!("| latency | {} |\n", none()),
     }
+    match &r.avsync {
+        Some(a) => s += &format!(
+            "| lip sync: audio ≤ 45 ms early, ≤ 125 ms late (and within ±20 ms) | p50 {:+.0} ms, p5 {:+.0} ms, p95 {:+.0} ms, positive = audio late ({}) |\n",
+            a.p50_ms,
+            a.p5_ms,
+            a.p95_ms,
+            if a.p5_ms >= -45.0 && a.p95_ms <= 125.0 { if a.p5_ms >= -20.0 && a.p95_ms <= 20.0 { "met, within ±20 ms" } else { "met, beyond ±20 ms" } } else { "**missed**" }
+        ),
+        None => s += &format!("| lip sync | {} |\n", none()),
+    }
     match &r.join {
         Some(j) => s += &format!("| join to first frame p95 ≤ 1 s | p95 {} ms, p50 {} ms ({}) |\n", j.p95_ms, j.p50_ms, met(j.p95_ms <= 1000)),
         None => s += &format!("| join | {} |\n", none()),
@@ -1415,6 +1512,12 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
              - **Glass to glass** (colour set at the sender → decoded at the observer; includes both bots' encoder, decoder and jitterbuffer): {} of {} changes seen, p50 **{} ms**, p95 **{} ms**.\n\
              - **Server-added** (the last RTP packet of the first changed frame leaving the sender → the last RTP packet of the first composed frame showing it reaching the observer's jitterbuffer, before any buffering; on loopback the network adds ~0.1 ms): {} changes traced, p50 **{:.1} ms**, p95 **{:.1} ms**.\n",
             l.detected, l.changes, l.p50_ms, l.p95_ms, l.server_detected, l.server_p50_ms, l.server_p95_ms
+        );
+    }
+    if let Some(a) = &r.avsync {
+        s += &format!(
+            "\n## Lip sync (loopback)\n\n`./scripts/bench --scenario avsync`: a sender bot flips its colour and switches a tone on at the same moment, every 700 ms; an observer bot notes when the new colour (its decoded mix, centre of the sender's tile) and the tone (the level of its decoded audio) arrive. Offset = audio arrival − video arrival − what the sender's own capture put between them (the PTS of the changed frame and of the first loud audio buffer at its encoders); positive means the audio is late. The observer receives both with the same 50 ms jitterbuffer and plays nothing out, so this is the server's audio path (jitter ring, 20 ms mix tick, Opus) against its video path (jitterbuffer, compositor, rung encoder). Goal (ITU-R BT.1359): audio no more than 45 ms early, no more than 125 ms late, and within ±20 ms.\n\n{} of {} events seen in both: p50 **{:+.1} ms**, p5 {:+.1} ms, p95 {:+.1} ms.\n",
+            a.detected, a.events, a.p50_ms, a.p5_ms, a.p95_ms
         );
     }
     if !r.ladder.is_empty() {
@@ -1602,6 +1705,7 @@ impl Default for Report {
             capacity: Vec::new(),
             join: None,
             glass_to_glass: None,
+            avsync: None,
             ladder: Vec::new(),
             viewers: Vec::new(),
             raw: Vec::new(),
@@ -1650,6 +1754,9 @@ impl Report {
         }
         if !ran("latency") {
             self.glass_to_glass = old.glass_to_glass;
+        }
+        if !ran("avsync") {
+            self.avsync = old.avsync;
         }
         if !ran("ladder") {
             self.ladder = old.ladder;
@@ -1921,7 +2028,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
 }
 
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 14] = ["capacity", "join", "latency", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "outputs", "hls-viewers", "mesh", "tls", "soak"];
+pub const SCENARIOS: [&str; 15] = ["capacity", "join", "latency", "avsync", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "outputs", "hls-viewers", "mesh", "tls", "soak"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -1944,6 +2051,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let capacity = if want("capacity") { capacity(&o, &plan, warm, window).await? } else { Vec::new() };
     let join = if want("join") { Some(join_time(&o, 4, joins).await?) } else { None };
     let glass_to_glass = if want("latency") { Some(glass_to_glass(&o, if o.quick { 6 } else { 50 }).await?) } else { None };
+    let avsync = if want("avsync") { Some(avsync(&o, if o.quick { 6 } else { 30 }).await?) } else { None };
     let ladder = if want("ladder") { ladder(&o, window).await? } else { Vec::new() };
     let viewers = if want("viewers") { viewers(&o, if o.quick { &[0, 2] } else { &[0, 10, 20] }, warm, window).await? } else { Vec::new() };
     let raw_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![4, 9, 16] };
@@ -1976,6 +2084,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         capacity,
         join,
         glass_to_glass,
+        avsync,
         ladder,
         viewers,
         raw,

@@ -494,6 +494,22 @@ impl Bot {
         self.media.sent_changes()
     }
 
+    /// Set the tone's volume (0..1); `mark`: note when the next loud
+    /// audio is captured (lip-sync measurement).
+    pub fn set_volume(&self, volume: f64, mark: bool) {
+        self.media.set_volume(volume, mark)
+    }
+
+    /// Capture times (ns, one clock) of colour changes and tone onsets sent.
+    pub fn sent_av(&self) -> (Vec<u64>, Vec<u64>) {
+        self.media.sent_av()
+    }
+
+    /// When each decoded audio buffer arrived and its RMS.
+    pub fn audio_levels(&self) -> Vec<(std::time::Instant, f32)> {
+        self.media.audio_levels()
+    }
+
     /// Change the solid colour sent.
     pub fn set_color(&self, rgb: u32) {
         self.media.set_color(rgb)

@@ -28,6 +28,8 @@ const FFT_LEN: usize = 16_384;
 pub const FREEZE: Duration = Duration::from_millis(150);
 /// Freezes remembered.
 const FREEZES_KEPT: usize = 256;
+/// Decoded audio buffers whose level is remembered (a minute of 20 ms).
+const AUDIO_LEVELS_KEPT: usize = 3000;
 
 #[derive(Default)]
 struct Received {
@@ -43,6 +45,8 @@ struct Received {
     last_sample: Option<gst::Sample>,
     audio: VecDeque<f32>,
     audio_samples: u64,
+    /// Each decoded audio buffer: when it arrived and its RMS. Bounded.
+    audio_levels: VecDeque<(Instant, f32)>,
     /// A pixel watched on every decoded frame (for latency measurements),
     /// and what it showed when (bounded).
     probe: Option<(u32, u32)>,
@@ -117,6 +121,13 @@ struct SentChanges {
     frame_pts: Option<u64>,
     /// When the last RTP packet of each changed frame left the payloader.
     sent: Vec<Instant>,
+    /// Capture time (PTS, the pipeline's running time in ns) of each
+    /// changed frame at the encoder's input.
+    video_pts: Vec<u64>,
+    /// A tone was switched on: the first loud buffer at the Opus
+    /// encoder's input gives its capture time (PTS, ns) to `audio_pts`.
+    audio_pending: bool,
+    audio_pts: Vec<u64>,
 }
 
 impl Received {
@@ -248,8 +259,8 @@ impl BotMedia {
             "appsrc name=lasrc is-live=true do-timestamp=true format=time ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0".to_string()
         } else {
             format!(
-                "audiotestsrc is-live=true wave=sine freq={tone} volume={vol} ! audioconvert ! audioresample \
-                 ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
+                "audiotestsrc name=tonesrc is-live=true wave=sine freq={tone} volume={vol} ! audioconvert ! audioresample \
+                 ! audio/x-raw,rate=48000,channels=1 ! opusenc name=aenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
                  ! capsfilter name=acaps ! webrtc.sink_0",
                 tone = cfg.tone_hz,
                 vol = cfg.volume,
@@ -347,6 +358,7 @@ impl BotMedia {
         let wanted_size = Arc::new(Mutex::new(None));
         apply_size_changes(&pipeline, &wanted_size);
         watch_colour_changes(&pipeline, &changes);
+        watch_tone_onsets(&pipeline, &changes);
         if cfg.decode && !cfg.load {
             // Only decoded frames are traced back to their packets; load
             // bots skip the per-packet bookkeeping.
@@ -512,6 +524,29 @@ impl BotMedia {
     /// [`BotMedia::set_color`]) left this bot, in order.
     pub fn sent_changes(&self) -> Vec<Instant> {
         self.changes.lock().sent.clone()
+    }
+
+    /// Set the tone's volume (0..1); `mark`: note the capture time of the
+    /// first loud buffer that follows (lip-sync measurement).
+    pub fn set_volume(&self, volume: f64, mark: bool) {
+        if mark {
+            self.changes.lock().audio_pending = true;
+        }
+        if let Some(src) = self.pipeline.by_name("tonesrc") {
+            src.set_property("volume", volume.clamp(0.0, 1.0));
+        }
+    }
+
+    /// Capture times (PTS, ns, one pipeline clock) of the frames with a new
+    /// colour and of the tone onsets, in order.
+    pub fn sent_av(&self) -> (Vec<u64>, Vec<u64>) {
+        let c = self.changes.lock();
+        (c.video_pts.clone(), c.audio_pts.clone())
+    }
+
+    /// When each decoded audio buffer arrived and its RMS, oldest first.
+    pub fn audio_levels(&self) -> Vec<(Instant, f32)> {
+        self.received.lock().audio_levels.iter().copied().collect()
     }
 
     /// Change the solid colour this bot sends (takes effect on the next frame).
@@ -796,6 +831,40 @@ fn apply_size_changes(pipeline: &gst::Pipeline, wanted: &Arc<Mutex<Option<gst::C
     });
 }
 
+/// Sender side of the lip-sync measurement: the capture time (PTS) of the
+/// first buffer at the Opus encoder's input that is loud, after
+/// [`BotMedia::set_volume`] switched the tone on.
+fn watch_tone_onsets(pipeline: &gst::Pipeline, changes: &Arc<Mutex<SentChanges>>) {
+    let Some(pad) = pipeline.by_name("aenc").and_then(|e| e.static_pad("sink")) else { return };
+    let changes = changes.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let mut c = changes.lock();
+        if let (true, Some(buf)) = (c.audio_pending, info.buffer()) {
+            // S16LE, the format opusenc takes.
+            let loud = buf.map_readable().ok().is_some_and(|m| rms_s16(&m) > TONE_ON_RMS);
+            if loud {
+                c.audio_pending = false;
+                if let Some(p) = buf.pts() {
+                    c.audio_pts.push(p.nseconds());
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// A tone is on above this RMS (of full scale).
+pub const TONE_ON_RMS: f32 = 0.01;
+
+fn rms_s16(bytes: &[u8]) -> f32 {
+    let n = bytes.len() / 2;
+    if n == 0 {
+        return 0.0;
+    }
+    let sum: f64 = bytes.chunks_exact(2).map(|b| (i16::from_le_bytes([b[0], b[1]]) as f64 / 32768.0).powi(2)).sum();
+    (sum / n as f64).sqrt() as f32
+}
+
 fn watch_colour_changes(pipeline: &gst::Pipeline, changes: &Arc<Mutex<SentChanges>>) {
     let (Some(enc), Some(caps)) = (pipeline.by_name("venc"), pipeline.by_name("vcaps")) else { return };
     if let Some(pad) = enc.static_pad("sink") {
@@ -809,6 +878,9 @@ fn watch_colour_changes(pipeline: &gst::Pipeline, changes: &Arc<Mutex<SentChange
                 if y.is_some_and(|y| (y as i32 - want as i32).abs() <= 12) {
                     c.pending_y = None;
                     c.frame_pts = buf.pts().map(|p| p.nseconds());
+                    if let Some(p) = c.frame_pts {
+                        c.video_pts.push(p);
+                    }
                 }
             }
             gst::PadProbeReturn::Ok
@@ -1074,6 +1146,11 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream, rece
                     if let Ok(map) = buf.map_readable() {
                         let n = map.len() / 4;
                         r.audio_samples += n as u64;
+                        let sum: f32 = map.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).powi(2)).sum();
+                        r.audio_levels.push_back((Instant::now(), (sum / n.max(1) as f32).sqrt()));
+                        while r.audio_levels.len() > AUDIO_LEVELS_KEPT {
+                            r.audio_levels.pop_front();
+                        }
                         for c in map.chunks_exact(4) {
                             r.audio.push_back(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
                         }
