@@ -266,6 +266,9 @@ pub struct MediaSection {
     /// Extra compositor latency, milliseconds. [default: mixer.toml's]
     #[arg(long)]
     pub mixer_latency_ms: Option<u32>,
+    /// Audio held back to meet the picture, milliseconds. [default: mixer.toml's]
+    #[arg(long)]
+    pub audio_delay_ms: Option<u32>,
     /// gst-launch fragment for each rung's VP8 encoder. [default: mixer.toml's]
     #[arg(long)]
     pub video_encoder: Option<String>,
@@ -496,6 +499,7 @@ impl MediaSection {
         m.fps = self.fps.unwrap_or(m.fps);
         m.jitterbuffer_ms = self.jitterbuffer_ms.unwrap_or(m.jitterbuffer_ms);
         m.mixer_latency_ms = self.mixer_latency_ms.unwrap_or(m.mixer_latency_ms);
+        m.audio_delay_ms = self.audio_delay_ms.unwrap_or(m.audio_delay_ms);
         if let Some(e) = &self.video_encoder {
             m.video_encoder = e.clone();
         }
@@ -599,6 +603,7 @@ impl Settings {
                 fps: or(a.media.fps, b.media.fps),
                 jitterbuffer_ms: or(a.media.jitterbuffer_ms, b.media.jitterbuffer_ms),
                 mixer_latency_ms: or(a.media.mixer_latency_ms, b.media.mixer_latency_ms),
+                audio_delay_ms: or(a.media.audio_delay_ms, b.media.audio_delay_ms),
                 video_encoder: or(a.media.video_encoder, b.media.video_encoder),
                 h264_encoder: or(a.media.h264_encoder, b.media.h264_encoder),
             },

@@ -165,6 +165,7 @@ struct RawCanvas {
 struct RawLatency {
     jitterbuffer_ms: Option<Spanned<i64>>,
     mixer_ms: Option<Spanned<i64>>,
+    audio_delay_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -311,6 +312,9 @@ pub struct MixerSettings {
     pub background: Color,
     pub jitterbuffer_ms: u32,
     pub mixer_latency_ms: u32,
+    /// Audio held back on top of the mix's 40 ms jitter prebuffer, to meet
+    /// the picture, which takes longer through compose and encode.
+    pub audio_delay_ms: u32,
     pub video_encoder: String,
     /// The same for receivers that chose H.264: raw video in, H.264
     /// (constrained baseline, byte-stream) out.
@@ -386,6 +390,7 @@ impl Default for MixerSettings {
             background: Color(0x000000),
             jitterbuffer_ms: 50,
             mixer_latency_ms: 20,
+            audio_delay_ms: 30,
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
             h264_encoder: DEFAULT_H264_ENCODER.to_string(),
             ladder: Vec::new(),
@@ -681,6 +686,7 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         background: c.color(&raw.canvas.background, "`canvas.background`", d.background),
         jitterbuffer_ms: c.int(&raw.latency.jitterbuffer_ms, "`latency.jitterbuffer_ms`", 0, 2000, d.jitterbuffer_ms),
         mixer_latency_ms: c.int(&raw.latency.mixer_ms, "`latency.mixer_ms`", 0, 1000, d.mixer_latency_ms),
+        audio_delay_ms: c.int(&raw.latency.audio_delay_ms, "`latency.audio_delay_ms`", 0, 500, d.audio_delay_ms),
         video_encoder: c.fragment(&raw.video.encoder, "`video.encoder`", &d.video_encoder, check_fragment),
         h264_encoder: c.fragment(&raw.video.h264_encoder, "`video.h264_encoder`", &d.h264_encoder, check_fragment),
         ladder: Vec::new(),

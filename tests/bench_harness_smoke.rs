@@ -31,6 +31,17 @@ fn bench_harness_smoke() {
     assert!(g2g["server_detected"].as_u64().unwrap() >= 4, "{g2g}");
     let server_p50 = g2g["server_p50_ms"].as_f64().unwrap();
     assert!(server_p50 > 0.0 && server_p50 < g2g["p50_ms"].as_u64().unwrap() as f64, "{g2g}");
+    // Lip sync: most events seen in both audio and video, offsets ordered
+    // and within a second (the goal itself is the bench's to judge).
+    let av = &json["avsync"];
+    assert!(av["detected"].as_u64().unwrap() >= 4, "{av}");
+    let (p5, p50, p95) = (av["p5_ms"].as_f64().unwrap(), av["p50_ms"].as_f64().unwrap(), av["p95_ms"].as_f64().unwrap());
+    assert!(p5 <= p50 && p50 <= p95 && p5 > -1000.0 && p95 < 1000.0, "{av}");
+    // Threads per participant and CPU by kind of thread in every capacity row.
+    for r in cap {
+        assert!(r["threads_per_participant"].as_f64().unwrap() > 1.0, "{r}");
+        assert!(!r["thread_cpu"].as_array().unwrap().is_empty(), "{r}");
+    }
     // Every rung of both codecs received (at the 320x180 canvas every rung
     // is canvas-sized), with its encoding thread found and busy.
     let ladder = json["ladder"].as_array().unwrap();

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 pub const RATE: usize = 48_000;
 /// Samples per mixing period (20 ms).
 pub const FRAME: usize = RATE / 50;
-/// A ring starts playing once it holds this much (absorbs jitter).
+/// A ring starts playing once it holds this much (absorbs jitter), plus
+/// the room's audio delay.
 const PREBUFFER: usize = 2 * FRAME;
 /// A ring never holds more than this; older samples are dropped (drift).
 const MAX_BUFFERED: usize = 10 * FRAME;
@@ -40,15 +41,26 @@ pub fn audio_caps() -> gst::Caps {
 pub struct InputRing {
     buf: VecDeque<i16>,
     playing: bool,
-    /// Takes in a row that found more than [`PREBUFFER`] + one frame.
+    /// Takes in a row that found more than the prebuffer + one frame.
     long: u32,
+    /// Samples held back on top of [`PREBUFFER`] (the room's audio delay).
+    delay: usize,
 }
 
 impl InputRing {
+    /// A ring that holds `delay_ms` more than the jitter prebuffer.
+    pub fn with_delay(delay_ms: u32) -> InputRing {
+        InputRing { delay: (delay_ms as usize * RATE / 1000).min(MAX_BUFFERED / 2), ..InputRing::default() }
+    }
+
+    fn prebuffer(&self) -> usize {
+        PREBUFFER + self.delay
+    }
+
     pub fn push(&mut self, samples: &[i16]) {
         self.buf.extend(samples.iter().copied());
         if self.buf.len() > MAX_BUFFERED {
-            let excess = self.buf.len() - MAX_BUFFERED + PREBUFFER;
+            let excess = self.buf.len() - MAX_BUFFERED + self.prebuffer();
             self.buf.drain(..excess.min(self.buf.len()));
         }
     }
@@ -58,7 +70,7 @@ impl InputRing {
     pub fn take(&mut self, out: &mut [i16]) -> bool {
         out.iter_mut().for_each(|s| *s = 0);
         if !self.playing {
-            if self.buf.len() < PREBUFFER {
+            if self.buf.len() < self.prebuffer() {
                 return false;
             }
             self.playing = true;
@@ -72,10 +84,10 @@ impl InputRing {
         // and every listener heard that speaker that much late (the
         // lip-sync bench saw audio ~110 ms behind the picture). A ring
         // that stays long is brought back to the prebuffer.
-        if self.buf.len() > PREBUFFER + FRAME {
+        if self.buf.len() > self.prebuffer() + FRAME {
             self.long += 1;
             if self.long >= LONG_TICKS {
-                let excess = self.buf.len() - PREBUFFER;
+                let excess = self.buf.len() - self.prebuffer();
                 self.buf.drain(..excess);
                 self.long = 0;
             }
@@ -158,6 +170,8 @@ pub fn level_db(sum_squares: f64, samples: usize) -> f64 {
 
 /// The room's audio mixer: one thread, 20 ms ticks.
 pub struct AudioMixer {
+    /// Each input held back this long on top of the jitter prebuffer.
+    delay_ms: u32,
     ports: Ports,
     levels: LevelSlot,
     /// The whole mix (everyone), for receive-only viewers: pushed only
@@ -168,7 +182,7 @@ pub struct AudioMixer {
 }
 
 impl AudioMixer {
-    pub fn new(room: &str) -> std::io::Result<AudioMixer> {
+    pub fn new(room: &str, delay_ms: u32) -> std::io::Result<AudioMixer> {
         let ports: Ports = Arc::new(RwLock::new(Arc::new(Vec::new())));
         let levels: LevelSlot = Arc::new(RwLock::new(None));
         let broadcast: Broadcast = Arc::new(RwLock::new(None));
@@ -177,7 +191,7 @@ impl AudioMixer {
         let thread = std::thread::Builder::new()
             .name(format!("mix-{}", room.chars().take(10).collect::<String>()))
             .spawn(move || run(p, l, b, s))?;
-        Ok(AudioMixer { ports, levels, broadcast, stop, thread: Some(thread) })
+        Ok(AudioMixer { delay_ms, ports, levels, broadcast, stop, thread: Some(thread) })
     }
 
     /// Push the whole mix into `output` whenever `on` is set (viewers).
@@ -194,7 +208,7 @@ impl AudioMixer {
     pub fn add(&self, id: &str, output: gst_app::AppSrc, ready: Arc<AtomicBool>) -> Arc<AudioPort> {
         let port = Arc::new(AudioPort {
             id: id.to_string(),
-            input: Mutex::new(InputRing::default()),
+            input: Mutex::new(InputRing::with_delay(self.delay_ms)),
             output,
             ready,
             muted: AtomicBool::new(false),
@@ -364,6 +378,22 @@ mod tests {
             r.push(&vec![1; if i % 2 == 0 { 2 * FRAME } else { 0 }]);
         }
         assert!(r.buf.len() >= FRAME);
+    }
+
+    #[test]
+    fn a_delayed_ring_holds_the_delay_on_top_of_the_prebuffer() {
+        let mut r = InputRing::with_delay(40);
+        let mut out = vec![0i16; FRAME];
+        r.push(&vec![1; PREBUFFER]);
+        assert!(!r.take(&mut out), "the prebuffer alone is not enough");
+        r.push(&vec![1; 2 * FRAME]);
+        assert!(r.take(&mut out));
+        // Steady at prebuffer + delay: never cut as running long.
+        for _ in 0..100 {
+            r.push(&vec![1; FRAME]);
+            assert!(r.take(&mut out));
+        }
+        assert_eq!(r.buf.len(), PREBUFFER + 2 * FRAME - FRAME);
     }
 
     #[test]

@@ -329,7 +329,7 @@ impl RoomMixer {
                 gst::BusSyncReply::Drop
             });
         }
-        let audio = AudioMixer::new(room).context("cannot start the audio mixer thread")?;
+        let audio = AudioMixer::new(room, cfg.audio_delay_ms).context("cannot start the audio mixer thread")?;
         let viewmix = pipeline
             .by_name("viewmix")
             .context("viewer mix source missing")?

@@ -51,6 +51,8 @@ pub struct MediaConfig {
     pub jitterbuffer_ms: u32,
     /// compositor (aggregator) latency on top of upstream latency, milliseconds.
     pub mixer_latency_ms: u32,
+    /// Audio held back on top of the mix's jitter prebuffer, milliseconds.
+    pub audio_delay_ms: u32,
     /// gst-launch fragment encoding raw video to VP8 (one per rung).
     pub video_encoder: String,
     /// gst-launch fragment encoding raw video to H.264 (one per rung, for
@@ -92,6 +94,7 @@ impl MediaConfig {
             fps: m.fps,
             jitterbuffer_ms: m.jitterbuffer_ms,
             mixer_latency_ms: m.mixer_latency_ms,
+            audio_delay_ms: m.audio_delay_ms,
             video_encoder: m.video_encoder.clone(),
             h264_encoder: m.h264_encoder.clone(),
             ladder: m.ladder.clone(),
