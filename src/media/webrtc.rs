@@ -508,6 +508,12 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
             let pt = rtp.payload_type() as i32;
             if crate::protocol::Codec::ALL.into_iter().any(|c| super::video_pt(c) == pt) {
                 if let Some(jb) = weak.upgrade() {
+                    // Only for packets seen missing (a later one arrived):
+                    // guessing when the next packet is due declared the
+                    // frames of a sparse stream (a still screen share at a
+                    // few frames a second) lost before they were sent, and
+                    // dropped them as late when they came.
+                    jb.set_property("rtx-next-seqnum", false);
                     jb.set_property("do-retransmission", true);
                     let mut v = video.lock();
                     v.retain(|w| w.upgrade().is_some());
