@@ -11,24 +11,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use common::netns::Netns;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use common::netns::{Netns, NsBot};
 
 use common::*;
 use tessera::tools::bot::{Bot, BotOptions};
 use tessera::ladder::Rung;
 use tessera::media::MediaConfig;
 use tessera::server::{self, ServerConfig};
-
-/// The last report line of the namespaced bot, and every line's time.
-#[derive(Default)]
-struct Reports {
-    last: Option<serde_json::Value>,
-}
 
 fn rung_of(r: &serde_json::Value) -> Option<String> {
     r["qualities"].as_array()?.last()?["rung"].as_str().map(str::to_string)
@@ -56,28 +47,8 @@ async fn constrained_link_moves_to_the_low_rung() {
     let free = Bot::connect(BotOptions { decode: false, ice_addresses: vec![ns.host_ip.clone()], ..busy_bot(&url, "weak", "free", 440.0) })
         .await
         .expect("free bot connects");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_tessera")])
-        .args(["bot", "--server", &url, "--room", "weak", "--name", "weak", "--no-decode", "--report-every", "0.25"])
-        .args(["--pattern", BUSY_PATTERN, "--size", "320x240", "--duration", "120", "--ice-address", &ns.ns_ip])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("ip netns exec tessera bot starts");
-    let reports = Arc::new(Mutex::new(Reports::default()));
-    {
-        let stdout = child.stdout.take().expect("stdout");
-        let reports = reports.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    reports.lock().unwrap().last = Some(v);
-                }
-            }
-        });
-    }
-    let last = || reports.lock().unwrap().last.clone().unwrap_or_default();
+    let weak = NsBot::start(&ns, &url, "weak", &["--no-decode"]);
+    let last = || weak.report();
     // Waits with the async sleep: this test's tokio workers also run the server.
     async fn wait_until(last: &dyn Fn() -> serde_json::Value, pred: &dyn Fn(&serde_json::Value) -> bool, secs: u64) -> Option<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -161,7 +132,6 @@ async fn constrained_link_moves_to_the_low_rung() {
     let q = free.qualities();
     assert!(!q.is_empty() && q.iter().all(|q| q.rung == "high"), "{q:?}");
 
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(weak);
     free.leave().await;
 }

@@ -10,12 +10,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::netns::Netns;
+use common::netns::{Netns, NsBot};
 use common::*;
 use tessera::media::MediaConfig;
 use tessera::server::{self, ServerConfig};
@@ -43,32 +40,11 @@ async fn lossy_link_keeps_the_picture() {
     let free = Bot::connect(BotOptions { decode: false, ice_addresses: vec![ns.host_ip.clone()], ..busy_bot(&url, "lossy", "free", 440.0) })
         .await
         .expect("free bot connects");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_tessera")])
-        .args(["bot", "--server", &url, "--room", "lossy", "--name", "weak", "--report-every", "0.25"])
-        .args(["--pattern", BUSY_PATTERN, "--size", "320x240", "--duration", "120", "--ice-address", &ns.ns_ip])
-        // A browser's video jitterbuffer waits for retransmissions; the
-        // bot's default 50 ms gave a lost frame's last packet (seen missing
-        // only at the next frame, 33 ms on) too little time to come again.
-        .args(["--jitterbuffer-ms", "150"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("ip netns exec tessera bot starts");
-    let last = Arc::new(Mutex::new(serde_json::Value::Null));
-    {
-        let stdout = child.stdout.take().expect("stdout");
-        let last = last.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    *last.lock().unwrap() = v;
-                }
-            }
-        });
-    }
-    let report = || last.lock().unwrap().clone();
+    // A browser's video jitterbuffer waits for retransmissions; the bot's
+    // default 50 ms gave a lost frame's last packet (seen missing only at
+    // the next frame, 33 ms on) too little time to come again.
+    let weak = NsBot::start(&ns, &url, "lossy", &["--jitterbuffer-ms", "150"]);
+    let report = || weak.report();
     let n = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(0.0);
 
     wait_receiving(&free, Duration::from_secs(15)).await;
@@ -119,7 +95,6 @@ async fn lossy_link_keeps_the_picture() {
         assert!(r1 > r0, "{percent} % loss: the server resent nothing (no NACK reached it, or no RTX went out)");
     }
     ns.loss(0, true).expect("nft rule removed");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(weak);
     free.leave().await;
 }

@@ -88,11 +88,6 @@ impl LinkStats {
         let now = self.now_ms();
         self.window.lock().sample(now)
     }
-
-    /// The standing queue on the path at the last feedback (ms).
-    pub fn queue_ms(&self) -> f64 {
-        self.window.lock().estimator.queue_ms()
-    }
 }
 
 /// What a room's delivery counts for the metrics (`GET /metrics`).

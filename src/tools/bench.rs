@@ -797,6 +797,28 @@ async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<J
     Ok(r)
 }
 
+/// A room of two for the loopback timing scenarios: a sender bot with a
+/// solid colour and an observer (grey) watching the centre of the
+/// sender's tile in every decoded frame; `tune` adjusts both bots' options.
+async fn sender_and_observer(o: &BenchOptions, room: &str, tune: impl Fn(BotOptions) -> BotOptions) -> Result<(ServerProc, Bot, Bot)> {
+    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
+    let sender = Bot::connect(tune(observer(&server.url, room, "sender"))).await?;
+    let obs = Bot::connect(tune(BotOptions { color: Some(0x808080), ..observer(&server.url, room, "observer") })).await?;
+    for b in [&sender, &obs] {
+        if !wait_frames(b, Duration::from_secs(20)).await {
+            bail!("no video in the {room} room");
+        }
+    }
+    let sid = sender.id().context("sender id")?;
+    if !obs.wait_until(Duration::from_secs(5), |b| b.layout().map(|l| l.1.iter().any(|t| t.id == sid)).unwrap_or(false)).await {
+        bail!("observer has no tile for the sender");
+    }
+    let (_, tiles) = obs.layout().context("layout")?;
+    let t = tiles.iter().find(|t| t.id == sid).context("sender tile")?;
+    obs.set_probe(t.x + t.width / 2, t.y + t.height / 2);
+    Ok((server, sender, obs))
+}
+
 /// Lip sync over loopback: a sender bot flips its colour and switches a
 /// tone on at the same moment, `events` times; an observer bot notes when
 /// the new colour (centre of the sender's tile) and the tone (the level of
@@ -807,21 +829,8 @@ async fn join_time(o: &BenchOptions, residents: usize, joins: usize) -> Result<J
 /// decoders, alike for both) remain.
 async fn avsync(o: &BenchOptions, events: usize) -> Result<AvSyncResult> {
     eprintln!("bench avsync: {events} colour flips with a tone burst");
-    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
-    let sender = Bot::connect(BotOptions { volume: 0.0, ..observer(&server.url, "avsync", "sender") }).await?;
-    let obs = Bot::connect(BotOptions { color: Some(0x808080), volume: 0.0, ..observer(&server.url, "avsync", "observer") }).await?;
-    for b in [&sender, &obs] {
-        if !wait_frames(b, Duration::from_secs(20)).await {
-            bail!("no video in the avsync room");
-        }
-    }
-    let sid = sender.id().context("sender id")?;
-    if !obs.wait_until(Duration::from_secs(5), |b| b.layout().map(|l| l.1.iter().any(|t| t.id == sid)).unwrap_or(false)).await {
-        bail!("observer has no tile for the sender");
-    }
-    let (_, tiles) = obs.layout().context("layout")?;
-    let t = tiles.iter().find(|t| t.id == sid).context("sender tile")?;
-    obs.set_probe(t.x + t.width / 2, t.y + t.height / 2);
+    // Both silent but for the sender's bursts.
+    let (_server, sender, obs) = sender_and_observer(o, "avsync", |b| BotOptions { volume: 0.0, ..b }).await?;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let colors = [0xff0000u32, 0x0000ff];
     let mut flips = Vec::new();
@@ -875,22 +884,7 @@ async fn avsync(o: &BenchOptions, events: usize) -> Result<AvSyncResult> {
 /// and the observer's decoder.
 async fn glass_to_glass(o: &BenchOptions, changes: usize) -> Result<LatencyResult> {
     eprintln!("bench glass-to-glass: {changes} colour changes");
-    let server = ServerProc::start(&o.server_bin, &o.canvas)?;
-    let sender = Bot::connect(BotOptions { name: "sender".into(), ..observer(&server.url, "latency", "sender") }).await?;
-    let obs = Bot::connect(BotOptions { color: Some(0x808080), ..observer(&server.url, "latency", "observer") }).await?;
-    for b in [&sender, &obs] {
-        if !wait_frames(b, Duration::from_secs(20)).await {
-            bail!("no video in the latency room");
-        }
-    }
-    let sid = sender.id().context("sender id")?;
-    let ok = obs.wait_until(Duration::from_secs(5), |b| b.layout().map(|l| l.1.iter().any(|t| t.id == sid)).unwrap_or(false)).await;
-    if !ok {
-        bail!("observer has no tile for the sender");
-    }
-    let (_, tiles) = obs.layout().context("layout")?;
-    let t = tiles.iter().find(|t| t.id == sid).context("sender tile")?;
-    obs.set_probe(t.x + t.width / 2, t.y + t.height / 2);
+    let (_server, sender, obs) = sender_and_observer(o, "latency", |b| b).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let colors = [0xff0000u32, 0x0000ff];
     let mut flips = Vec::new();

@@ -3,7 +3,9 @@
 //! (nftables). Needs root, iproute2 and nftables (scripts/deps.sh
 //! --browser installs them); without them a test fails with the reason.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 pub fn sh(args: &[&str]) -> Result<(), String> {
     let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
@@ -114,5 +116,51 @@ impl Drop for Netns {
         let _ = sh(&["ip", "link", "del", &self.host_if]);
         let _ = sh(&["ip", "netns", "del", &self.name]);
         let _ = sh(&["ip", "netns", "del", &self.router]);
+    }
+}
+
+/// `tessera bot` run in the namespace behind the router, sending a busy
+/// 320x240 picture and printing its report every 250 ms; killed on drop.
+pub struct NsBot {
+    child: Child,
+    last: Arc<Mutex<serde_json::Value>>,
+}
+
+impl NsBot {
+    /// Join `room` at `url` as `weak`, with `extra` bot flags.
+    pub fn start(ns: &Netns, url: &str, room: &str, extra: &[&str]) -> NsBot {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_tessera")])
+            .args(["bot", "--server", url, "--room", room, "--name", "weak", "--report-every", "0.25"])
+            .args(["--pattern", super::BUSY_PATTERN, "--size", "320x240", "--duration", "120", "--ice-address", &ns.ns_ip])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ip netns exec tessera bot starts");
+        let last = Arc::new(Mutex::new(serde_json::Value::Null));
+        let stdout = child.stdout.take().expect("stdout");
+        let l = last.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    *l.lock().unwrap() = v;
+                }
+            }
+        });
+        NsBot { child, last }
+    }
+
+    /// Its last report (`null` before the first).
+    pub fn report(&self) -> serde_json::Value {
+        self.last.lock().unwrap().clone()
+    }
+}
+
+impl Drop for NsBot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
