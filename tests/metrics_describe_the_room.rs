@@ -70,14 +70,15 @@ async fn metrics_describe_the_room() {
     assert_eq!(value(&b, r#"tessera_join_to_first_frame_seconds_bucket{le="10.0"}"#), Some(3.0));
     assert!(value(&b, r#"tessera_receiver_estimate_bps{room="m",stat="median"}"#).is_some_and(|v| v > 0.0), "{b}");
     // The round trip from RTCP receiver reports: on loopback, under 200 ms
-    // (reports come every few seconds: wait for one from each bot).
+    // (reports come every few seconds: wait for one from each bot; a
+    // fresh-clone run under full load once took over 15 s).
     let t0 = std::time::Instant::now();
     let rtt = loop {
         let (text, _) = scrape(&server).await;
         if let Some(v) = value(&text, r#"tessera_receiver_rtt_seconds{room="m",stat="max"}"#) {
             break v;
         }
-        assert!(t0.elapsed() < Duration::from_secs(15), "no receiver round trip after 15 s: {text}");
+        assert!(t0.elapsed() < Duration::from_secs(30), "no receiver round trip after 30 s: {text}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(rtt > 0.0 && rtt < 0.2, "round trip {rtt} s on loopback");
