@@ -485,20 +485,11 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
         tracing::warn!("webrtcbin has no rtpbin child: lost video is not asked for again");
         return;
     };
+    let bin = rtpbin.downgrade();
     rtpbin.connect("new-jitterbuffer", false, move |values| {
         let jb = values.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
-        // A NACK waits for the session's next RTCP slot; rtpsession's
-        // minimum interval between reports (5 s by default, RFC 3550's
-        // figure for plain RTP) held most of them past the jitterbuffer's
-        // deadline. The interval still follows the RTCP bandwidth share.
-        if let Some(session) = values.first().and_then(|v| v.get::<gst::Element>().ok()).and_then(|rtpbin| {
-            let id = values.get(2).and_then(|v| v.get::<u32>().ok())?;
-            rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&id])
-        }) {
-            if session.find_property("rtcp-min-interval").is_some() {
-                session.set_property("rtcp-min-interval", RTCP_MIN_INTERVAL.as_nanos() as u64);
-            }
-        }
+        let session_id = values.get(2).and_then(|v| v.get::<u32>().ok())?;
+        let bin = bin.clone();
         let pad = jb.static_pad("sink")?;
         let weak = jb.downgrade();
         let video = video.clone();
@@ -506,6 +497,18 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
             let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
             let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) else { return gst::PadProbeReturn::Ok };
             let pt = rtp.payload_type() as i32;
+            // A NACK waits for the session's next RTCP slot; rtpsession's
+            // minimum interval between reports (5 s by default, RFC 3550's
+            // figure for plain RTP) held most of them past the
+            // jitterbuffer's deadline. Set here, on the first packet, not
+            // in the signal: rtpbin emits `new-jitterbuffer` holding a
+            // session lock, and `get-internal-session` takes rtpbin's own
+            // (a join/leave soak hung on that lock order).
+            if let Some(session) = bin.upgrade().and_then(|b| b.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&session_id])) {
+                if session.find_property("rtcp-min-interval").is_some() {
+                    session.set_property("rtcp-min-interval", RTCP_MIN_INTERVAL.as_nanos() as u64);
+                }
+            }
             if crate::protocol::Codec::ALL.into_iter().any(|c| super::video_pt(c) == pt) {
                 if let Some(jb) = weak.upgrade() {
                     // Only for packets seen missing (a later one arrived):
