@@ -269,6 +269,9 @@ pub struct MediaSection {
     /// Audio held back to meet the picture, milliseconds. [default: mixer.toml's]
     #[arg(long)]
     pub audio_delay_ms: Option<u32>,
+    /// People mixed at once, each with a personal mix-minus encoding (1..=16). [default: mixer.toml's]
+    #[arg(long)]
+    pub audio_talkers: Option<u32>,
     /// gst-launch fragment for each rung's VP8 encoder. [default: mixer.toml's]
     #[arg(long)]
     pub video_encoder: Option<String>,
@@ -500,6 +503,7 @@ impl MediaSection {
         m.jitterbuffer_ms = self.jitterbuffer_ms.unwrap_or(m.jitterbuffer_ms);
         m.mixer_latency_ms = self.mixer_latency_ms.unwrap_or(m.mixer_latency_ms);
         m.audio_delay_ms = self.audio_delay_ms.unwrap_or(m.audio_delay_ms);
+        m.audio_talkers = self.audio_talkers.unwrap_or(m.audio_talkers);
         if let Some(e) = &self.video_encoder {
             m.video_encoder = e.clone();
         }
@@ -604,6 +608,7 @@ impl Settings {
                 jitterbuffer_ms: or(a.media.jitterbuffer_ms, b.media.jitterbuffer_ms),
                 mixer_latency_ms: or(a.media.mixer_latency_ms, b.media.mixer_latency_ms),
                 audio_delay_ms: or(a.media.audio_delay_ms, b.media.audio_delay_ms),
+                audio_talkers: or(a.media.audio_talkers, b.media.audio_talkers),
                 video_encoder: or(a.media.video_encoder, b.media.video_encoder),
                 h264_encoder: or(a.media.h264_encoder, b.media.h264_encoder),
             },
@@ -639,6 +644,11 @@ impl Settings {
         let share_fps = self.rooms.share_fps.unwrap_or(15);
         in_range("max_shares", max_shares, 0, 4)?;
         in_range("share_fps", share_fps, 1, 60)?;
+        if let Some(t) = self.media.audio_talkers {
+            if !(1..=16).contains(&t) {
+                return Err(ConfigError::Value(format!("audio_talkers is {t}; it must be between 1 and 16")));
+            }
+        }
         if let Some(fps) = self.media.fps {
             if !(1..=60).contains(&fps) {
                 return Err(ConfigError::Value(format!("fps is {fps}; it must be between 1 and 60")));

@@ -190,6 +190,8 @@ struct RawRung {
 struct RawAudio {
     bitrate: Option<Spanned<i64>>,
     complexity: Option<Spanned<i64>>,
+    talkers: Option<Spanned<i64>>,
+    talker_threshold_db: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -324,6 +326,11 @@ pub struct MixerSettings {
     pub audio_bitrate: u32,
     /// Opus encoder complexity, 0 (cheapest) ..= 10.
     pub audio_complexity: u32,
+    /// At most this many people are mixed at once, each with a personal
+    /// mix-minus encoding; everyone else shares one encoding of the mix.
+    pub audio_talkers: u32,
+    /// A 20 ms frame at or above this level (dBFS) makes its sender a talker.
+    pub audio_talker_threshold_db: f64,
     pub default_group: String,
     /// The group a room switches to while someone shares a screen (its
     /// layouts have a `share` slot); back to the room's own when it stops.
@@ -396,6 +403,8 @@ impl Default for MixerSettings {
             ladder: Vec::new(),
             audio_bitrate: 32_000,
             audio_complexity: 5,
+            audio_talkers: 3,
+            audio_talker_threshold_db: -50.0,
             default_group: "grid".into(),
             share_group: "presentation".into(),
             speaker_hold_ms: 1200,
@@ -692,6 +701,15 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         ladder: Vec::new(),
         audio_bitrate: c.int(&raw.audio.bitrate, "`audio.bitrate`", 6_000, 510_000, d.audio_bitrate),
         audio_complexity: c.int(&raw.audio.complexity, "`audio.complexity`", 0, 10, d.audio_complexity),
+        audio_talkers: c.int(&raw.audio.talkers, "`audio.talkers`", 1, 16, d.audio_talkers),
+        audio_talker_threshold_db: match &raw.audio.talker_threshold_db {
+            None => d.audio_talker_threshold_db,
+            Some(v) if (-100.0..=0.0).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                c.at(v.span(), format!("`audio.talker_threshold_db` is {}; it must be between -100 and 0", v.get_ref()));
+                d.audio_talker_threshold_db
+            }
+        },
         default_group: raw.layout.default_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.default_group.clone()),
         share_group: raw.layout.share_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.share_group.clone()),
         speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "`layout.speaker_hold_ms`", 0, 30_000, d.speaker_hold_ms),

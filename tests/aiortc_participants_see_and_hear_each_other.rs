@@ -19,7 +19,8 @@ const BOT: (&str, u32, f64) = ("bot", 0xffff00, 1100.0);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_participants_see_and_hear_each_other() {
-    let server = start_server(media_config());
+    // All four send a tone all the time: four talkers to mix.
+    let server = start_server(tessera::media::MediaConfig { audio_talkers: 4, ..media_config() });
     let url = server.ws_url();
     let all: Vec<(&str, u32, f64)> = AIORTC.iter().copied().chain([BOT]).collect();
     let listen: Vec<String> = all.iter().map(|p| p.2.to_string()).collect();

@@ -26,7 +26,8 @@ async function tileColour(page, id) {
 }
 
 test('VP8 and H.264 Chromium pages, a Firefox page and an H.264 bot see and hear each other', { timeout: 150000 }, async () => {
-  const server = await startServer();
+  // Four send a tone all the time: four talkers to mix.
+  const server = await startServer(0, ['--audio-talkers', '4']);
   const browsers = { chromium: await launch(), firefox: await launchFirefox() };
   let bot = null;
   try {

@@ -1,19 +1,33 @@
-//! Mix-minus audio: every 20 ms the room sums each participant's decoded
-//! audio ONCE, then gives each listener `total - own` (O(N), not O(N²)).
+//! Mix-minus audio, encoded by who talks (the scheme Intel's OWT MCU
+//! used): every 20 ms the room sums the frames of its talkers (at most a
+//! few, see [`Talkers`]) once. Everyone who is not talking hears that sum
+//! whole, so they all share ONE Opus encoding of it (viewers and
+//! recordings too); each talker hears the sum minus itself from the
+//! encoder of its talker slot. A room where two people talk runs the
+//! shared encoder and one per slot, whatever its size, where it ran one
+//! per participant before.
 //!
 //! Each participant's decoded audio (S16LE, 48 kHz, mono) is written into
 //! an [`InputRing`] by its pipeline's appsink; one mixer thread per room
-//! reads 20 ms from every ring, mixes, and pushes each listener's mix into
-//! that listener's appsrc (which feeds its Opus encoder).
+//! reads 20 ms from every ring, mixes, encodes (its [`OpusEncoder`]s run on
+//! this thread), and pushes each listener's packet into that listener's
+//! appsrc, which feeds its RTP payloader. Every listener gets exactly one
+//! packet per tick, stamped with the tick's time, so moving between the
+//! shared and a personal encoding leaves no gap in its RTP timestamps or
+//! sequence numbers; a free slot's encoder is fed the shared mix, so its
+//! state matches the shared encoder's when a new talker takes it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use gst::prelude::*;
+
+use super::opus::OpusEncoder;
 
 pub const RATE: usize = 48_000;
 /// Samples per mixing period (20 ms).
@@ -105,30 +119,135 @@ impl InputRing {
     }
 }
 
-/// Sum every input once, then give each listener everything but itself.
-/// `inputs[i]` is `None` for a participant with nothing to contribute.
-/// `outputs[i]` receives `sum - inputs[i]`, clamped to i16.
-pub fn mix_minus(inputs: &[Option<&[i16]>], total: &mut Vec<i32>, outputs: &mut [Vec<i16>]) {
-    let len = outputs.first().map(|o| o.len()).unwrap_or(0);
-    total.clear();
-    total.resize(len, 0);
-    for s in inputs.iter().flatten() {
-        for (t, v) in total.iter_mut().zip(s.iter()) {
-            *t += *v as i32;
+/// A talker stays one this long after its last loud frame (1 s of 20 ms
+/// ticks): pauses between words keep the slot.
+pub const TALKER_HANG_TICKS: u32 = 50;
+
+/// How far (dB) a new talker's smoothed level must lead the quietest
+/// talker's to take its slot while every talker is talking.
+pub const TALKER_LEAD_DB: f64 = 6.0;
+
+/// Who is mixed: at most `capacity` talkers, each in a slot it keeps while
+/// it talks (its personal mix-minus encoder is the slot's). A participant
+/// becomes a talker on a frame above the threshold and stays one until
+/// [`TALKER_HANG_TICKS`] frames in a row were below it. When every slot is
+/// taken, a new talker takes the slot of the talker that has been quiet
+/// longest; if all of them are talking now, the slot of the one whose
+/// level (smoothed over about 100 ms) is lowest, when the newcomer's leads
+/// it by [`TALKER_LEAD_DB`]. Otherwise the newcomer waits (is not heard):
+/// a steady noise cannot hold a slot against someone speaking up.
+/// Pure: one call per 20 ms tick, the tick is the clock.
+#[derive(Debug, Clone)]
+pub struct Talkers {
+    /// (who, frames in a row below the threshold).
+    slots: Vec<Option<(String, u32)>>,
+    /// Everyone's level, smoothed over about 100 ms (dBFS).
+    smoothed: std::collections::HashMap<String, f64>,
+    threshold_db: f64,
+}
+
+impl Talkers {
+    pub fn new(capacity: usize, threshold_db: f64) -> Talkers {
+        Talkers { slots: vec![None; capacity.max(1)], smoothed: Default::default(), threshold_db }
+    }
+
+    /// One tick: the level (dBFS) of this tick's frame of everyone in the
+    /// room ([`SILENCE_DB`] for no audio or a muted microphone). A talker
+    /// missing from `levels` has left: its slot is free at once.
+    pub fn tick(&mut self, levels: &[(&str, f64)]) {
+        let threshold = self.threshold_db;
+        self.smoothed.retain(|id, _| levels.iter().any(|(l, _)| l == id));
+        for (id, db) in levels {
+            let s = self.smoothed.entry(id.to_string()).or_insert(*db);
+            *s = 0.8 * *s + 0.2 * db;
+        }
+        for slot in self.slots.iter_mut() {
+            let Some((id, quiet)) = slot.as_mut() else { continue };
+            match levels.iter().find(|(l, _)| *l == id.as_str()) {
+                None => *slot = None,
+                Some((_, db)) if *db >= threshold => *quiet = 0,
+                Some(_) => {
+                    *quiet += 1;
+                    if *quiet >= TALKER_HANG_TICKS {
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        let level = |id: &str| self.smoothed.get(id).copied().unwrap_or(SILENCE_DB);
+        let mut loud: Vec<(&str, f64)> =
+            levels.iter().filter(|(id, db)| *db >= threshold && self.slot_of(id).is_none()).map(|(id, _)| (*id, level(id))).collect();
+        loud.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        for (id, lead) in loud {
+            let free = self.slots.iter().position(|s| s.is_none());
+            let quiet_longest = || {
+                self.slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.as_ref().filter(|(_, q)| *q > 0).map(|(_, q)| (i, *q)))
+                    .max_by_key(|(_, q)| *q)
+                    .map(|(i, _)| i)
+            };
+            let weakest = || {
+                self.slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.as_ref().map(|(t, _)| (i, self.smoothed.get(t).copied().unwrap_or(SILENCE_DB))))
+                    .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+                    .filter(|(_, l)| lead >= l + TALKER_LEAD_DB)
+                    .map(|(i, _)| i)
+            };
+            match free.or_else(quiet_longest).or_else(weakest) {
+                Some(i) => self.slots[i] = Some((id.to_string(), 0)),
+                None => break,
+            }
         }
     }
-    for (out, own) in outputs.iter_mut().zip(inputs.iter()) {
-        match own {
-            Some(own) => {
-                for ((o, t), v) in out.iter_mut().zip(total.iter()).zip(own.iter()) {
-                    *o = (*t - *v as i32).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+
+    /// The slot `id` talks in, if it is a talker.
+    pub fn slot_of(&self, id: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.as_ref().is_some_and(|(t, _)| t == id))
+    }
+
+    /// Who is in each slot.
+    pub fn slots(&self) -> impl Iterator<Item = Option<&str>> {
+        self.slots.iter().map(|s| s.as_ref().map(|(id, _)| id.as_str()))
+    }
+
+    pub fn count(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+}
+
+/// Mix one tick. `frames[i]` is participant i's frame, `talking[i]` the
+/// talker slot of participant i, if any. Only talkers are summed: the
+/// shared mix (`shared`) is everyone's who talks, and slot k's mix
+/// (`slots[k]`) is that minus its talker, or the shared mix while the slot
+/// is free (so an idle slot's encoder stays in step with the shared one
+/// and the next talker's switch to it is seamless). Clipping happens after
+/// the subtraction.
+pub fn mix_talkers(frames: &[Vec<i16>], talking: &[Option<usize>], total: &mut Vec<i32>, shared: &mut [i16], slots: &mut [Vec<i16>]) {
+    total.clear();
+    total.resize(shared.len(), 0);
+    for (frame, t) in frames.iter().zip(talking) {
+        if t.is_some() {
+            for (acc, v) in total.iter_mut().zip(frame.iter()) {
+                *acc += *v as i32;
+            }
+        }
+    }
+    let clip = |v: i32| v.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+    for (o, t) in shared.iter_mut().zip(total.iter()) {
+        *o = clip(*t);
+    }
+    for (k, out) in slots.iter_mut().enumerate() {
+        match talking.iter().position(|t| *t == Some(k)) {
+            Some(i) => {
+                for ((o, t), v) in out.iter_mut().zip(total.iter()).zip(frames[i].iter()) {
+                    *o = clip(*t - *v as i32);
                 }
             }
-            None => {
-                for (o, t) in out.iter_mut().zip(total.iter()) {
-                    *o = (*t).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
-                }
-            }
+            None => out.copy_from_slice(shared),
         }
     }
 }
@@ -137,6 +256,8 @@ pub fn mix_minus(inputs: &[Option<&[i16]>], total: &mut Vec<i32>, outputs: &mut 
 pub struct AudioPort {
     pub id: String,
     pub input: Mutex<InputRing>,
+    /// Opus packets (the shared mix or its talker slot's mix-minus) to the
+    /// participant's payloader.
     output: gst_app::AppSrc,
     /// True once the participant's connection is up; no mix is pushed before.
     ready: Arc<AtomicBool>,
@@ -150,8 +271,18 @@ impl AudioPort {
     }
 }
 
+/// A receiver of the shared mix only: a viewer or a recording.
+#[derive(Clone)]
+pub struct MixListener {
+    pub id: String,
+    pub output: gst_app::AppSrc,
+    pub ready: Arc<AtomicBool>,
+    /// A recording, not a person (not counted as a viewer).
+    pub recording: bool,
+}
+
 type Ports = Arc<RwLock<Arc<Vec<Arc<AudioPort>>>>>;
-type Broadcast = Arc<RwLock<Option<(gst_app::AppSrc, Arc<AtomicBool>)>>>;
+type Listeners = Arc<RwLock<Arc<Vec<MixListener>>>>;
 /// Receives (participant id, level dBFS) for everyone every 100 ms.
 pub type Levels = Arc<dyn Fn(Vec<(String, f64)>) + Send + Sync>;
 type LevelSlot = Arc<RwLock<Option<Levels>>>;
@@ -168,41 +299,79 @@ pub fn level_db(sum_squares: f64, samples: usize) -> f64 {
     (10.0 * ms.log10()).max(SILENCE_DB)
 }
 
-/// The room's audio mixer: one thread, 20 ms ticks.
-pub struct AudioMixer {
+/// How a room's audio is mixed and encoded.
+#[derive(Debug, Clone)]
+pub struct MixSettings {
     /// Each input held back this long on top of the jitter prebuffer.
+    pub delay_ms: u32,
+    /// Talkers mixed at most (each with a personal mix-minus encoder).
+    pub talkers: usize,
+    /// A frame at or above this level (dBFS) makes its sender a talker.
+    pub talker_threshold_db: f64,
+    pub bitrate: u32,
+    pub complexity: u32,
+}
+
+/// What the mixer did, for stats and the bench.
+#[derive(Debug, Default)]
+pub struct MixCounters {
+    /// Opus encoders running (the shared one and one per talker slot).
+    pub encoders: AtomicUsize,
+    /// Talkers in the mix at the last tick.
+    pub talkers: AtomicUsize,
+}
+
+/// The room's audio mixer: one thread, 20 ms ticks. Each tick it sums the
+/// talkers, encodes the shared mix once and each talker slot's mix-minus
+/// once, and hands every participant and viewer its packet.
+pub struct AudioMixer {
     delay_ms: u32,
     ports: Ports,
+    listeners: Listeners,
     levels: LevelSlot,
-    /// The whole mix (everyone), for receive-only viewers: pushed only
-    /// while `broadcast_on` is set.
-    broadcast: Broadcast,
+    counters: Arc<MixCounters>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl AudioMixer {
-    pub fn new(room: &str, delay_ms: u32) -> std::io::Result<AudioMixer> {
+    pub fn new(room: &str, settings: &MixSettings) -> anyhow::Result<AudioMixer> {
+        use anyhow::Context;
         let ports: Ports = Arc::new(RwLock::new(Arc::new(Vec::new())));
+        let listeners: Listeners = Arc::new(RwLock::new(Arc::new(Vec::new())));
         let levels: LevelSlot = Arc::new(RwLock::new(None));
-        let broadcast: Broadcast = Arc::new(RwLock::new(None));
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, l, b, s) = (ports.clone(), levels.clone(), broadcast.clone(), stop.clone());
+        let counters = Arc::new(MixCounters::default());
+        let talkers = settings.talkers.max(1);
+        let mut encoders = Vec::with_capacity(talkers + 1);
+        for _ in 0..=talkers {
+            encoders.push(OpusEncoder::new(settings.bitrate, settings.complexity).context("audio mix encoder")?);
+        }
+        counters.encoders.store(encoders.len(), Ordering::Relaxed);
+        let state = MixThread {
+            ports: ports.clone(),
+            listeners: listeners.clone(),
+            levels: levels.clone(),
+            counters: counters.clone(),
+            stop: stop.clone(),
+            talkers: Talkers::new(talkers, settings.talker_threshold_db),
+            encoders,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("mix-{}", room.chars().take(10).collect::<String>()))
-            .spawn(move || run(p, l, b, s))?;
-        Ok(AudioMixer { delay_ms, ports, levels, broadcast, stop, thread: Some(thread) })
-    }
-
-    /// Push the whole mix into `output` whenever `on` is set (viewers).
-    pub fn set_broadcast(&self, output: gst_app::AppSrc, on: Arc<AtomicBool>) {
-        *self.broadcast.write() = Some((output, on));
+            .spawn(move || state.run())
+            .context("cannot start the audio mixer thread")?;
+        Ok(AudioMixer { delay_ms: settings.delay_ms, ports, listeners, levels, counters, stop, thread: Some(thread) })
     }
 
     /// Report levels to `listener` every 100 ms (called on the mixer thread,
     /// with no lock held; it must be quick).
     pub fn set_level_listener(&self, listener: Levels) {
         *self.levels.write() = Some(listener);
+    }
+
+    pub fn counters(&self) -> &MixCounters {
+        &self.counters
     }
 
     pub fn add(&self, id: &str, output: gst_app::AppSrc, ready: Arc<AtomicBool>) -> Arc<AudioPort> {
@@ -220,10 +389,32 @@ impl AudioMixer {
         port
     }
 
-    pub fn remove(&self, id: &str) {
-        let mut w = self.ports.write();
-        let v: Vec<_> = w.iter().filter(|p| p.id != id).cloned().collect();
+    /// One more receiver of the shared mix (a viewer, a recording).
+    pub fn add_listener(&self, l: MixListener) {
+        let mut w = self.listeners.write();
+        let mut v: Vec<MixListener> = w.iter().cloned().collect();
+        v.push(l);
         *w = Arc::new(v);
+    }
+
+    pub fn listeners(&self) -> Arc<Vec<MixListener>> {
+        self.listeners.read().clone()
+    }
+
+    /// Remove participant or listener `id`. Safe to call twice.
+    pub fn remove(&self, id: &str) {
+        {
+            let mut w = self.ports.write();
+            if w.iter().any(|p| p.id == id) {
+                let v: Vec<_> = w.iter().filter(|p| p.id != id).cloned().collect();
+                *w = Arc::new(v);
+            }
+        }
+        let mut w = self.listeners.write();
+        if w.iter().any(|l| l.id == id) {
+            let v: Vec<_> = w.iter().filter(|l| l.id != id).cloned().collect();
+            *w = Arc::new(v);
+        }
     }
 }
 
@@ -239,83 +430,118 @@ impl Drop for AudioMixer {
 /// Ticks between level reports (5 x 20 ms).
 const LEVEL_TICKS: u32 = 5;
 
-fn pcm_buffer(samples: &[i16]) -> gst::Buffer {
-    let mut bytes = Vec::with_capacity(samples.len() * 2);
-    for s in samples {
-        bytes.extend_from_slice(&s.to_le_bytes());
+/// Hand `packet` to `out`, stamped with the tick's time in `out`'s
+/// pipeline (its running time): the RTP timestamps of a listener's audio
+/// advance by exactly 20 ms a tick whichever encoder its packets come
+/// from, and a late wake-up of the mixer thread does not show in them.
+fn push_packet(out: &gst_app::AppSrc, packet: &gst::Buffer, caps: &Option<gst::Caps>, tick_clock: gst::ClockTime) {
+    if out.caps().is_none() {
+        match caps {
+            Some(c) => out.set_caps(Some(c)),
+            None => return,
+        }
     }
-    let mut buf = gst::Buffer::from_mut_slice(bytes);
-    if let Some(b) = buf.get_mut() {
-        b.set_duration(gst::ClockTime::from_mseconds(20));
+    let Some(base) = out.base_time() else { return };
+    let mut b = packet.clone();
+    {
+        let m = b.make_mut();
+        m.set_pts(tick_clock.checked_sub(base));
+        m.set_duration(gst::ClockTime::from_mseconds(20));
     }
-    buf
+    // Flushing or EOS while the listener leaves: nothing to do.
+    let _ = out.push_buffer(b);
 }
 
-fn run(ports: Ports, levels: LevelSlot, broadcast: Broadcast, stop: Arc<AtomicBool>) {
-    let period = Duration::from_millis(20);
-    let mut next = Instant::now();
-    let mut energy: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
-    let mut ticks = 0u32;
-    let mut frames: Vec<Vec<i16>> = Vec::new();
-    let mut outs: Vec<Vec<i16>> = Vec::new();
-    let mut total = Vec::with_capacity(FRAME);
-    while !stop.load(Ordering::SeqCst) {
-        next += period;
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        } else if now - next > Duration::from_millis(200) {
-            // Far behind (machine stalled): do not burst to catch up.
-            next = now;
-        }
-        let snapshot = ports.read().clone();
-        let n = snapshot.len();
-        if n == 0 {
-            continue;
-        }
-        frames.resize_with(n, || vec![0; FRAME]);
-        // One more output: the whole mix (no input of its own), for viewers.
-        outs.resize_with(n + 1, || vec![0; FRAME]);
-        let mut active = vec![false; n];
-        for (i, port) in snapshot.iter().enumerate() {
-            let took = port.input.lock().take(&mut frames[i]);
-            active[i] = took && !port.muted.load(Ordering::Relaxed);
-        }
-        let mut inputs: Vec<Option<&[i16]>> =
-            frames.iter().zip(active.iter()).map(|(f, a)| if *a { Some(&f[..]) } else { None }).collect();
-        inputs.push(None);
-        mix_minus(&inputs, &mut total, &mut outs[..n + 1]);
-        inputs.pop();
-        if let Some((out, on)) = broadcast.read().as_ref() {
-            if on.load(Ordering::Relaxed) {
-                let _ = out.push_buffer(pcm_buffer(&outs[n]));
+struct MixThread {
+    ports: Ports,
+    listeners: Listeners,
+    levels: LevelSlot,
+    counters: Arc<MixCounters>,
+    stop: Arc<AtomicBool>,
+    talkers: Talkers,
+    /// `[0]` the shared mix, `[1 + k]` talker slot k.
+    encoders: Vec<OpusEncoder>,
+}
+
+impl MixThread {
+    fn run(mut self) {
+        let period = Duration::from_millis(20);
+        let clock = gst::SystemClock::obtain();
+        let mut next = Instant::now();
+        // The tick's time on the pipelines' clock (every pipeline uses the
+        // system clock), advanced by exactly 20 ms a tick.
+        let mut tick_clock = clock.time();
+        let mut energy: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+        let mut ticks = 0u32;
+        let mut frames: Vec<Vec<i16>> = Vec::new();
+        let mut shared = vec![0i16; FRAME];
+        let mut slots: Vec<Vec<i16>> = vec![vec![0; FRAME]; self.encoders.len() - 1];
+        let mut total = Vec::with_capacity(FRAME);
+        while !self.stop.load(Ordering::SeqCst) {
+            next += period;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+                tick_clock += gst::ClockTime::from_mseconds(20);
+            } else if now - next > Duration::from_millis(200) {
+                // Far behind (machine stalled): do not burst to catch up.
+                next = now;
+                tick_clock = clock.time();
+            } else {
+                tick_clock += gst::ClockTime::from_mseconds(20);
             }
-        }
-        for (port, input) in snapshot.iter().zip(inputs.iter()) {
-            let e = energy.entry(port.id.clone()).or_insert(0.0);
-            if let Some(samples) = input {
-                *e += samples.iter().map(|s| (*s as f64) * (*s as f64)).sum::<f64>();
-            }
-        }
-        ticks += 1;
-        if ticks == LEVEL_TICKS {
-            ticks = 0;
-            let report: Vec<(String, f64)> = snapshot
-                .iter()
-                .map(|p| (p.id.clone(), level_db(energy.get(&p.id).copied().unwrap_or(0.0), FRAME * LEVEL_TICKS as usize)))
-                .collect();
-            energy.clear();
-            let listener = levels.read().clone();
-            if let Some(l) = listener {
-                l(report);
-            }
-        }
-        for (port, out) in snapshot.iter().zip(outs.iter()) {
-            if !port.ready.load(Ordering::Relaxed) {
+            let ports = self.ports.read().clone();
+            let listeners = self.listeners.read().clone();
+            let n = ports.len();
+            if n == 0 && listeners.is_empty() {
                 continue;
             }
-            // Flushing or EOS while the participant leaves: nothing to do.
-            let _ = port.output.push_buffer(pcm_buffer(out));
+            frames.resize_with(n, || vec![0; FRAME]);
+            let mut levels: Vec<(&str, f64)> = Vec::with_capacity(n);
+            for (i, port) in ports.iter().enumerate() {
+                let took = port.input.lock().take(&mut frames[i]);
+                let heard = took && !port.muted.load(Ordering::Relaxed);
+                let sum_squares = if heard { frames[i].iter().map(|s| (*s as f64) * (*s as f64)).sum::<f64>() } else { 0.0 };
+                if heard {
+                    *energy.entry(port.id.clone()).or_insert(0.0) += sum_squares;
+                }
+                levels.push((port.id.as_str(), level_db(sum_squares, FRAME)));
+            }
+            self.talkers.tick(&levels);
+            let talking: Vec<Option<usize>> = ports.iter().map(|p| self.talkers.slot_of(&p.id)).collect();
+            self.counters.talkers.store(self.talkers.count(), Ordering::Relaxed);
+            mix_talkers(&frames, &talking, &mut total, &mut shared, &mut slots);
+            let mut packets: Vec<Option<gst::Buffer>> = Vec::with_capacity(self.encoders.len());
+            packets.push(self.encoders[0].encode(&shared));
+            for (k, pcm) in slots.iter().enumerate() {
+                packets.push(self.encoders[1 + k].encode(pcm));
+            }
+            let caps = self.encoders[0].caps();
+            let tick = tick_clock;
+            for (port, slot) in ports.iter().zip(talking.iter()) {
+                if !port.ready.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if let Some(p) = &packets[slot.map(|k| k + 1).unwrap_or(0)] {
+                    push_packet(&port.output, p, &caps, tick);
+                }
+            }
+            if let Some(p) = &packets[0] {
+                for l in listeners.iter().filter(|l| l.ready.load(Ordering::Relaxed)) {
+                    push_packet(&l.output, p, &caps, tick);
+                }
+            }
+            ticks += 1;
+            if ticks == LEVEL_TICKS {
+                ticks = 0;
+                let report: Vec<(String, f64)> =
+                    ports.iter().map(|p| (p.id.clone(), level_db(energy.get(&p.id).copied().unwrap_or(0.0), FRAME * LEVEL_TICKS as usize))).collect();
+                energy.clear();
+                let listener = self.levels.read().clone();
+                if let Some(l) = listener {
+                    l(report);
+                }
+            }
         }
     }
 }
@@ -325,17 +551,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_listener_gets_everyone_but_itself() {
-        let a = vec![100i16; 4];
-        let b = vec![10i16; 4];
-        let c = vec![1i16; 4];
-        let mut outs = vec![vec![0i16; 4]; 4];
-        let mut total = Vec::new();
-        mix_minus(&[Some(&a), Some(&b), Some(&c), None], &mut total, &mut outs);
-        assert_eq!(outs[0], vec![11; 4]);
-        assert_eq!(outs[1], vec![101; 4]);
-        assert_eq!(outs[2], vec![110; 4]);
-        assert_eq!(outs[3], vec![111; 4]);
+    fn talkers_hear_everyone_but_themselves_and_the_rest_hear_all_talkers() {
+        let frames = vec![vec![100i16; 4], vec![10; 4], vec![1; 4], vec![1000; 4]];
+        // a in slot 1, b in slot 0, c talks in none (not mixed), d left out.
+        let talking = [Some(1), Some(0), None, None];
+        let (mut total, mut shared) = (Vec::new(), vec![0i16; 4]);
+        let mut slots = vec![vec![0i16; 4]; 3];
+        mix_talkers(&frames, &talking, &mut total, &mut shared, &mut slots);
+        assert_eq!(shared, vec![110; 4], "the shared mix is the talkers'");
+        assert_eq!(slots[0], vec![100; 4], "b hears a");
+        assert_eq!(slots[1], vec![10; 4], "a hears b");
+        assert_eq!(slots[2], shared, "a free slot encodes the shared mix");
+    }
+
+    fn tick(t: &mut Talkers, levels: &[(&str, f64)], n: u32) {
+        for _ in 0..n {
+            t.tick(levels);
+        }
+    }
+
+    #[test]
+    fn a_talker_keeps_its_slot_through_pauses_and_leaves_it_after_a_second_of_silence() {
+        let mut t = Talkers::new(2, -50.0);
+        tick(&mut t, &[("a", -20.0), ("b", SILENCE_DB)], 1);
+        assert_eq!((t.slot_of("a"), t.slot_of("b")), (Some(0), None), "the first loud frame makes a talker");
+        tick(&mut t, &[("a", -70.0), ("b", SILENCE_DB)], TALKER_HANG_TICKS - 1);
+        assert_eq!(t.slot_of("a"), Some(0), "a pause keeps the slot");
+        tick(&mut t, &[("a", -20.0), ("b", -30.0)], 1);
+        assert_eq!((t.slot_of("a"), t.slot_of("b")), (Some(0), Some(1)), "talking again resets the pause; b takes the free slot");
+        tick(&mut t, &[("a", -70.0), ("b", -30.0)], TALKER_HANG_TICKS);
+        assert_eq!((t.slot_of("a"), t.slot_of("b")), (None, Some(1)), "a second of silence frees the slot; b keeps its own");
+        tick(&mut t, &[("b", -30.0)], 1);
+        tick(&mut t, &[], 1);
+        assert_eq!(t.count(), 0, "a talker who left frees its slot at once");
+    }
+
+    #[test]
+    fn a_new_talker_takes_the_slot_of_the_one_quiet_longest_or_of_one_6_db_quieter() {
+        let mut t = Talkers::new(2, -50.0);
+        tick(&mut t, &[("a", -20.0), ("b", -20.0), ("c", -20.0)], 1);
+        assert_eq!(t.count(), 2);
+        let waiting = ["a", "b", "c"].into_iter().find(|id| t.slot_of(id).is_none()).unwrap();
+        tick(&mut t, &[("a", -20.0), ("b", -20.0), ("c", -20.0)], 10);
+        assert_eq!(t.slot_of(waiting), None, "all slots talking as loud: the third waits");
+        // A steady noise at -45 dBFS holds a slot until someone speaks up.
+        let mut t = Talkers::new(2, -50.0);
+        tick(&mut t, &[("a", -20.0), ("noise", -45.0), ("c", SILENCE_DB)], 20);
+        tick(&mut t, &[("a", -20.0), ("noise", -45.0), ("c", -44.0)], 20);
+        assert_eq!((t.slot_of("a").is_some(), t.slot_of("noise").is_some(), t.slot_of("c")), (true, true, None), "c leads the noise by 1 dB only");
+        tick(&mut t, &[("a", -20.0), ("noise", -45.0), ("c", -25.0)], 20);
+        assert!(t.slot_of("c").is_some() && t.slot_of("noise").is_none(), "c, 20 dB over the noise, takes its slot");
+        assert!(t.slot_of("a").is_some(), "the louder talker keeps its own");
+        // a pauses for 5 ticks, b for 3: c takes a's slot.
+        let mut t = Talkers::new(2, -50.0);
+        tick(&mut t, &[("a", -20.0), ("b", -20.0)], 1);
+        tick(&mut t, &[("a", -80.0), ("b", -20.0)], 2);
+        tick(&mut t, &[("a", -80.0), ("b", -80.0)], 3);
+        let a_slot = t.slot_of("a");
+        tick(&mut t, &[("a", -80.0), ("b", -80.0), ("c", -25.0)], 1);
+        assert_eq!((t.slot_of("c"), t.slot_of("a"), t.slot_of("b").is_some()), (a_slot, None, true));
     }
 
     #[test]
@@ -348,12 +622,13 @@ mod tests {
 
     #[test]
     fn clipping_happens_after_subtraction() {
-        let loud = vec![30000i16; 2];
-        let mut outs = vec![vec![0i16; 2]; 3];
-        let mut total = Vec::new();
-        mix_minus(&[Some(&loud), Some(&loud), Some(&loud)], &mut total, &mut outs);
+        let loud = vec![vec![30000i16; 2]; 3];
+        let (mut total, mut shared) = (Vec::new(), vec![0i16; 2]);
+        let mut slots = vec![vec![0i16; 2]; 3];
+        mix_talkers(&loud, &[Some(0), Some(1), Some(2)], &mut total, &mut shared, &mut slots);
         // Each hears the other two clipped, but never itself.
-        assert_eq!(outs[0], vec![i16::MAX; 2]);
+        assert_eq!(slots[0], vec![i16::MAX; 2]);
+        assert_eq!(shared, vec![i16::MAX; 2]);
     }
 
     #[test]

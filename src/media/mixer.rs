@@ -16,12 +16,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use anyhow::{Context, Result};
 use gst::prelude::*;
 
-use super::audio::{AudioMixer, AudioPort};
+use super::audio::{AudioMixer, AudioPort, MixListener};
 use super::delivery::{Delivery, Receiver};
 use crate::ladder::Choice;
 use crate::room::EventSender;
@@ -230,19 +230,8 @@ pub struct RoomMixer {
     compositor: gst::Element,
     inputs: Mutex<HashMap<String, VideoInput>>,
     delivery: Delivery,
+    /// Every participant's, viewer's and recording's audio.
     audio: AudioMixer,
-    /// Viewers' audio: the whole mix encoded once, fanned out.
-    viewer_audio: Arc<RwLock<Arc<Vec<ViewerAudio>>>>,
-    viewers_on: Arc<AtomicBool>,
-}
-
-#[derive(Clone)]
-struct ViewerAudio {
-    id: String,
-    appsrc: gst_app::AppSrc,
-    ready: Arc<AtomicBool>,
-    /// A recording, not a person (not counted as a viewer).
-    recording: bool,
 }
 
 impl RoomMixer {
@@ -258,14 +247,9 @@ impl RoomMixer {
         let desc = format!(
             "videotestsrc is-live=true pattern=solid-color foreground-color={bg} ! capsfilter name=bgcaps caps=video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
              ! compositor name=comp background=black force-live=true ignore-inactive-pads=true latency={lat} \
-             ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! tee name=vtee allow-not-linked=true \
-             appsrc name=viewmix is-live=true do-timestamp=true format=time max-bytes=96000 leaky-type=downstream \
-             ! opusenc bitrate={ab} complexity={cx} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 \
-             ! appsink name=viewaudio sync=false async=false max-buffers=10 drop=true",
+             ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! tee name=vtee allow-not-linked=true",
             lat = cfg.mixer_latency_ms as u64 * 1_000_000,
             bg = 0xff00_0000u32 | cfg.background,
-            ab = cfg.audio_bitrate,
-            cx = cfg.audio_complexity,
         );
         let pipeline = gst::parse::launch(&desc)
             .with_context(|| format!("room mixer pipeline does not parse: {desc}"))?
@@ -291,35 +275,6 @@ impl RoomMixer {
         let tee = pipeline.by_name("vtee").context("tee missing")?;
         let delivery = Delivery::new(&pipeline, &tee, &cfg)?;
 
-        let viewer_audio: Arc<RwLock<Arc<Vec<ViewerAudio>>>> = Arc::new(RwLock::new(Arc::new(Vec::new())));
-        {
-            let viewer_audio = viewer_audio.clone();
-            let sink = pipeline
-                .by_name("viewaudio")
-                .context("viewer audio sink missing")?
-                .downcast::<gst_app::AppSink>()
-                .map_err(|_| anyhow::anyhow!("viewaudio is not an appsink"))?;
-            sink.set_callbacks(
-                gst_app::AppSinkCallbacks::builder()
-                    .new_sample(move |sink| {
-                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
-                        let list = viewer_audio.read().clone();
-                        for v in list.iter() {
-                            if v.ready.load(Ordering::Relaxed) {
-                                if v.appsrc.caps().is_none() {
-                                    if let Some(c) = sample.caps() {
-                                        v.appsrc.set_caps(Some(&c.to_owned()));
-                                    }
-                                }
-                                let _ = v.appsrc.push_buffer(super::unstamped(&buffer));
-                            }
-                        }
-                        Ok(gst::FlowSuccess::Ok)
-                    })
-                    .build(),
-            );
-        }
         if let Some(bus) = pipeline.bus() {
             let room_name = room.to_string();
             bus.set_sync_handler(move |_, msg| {
@@ -329,15 +284,7 @@ impl RoomMixer {
                 gst::BusSyncReply::Drop
             });
         }
-        let audio = AudioMixer::new(room, cfg.audio_delay_ms).context("cannot start the audio mixer thread")?;
-        let viewmix = pipeline
-            .by_name("viewmix")
-            .context("viewer mix source missing")?
-            .downcast::<gst_app::AppSrc>()
-            .map_err(|_| anyhow::anyhow!("viewmix is not an appsrc"))?;
-        viewmix.set_caps(Some(&super::audio::audio_caps()));
-        let viewers_on = Arc::new(AtomicBool::new(false));
-        audio.set_broadcast(viewmix, viewers_on.clone());
+        let audio = AudioMixer::new(room, &cfg.mix_settings())?;
         pipeline.set_state(gst::State::Playing).context("room mixer refused to play")?;
         tracing::info!(room, "mixer started: {w}x{h}@{fps}, rungs {:?}", delivery.ladder().iter().map(|r| r.name.as_str()).collect::<Vec<_>>());
         Ok(RoomMixer {
@@ -348,8 +295,6 @@ impl RoomMixer {
             inputs: Mutex::new(HashMap::new()),
             delivery,
             audio,
-            viewer_audio,
-            viewers_on,
         })
     }
 
@@ -364,6 +309,15 @@ impl RoomMixer {
     /// Receiver `id` needs a keyframe of its rung (throttled per rung).
     pub fn request_keyframe(&self, id: &str) {
         self.delivery.request_keyframe(id);
+    }
+
+    /// The audio mix: Opus encoders running and talkers mixed now.
+    pub fn audio_stats(&self) -> serde_json::Value {
+        let c = self.audio.counters();
+        serde_json::json!({
+            "opus_encoders": c.encoders.load(Ordering::Relaxed),
+            "talkers": c.talkers.load(Ordering::Relaxed),
+        })
     }
 
     pub fn keyframes_forced(&self) -> u64 {
@@ -385,32 +339,23 @@ impl RoomMixer {
         events: EventSender,
         choice: Choice,
     ) -> Arc<Receiver> {
-        self.add_whole_mix(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone(), recording: false });
+        self.audio.add_listener(MixListener { id: id.to_string(), output: opus_out, ready: ready.clone(), recording: false });
         self.delivery.add(id, vp8_out, ready, events, choice)
     }
 
     /// A recording: received like a viewer (the top rung's frames and the
     /// whole mix), not counted as one.
     pub fn add_recorder(&self, id: &str, vp8_out: gst_app::AppSrc, opus_out: gst_app::AppSrc, ready: Arc<AtomicBool>, events: EventSender, choice: Choice) -> Arc<Receiver> {
-        self.add_whole_mix(ViewerAudio { id: id.to_string(), appsrc: opus_out, ready: ready.clone(), recording: true });
+        self.audio.add_listener(MixListener { id: id.to_string(), output: opus_out, ready: ready.clone(), recording: true });
         self.delivery.add(id, vp8_out, ready, events, choice)
     }
 
-    /// One more receiver of the whole mix (encoded once, shared).
-    fn add_whole_mix(&self, a: ViewerAudio) {
-        let mut w = self.viewer_audio.write();
-        let mut v: Vec<ViewerAudio> = w.iter().cloned().collect();
-        v.push(a);
-        self.viewers_on.store(true, Ordering::SeqCst);
-        *w = Arc::new(v);
-    }
-
     pub fn viewer_count(&self) -> usize {
-        self.viewer_audio.read().iter().filter(|v| !v.recording).count()
+        self.audio.listeners().iter().filter(|v| !v.recording).count()
     }
 
     pub fn viewer_ids(&self) -> Vec<String> {
-        self.viewer_audio.read().iter().filter(|v| !v.recording).map(|v| v.id.clone()).collect()
+        self.audio.listeners().iter().filter(|v| !v.recording).map(|v| v.id.clone()).collect()
     }
 
     /// Connect a participant: its decoded, tile-sized video goes into a new
@@ -511,14 +456,6 @@ impl RoomMixer {
     pub fn remove_participant(&self, id: &str) {
         self.audio.remove(id);
         self.delivery.remove(id);
-        {
-            let mut w = self.viewer_audio.write();
-            if w.iter().any(|v| v.id == id) {
-                let v: Vec<ViewerAudio> = w.iter().filter(|v| v.id != id).cloned().collect();
-                self.viewers_on.store(!v.is_empty(), Ordering::SeqCst);
-                *w = Arc::new(v);
-            }
-        }
         let input = self.inputs.lock().remove(id);
         if let Some(input) = input {
             self.drop_input(&input.video);

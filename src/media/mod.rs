@@ -21,6 +21,7 @@ pub mod audio;
 pub mod delivery;
 pub mod dtls;
 pub mod mixer;
+pub mod opus;
 pub mod participant;
 pub mod preview;
 pub mod raw;
@@ -64,6 +65,10 @@ pub struct MediaConfig {
     pub audio_bitrate: u32,
     /// Opus encoder complexity (0..=10) of every mix encoder.
     pub audio_complexity: u32,
+    /// Talkers mixed at most, each with a personal mix-minus encoder.
+    pub audio_talkers: u32,
+    /// A 20 ms frame at or above this level (dBFS) makes its sender a talker.
+    pub audio_talker_threshold_db: f64,
     /// Canvas background, 0xRRGGBB.
     pub background: u32,
     /// `[network]`: ICE addresses, given to every webrtcbin.
@@ -86,6 +91,17 @@ impl Default for MediaConfig {
 }
 
 impl MediaConfig {
+    /// How the room's audio mixer mixes and encodes.
+    pub fn mix_settings(&self) -> audio::MixSettings {
+        audio::MixSettings {
+            delay_ms: self.audio_delay_ms,
+            talkers: self.audio_talkers as usize,
+            talker_threshold_db: self.audio_talker_threshold_db,
+            bitrate: self.audio_bitrate,
+            complexity: self.audio_complexity,
+        }
+    }
+
     /// The start-time media settings of a pipelines folder's mixer.toml.
     pub fn from_mixer(m: &crate::layouts::MixerSettings) -> MediaConfig {
         MediaConfig {
@@ -100,6 +116,8 @@ impl MediaConfig {
             ladder: m.ladder.clone(),
             audio_bitrate: m.audio_bitrate,
             audio_complexity: m.audio_complexity,
+            audio_talkers: m.audio_talkers,
+            audio_talker_threshold_db: m.audio_talker_threshold_db,
             share_focus: m.share_focus.clone(),
             stream: m.stream.clone(),
             background: m.background.0,
@@ -323,6 +341,7 @@ impl RoomMedia for GstRoom {
             "rungs": d.stats(),
             "receivers": d.receivers(),
             "viewers": self.mixer.viewer_count(),
+            "audio": self.mixer.audio_stats(),
         })
     }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!            ┌───────── webrtcbin ─────────┐
-//! mix appsrc ─ opusenc ─ rtpopuspay ─► sink_0 (m-line 0, audio)      src (Opus) ─► opusdec ─ audioconvert ─ appsink ─► mix-minus ring
+//! mix appsrc (Opus) ─ rtpopuspay ───► sink_0 (m-line 0, audio)      src (Opus) ─► opusdec ─ audioconvert ─ appsink ─► mix-minus ring
 //! rung appsrc ─ rtpvp8pay ─────────► sink_1 (m-line 1, video)      src (VP8/H.264) ─► decoder ─ videoscale(letterbox) ─ appsink ─► compositor input
 //!           (or rtph264pay)
 //!            └─────────────────────────────┘
@@ -96,21 +96,20 @@ impl ParticipantPipeline {
             "auto" => Choice::Auto,
             q => Choice::Fixed(mixer.delivery().rung_index(q).with_context(|| format!("no rung `{q}`"))?),
         };
-        // A viewer sends nothing and gets the room's shared audio encoding;
-        // a participant gets its own mix-minus, encoded here.
-        let audio_out = if viewer {
-            "appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0".to_string()
-        } else {
-            format!(
-                "appsrc name=asrc is-live=true do-timestamp=true format=time max-bytes=96000 \
-                 ! opusenc bitrate={ab} complexity={cx} frame-size=20 inband-fec=true dtx=true packet-loss-percentage=5 ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 \
-                 {tile} \
-                 audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false async=false",
-                ab = cfg.audio_bitrate,
-                cx = cfg.audio_complexity,
-                tile = super::mixer::tile_chain(),
-            )
-        };
+        // Opus packets from the room's audio mixer, stamped by it: the shared
+        // mix, or the mix-minus of this participant's talker slot while it
+        // talks (see `media::audio`). A viewer only ever gets the shared one.
+        let audio_out = format!(
+            "appsrc name=asrc is-live=true do-timestamp=false format=time max-bytes=96000 ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0 {input}",
+            input = if viewer {
+                String::new()
+            } else {
+                format!(
+                    "{tile} audioconvert name=aconv ! audioresample ! capsfilter name=amixcaps ! appsink name=asink sync=false async=false",
+                    tile = super::mixer::tile_chain()
+                )
+            }
+        );
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-bundle latency={jb} \
              appsrc name=vsrc is-live=true do-timestamp=true format=time max-bytes=2000000 \
@@ -162,7 +161,6 @@ impl ParticipantPipeline {
         let (receiver, handles) = if viewer {
             (mixer.add_viewer(id, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice), None)
         } else {
-            asrc.set_caps(Some(&audio_caps()));
             by("amixcaps")?.set_property("caps", audio_caps());
             let tile_el = TileElements::in_pipeline(&pipeline)?;
             let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice)?;

@@ -43,7 +43,7 @@ impl Recording {
         let pipeline = gst::parse::launch(
             "webmmux name=mux ! filesink name=file sync=false async=false \
              appsrc name=v is-live=true do-timestamp=true format=time max-bytes=4000000 ! queue max-size-time=2000000000 ! mux.video_%u \
-             appsrc name=a is-live=true do-timestamp=true format=time max-bytes=200000 ! queue max-size-time=2000000000 ! mux.audio_%u",
+             appsrc name=a is-live=true do-timestamp=false format=time max-bytes=200000 ! queue max-size-time=2000000000 ! mux.audio_%u",
         )
         .context("recording pipeline does not parse")?
         .downcast::<gst::Pipeline>()

@@ -135,7 +135,7 @@ fn run(mixer: &Arc<RoomMixer>, id: &str, info: &Arc<Mutex<StreamInfo>>, stop: &A
 fn describe(target: &StreamTarget, aac: &str, segment_s: u32, playlist: u32) -> String {
     let inputs = format!(
         "appsrc name=v is-live=true do-timestamp=true format=time leaky-type=downstream max-bytes=4000000 ! queue max-size-time=2000000000 max-size-bytes=0 max-size-buffers=0 leaky=downstream ! h264parse config-interval=-1 name=vparse \
-         appsrc name=a is-live=true do-timestamp=true format=time leaky-type=downstream max-bytes=200000 ! queue max-size-time=2000000000 max-size-bytes=0 max-size-buffers=0 leaky=downstream \
+         appsrc name=a is-live=true do-timestamp=false format=time leaky-type=downstream max-bytes=200000 ! queue max-size-time=2000000000 max-size-bytes=0 max-size-buffers=0 leaky=downstream \
          ! opusdec plc=true ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! {aac} ! aacparse name=aparse"
     );
     match target {

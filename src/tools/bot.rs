@@ -510,6 +510,11 @@ impl Bot {
         self.media.audio_levels()
     }
 
+    /// Holes in the received audio (lost or never sent), when seen and how long.
+    pub fn audio_gaps(&self) -> Vec<(std::time::Instant, std::time::Duration)> {
+        self.media.audio_gaps()
+    }
+
     /// Change the solid colour sent.
     pub fn set_color(&self, rgb: u32) {
         self.media.set_color(rgb)

@@ -30,6 +30,8 @@ pub const FREEZE: Duration = Duration::from_millis(150);
 const FREEZES_KEPT: usize = 256;
 /// Decoded audio buffers whose level is remembered (a minute of 20 ms).
 const AUDIO_LEVELS_KEPT: usize = 3000;
+/// Holes in the decoded audio remembered.
+const AUDIO_GAPS_KEPT: usize = 256;
 
 #[derive(Default)]
 struct Received {
@@ -47,6 +49,11 @@ struct Received {
     audio_samples: u64,
     /// Each decoded audio buffer: when it arrived and its RMS. Bounded.
     audio_levels: VecDeque<(Instant, f32)>,
+    /// The last audio RTP packet: (sequence number, timestamp).
+    last_audio: Option<(u16, u32)>,
+    /// Holes in the audio stream (a stretch of RTP time no packet carried:
+    /// lost packets, or a sender that skipped): (when seen, how long). Bounded.
+    audio_gaps: VecDeque<(Instant, Duration)>,
     /// A pixel watched on every decoded frame (for latency measurements),
     /// and what it showed when (bounded).
     probe: Option<(u32, u32)>,
@@ -549,6 +556,12 @@ impl BotMedia {
         self.received.lock().audio_levels.iter().copied().collect()
     }
 
+    /// Holes in the received audio (when seen, how long), oldest first:
+    /// stretches of RTP time no packet carried (lost, or never sent).
+    pub fn audio_gaps(&self) -> Vec<(Instant, Duration)> {
+        self.received.lock().audio_gaps.iter().copied().collect()
+    }
+
     /// Change the solid colour this bot sends (takes effect on the next frame).
     pub fn set_color(&self, rgb: u32) {
         let (y, _, _) = crate::media::raw::rgb_to_yuv((rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8);
@@ -1033,6 +1046,22 @@ fn count_rtp(pad: &gst::Pad, is_video: bool, bytes: Arc<AtomicU64>, received: Ar
         let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
         bytes.fetch_add(buf.size() as u64, Ordering::Relaxed);
         if !is_video {
+            // Opus at 48 kHz, 20 ms a packet: a timestamp that moves more
+            // than 20 ms from one packet to the next is a hole.
+            if let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) {
+                let mut r = received.lock();
+                let (seq, ts) = (rtp.seq(), rtp.timestamp());
+                if let Some((last_seq, last_ts)) = r.last_audio {
+                    let (dseq, dts) = (seq.wrapping_sub(last_seq), ts.wrapping_sub(last_ts));
+                    if (1..1000).contains(&dseq) && dts < 48_000 * 10 && dts > 960 + 48 {
+                        r.audio_gaps.push_back((Instant::now(), Duration::from_micros((dts - 960) as u64 * 1000 / 48)));
+                        while r.audio_gaps.len() > AUDIO_GAPS_KEPT {
+                            r.audio_gaps.pop_front();
+                        }
+                    }
+                }
+                r.last_audio = Some((seq, ts));
+            }
             return gst::PadProbeReturn::Ok;
         }
         if let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) {
