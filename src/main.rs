@@ -75,7 +75,7 @@ struct BenchArgs {
     /// Small sizes for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run: capacity, join, latency, avsync, ladder, viewers, raw, codecs, mixed-codecs, mesh, tls, soak, all
+    /// Scenarios to run: capacity, join, latency, avsync, loss (root: network namespaces), ladder, viewers, raw, codecs, mixed-codecs, share, outputs, hls-viewers, mesh, tls, soak, all
     /// (repeatable). With some only, the others' last results are kept.
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
@@ -196,6 +196,10 @@ struct BotArgs {
     /// has to come again (NACK, RTX) before it counts as lost.
     #[arg(long, default_value_t = 50)]
     jitterbuffer_ms: u32,
+    /// Never ask for lost video packets again (no NACK): every lost frame
+    /// waits for a keyframe.
+    #[arg(long)]
+    no_nack: bool,
     /// Volume of the tone, 0..1.
     #[arg(long, default_value_t = 0.25)]
     volume: f64,
@@ -507,6 +511,7 @@ async fn bot(a: BotArgs) -> Result<()> {
         codec: a.codec,
         share_of: None,
         jitterbuffer_ms: a.jitterbuffer_ms,
+        nack: !a.no_nack,
     };
     let bot = Bot::connect(opts).await?;
     let share = match &a.share {

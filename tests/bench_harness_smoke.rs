@@ -37,6 +37,20 @@ fn bench_harness_smoke() {
     assert!(av["detected"].as_u64().unwrap() >= 4, "{av}");
     let (p5, p50, p95) = (av["p5_ms"].as_f64().unwrap(), av["p50_ms"].as_f64().unwrap(), av["p95_ms"].as_f64().unwrap());
     assert!(p5 <= p50 && p50 <= p95 && p5 > -1000.0 && p95 < 1000.0, "{av}");
+    // A receiver behind 0, 3 and 10 % loss, with NACK and without: with
+    // NACK it kept decoding and the server resent packets; without, more
+    // stayed missing (the bench judges how much).
+    let loss = json["loss"].as_array().unwrap();
+    assert_eq!(
+        loss.iter().map(|r| (r["nack"].as_bool().unwrap(), r["loss_pct"].as_u64().unwrap())).collect::<Vec<_>>(),
+        vec![(true, 0), (true, 3), (true, 10), (false, 0), (false, 3), (false, 10)]
+    );
+    for r in &loss[..3] {
+        assert!(r["fps"].as_f64().unwrap() > 5.0, "{r}");
+    }
+    assert!(loss[2]["resent_packets"].as_u64().unwrap() > 0, "{}", loss[2]);
+    assert!(loss[2]["missing_pct"].as_f64().unwrap() < loss[5]["missing_pct"].as_f64().unwrap(), "{} vs {}", loss[2], loss[5]);
+    assert_eq!(loss[5]["resent_packets"].as_u64(), Some(0), "without NACK nothing is resent: {}", loss[5]);
     // Threads per participant and CPU by kind of thread in every capacity row.
     for r in cap {
         assert!(r["threads_per_participant"].as_f64().unwrap() > 1.0, "{r}");

@@ -16,7 +16,7 @@
 //! hold weak references to the element and pipeline, and no lock of ours
 //! is held while a signal is emitted.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,6 +99,9 @@ pub struct Peer {
     found: Arc<AtomicU32>,
     /// The jitterbuffers of incoming video (retransmission on).
     video_jitterbuffers: Arc<parking_lot::Mutex<Vec<glib::WeakRef<gst::Element>>>>,
+    /// Whether lost incoming video is asked for again (NACK); on unless
+    /// [`Peer::without_nack`].
+    nack: Arc<AtomicBool>,
 }
 
 /// What the jitterbuffers of a peer's incoming video did about loss.
@@ -124,11 +127,25 @@ impl Peer {
         cert.apply(pipeline);
         let webrtcbin = pipeline.by_name("webrtc").context("webrtcbin `webrtc` missing")?;
         configure_ice(&webrtcbin, network)?;
-        let peer = Peer { pipeline: pipeline.clone(), webrtcbin, cert, events, found: Arc::new(AtomicU32::new(0)), video_jitterbuffers: Default::default() };
+        let peer = Peer {
+            pipeline: pipeline.clone(),
+            webrtcbin,
+            cert,
+            events,
+            found: Arc::new(AtomicU32::new(0)),
+            video_jitterbuffers: Default::default(),
+            nack: Arc::new(AtomicBool::new(true)),
+        };
         peer.connect_signals(network.announce_ips.clone());
         peer.connect_bus();
-        retransmit_lost_video(&peer.webrtcbin, peer.video_jitterbuffers.clone());
+        retransmit_lost_video(&peer.webrtcbin, peer.video_jitterbuffers.clone(), peer.nack.clone());
         Ok(peer)
+    }
+
+    /// Never ask for lost incoming video again: a lost frame waits for a
+    /// keyframe (the `loss` bench's comparison). Before any media flows.
+    pub fn without_nack(&self) {
+        self.nack.store(false, Ordering::SeqCst);
     }
 
     pub fn webrtcbin(&self) -> &gst::Element {
@@ -355,6 +372,7 @@ impl Peer {
             events: self.events.clone(),
             found: self.found.clone(),
             video_jitterbuffers: self.video_jitterbuffers.clone(),
+            nack: self.nack.clone(),
         }
     }
 }
@@ -367,6 +385,7 @@ struct WeakPeer {
     events: OnEvent,
     found: Arc<AtomicU32>,
     video_jitterbuffers: Arc<parking_lot::Mutex<Vec<glib::WeakRef<gst::Element>>>>,
+    nack: Arc<AtomicBool>,
 }
 
 impl WeakPeer {
@@ -378,6 +397,7 @@ impl WeakPeer {
             events: self.events.clone(),
             found: self.found.clone(),
             video_jitterbuffers: self.video_jitterbuffers.clone(),
+            nack: self.nack.clone(),
         })
     }
 }
@@ -480,7 +500,7 @@ const RTCP_MIN_INTERVAL: Duration = Duration::from_millis(20);
 /// tells its payload type; one of our video codecs turns retransmission
 /// on, whatever the description says (both sides negotiate `nack` for
 /// video; audio has no NACK).
-fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex<Vec<glib::WeakRef<gst::Element>>>>) {
+fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex<Vec<glib::WeakRef<gst::Element>>>>, nack: Arc<AtomicBool>) {
     let Some(rtpbin) = webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else {
         tracing::warn!("webrtcbin has no rtpbin child: lost video is not asked for again");
         return;
@@ -493,6 +513,7 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
         let pad = jb.static_pad("sink")?;
         let weak = jb.downgrade();
         let video = video.clone();
+        let nack = nack.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
             let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) else { return gst::PadProbeReturn::Ok };
@@ -517,7 +538,7 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
                     // few frames a second) lost before they were sent, and
                     // dropped them as late when they came.
                     jb.set_property("rtx-next-seqnum", false);
-                    jb.set_property("do-retransmission", true);
+                    jb.set_property("do-retransmission", nack.load(Ordering::SeqCst));
                     let mut v = video.lock();
                     v.retain(|w| w.upgrade().is_some());
                     v.push(weak.clone());

@@ -121,6 +121,31 @@ pub struct AvSyncResult {
     pub p95_ms: f64,
 }
 
+/// One receiver behind a lossy router (scenario `loss`): what it saw
+/// over the window at one loss level, with or without NACK.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct LossRow {
+    /// Packets dropped at random on the way to the receiver, %.
+    pub loss_pct: u32,
+    /// The receiver asks for lost packets again (NACK/RTX); otherwise each
+    /// lost frame waits for a keyframe (PLI).
+    pub nack: bool,
+    pub secs: f64,
+    /// Frames decoded per second.
+    pub fps: f64,
+    /// Longest gap between decoded frames, and gaps over 150 ms.
+    pub longest_freeze_ms: u64,
+    pub freezes: usize,
+    /// Keyframes forced by the busiest rung.
+    pub keyframes: u64,
+    /// Packets the server resent, and that as kbps (at the receiver's mean
+    /// video packet size).
+    pub resent_packets: u64,
+    pub resent_kbps: f64,
+    /// Video packets still missing after the jitterbuffer, %.
+    pub missing_pct: f64,
+}
+
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct RungDownlink {
     /// `vp8` or `h264` (an older report has VP8 rungs only).
@@ -213,6 +238,9 @@ pub struct Report {
     /// Audio against video offset at a receiver (scenario `avsync`).
     #[serde(default)]
     pub avsync: Option<AvSyncResult>,
+    /// A receiver behind a lossy link, with and without NACK (scenario `loss`).
+    #[serde(default)]
+    pub loss: Vec<LossRow>,
     /// Per-receiver downlink and encoding CPU on each rung of the shipped
     /// ladder, per codec.
     pub ladder: Vec<RungDownlink>,
@@ -269,10 +297,15 @@ impl ServerProc {
     }
 
     fn start_with(bin: &Path, canvas: &str, extra: &[String]) -> Result<ServerProc> {
+        ServerProc::start_on(bin, canvas, "127.0.0.1", extra)
+    }
+
+    /// Listening and gathering ICE on `host` only.
+    fn start_on(bin: &Path, canvas: &str, host: &str, extra: &[String]) -> Result<ServerProc> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let recordings = std::env::temp_dir().join(format!("tessera-bench-rec-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--canvas", canvas, "--ice-address", "127.0.0.1"])
+            .args(["serve", "--listen", &format!("{host}:0"), "--canvas", canvas, "--ice-address", host])
             .arg("--recordings-dir")
             .arg(&recordings)
             .args(extra)
@@ -875,6 +908,103 @@ async fn avsync(o: &BenchOptions, events: usize) -> Result<AvSyncResult> {
         bail!("only {} of {events} lip-sync events were seen in both audio and video", r.detected);
     }
     Ok(r)
+}
+
+/// Keyframes each rung forced so far, and packets resent to receivers.
+fn forced_and_resent(stats: &serde_json::Value) -> (Vec<u64>, u64) {
+    let rungs = stats["media"]["rungs"].as_array().map(|r| r.iter().map(|r| r["keyframes_forced"].as_u64().unwrap_or(0)).collect()).unwrap_or_default();
+    let resent = stats["media"]["receivers"].as_array().map(|r| r.iter().map(|r| r["rtx_packets"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
+    (rungs, resent)
+}
+
+/// A receiver behind a lossy link: the bot's host sits behind a router
+/// namespace that drops 0, 3 and 10 % of the packets towards it at random
+/// (nftables), `window` each, first asking for lost packets again (NACK,
+/// RTX: the server's default and every browser's) and then not (each lost
+/// frame waits for a keyframe). The receiving bot's jitterbuffer holds
+/// 150 ms, as a browser's waits for retransmissions, and its depayloader
+/// freezes the picture until a keyframe after a frame lost for good.
+/// Needs root, iproute2 and nftables (`scripts/deps.sh --browser`).
+async fn loss(o: &BenchOptions, window: Duration) -> Result<Vec<LossRow>> {
+    use crate::tools::netns::{Netns, NsBot, BUSY_PATTERN};
+    eprintln!("bench loss: a receiver behind 0, 3, 10 % random loss, with and without NACK, {} s each", window.as_secs());
+    let ns = Netns::create().map_err(|e| anyhow::anyhow!("the loss scenario needs network namespaces (root, iproute2): {e}"))?;
+    ns.loss(0, true).map_err(|e| anyhow::anyhow!("the loss scenario needs nftables (scripts/deps.sh --browser installs it): {e}"))?;
+    let server = ServerProc::start_on(&o.server_bin, &o.canvas, &ns.host_ip, &[])?;
+    let room = "loss";
+    let sender = Bot::connect(BotOptions {
+        decode: false,
+        ice_addresses: vec![ns.host_ip.clone()],
+        color: None,
+        pattern: BUSY_PATTERN.into(),
+        width: 320,
+        height: 240,
+        ..observer(&server.url, room, "sender")
+    })
+    .await?;
+    if !wait_frames(&sender, Duration::from_secs(20)).await {
+        bail!("no video in the loss room");
+    }
+    let me = std::env::current_exe().context("this binary")?;
+    let stats = || async { http_request(&server.addr, "GET", &format!("/api/rooms/{room}/stats"), "").await.ok().and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok()).unwrap_or_default() };
+    let mut rows = Vec::new();
+    for nack in [true, false] {
+        let mut flags = vec!["--jitterbuffer-ms", "150"];
+        if !nack {
+            flags.push("--no-nack");
+        }
+        let weak = NsBot::start(&me, &ns, &server.url, room, &flags).map_err(|e| anyhow::anyhow!(e))?;
+        let n = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(0.0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Settled: about 5 s of video (RTT known, start-up keyframes done).
+        while n(&weak.report(), "frames") < 150.0 {
+            if Instant::now() > deadline {
+                bail!("the namespaced bot decoded no video: {}", weak.report());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for percent in [0u32, 3, 10] {
+            ns.loss(percent, true).map_err(|e| anyhow::anyhow!(e))?;
+            let (a, (k0, r0)) = (weak.report(), forced_and_resent(&stats().await));
+            tokio::time::sleep(window).await;
+            let (b, (k1, r1)) = (weak.report(), forced_and_resent(&stats().await));
+            let from = n(&a, "at_ms") as u64;
+            let freezes: Vec<u64> = b["freezes"].as_array().map(|f| f.iter().filter(|x| x[0].as_u64().unwrap_or(0) > from).filter_map(|x| x[1].as_u64()).collect()).unwrap_or_default();
+            let secs = ((n(&b, "at_ms") - n(&a, "at_ms")) / 1000.0).max(0.001);
+            let (packets, bytes) = (n(&b, "video_packets") - n(&a, "video_packets"), n(&b, "video_bytes") - n(&a, "video_bytes"));
+            let lost = n(&b, "video_lost") - n(&a, "video_lost");
+            let resent = r1.saturating_sub(r0);
+            let row = LossRow {
+                loss_pct: percent,
+                nack,
+                secs,
+                fps: (n(&b, "frames") - n(&a, "frames")) / secs,
+                longest_freeze_ms: freezes.iter().copied().max().unwrap_or(0),
+                freezes: freezes.len(),
+                keyframes: k1.iter().zip(&k0).map(|(b, a)| b.saturating_sub(*a)).max().unwrap_or(0),
+                resent_packets: resent,
+                resent_kbps: resent as f64 * (bytes / packets.max(1.0)) * 8.0 / 1000.0 / secs,
+                missing_pct: lost / (packets + lost).max(1.0) * 100.0,
+            };
+            eprintln!(
+                "  {percent:>2} % loss, NACK {}: {:.1} fps, longest freeze {} ms ({} over 150 ms), {} keyframes, resent {} packets ({:.0} kbps), {:.2} % missing",
+                if nack { "on " } else { "off" },
+                row.fps,
+                row.longest_freeze_ms,
+                row.freezes,
+                row.keyframes,
+                row.resent_packets,
+                row.resent_kbps,
+                row.missing_pct
+            );
+            rows.push(row);
+        }
+        ns.loss(0, true).map_err(|e| anyhow::anyhow!(e))?;
+        drop(weak);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    sender.disconnect().await;
+    Ok(rows)
 }
 
 /// Glass to glass over loopback: a sender bot flips its solid colour at a
@@ -1514,6 +1644,24 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             a.detected, a.events, a.p50_ms, a.p5_ms, a.p95_ms
         );
     }
+    if !r.loss.is_empty() {
+        s += "\n## Packet loss (a receiver behind a lossy router)\n\n`./scripts/bench --scenario loss` (root): the receiving bot sits behind a router namespace that drops packets towards it at random (nftables `numgen random`), 20 s per level (5 s with `--quick`); another bot sends a moving zone plate. The receiver's jitterbuffer holds 150 ms (a browser's waits for retransmissions) and its depayloader freezes the picture until a keyframe after a frame lost for good, as a browser does. *NACK on* is the default (the receiver asks for lost packets, the server resends them over RTX); *off*, every lost frame waits for a keyframe (PLI), which the rung's encoder makes for everyone on the rung. A freeze is a gap of over 150 ms between decoded frames.\n\n| loss | NACK | fps | longest freeze | freezes > 150 ms | keyframes (busiest rung) | resent | still missing |\n|---|---|---|---|---|---|---|---|\n";
+        for l in &r.loss {
+            s += &format!(
+                "| {} % | {} | {:.1} | {} ms | {} | {} in {:.0} s | {} packets, {:.0} kbps | {:.2} % |\n",
+                l.loss_pct,
+                if l.nack { "on" } else { "off" },
+                l.fps,
+                l.longest_freeze_ms,
+                l.freezes,
+                l.keyframes,
+                l.secs,
+                l.resent_packets,
+                l.resent_kbps,
+                l.missing_pct
+            );
+        }
+    }
     if !r.ladder.is_empty() {
         s += "\n## Downlink per rung (encoder ladder)\n\n`./scripts/bench --scenario ladder`: two senders with a moving zone plate (the ladder reaches its bitrates on it), one receive-only receiver per rung and codec asking for it explicitly, all in one room at once; RTP bytes received, headers included. Server CPU per rung is its encoding thread's (`q-<codec>-<rung>:src`: scale, frame rate, encoder, handing frames to its receivers), in % of one core; the shipped encoders are vp8enc and openh264enc.\n\n| codec | rung | size | fps | video kbps | video + audio kbps | rung CPU (% of a core) |\n|---|---|---|---|---|---|---|\n";
         for l in &r.ladder {
@@ -1700,6 +1848,7 @@ impl Default for Report {
             join: None,
             glass_to_glass: None,
             avsync: None,
+            loss: Vec::new(),
             ladder: Vec::new(),
             viewers: Vec::new(),
             raw: Vec::new(),
@@ -1751,6 +1900,9 @@ impl Report {
         }
         if !ran("avsync") {
             self.avsync = old.avsync;
+        }
+        if !ran("loss") {
+            self.loss = old.loss;
         }
         if !ran("ladder") {
             self.ladder = old.ladder;
@@ -2022,7 +2174,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
 }
 
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 15] = ["capacity", "join", "latency", "avsync", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "outputs", "hls-viewers", "mesh", "tls", "soak"];
+pub const SCENARIOS: [&str; 16] = ["capacity", "join", "latency", "avsync", "loss", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "outputs", "hls-viewers", "mesh", "tls", "soak"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -2046,6 +2198,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let join = if want("join") { Some(join_time(&o, 4, joins).await?) } else { None };
     let glass_to_glass = if want("latency") { Some(glass_to_glass(&o, if o.quick { 6 } else { 50 }).await?) } else { None };
     let avsync = if want("avsync") { Some(avsync(&o, if o.quick { 6 } else { 30 }).await?) } else { None };
+    let loss = if want("loss") { loss(&o, if o.quick { Duration::from_secs(5) } else { Duration::from_secs(20) }).await? } else { Vec::new() };
     let ladder = if want("ladder") { ladder(&o, window).await? } else { Vec::new() };
     let viewers = if want("viewers") { viewers(&o, if o.quick { &[0, 2] } else { &[0, 10, 20] }, warm, window).await? } else { Vec::new() };
     let raw_sizes = if !o.participants.is_empty() { o.participants.clone() } else if o.quick { vec![2] } else { vec![4, 9, 16] };
@@ -2079,6 +2232,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         join,
         glass_to_glass,
         avsync,
+        loss,
         ladder,
         viewers,
         raw,

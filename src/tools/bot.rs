@@ -69,6 +69,9 @@ pub struct BotOptions {
     /// Jitterbuffer of what it receives (ms): how long a lost packet has
     /// to come again (NACK, RTX) before it counts as lost.
     pub jitterbuffer_ms: u32,
+    /// Ask for lost video packets again (NACK), as browsers do; off: every
+    /// lost frame waits for a keyframe (PLI).
+    pub nack: bool,
 }
 
 impl Default for BotOptions {
@@ -100,6 +103,7 @@ impl Default for BotOptions {
             codec: crate::protocol::Codec::Vp8,
             share_of: None,
             jitterbuffer_ms: 50,
+            nack: true,
         }
     }
 }

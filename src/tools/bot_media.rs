@@ -297,13 +297,17 @@ impl BotMedia {
         // Video asks for lost packets again (NACK) and resends them (RTX),
         // as browsers do: the sending bot's transceiver exists already (its
         // sink_1), a receiving bot's comes with the offer.
-        if let Some(pad) = peer.webrtcbin().static_pad("sink_1") {
-            pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver").set_property("do-nack", true);
+        let nack = cfg.nack;
+        if !nack {
+            peer.without_nack();
         }
-        peer.webrtcbin().connect("on-new-transceiver", false, |values| {
+        if let Some(pad) = peer.webrtcbin().static_pad("sink_1") {
+            pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver").set_property("do-nack", nack);
+        }
+        peer.webrtcbin().connect("on-new-transceiver", false, move |values| {
             let trans = values.get(1).and_then(|v| v.get::<gst_webrtc::WebRTCRTPTransceiver>().ok())?;
             if trans.property::<gst_webrtc::WebRTCKind>("kind") != gst_webrtc::WebRTCKind::Audio {
-                trans.set_property("do-nack", true);
+                trans.set_property("do-nack", nack);
             }
             None
         });

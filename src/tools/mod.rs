@@ -12,6 +12,7 @@ pub mod bench;
 pub mod bot;
 pub mod bot_media;
 pub mod hostile;
+pub mod netns;
 pub mod nginx;
 pub mod plot;
 pub mod procinfo;

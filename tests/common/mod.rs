@@ -286,7 +286,7 @@ impl Drop for ChildServer {
 
 /// A moving, detailed test picture: the encoder ladder reaches its
 /// bitrates on it (solid colours compress to almost nothing).
-pub const BUSY_PATTERN: &str = "zone-plate kx2=20 ky2=20 kt=1";
+pub use tessera::tools::netns::BUSY_PATTERN;
 
 /// A bot sending the busy pattern.
 pub fn busy_bot(url: &str, room: &str, name: &str, tone: f64) -> BotOptions {
