@@ -42,15 +42,26 @@ fn bench_harness_smoke() {
     // stayed missing (the bench judges how much).
     let loss = json["loss"].as_array().unwrap();
     assert_eq!(
-        loss.iter().map(|r| (r["nack"].as_bool().unwrap(), r["loss_pct"].as_u64().unwrap())).collect::<Vec<_>>(),
-        vec![(true, 0), (true, 3), (true, 10), (false, 0), (false, 3), (false, 10)]
+        loss.iter().map(|r| (r["path"].as_str().unwrap(), r["nack"].as_bool().unwrap(), r["loss_pct"].as_u64().unwrap())).collect::<Vec<_>>(),
+        vec![
+            ("downlink", true, 0),
+            ("downlink", true, 3),
+            ("downlink", true, 10),
+            ("uplink", true, 0),
+            ("uplink", true, 3),
+            ("uplink", true, 10),
+            ("downlink", false, 0),
+            ("downlink", false, 3),
+            ("downlink", false, 10)
+        ]
     );
-    for r in &loss[..3] {
+    for r in &loss[..6] {
         assert!(r["fps"].as_f64().unwrap() > 5.0, "{r}");
     }
     assert!(loss[2]["resent_packets"].as_u64().unwrap() > 0, "{}", loss[2]);
-    assert!(loss[2]["missing_pct"].as_f64().unwrap() < loss[5]["missing_pct"].as_f64().unwrap(), "{} vs {}", loss[2], loss[5]);
-    assert_eq!(loss[5]["resent_packets"].as_u64(), Some(0), "without NACK nothing is resent: {}", loss[5]);
+    assert!(loss[5]["asked"].as_u64().unwrap() > 0, "the server asked the lossy sender for nothing: {}", loss[5]);
+    assert!(loss[2]["missing_pct"].as_f64().unwrap() < loss[8]["missing_pct"].as_f64().unwrap(), "{} vs {}", loss[2], loss[8]);
+    assert_eq!(loss[8]["resent_packets"].as_u64(), Some(0), "without NACK nothing is resent: {}", loss[8]);
     // Threads per participant and CPU by kind of thread in every capacity row.
     for r in cap {
         assert!(r["threads_per_participant"].as_f64().unwrap() > 1.0, "{r}");

@@ -209,10 +209,42 @@ struct VideoInput {
 pub struct InputFlags {
     /// A decoded frame has arrived.
     pub has_video: AtomicBool,
+    /// When decoded frames arrived: gaps that froze the tile.
+    pub frames: Mutex<FrameGaps>,
+    /// The participant's incoming video jitterbuffers (loss repair stats).
+    pub jitterbuffers: Mutex<Option<super::webrtc::Jitterbuffers>>,
     /// The camera is off: decoded frames are dropped, the name card shows.
     pub video_off: AtomicBool,
     /// Bumped on every card request; a render that is no longer current is dropped.
     card_generation: AtomicU64,
+}
+
+/// A gap between two decoded frames of an input longer than this froze
+/// its tile (as the bot counts freezes).
+pub const INPUT_FREEZE: std::time::Duration = std::time::Duration::from_millis(150);
+/// Freezes of an input remembered.
+const INPUT_FREEZES_KEPT: usize = 64;
+
+/// Decoded frames of one input and the gaps between them over
+/// [`INPUT_FREEZE`]: `(ended, how long)`, newest last, bounded.
+#[derive(Default)]
+pub struct FrameGaps {
+    pub frames: u64,
+    last: Option<std::time::Instant>,
+    pub freezes: std::collections::VecDeque<(std::time::Instant, std::time::Duration)>,
+}
+
+impl FrameGaps {
+    pub fn arrived(&mut self, now: std::time::Instant) {
+        self.frames += 1;
+        if let Some(gap) = self.last.map(|l| now.saturating_duration_since(l)).filter(|g| *g > INPUT_FREEZE) {
+            self.freezes.push_back((now, gap));
+            while self.freezes.len() > INPUT_FREEZES_KEPT {
+                self.freezes.pop_front();
+            }
+        }
+        self.last = Some(now);
+    }
 }
 
 /// What `add_participant` hands back to the participant pipeline.
@@ -232,6 +264,8 @@ pub struct RoomMixer {
     delivery: Delivery,
     /// Every participant's, viewer's and recording's audio.
     audio: AudioMixer,
+    /// When the room's media started (the clock of its stats).
+    started: std::time::Instant,
 }
 
 impl RoomMixer {
@@ -295,6 +329,7 @@ impl RoomMixer {
             inputs: Mutex::new(HashMap::new()),
             delivery,
             audio,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -309,6 +344,37 @@ impl RoomMixer {
     /// Receiver `id` needs a keyframe of its rung (throttled per rung).
     pub fn request_keyframe(&self, id: &str) {
         self.delivery.request_keyframe(id);
+    }
+
+    /// Each participant's incoming video as decoded here: frames, the
+    /// gaps that froze its tile (`[ended at_ms, ms]` on the room's clock,
+    /// newest last) and what the jitterbuffer did about loss (packets asked
+    /// for again, recovered, given up).
+    pub fn input_stats(&self) -> serde_json::Value {
+        let at = |t: std::time::Instant| t.saturating_duration_since(self.started).as_millis() as u64;
+        // Our lock is let go before the jitterbuffers are asked.
+        let inputs: Vec<(String, Arc<InputFlags>)> = self.inputs.lock().iter().map(|(id, i)| (id.clone(), i.flags.clone())).collect();
+        let mut list: Vec<serde_json::Value> = inputs
+            .iter()
+            .map(|(id, f)| {
+                let (frames, freezes): (u64, Vec<[u64; 2]>) = {
+                    let g = f.frames.lock();
+                    (g.frames, g.freezes.iter().map(|(t, d)| [at(*t), d.as_millis() as u64]).collect())
+                };
+                let jbs = f.jitterbuffers.lock().clone();
+                let repair = jbs.as_ref().map(super::webrtc::repair_of).unwrap_or_default();
+                serde_json::json!({
+                    "id": id,
+                    "frames": frames,
+                    "freezes": freezes,
+                    "nack_requests": repair.requested,
+                    "recovered": repair.recovered,
+                    "lost": repair.lost,
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        serde_json::json!({ "at_ms": at(std::time::Instant::now()), "list": list })
     }
 
     /// The audio mix: Opus encoders running and talkers mixed now.

@@ -342,6 +342,7 @@ impl RoomMedia for GstRoom {
             "receivers": d.receivers(),
             "viewers": self.mixer.viewer_count(),
             "audio": self.mixer.audio_stats(),
+            "inputs": self.mixer.input_stats(),
         })
     }
 

@@ -257,12 +257,14 @@ impl ParticipantPipeline {
 
     fn connect_decoded_outputs(&self, handles: InputHandles) -> Result<()> {
         let InputHandles { room_in, flags, audio: port, .. } = handles;
+        *flags.jitterbuffers.lock() = Some(self.peer.jitterbuffers());
         let vsink: gst_app::AppSink = element(&self.pipeline, "vsink")?;
         vsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
+                    flags.frames.lock().arrived(std::time::Instant::now());
                     if let Some(caps) = sample.caps() {
                         if room_in.caps().as_ref().map(|c| c.as_ref()) != Some(caps) {
                             room_in.set_caps(Some(&caps.to_owned()));
@@ -527,7 +529,11 @@ pub(super) fn link_incoming(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &S
     match (stream.decoder(), target) {
         // Decoded on the jitterbuffer's own streaming thread: a queue here
         // added two threads per participant and a hand-over per packet.
-        (Some(decoder), Some(target)) if free => webrtc::attach(pipeline, pad, &webrtc::chain(decoder, 0)?, &target),
+        (Some(decoder), Some(target)) if free => {
+            let chain = webrtc::chain(decoder, 0)?;
+            webrtc::freeze_on_loss(&chain);
+            webrtc::attach(pipeline, pad, &chain, &target)
+        }
         _ => {
             webrtc::discard(pipeline, pad)?;
             anyhow::bail!("no decoder for it, or one of its kind is already linked; dropping it");

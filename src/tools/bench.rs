@@ -125,7 +125,12 @@ pub struct AvSyncResult {
 /// over the window at one loss level, with or without NACK.
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct LossRow {
-    /// Packets dropped at random on the way to the receiver, %.
+    /// `downlink`: packets to the namespaced bot are dropped, and it is the
+    /// receiver measured; `uplink`: packets from it, and its picture as the
+    /// server decodes it for everyone's mix is measured.
+    #[serde(default = "downlink")]
+    pub path: String,
+    /// Packets dropped at random, %.
     pub loss_pct: u32,
     /// The receiver asks for lost packets again (NACK/RTX); otherwise each
     /// lost frame waits for a keyframe (PLI).
@@ -144,6 +149,18 @@ pub struct LossRow {
     pub resent_kbps: f64,
     /// Video packets still missing after the jitterbuffer, %.
     pub missing_pct: f64,
+    /// The receiving jitterbuffer's requests (retries included), packets
+    /// recovered in time, packets given up (a freeze until a keyframe).
+    #[serde(default)]
+    pub asked: u64,
+    #[serde(default)]
+    pub recovered: u64,
+    #[serde(default)]
+    pub given_up: u64,
+}
+
+fn downlink() -> String {
+    "downlink".into()
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -975,6 +992,7 @@ async fn loss(o: &BenchOptions, window: Duration) -> Result<Vec<LossRow>> {
             let lost = n(&b, "video_lost") - n(&a, "video_lost");
             let resent = r1.saturating_sub(r0);
             let row = LossRow {
+                path: downlink(),
                 loss_pct: percent,
                 nack,
                 secs,
@@ -985,6 +1003,9 @@ async fn loss(o: &BenchOptions, window: Duration) -> Result<Vec<LossRow>> {
                 resent_packets: resent,
                 resent_kbps: resent as f64 * (bytes / packets.max(1.0)) * 8.0 / 1000.0 / secs,
                 missing_pct: lost / (packets + lost).max(1.0) * 100.0,
+                asked: (n(&b, "rtx_requested") - n(&a, "rtx_requested")) as u64,
+                recovered: (n(&b, "rtx_recovered") - n(&a, "rtx_recovered")) as u64,
+                given_up: (n(&b, "jitterbuffer_lost") - n(&a, "jitterbuffer_lost")) as u64,
             };
             eprintln!(
                 "  {percent:>2} % loss, NACK {}: {:.1} fps, longest freeze {} ms ({} over 150 ms), {} keyframes, resent {} packets ({:.0} kbps), {:.2} % missing",
@@ -1000,10 +1021,62 @@ async fn loss(o: &BenchOptions, window: Duration) -> Result<Vec<LossRow>> {
             rows.push(row);
         }
         ns.loss(0, true).map_err(|e| anyhow::anyhow!(e))?;
+        if nack {
+            // The same bot as a sender: loss on its uplink, its picture as
+            // the server decodes it (the server always asks again).
+            rows.extend(uplink(&ns, &weak, &stats, window).await?);
+        }
         drop(weak);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     sender.disconnect().await;
+    Ok(rows)
+}
+
+/// Loss on the namespaced bot's uplink at 3 and 10 %: its input as the
+/// server decodes it (room stats `media.inputs`).
+async fn uplink<F, Fut>(ns: &crate::tools::netns::Netns, bot: &crate::tools::netns::NsBot, stats: &F, window: Duration) -> Result<Vec<LossRow>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = serde_json::Value>,
+{
+    let id = bot.report()["id"].as_str().map(str::to_string).context("the namespaced bot has no id")?;
+    let input = |s: &serde_json::Value| s["media"]["inputs"]["list"].as_array().and_then(|l| l.iter().find(|i| i["id"] == id.as_str()).cloned()).unwrap_or_default();
+    let mut rows = Vec::new();
+    for percent in [0u32, 3, 10] {
+        ns.loss(percent, false).map_err(|e| anyhow::anyhow!(e))?;
+        let a = stats().await;
+        let started = Instant::now();
+        tokio::time::sleep(window).await;
+        let b = stats().await;
+        let secs = started.elapsed().as_secs_f64();
+        let (ia, ib) = (input(&a), input(&b));
+        let from = a["media"]["inputs"]["at_ms"].as_u64().unwrap_or(0);
+        let freezes: Vec<u64> = ib["freezes"].as_array().map(|f| f.iter().filter(|x| x[0].as_u64().unwrap_or(0) > from).filter_map(|x| x[1].as_u64()).collect()).unwrap_or_default();
+        let d = |k: &str| ib[k].as_u64().unwrap_or(0).saturating_sub(ia[k].as_u64().unwrap_or(0));
+        let row = LossRow {
+            path: "uplink".into(),
+            loss_pct: percent,
+            nack: true,
+            secs,
+            fps: d("frames") as f64 / secs,
+            longest_freeze_ms: freezes.iter().copied().max().unwrap_or(0),
+            freezes: freezes.len(),
+            keyframes: 0,
+            resent_packets: d("recovered"),
+            resent_kbps: 0.0,
+            missing_pct: 0.0,
+            asked: d("nack_requests"),
+            recovered: d("recovered"),
+            given_up: d("lost"),
+        };
+        eprintln!(
+            "  {percent:>2} % loss from the sender: the server decoded {:.1} fps, longest freeze {} ms ({} over 150 ms), asked {} again, recovered {}, gave up {}",
+            row.fps, row.longest_freeze_ms, row.freezes, row.asked, row.recovered, row.given_up
+        );
+        rows.push(row);
+    }
+    ns.loss(0, false).map_err(|e| anyhow::anyhow!(e))?;
     Ok(rows)
 }
 
@@ -1645,20 +1718,23 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         );
     }
     if !r.loss.is_empty() {
-        s += "\n## Packet loss (a receiver behind a lossy router)\n\n`./scripts/bench --scenario loss` (root): the receiving bot sits behind a router namespace that drops packets towards it at random (nftables `numgen random`), 20 s per level (5 s with `--quick`); another bot sends a moving zone plate. The receiver's jitterbuffer holds 150 ms (a browser's waits for retransmissions) and its depayloader freezes the picture until a keyframe after a frame lost for good, as a browser does. *NACK on* is the default (the receiver asks for lost packets, the server resends them over RTX); *off*, every lost frame waits for a keyframe (PLI), which the rung's encoder makes for everyone on the rung. A freeze is a gap of over 150 ms between decoded frames.\n\n| loss | NACK | fps | longest freeze | freezes > 150 ms | keyframes (busiest rung) | resent | still missing |\n|---|---|---|---|---|---|---|---|\n";
+        s += "\n## Packet loss (a receiver behind a lossy router)\n\n`./scripts/bench --scenario loss` (root): the receiving bot sits behind a router namespace that drops packets towards it at random (nftables `numgen random`), 20 s per level (5 s with `--quick`); another bot sends a moving zone plate. The receiver's jitterbuffer holds 150 ms (a browser's waits for retransmissions) and its depayloader freezes the picture until a keyframe after a frame lost for good, as a browser does. *NACK on* is the default (the receiver asks for lost packets, the server resends them over RTX); *off*, every lost frame waits for a keyframe (PLI), which the rung's encoder makes for everyone on the rung. A freeze is a gap of over 150 ms between decoded frames. *Uplink*: the same bot's own packets to the server are dropped, and its picture is measured as the server decodes it for everyone's mix (room stats `media.inputs`; the server always asks again, its video jitterbuffer waits 150 ms). Goal (#18): no freeze over 300 ms at 3 % and over 700 ms at 10 %, one keyframe per 2 s at most.\n\n| path | loss | NACK | fps | longest freeze | freezes > 150 ms | keyframes (busiest rung) | asked again / recovered / given up | resent | still missing |\n|---|---|---|---|---|---|---|---|---|---|\n";
         for l in &r.loss {
+            let down = l.path == "downlink";
             s += &format!(
-                "| {} % | {} | {:.1} | {} ms | {} | {} in {:.0} s | {} packets, {:.0} kbps | {:.2} % |\n",
+                "| {} | {} % | {} | {:.1} | {} ms | {} | {} | {} / {} / {} | {} | {} |\n",
+                l.path,
                 l.loss_pct,
                 if l.nack { "on" } else { "off" },
                 l.fps,
                 l.longest_freeze_ms,
                 l.freezes,
-                l.keyframes,
-                l.secs,
-                l.resent_packets,
-                l.resent_kbps,
-                l.missing_pct
+                if down { format!("{} in {:.0} s", l.keyframes, l.secs) } else { "–".into() },
+                l.asked,
+                l.recovered,
+                l.given_up,
+                if down { format!("{} packets, {:.0} kbps", l.resent_packets, l.resent_kbps) } else { "–".into() },
+                if down { format!("{:.2} %", l.missing_pct) } else { "–".into() }
             );
         }
     }

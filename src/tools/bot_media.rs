@@ -1142,15 +1142,9 @@ fn link_receiver(pipeline: &gst::Pipeline, pad: &gst::Pad, stream: &Stream, rece
         if let Some(dec) = elements.iter().find(|e| e.find_property("automatic-request-sync-points").is_some()) {
             dec.set_property("automatic-request-sync-points", true);
         }
-        // A frame lost for good freezes the picture until a keyframe, which
-        // the depayloader asks for (PLI), as a browser does; decoding what
-        // follows on a broken reference would show garbage, not a freeze.
-        if let Some(depay) = elements.iter().find(|e| e.find_property("wait-for-keyframe").is_some()) {
-            depay.set_property("wait-for-keyframe", true);
-            if depay.find_property("request-keyframe").is_some() {
-                depay.set_property("request-keyframe", true);
-            }
-        }
+        // A frame lost for good freezes the picture until a keyframe, as
+        // in a browser (and on the server).
+        webrtc::freeze_on_loss(&elements);
     }
     let sink = gst_app::AppSink::builder().caps(&out_caps).sync(false).max_buffers(4).drop(true).build();
     sink.set_callbacks(
