@@ -397,7 +397,7 @@ impl Default for MixerSettings {
             background: Color(0x000000),
             jitterbuffer_ms: 50,
             mixer_latency_ms: 20,
-            audio_delay_ms: 30,
+            audio_delay_ms: 20,
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
             h264_encoder: DEFAULT_H264_ENCODER.to_string(),
             ladder: Vec::new(),
