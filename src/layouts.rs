@@ -636,6 +636,18 @@ impl Checker<'_> {
         }
     }
 
+    /// A level in dBFS, -100..=0.
+    fn db(&mut self, v: &Option<Spanned<f64>>, name: &str, default: f64) -> f64 {
+        match v {
+            None => default,
+            Some(s) if (-100.0..=0.0).contains(s.get_ref()) => *s.get_ref(),
+            Some(s) => {
+                self.at(s.span(), format!("{name} is {}; it must be between -100 and 0", s.get_ref()));
+                default
+            }
+        }
+    }
+
     fn color(&mut self, v: &Option<Spanned<String>>, name: &str, default: Color) -> Color {
         match v {
             None => default,
@@ -702,25 +714,11 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         audio_bitrate: c.int(&raw.audio.bitrate, "`audio.bitrate`", 6_000, 510_000, d.audio_bitrate),
         audio_complexity: c.int(&raw.audio.complexity, "`audio.complexity`", 0, 10, d.audio_complexity),
         audio_talkers: c.int(&raw.audio.talkers, "`audio.talkers`", 1, 16, d.audio_talkers),
-        audio_talker_threshold_db: match &raw.audio.talker_threshold_db {
-            None => d.audio_talker_threshold_db,
-            Some(v) if (-100.0..=0.0).contains(v.get_ref()) => *v.get_ref(),
-            Some(v) => {
-                c.at(v.span(), format!("`audio.talker_threshold_db` is {}; it must be between -100 and 0", v.get_ref()));
-                d.audio_talker_threshold_db
-            }
-        },
+        audio_talker_threshold_db: c.db(&raw.audio.talker_threshold_db, "`audio.talker_threshold_db`", d.audio_talker_threshold_db),
         default_group: raw.layout.default_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.default_group.clone()),
         share_group: raw.layout.share_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.share_group.clone()),
         speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "`layout.speaker_hold_ms`", 0, 30_000, d.speaker_hold_ms),
-        speaker_threshold_db: match &raw.layout.speaker_threshold_db {
-            None => d.speaker_threshold_db,
-            Some(v) if (-100.0..=0.0).contains(v.get_ref()) => *v.get_ref(),
-            Some(v) => {
-                c.at(v.span(), format!("`layout.speaker_threshold_db` is {}; it must be between -100 and 0", v.get_ref()));
-                d.speaker_threshold_db
-            }
-        },
+        speaker_threshold_db: c.db(&raw.layout.speaker_threshold_db, "`layout.speaker_threshold_db`", d.speaker_threshold_db),
         highlight_color: c.color(&raw.layout.highlight_color, "`layout.highlight_color`", d.highlight_color),
         highlight_width: c.int(&raw.layout.highlight_width, "`layout.highlight_width`", 0, 32, d.highlight_width),
         names: raw.overlay.names.as_ref().map(|b| *b.get_ref()).unwrap_or(d.names),

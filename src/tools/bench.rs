@@ -1645,6 +1645,17 @@ fn targets(r: &Report) -> String {
         ),
         None => s += &format!("| lip sync | {} |\n", none()),
     }
+    // #18's loss goal, per path, with NACK (the default).
+    for path in ["downlink", "uplink"] {
+        let rows: Vec<&LossRow> = r.loss.iter().filter(|l| l.nack && l.path == path && l.loss_pct > 0).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let limit = |pct: u32| if pct <= 3 { 300 } else { 700 };
+        let ok = rows.iter().all(|l| l.longest_freeze_ms <= limit(l.loss_pct));
+        let seen: Vec<String> = rows.iter().map(|l| format!("{} % {} ms", l.loss_pct, l.longest_freeze_ms)).collect();
+        s += &format!("| {path} loss: no freeze over 300 ms at 3 %, over 700 ms at 10 % | longest freeze {} ({}) |\n", seen.join(", "), met(ok));
+    }
     match &r.join {
         Some(j) => s += &format!("| join to first frame p95 ≤ 1 s | p95 {} ms, p50 {} ms ({}) |\n", j.p95_ms, j.p50_ms, met(j.p95_ms <= 1000)),
         None => s += &format!("| join | {} |\n", none()),
