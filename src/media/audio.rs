@@ -209,11 +209,6 @@ impl Talkers {
         self.slots.iter().position(|s| s.as_ref().is_some_and(|(t, _)| t == id))
     }
 
-    /// Who is in each slot.
-    pub fn slots(&self) -> impl Iterator<Item = Option<&str>> {
-        self.slots.iter().map(|s| s.as_ref().map(|(id, _)| id.as_str()))
-    }
-
     pub fn count(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
