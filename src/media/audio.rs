@@ -136,14 +136,30 @@ pub const TALKER_LEAD_DB: f64 = 6.0;
 /// level (smoothed over about 100 ms) is lowest, when the newcomer's leads
 /// it by [`TALKER_LEAD_DB`]. Otherwise the newcomer waits (is not heard):
 /// a steady noise cannot hold a slot against someone speaking up.
+///
+/// A taken slot changes hands over two ticks. On the first the old talker
+/// is no longer mixed but still hears the slot's encoder (which now
+/// encodes the shared mix); on the second the newcomer has the slot and the
+/// old talker hears the shared encoder. An Opus packet carries the last
+/// 6.5 ms of the previous tick's input (the encoder's lookahead), so had
+/// the old talker moved to the shared encoder at once, its packet would
+/// have carried the end of its own last frame.
 /// Pure: one call per 20 ms tick, the tick is the clock.
 #[derive(Debug, Clone)]
 pub struct Talkers {
-    /// (who, frames in a row below the threshold).
-    slots: Vec<Option<(String, u32)>>,
+    slots: Vec<Option<Slot>>,
     /// Everyone's level, smoothed over about 100 ms (dBFS).
     smoothed: std::collections::HashMap<String, f64>,
     threshold_db: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    id: String,
+    /// Frames in a row below the threshold.
+    quiet: u32,
+    /// Who takes the slot next tick; while set, `id` is not mixed.
+    heir: Option<String>,
 }
 
 impl Talkers {
@@ -156,57 +172,76 @@ impl Talkers {
     /// missing from `levels` has left: its slot is free at once.
     pub fn tick(&mut self, levels: &[(&str, f64)]) {
         let threshold = self.threshold_db;
-        self.smoothed.retain(|id, _| levels.iter().any(|(l, _)| l == id));
+        let present = |id: &str| levels.iter().any(|(l, _)| *l == id);
+        self.smoothed.retain(|id, _| present(id));
         for (id, db) in levels {
             let s = self.smoothed.entry(id.to_string()).or_insert(*db);
             *s = 0.8 * *s + 0.2 * db;
         }
         for slot in self.slots.iter_mut() {
-            let Some((id, quiet)) = slot.as_mut() else { continue };
-            match levels.iter().find(|(l, _)| *l == id.as_str()) {
+            // Hand over the slots taken last tick.
+            if let Some(heir) = slot.as_mut().and_then(|s| s.heir.take()) {
+                if present(&heir) {
+                    *slot = Some(Slot { id: heir, quiet: 0, heir: None });
+                }
+            }
+            let Some(s) = slot.as_mut() else { continue };
+            match levels.iter().find(|(l, _)| *l == s.id.as_str()) {
                 None => *slot = None,
-                Some((_, db)) if *db >= threshold => *quiet = 0,
+                Some((_, db)) if *db >= threshold => s.quiet = 0,
                 Some(_) => {
-                    *quiet += 1;
-                    if *quiet >= TALKER_HANG_TICKS {
+                    s.quiet += 1;
+                    if s.quiet >= TALKER_HANG_TICKS {
                         *slot = None;
                     }
                 }
             }
         }
         let level = |id: &str| self.smoothed.get(id).copied().unwrap_or(SILENCE_DB);
-        let mut loud: Vec<(&str, f64)> =
-            levels.iter().filter(|(id, db)| *db >= threshold && self.slot_of(id).is_none()).map(|(id, _)| (*id, level(id))).collect();
+        let mut loud: Vec<(&str, f64)> = levels
+            .iter()
+            .filter(|(id, db)| *db >= threshold && self.listens_to(id).is_none() && !self.is_heir(id))
+            .map(|(id, _)| (*id, level(id)))
+            .collect();
         loud.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
         for (id, lead) in loud {
-            let free = self.slots.iter().position(|s| s.is_none());
-            let quiet_longest = || {
-                self.slots
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| s.as_ref().filter(|(_, q)| *q > 0).map(|(_, q)| (i, *q)))
-                    .max_by_key(|(_, q)| *q)
-                    .map(|(i, _)| i)
-            };
+            if let Some(i) = self.slots.iter().position(|s| s.is_none()) {
+                self.slots[i] = Some(Slot { id: id.to_string(), quiet: 0, heir: None });
+                continue;
+            }
+            let held = || self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().filter(|s| s.heir.is_none()).map(|s| (i, s)));
+            let quiet_longest = held().filter(|(_, s)| s.quiet > 0).max_by_key(|(_, s)| s.quiet).map(|(i, _)| i);
             let weakest = || {
-                self.slots
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| s.as_ref().map(|(t, _)| (i, self.smoothed.get(t).copied().unwrap_or(SILENCE_DB))))
+                held()
+                    .map(|(i, s)| (i, level(&s.id)))
                     .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
                     .filter(|(_, l)| lead >= l + TALKER_LEAD_DB)
                     .map(|(i, _)| i)
             };
-            match free.or_else(quiet_longest).or_else(weakest) {
-                Some(i) => self.slots[i] = Some((id.to_string(), 0)),
+            match quiet_longest.or_else(weakest) {
+                Some(i) => {
+                    if let Some(s) = self.slots[i].as_mut() {
+                        s.heir = Some(id.to_string());
+                    }
+                }
                 None => break,
             }
         }
     }
 
-    /// The slot `id` talks in, if it is a talker.
+    /// The slot `id` talks in (is mixed in), if it is a talker.
     pub fn slot_of(&self, id: &str) -> Option<usize> {
-        self.slots.iter().position(|s| s.as_ref().is_some_and(|(t, _)| t == id))
+        self.slots.iter().position(|s| s.as_ref().is_some_and(|s| s.id == id && s.heir.is_none()))
+    }
+
+    /// The slot whose encoder `id` hears: its own while it talks, and for
+    /// one tick more while it hands the slot over.
+    pub fn listens_to(&self, id: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.as_ref().is_some_and(|s| s.id == id))
+    }
+
+    fn is_heir(&self, id: &str) -> bool {
+        self.slots.iter().flatten().any(|s| s.heir.as_deref() == Some(id))
     }
 
     pub fn count(&self) -> usize {
@@ -504,6 +539,7 @@ impl MixThread {
             }
             self.talkers.tick(&levels);
             let talking: Vec<Option<usize>> = ports.iter().map(|p| self.talkers.slot_of(&p.id)).collect();
+            let hears: Vec<Option<usize>> = ports.iter().map(|p| self.talkers.listens_to(&p.id)).collect();
             self.counters.talkers.store(self.talkers.count(), Ordering::Relaxed);
             mix_talkers(&frames, &talking, &mut total, &mut shared, &mut slots);
             let mut packets: Vec<Option<gst::Buffer>> = Vec::with_capacity(self.encoders.len());
@@ -513,7 +549,7 @@ impl MixThread {
             }
             let caps = self.encoders[0].caps();
             let tick = tick_clock;
-            for (port, slot) in ports.iter().zip(talking.iter()) {
+            for (port, slot) in ports.iter().zip(hears.iter()) {
                 if !port.ready.load(Ordering::Relaxed) {
                     continue;
                 }
@@ -603,8 +639,33 @@ mod tests {
         tick(&mut t, &[("a", -80.0), ("b", -20.0)], 2);
         tick(&mut t, &[("a", -80.0), ("b", -80.0)], 3);
         let a_slot = t.slot_of("a");
-        tick(&mut t, &[("a", -80.0), ("b", -80.0), ("c", -25.0)], 1);
+        tick(&mut t, &[("a", -80.0), ("b", -80.0), ("c", -25.0)], 2);
         assert_eq!((t.slot_of("c"), t.slot_of("a"), t.slot_of("b").is_some()), (a_slot, None, true));
+    }
+
+    /// What broke: a talker whose slot was taken moved to the shared
+    /// encoder on the same tick. That encoder's packet carries the last
+    /// 6.5 ms of the previous tick's shared mix, which still held the old
+    /// talker's last loud frame: in CI it heard itself at -43 dBFS.
+    #[test]
+    fn a_talker_losing_its_slot_is_unmixed_a_tick_before_it_hears_the_shared_encoder() {
+        let mut t = Talkers::new(1, -50.0);
+        tick(&mut t, &[("a", -20.0), ("c", SILENCE_DB)], 5);
+        tick(&mut t, &[("a", -80.0), ("c", -20.0)], 1);
+        assert_eq!((t.slot_of("a"), t.listens_to("a"), t.slot_of("c"), t.listens_to("c")), (None, Some(0), None, None), "handover: a unmixed, still on its slot's encoder; c not yet mixed");
+        tick(&mut t, &[("a", -80.0), ("c", -20.0)], 1);
+        assert_eq!((t.listens_to("a"), t.slot_of("c"), t.listens_to("c")), (None, Some(0), Some(0)), "c has the slot, a hears the shared encoder");
+        // The same while the old talker still talks (taken by a 6 dB lead).
+        let mut t = Talkers::new(1, -50.0);
+        tick(&mut t, &[("a", -45.0), ("c", SILENCE_DB)], 5);
+        tick(&mut t, &[("a", -45.0), ("c", -10.0)], 10);
+        assert_eq!((t.slot_of("c"), t.listens_to("a")), (Some(0), None));
+        // An heir who leaves before the handover leaves the slot as it was.
+        let mut t = Talkers::new(1, -50.0);
+        tick(&mut t, &[("a", -20.0), ("c", SILENCE_DB)], 5);
+        tick(&mut t, &[("a", -80.0), ("c", -20.0)], 1);
+        tick(&mut t, &[("a", -80.0)], 1);
+        assert_eq!(t.slot_of("a"), Some(0));
     }
 
     #[test]
