@@ -24,7 +24,8 @@ if [[ "${1:-}" == "--browser" ]]; then
   # coturn: the TURN server of the relay tests (Debian's, as users run it).
   # firefox-esr: the browser tests run in Firefox too; pulseaudio (with
   # pactl from pulseaudio-utils) is the audio server headless Firefox needs.
-  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 nftables python3 python3-venv coturn)
+  # redis-server: the directory of the cluster tests (started by them).
+  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 nftables python3 python3-venv coturn redis-server)
   # Node.js runs the browser tests; the machine's own node is used if present.
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi

@@ -280,6 +280,39 @@ pub struct MediaSection {
     pub h264_encoder: Option<String>,
 }
 
+/// `[cluster]`: more than one node, with Redis as the directory of nodes
+/// and rooms (docs/cluster.md). Without `redis` the server is on its own.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Join a cluster whose directory is this Redis, redis://HOST:PORT/DB.
+    /// [default: none, a single node]
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// This node's name in the cluster, unique. [default: HOSTNAME-PORT]
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// The WebSocket URL other nodes reach this one at (ws:// or wss://,
+    /// ending in /ws). [default: ws(s)://LISTEN/ws, which needs a listen
+    /// address other than 0.0.0.0]
+    #[arg(long)]
+    pub node_url: Option<String>,
+    /// Participants this node takes: its load is participants / capacity
+    /// (or its rooms / max_rooms, or its CPU, whichever is highest), and a
+    /// node at 1 gets no new rooms. [default: 50]
+    #[arg(long)]
+    pub node_capacity: Option<usize>,
+    /// How long a room's lease lives without renewal, ms; a dead node's
+    /// rooms can move after it. 2000..=60000. [default: 6000]
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// How often a node publishes its load and renews its leases, ms; a
+    /// node silent for three of these is dead. 200..=20000 and at most a
+    /// third of lease_ms. [default: 2000]
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+}
+
 /// Every setting of `tessera serve`, as given (file or flags): a section per
 /// table of `tessera.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
@@ -299,6 +332,8 @@ pub struct Settings {
     pub media: MediaSection,
     #[command(flatten)]
     pub webhook: WebhookSection,
+    #[command(flatten)]
+    pub cluster: ClusterSection,
 }
 
 /// The resolved configuration: every value set, by section.
@@ -313,6 +348,21 @@ pub struct Config {
     pub media: MediaSection,
     /// None: no webhook.
     pub webhook: Option<Webhook>,
+    /// None: a single node.
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub redis: String,
+    /// None: HOSTNAME-PORT, with the port bound ([`Cluster::id_for`]).
+    pub node_id: Option<String>,
+    /// None: ws(s)://BOUND-ADDRESS/ws ([`Cluster::url_for`]).
+    pub node_url: Option<String>,
+    pub capacity: usize,
+    pub lease: std::time::Duration,
+    pub heartbeat: std::time::Duration,
 }
 
 /// `[webhook]`, resolved.
@@ -616,6 +666,14 @@ impl Settings {
                 webhook: or(a.webhook.webhook, b.webhook.webhook),
                 webhook_secret: or(a.webhook.webhook_secret, b.webhook.webhook_secret),
             },
+            cluster: ClusterSection {
+                redis: or(a.cluster.redis, b.cluster.redis),
+                node_id: or(a.cluster.node_id, b.cluster.node_id),
+                node_url: or(a.cluster.node_url, b.cluster.node_url),
+                node_capacity: or(a.cluster.node_capacity, b.cluster.node_capacity),
+                lease_ms: or(a.cluster.lease_ms, b.cluster.lease_ms),
+                heartbeat_ms: or(a.cluster.heartbeat_ms, b.cluster.heartbeat_ms),
+            },
         }
     }
 
@@ -707,9 +765,11 @@ impl Settings {
                 Some(Webhook { url, secret })
             }
         };
+        let cluster = self.cluster.resolve(&listen)?;
         Ok(Config {
             auth: Auth { secret: auth_secret },
             webhook,
+            cluster,
             server: Server {
                 listen,
                 web: self.server.web.unwrap_or_else(default_web_dir),
@@ -749,6 +809,68 @@ fn in_range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, min: T, max: T)
         return Err(ConfigError::Value(format!("{name} is {v}; it must be between {min} and {max}")));
     }
     Ok(())
+}
+
+impl Cluster {
+    /// This node's id, once the server is bound to `bound`.
+    pub fn id_for(&self, bound: &SocketAddr) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+            let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(40).collect();
+            format!("{}-{}", if host.is_empty() { "node" } else { &host }, bound.port())
+        })
+    }
+
+    /// This node's WebSocket URL, once the server is bound to `bound`.
+    pub fn url_for(&self, bound: &SocketAddr, tls: bool) -> String {
+        self.node_url.clone().unwrap_or_else(|| format!("{}://{bound}/ws", if tls { "wss" } else { "ws" }))
+    }
+}
+
+impl ClusterSection {
+    fn resolve(self, listen: &SocketAddr) -> Result<Option<Cluster>, ConfigError> {
+        let Some(redis) = self.redis else {
+            if self.node_id.is_some() || self.node_url.is_some() {
+                return Err(ConfigError::Value("node_id and node_url are for a cluster: they need redis".into()));
+            }
+            return Ok(None);
+        };
+        if !(redis.starts_with("redis://") || redis.starts_with("rediss://") || redis.starts_with("redis+unix://")) {
+            return Err(ConfigError::Value(format!("redis `{redis}`: a Redis URL starts with redis://, rediss:// or redis+unix://")));
+        }
+        match &self.node_url {
+            None if listen.ip().is_unspecified() => {
+                return Err(ConfigError::Value(format!("listening on {listen}, the other nodes cannot guess this one's address: set node_url (--node-url ws://ADDRESS:{}/ws)", listen.port())))
+            }
+            Some(u) if !(u.starts_with("ws://") || u.starts_with("wss://")) || !u.ends_with("/ws") => {
+                return Err(ConfigError::Value(format!("node_url `{u}`: it is this node's WebSocket, ws://HOST:PORT/ws or wss://HOST:PORT/ws")));
+            }
+            _ => {}
+        }
+        let (node_url, node_id) = (self.node_url, self.node_id);
+        if let Some(id) = &node_id {
+            if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(ConfigError::Value(format!("node_id `{id}`: 1 to 64 letters, digits, `-`, `_` or `.`")));
+            }
+        }
+        let capacity = self.node_capacity.unwrap_or(50);
+        in_range("node_capacity", capacity, 1, 100_000)?;
+        let lease_ms = self.lease_ms.unwrap_or(6000);
+        in_range("lease_ms", lease_ms, 2000, 60_000)?;
+        let heartbeat_ms = self.heartbeat_ms.unwrap_or(2000);
+        in_range("heartbeat_ms", heartbeat_ms, 200, 20_000)?;
+        if heartbeat_ms * 3 > lease_ms {
+            return Err(ConfigError::Value(format!("heartbeat_ms {heartbeat_ms} is over a third of lease_ms {lease_ms}: a lease would lapse between two renewals")));
+        }
+        Ok(Some(Cluster {
+            redis,
+            node_id,
+            node_url,
+            capacity,
+            lease: std::time::Duration::from_millis(lease_ms),
+            heartbeat: std::time::Duration::from_millis(heartbeat_ms),
+        }))
+    }
 }
 
 impl LimitsSection {

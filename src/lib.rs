@@ -6,6 +6,9 @@
 //! per-connection state machine) → `protocol` (messages, validation, error
 //! codes) → `room` (participants, join order, placement, speaker) →
 //! `media` (the only GStreamer user: participant, mixer, delivery).
+//! `cluster` (Redis directory of nodes and room leases, placement, the
+//! node-to-node WebSocket proxy) sits beside `signaling`, which asks it
+//! where a join goes.
 //! `layouts` and `layout` hold the pipelines/ files and grid geometry,
 //! `ladder`, `link` and `speaker` pure rules with time passed in, `metrics`
 //! the Prometheus view of the hub, `server` the wiring. `tools` (the bot, the benchmark harness, its plots and the
@@ -13,6 +16,7 @@
 
 pub mod auth;
 pub mod certs;
+pub mod cluster;
 pub mod config;
 pub mod ladder;
 pub mod layout;

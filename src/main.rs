@@ -138,9 +138,15 @@ struct ServeArgs {
 
 #[derive(Parser)]
 struct BotArgs {
-    /// Signaling URL of the server.
+    /// Signaling URL of the server; repeat it to give the nodes of a
+    /// cluster that --rejoin tries in turn.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    server: String,
+    server: Vec<String>,
+    /// Join again when the room is lost (the WebSocket closed, or the join
+    /// was refused): through the next --server, every 250 ms, as the web
+    /// client does. The report lists each loss and when the mix came back.
+    #[arg(long)]
+    rejoin: bool,
     #[arg(long, default_value = "test")]
     room: String,
     #[arg(long, default_value = "bot")]
@@ -477,6 +483,42 @@ async fn serve(a: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// `tessera bot --rejoin`: the bot in the room, joined again whenever it
+/// loses it, for --duration; prints its report with the rejoins.
+async fn rejoining_bot(opts: BotOptions, servers: Vec<String>, duration: f64, report_every: Option<f64>, report_to: Option<&std::path::Path>) -> Result<()> {
+    let mut r = tessera::tools::rejoin::Rejoiner::connect(opts, servers).await?;
+    let every = report_every.filter(|s| *s > 0.0).map(Duration::from_secs_f64).unwrap_or(Duration::from_secs(3600));
+    let until = std::time::Instant::now() + Duration::from_secs_f64(duration.max(0.0));
+    let report = |r: &tessera::tools::rejoin::Rejoiner| {
+        let mut v = r.bot().map(|b| serde_json::to_value(b.report()).unwrap_or_default()).unwrap_or_else(|| serde_json::json!({}));
+        v["rejoins"] = serde_json::to_value(&r.history).unwrap_or_default();
+        v
+    };
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::select! {
+            _ = r.tend(left.min(every)) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        if report_every.is_some() {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", report(&r))?;
+            out.flush()?;
+        }
+    }
+    let json = serde_json::to_string_pretty(&report(&r))?;
+    match report_to {
+        Some(path) => std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?,
+        None => println!("{json}"),
+    }
+    r.leave().await;
+    Ok(())
+}
+
 async fn bot(a: BotArgs) -> Result<()> {
     let (width, height) = parse_size(&a.size)?;
     let color = match (&a.color, &a.pattern) {
@@ -484,8 +526,9 @@ async fn bot(a: BotArgs) -> Result<()> {
         (None, Some(_)) => None,
         (None, None) => Some(0xff0000),
     };
+    let servers = a.server.clone();
     let opts = BotOptions {
-        server: a.server,
+        server: servers.first().cloned().unwrap_or_default(),
         room: a.room,
         name: a.name,
         color,
@@ -513,6 +556,9 @@ async fn bot(a: BotArgs) -> Result<()> {
         jitterbuffer_ms: a.jitterbuffer_ms,
         nack: !a.no_nack,
     };
+    if a.rejoin {
+        return rejoining_bot(opts, servers, a.duration, a.report_every, a.report.as_deref()).await;
+    }
     let bot = Bot::connect(opts).await?;
     let share = match &a.share {
         Some(pattern) => {

@@ -89,6 +89,12 @@ pub enum ErrorCode {
     UnknownStream,
     /// (HTTP API) an HLS stream of that name is running.
     StreamExists,
+    /// Cluster: Redis is out of reach so no new room can be placed, or the
+    /// room's node stopped answering (try again in a few seconds).
+    ClusterUnavailable,
+    /// Cluster: the room moved to another node (this node lost its lease
+    /// while Redis was out of reach): join again.
+    RoomMoved,
 }
 
 impl ErrorCode {
@@ -131,6 +137,8 @@ impl ErrorCode {
             ErrorCode::UnknownRecording => "unknown_recording",
             ErrorCode::UnknownStream => "unknown_stream",
             ErrorCode::StreamExists => "stream_exists",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
+            ErrorCode::RoomMoved => "room_moved",
         }
     }
 }

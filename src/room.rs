@@ -1121,6 +1121,29 @@ impl Hub {
         n
     }
 
+    /// End `room` here: every member gets `error` `code` and its
+    /// connection closes (a cluster node that lost the room's lease).
+    pub fn end_room(&self, room: &str, code: ErrorCode, message: &str) -> usize {
+        let Some(r) = self.room(room) else { return 0 };
+        let m = r.members.lock();
+        let mut n = 0;
+        for e in m.every_member() {
+            let _ = e.try_send(ParticipantEvent::Close(ProtocolError::new(code, message)));
+            n += 1;
+        }
+        n
+    }
+
+    /// The ids of the rooms running here.
+    pub fn room_ids(&self) -> Vec<String> {
+        self.rooms.lock().keys().cloned().collect()
+    }
+
+    /// `[rooms] max_rooms`.
+    pub fn max_rooms(&self) -> usize {
+        self.limits.max_rooms
+    }
+
     /// The server's metrics (counters the signaling side feeds too).
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.metrics

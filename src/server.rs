@@ -38,6 +38,7 @@ impl Default for ServerConfig {
 pub struct Running {
     pub server: Server,
     pub hub: Arc<Hub>,
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     tls_fingerprint: Option<String>,
     watcher: Option<(Debouncer<RecommendedWatcher>, tokio::task::JoinHandle<()>)>,
 }
@@ -65,6 +66,10 @@ impl Running {
         if let Some((debouncer, task)) = self.watcher {
             drop(debouncer);
             task.abort();
+        }
+        // Out of the cluster first: its leases go and no join is sent here.
+        if let Some(c) = &self.cluster {
+            c.leave().await;
         }
         self.server.stop().await;
     }
@@ -161,9 +166,21 @@ pub fn start(cfg: ServerConfig) -> Result<Running> {
         Some(Tls::SelfSigned { names }) => Some(Identity::generate(names).context("generating the self-signed HTTPS certificate")?),
     };
     let secret = cfg.config.auth.secret.as_deref().map(Arc::from);
-    let shared = crate::signaling::Shared::new(secret, cfg.config.limits.clone());
+    let mut shared = crate::signaling::Shared::new(secret, cfg.config.limits.clone());
+    if cfg.config.cluster.is_some() {
+        shared = shared.clustered();
+    }
+    let cluster_slot = shared.cluster.clone();
     let server = Server::start(hub.clone(), cfg.config.server.listen, cfg.config.server.web.clone(), identity.as_ref(), shared)?;
+    let cluster = match &cfg.config.cluster {
+        Some(c) => {
+            let cluster = crate::cluster::Cluster::start(c.clone(), &hub, server.addr, server.tls).context("joining the cluster")?;
+            let _ = cluster_slot.set(cluster.clone());
+            Some(cluster)
+        }
+        None => None,
+    };
     let tls_fingerprint = identity.map(|id| id.fingerprint());
     let watcher = if cfg.watch_pipelines { Some(watch(cfg.config.server.pipelines.clone(), hub.clone())?) } else { None };
-    Ok(Running { server, hub, tls_fingerprint, watcher })
+    Ok(Running { server, hub, cluster, tls_fingerprint, watcher })
 }

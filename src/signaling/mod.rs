@@ -15,6 +15,7 @@ use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
 use crate::certs::Identity;
+use crate::cluster::{proxy, Cluster, Route};
 use crate::config::Limits;
 use crate::protocol::{self, ErrorCode, ProtocolError, ServerMessage};
 use crate::room::{Hub, LayoutRequest, Membership, ParticipantEvent};
@@ -43,11 +44,22 @@ pub struct Shared {
     pub secret: AuthSecret,
     pub limits: Limits,
     pub per_ip: Arc<PerIpLimits>,
+    /// In a cluster: where joins go (docs/cluster.md). Set once the
+    /// server is bound (the node's URL is made from the bound address);
+    /// until then a clustered server takes no joins.
+    pub cluster: Arc<std::sync::OnceLock<Arc<Cluster>>>,
+    pub clustered: bool,
 }
 
 impl Shared {
     pub fn new(secret: AuthSecret, limits: Limits) -> Shared {
-        Shared { secret, per_ip: PerIpLimits::new(limits.clone()), limits }
+        Shared { secret, per_ip: PerIpLimits::new(limits.clone()), limits, cluster: Default::default(), clustered: false }
+    }
+
+    /// A node of a cluster: joins wait for [`Shared::cluster`] to be set.
+    pub fn clustered(mut self) -> Shared {
+        self.clustered = true;
+        self
     }
 }
 
@@ -168,11 +180,21 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
     let ws = warp::path("ws")
         .and(warp::path::end())
         .and(warp::ws().map(Some).or(warp::any().map(|| None)).unify())
-        .and(with_hub)
-        .and(with_shared)
+        .and(with_hub.clone())
+        .and(with_shared.clone())
         .and(token())
         .and(warp::addr::remote())
-        .map(|ws: Option<warp::ws::Ws>, hub: Arc<Hub>, shared: Shared, token: Option<String>, remote: Option<SocketAddr>| {
+        .and(warp::header::optional::<String>(proxy::KEY_HEADER))
+        .and(warp::header::optional::<String>(proxy::CLIENT_IP_HEADER))
+        .and(warp::header::optional::<String>(proxy::HOPS_HEADER))
+        .map(|ws: Option<warp::ws::Ws>,
+              hub: Arc<Hub>,
+              shared: Shared,
+              token: Option<String>,
+              remote: Option<SocketAddr>,
+              key: Option<String>,
+              client_ip: Option<String>,
+              hops: Option<String>| {
             let grant = match &shared.secret {
                 None => None,
                 Some(s) => match crate::auth::verify(s, token.as_deref(), now_unix()) {
@@ -180,7 +202,15 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
                     Err(e) => return refused(warp::http::StatusCode::UNAUTHORIZED, e.code, e.message),
                 },
             };
-            let ip = remote.map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            // A WebSocket another node of the cluster opened for a client
+            // counts as that client's.
+            let cluster = shared.cluster.get().cloned();
+            if shared.clustered && cluster.is_none() {
+                return refused(warp::http::StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ClusterUnavailable, "this node is still joining its cluster: try again in a moment".into());
+            }
+            let forwarded = cluster.as_ref().and_then(|c| proxy::forwarded(c.key(), key.as_deref(), client_ip.as_deref(), hops.as_deref()));
+            let ip = forwarded.map(|f| f.client_ip).or(remote.map(|a| a.ip())).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            let hops = forwarded.map(|f| f.hops).unwrap_or(0);
             if hub.is_draining() {
                 return refused(warp::http::StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServerDraining, "the server is draining for a restart: join again in a moment".into());
             }
@@ -197,7 +227,7 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
             ws.max_message_size(CODEC_LIMIT)
                 .max_frame_size(CODEC_LIMIT)
                 .on_upgrade(move |socket| async move {
-                    let conn = Conn { hub, shared, ip };
+                    let conn = Conn { hub, shared, ip, token, hops };
                     session(socket, conn, grant).await;
                     drop(place);
                 })
@@ -206,7 +236,113 @@ pub fn routes(hub: Arc<Hub>, web_dir: PathBuf, shared: Shared) -> impl Filter<Ex
     let index = warp::path::end().and(warp::fs::file(web_dir.join("index.html")));
     let hls = hls_routes(hls_dir);
     let files = warp::fs::dir(web_dir);
-    health.or(ready).or(metrics).or(admin).or(put_layout).or(get_layout).or(get_stats).or(ws).or(hls).or(index).or(files).with(warp::log("tessera::http"))
+    let carried = carried_api(with_hub.clone(), with_shared.clone());
+    let listed = cluster_room_list(with_hub.clone(), with_shared.clone());
+    health.or(ready).or(metrics).or(carried).or(listed).or(admin).or(put_layout).or(get_layout).or(get_stats).or(ws).or(hls).or(index).or(files).with(warp::log("tessera::http"))
+}
+
+/// In a cluster, a room's HTTP API (`/api/rooms/{room}/...`) asked of a
+/// node that does not run the room is carried to the node that does, with
+/// the client's token; the answer comes back as it is. A request that
+/// another node carried here is answered here.
+fn carried_api(
+    with_hub: impl Filter<Extract = (Arc<Hub>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    with_shared: impl Filter<Extract = (Shared,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path("api")
+        .and(warp::path("rooms"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::method())
+        .and(warp::header::optional::<String>(proxy::KEY_HEADER))
+        .and(with_hub)
+        .and(with_shared)
+        .and_then(|room: String, full: warp::path::FullPath, query: String, method: warp::http::Method, key: Option<String>, hub: Arc<Hub>, shared: Shared| async move {
+            let Some(cluster) = shared.cluster.get().cloned() else { return Err(warp::reject::not_found()) };
+            if key.is_some() {
+                return Err(warp::reject::not_found());
+            }
+            match cluster.api_owner(&hub, &room).await {
+                Some(base) => {
+                    let path = if query.is_empty() { full.as_str().to_string() } else { format!("{}?{query}", full.as_str()) };
+                    Ok((cluster, base, path, method))
+                }
+                None => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(token())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::bytes())
+        .then(|cluster: Arc<Cluster>, base: String, path: String, method: warp::http::Method, token: Option<String>, ct: Option<String>, body: bytes::Bytes| async move {
+            use warp::Reply;
+            let sent = proxy::forward_http(&base, cluster.key(), method.as_str(), &path, token.as_deref(), ct.as_deref(), &body);
+            match tokio::time::timeout(Duration::from_secs(30), sent).await {
+                Ok(Ok(a)) => {
+                    let status = warp::http::StatusCode::from_u16(a.status).unwrap_or(warp::http::StatusCode::BAD_GATEWAY);
+                    let mut r = warp::reply::with_status(a.body, status).into_response();
+                    if let Some(ct) = a.content_type.and_then(|c| warp::http::HeaderValue::from_str(&c).ok()) {
+                        r.headers_mut().insert("content-type", ct);
+                    }
+                    r
+                }
+                Ok(Err(e)) => refused(warp::http::StatusCode::BAD_GATEWAY, ErrorCode::ClusterUnavailable, format!("the room's node at {base} cannot be reached: {e:#}")),
+                Err(_) => refused(warp::http::StatusCode::GATEWAY_TIMEOUT, ErrorCode::ClusterUnavailable, format!("the room's node at {base} did not answer within 30 s")),
+            }
+        })
+}
+
+/// In a cluster, `GET /api/rooms` lists the rooms of every live node, each
+/// with its `node`. A request another node sent lists this node's only.
+fn cluster_room_list(
+    with_hub: impl Filter<Extract = (Arc<Hub>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    with_shared: impl Filter<Extract = (Shared,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path!("api" / "rooms")
+        .and(warp::get())
+        .and(warp::header::optional::<String>(proxy::KEY_HEADER))
+        .and(with_shared)
+        .and_then(|key: Option<String>, shared: Shared| async move {
+            match shared.cluster.get().cloned() {
+                Some(c) if key.is_none() => Ok((c, shared)),
+                _ => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(with_hub)
+        .and(token())
+        .then(|cluster: Arc<Cluster>, shared: Shared, hub: Arc<Hub>, token: Option<String>| async move {
+            use warp::Reply;
+            let secret = shared.secret.clone();
+            let local = authorized(&secret, token.clone(), "*", || warp::reply().into_response());
+            if !local.status().is_success() {
+                return local;
+            }
+            let mut rooms: Vec<serde_json::Value> = hub
+                .rooms_info()
+                .into_iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .map(|mut v| {
+                    v["node"] = cluster.node_id().into();
+                    v
+                })
+                .collect();
+            for (id, base) in cluster.other_nodes().await {
+                let asked = proxy::forward_http(&base, cluster.key(), "GET", "/api/rooms", token.as_deref(), None, &[]);
+                let Ok(Ok(a)) = tokio::time::timeout(Duration::from_secs(5), asked).await else {
+                    tracing::warn!("listing rooms: node {id} at {base} did not answer");
+                    continue;
+                };
+                let listed: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
+                for mut r in listed["rooms"].as_array().cloned().unwrap_or_default() {
+                    r["node"] = id.clone().into();
+                    rooms.push(r);
+                }
+            }
+            warp::reply::json(&serde_json::json!({ "rooms": rooms })).into_response()
+        })
 }
 
 /// HLS live streams, public like the page: `/hls/<name>/index.m3u8` (never
@@ -510,6 +646,19 @@ struct Conn {
     hub: Arc<Hub>,
     shared: Shared,
     ip: IpAddr,
+    /// The client's token, for a node this connection is carried to.
+    token: Option<String>,
+    /// Nodes that carried this connection here (0: the client's own).
+    hops: u8,
+}
+
+/// What the connection does after a message.
+enum Flow {
+    Go,
+    /// The socket is gone (or the session closed it).
+    End,
+    /// The room is on another node: carry the connection there.
+    Carry(Box<proxy::Upper>),
 }
 
 /// One signaling connection: the WebSocket, the room events of its
@@ -527,6 +676,8 @@ async fn session(socket: WebSocket, conn: Conn, grant: Option<crate::auth::Claim
     // Checked every second, so a timeout is seen within a second of it.
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The text of the frame being handled (a `join` carried to another node).
+    let mut frame: Option<String> = None;
     loop {
         let event = async {
             match &mut joined {
@@ -574,6 +725,7 @@ async fn session(socket: WebSocket, conn: Conn, grant: Option<crate::auth::Claim
                         let _ = send_frame(&mut tx, Message::close_with(CLOSE_TOO_BIG, format!("frames are limited to {max} bytes"))).await;
                         break;
                     }
+                    frame = Some(text.to_string());
                     Input::Frame(protocol::parse_client_message_with(text, &limits.message))
                 }
             }
@@ -593,23 +745,30 @@ async fn session(socket: WebSocket, conn: Conn, grant: Option<crate::auth::Claim
                 Input::Tick { ws_silent: now.duration_since(heard), media_silent }
             }
         };
-        if !run(&mut sess, input, &conn, &mut joined, &mut tx).await {
-            break;
+        match run(&mut sess, input, &conn, &mut joined, &mut tx, frame.as_deref()).await {
+            Flow::Go => {}
+            Flow::End => break,
+            Flow::Carry(upper) => {
+                leave(joined.take());
+                proxy::bridge(tx, rx, *upper, limits.ping_interval, limits.idle_timeout).await;
+                return;
+            }
         }
     }
     leave(joined.take());
 }
 
 /// Feed `input` to the session and carry out what it asks, including the
-/// inputs that carrying it out produces. False: the socket is gone (or
-/// the session closed it).
+/// inputs that carrying it out produces. `frame`: the text of the frame
+/// `input` came from.
 async fn run(
     sess: &mut Session,
     input: Input,
     conn: &Conn,
     joined: &mut Option<Joined>,
     tx: &mut futures::stream::SplitSink<WebSocket, Message>,
-) -> bool {
+    frame: Option<&str>,
+) -> Flow {
     let mut inputs = std::collections::VecDeque::from([input]);
     while let Some(input) = inputs.pop_front() {
         for out in sess.handle(input) {
@@ -619,21 +778,21 @@ async fn run(
                         conn.hub.metrics().error(code.as_str());
                     }
                     if !send_msg(tx, &m).await {
-                        return false;
+                        return Flow::End;
                     }
                     None
                 }
                 Output::Hangup(m) => {
                     let _ = send_msg(tx, &m).await;
                     let _ = send_frame(tx, Message::close_with(1000u16, "bye")).await;
-                    return false;
+                    return Flow::End;
                 }
                 Output::Close(e) => {
                     conn.hub.metrics().error(e.code.as_str());
                     tracing::info!(ip = %conn.ip, "closing a connection: {e}");
                     let _ = send_msg(tx, &e.to_message()).await;
                     let _ = send_frame(tx, Message::close_with(CLOSE_POLICY, e.code.as_str())).await;
-                    return false;
+                    return Flow::End;
                 }
                 Output::Join { room, name, opts } => {
                     if !conn.shared.per_ip.join(conn.ip, Instant::now()) {
@@ -642,6 +801,33 @@ async fn run(
                         conn.hub.metrics().join(e.code.as_str());
                         inputs.push_back(Input::JoinDone(Err(e)));
                         continue;
+                    }
+                    if let Some(cluster) = conn.shared.cluster.get() {
+                        match cluster.route(&conn.hub, &room, conn.hops).await {
+                            Ok(Route::Local) => {}
+                            Ok(Route::Remote { node, url }) => {
+                                let up = proxy::Upstream { url: &url, key: cluster.key(), client_ip: conn.ip, hops: conn.hops + 1, token: conn.token.as_deref() };
+                                match proxy::open(&up, frame.unwrap_or_default()).await {
+                                    Ok(upper) => {
+                                        conn.hub.metrics().join("carried");
+                                        tracing::debug!(room = %room, node = %node, "join carried to the room's node");
+                                        return Flow::Carry(Box::new(upper));
+                                    }
+                                    Err(e) => {
+                                        let msg = format!("room `{room}` is on node `{node}`, which cannot be reached: {e:#}; try again in a moment");
+                                        let e = ProtocolError::new(ErrorCode::ClusterUnavailable, msg);
+                                        conn.hub.metrics().join(e.code.as_str());
+                                        inputs.push_back(Input::JoinDone(Err(e)));
+                                        continue;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                conn.hub.metrics().join(e.code.as_str());
+                                inputs.push_back(Input::JoinDone(Err(e)));
+                                continue;
+                            }
+                        }
                     }
                     let (etx, erx) = mpsc::channel(256);
                     let hub = conn.hub.clone();
@@ -688,10 +874,10 @@ async fn run(
                 let e = e.to_protocol();
                 conn.hub.metrics().error(e.code.as_str());
                 if !send_msg(tx, &e.to_message()).await {
-                    return false;
+                    return Flow::End;
                 }
             }
         }
     }
-    true
+    Flow::Go
 }

@@ -17,3 +17,4 @@ pub mod nginx;
 pub mod plot;
 pub mod procinfo;
 pub mod rawmix;
+pub mod rejoin;

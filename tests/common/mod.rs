@@ -2,6 +2,7 @@
 //! child process) on a free port with a small canvas, and bots.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod netns;
 
 use std::io::{BufRead, BufReader};

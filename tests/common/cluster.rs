@@ -1,0 +1,167 @@
+//! The cluster tests' parts: Debian's `redis-server` on a free loopback
+//! port, and tessera nodes as child processes joined to it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `redis-server` without persistence (`--save '' --appendonly no`), as
+/// the cluster tests run it. scripts/deps.sh --browser installs it;
+/// missing, the test fails here.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = super::free_tcp_port();
+        let mut r = Redis { child: None, port };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (scripts/deps.sh --browser installs it): {e}"));
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while !self.answers() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "redis-server does not answer on {} after 10 s", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// PING answered with PONG.
+    pub fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 16];
+        s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).map(|n| buf[..n].starts_with(b"+PONG")).unwrap_or(false)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// GET `key` (a raw RESP request: the test reads Redis as it is).
+    pub fn get(&self, key: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        s.write_all(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes()).ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).ok()?;
+        let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+        if reply.starts_with("$-1") {
+            return None;
+        }
+        reply.split("\r\n").nth(1).map(|v| v.to_string())
+    }
+
+    /// Kill it (SIGKILL: everything it held is lost, as it keeps nothing).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again, empty, on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `tessera serve` as a node of the cluster of `redis`: its own HTTP port
+/// and media port range, node id `id`.
+pub struct Node {
+    child: Option<Child>,
+    pub id: String,
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Node {
+    /// `index` picks the node's UDP port range (a hundred ports each).
+    pub fn start(redis: &Redis, id: &str, index: u16, extra: &[&str]) -> Node {
+        let udp = format!("{}-{}", 42000 + index * 100, 42099 + index * 100);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--canvas", "640x360", "--redis", &redis.url(), "--node-id", id, "--udp-ports", &udp])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tessera serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reads the listening line");
+        assert!(line.contains("listening"), "node {id} did not start: {line:?}");
+        let addr: std::net::SocketAddr = line.trim().rsplit_once("://").map(|(_, a)| a).and_then(|a| a.parse().ok()).expect("an address on the listening line");
+        Node { child: Some(child), id: id.to_string(), url: format!("ws://{addr}/ws"), addr }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL: no goodbye to Redis, its leases lapse.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Every room of the cluster as this node lists it (`GET /api/rooms`
+    /// gathers the live nodes' lists): (node, room, participants).
+    pub async fn rooms(&self) -> Vec<(String, String, usize)> {
+        let (status, body) = super::http(self.addr, "GET", "/api/rooms", "").await;
+        assert_eq!(status, 200, "GET /api/rooms on {}: {body}", self.id);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        v["rooms"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                        (s("node"), s("room"), r["participants"].as_array().map(|p| p.len()).unwrap_or(0))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Which nodes run `room`, with how many participants each, as the first
+/// live node lists them (and every live node lists the same).
+pub async fn where_is(nodes: &[Node], room: &str) -> Vec<(String, usize)> {
+    let live: Vec<&Node> = nodes.iter().filter(|n| n.child.is_some()).collect();
+    let mut lists = Vec::new();
+    for n in &live {
+        let mut l: Vec<(String, usize)> = n.rooms().await.into_iter().filter(|(_, r, _)| r == room).map(|(node, _, p)| (node, p)).collect();
+        l.sort();
+        lists.push(l);
+    }
+    let first = lists.first().cloned().unwrap_or_default();
+    assert!(lists.iter().all(|l| *l == first), "the nodes list {room} differently: {lists:?}");
+    first
+}
