@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install what tessera needs on Debian 12 (bookworm), only what is missing.
 #   scripts/deps.sh            build + runtime packages (GStreamer 1.22, libnice)
-#   scripts/deps.sh --rtmp     also nginx with its RTMP module (the bench's live streams)
+#   scripts/deps.sh --rtmp     also nginx with its RTMP module and redis-server (the
+#                              bench's live streams and cluster)
 #   scripts/deps.sh --browser  also what the tests need: Chromium, Firefox ESR and
-#                              PulseAudio, iproute2, nftables, coturn, nginx-rtmp, and a
+#                              PulseAudio, iproute2, nftables, coturn, nginx-rtmp,
+#                              redis-server, and a
 #                              Python virtualenv with aiortc (target/interop-venv)
 # The package list is mirrored in the Dockerfile; keep them in step.
 set -euo pipefail
@@ -24,17 +26,17 @@ if [[ "${1:-}" == "--browser" ]]; then
   # coturn: the TURN server of the relay tests (Debian's, as users run it).
   # firefox-esr: the browser tests run in Firefox too; pulseaudio (with
   # pactl from pulseaudio-utils) is the audio server headless Firefox needs.
-  # redis-server: the directory of the cluster tests (started by them).
-  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 nftables python3 python3-venv coturn redis-server)
+  PACKAGES+=(chromium firefox-esr pulseaudio pulseaudio-utils iproute2 nftables python3 python3-venv coturn)
   # Node.js runs the browser tests; the machine's own node is used if present.
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 fi
 
 if [[ "${1:-}" == "--browser" || "${1:-}" == "--rtmp" ]]; then
   # nginx with its RTMP module: the RTMP server live streams publish to in
-  # the tests and the bench (started by them on a loopback port; the system
-  # service is not started).
-  PACKAGES+=(nginx libnginx-mod-rtmp)
+  # the tests and the bench; redis-server: the directory of the cluster
+  # tests and bench (both started by them on a loopback port; the system
+  # services are not started).
+  PACKAGES+=(nginx libnginx-mod-rtmp redis-server)
 fi
 
 missing=()

@@ -62,6 +62,14 @@ fn bench_harness_smoke() {
     assert!(loss[5]["asked"].as_u64().unwrap() > 0, "the server asked the lossy sender for nothing: {}", loss[5]);
     assert!(loss[2]["missing_pct"].as_f64().unwrap() < loss[8]["missing_pct"].as_f64().unwrap(), "{} vs {}", loss[2], loss[8]);
     assert_eq!(loss[8]["resent_packets"].as_u64(), Some(0), "without NACK nothing is resent: {}", loss[8]);
+    // The cluster: two joins each way, one kill with the mix back in time.
+    let c = &json["cluster"];
+    for k in ["direct_ms", "carried_ms"] {
+        let v = c[k].as_array().unwrap();
+        assert!(v.len() == 2 && v.iter().all(|x| (1..20_000).contains(&x.as_u64().unwrap())), "{c}");
+    }
+    assert_eq!(c["kill_to_mix_ms"].as_array().map(|v| v.len()), Some(1), "{c}");
+    assert!(c["kill_max_ms"].as_u64().unwrap() <= 11_000, "{c}");
     // Threads per participant and CPU by kind of thread in every capacity row.
     for r in cap {
         assert!(r["threads_per_participant"].as_f64().unwrap() > 1.0, "{r}");

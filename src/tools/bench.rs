@@ -159,6 +159,23 @@ pub struct LossRow {
     pub given_up: u64,
 }
 
+/// Scenario `cluster`: Redis and three nodes on loopback.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ClusterResult {
+    pub lease_ms: u64,
+    /// Join to first decoded frame through the room's node, and through
+    /// another node that carries the signaling to it, ms (alternating).
+    pub direct_ms: Vec<u64>,
+    pub carried_ms: Vec<u64>,
+    pub direct_p50_ms: u64,
+    pub carried_p50_ms: u64,
+    /// SIGKILL of the room's node to the slowest of three rejoining bots
+    /// receiving the mix again, ms, per kill.
+    pub kill_to_mix_ms: Vec<u64>,
+    pub kill_p50_ms: u64,
+    pub kill_max_ms: u64,
+}
+
 fn downlink() -> String {
     "downlink".into()
 }
@@ -258,6 +275,9 @@ pub struct Report {
     /// A receiver behind a lossy link, with and without NACK (scenario `loss`).
     #[serde(default)]
     pub loss: Vec<LossRow>,
+    /// Three nodes and Redis: the proxy's cost and a killed node's (scenario `cluster`).
+    #[serde(default)]
+    pub cluster: Option<ClusterResult>,
     /// Per-receiver downlink and encoding CPU on each rung of the shipped
     /// ladder, per codec.
     pub ladder: Vec<RungDownlink>,
@@ -319,10 +339,15 @@ impl ServerProc {
 
     /// Listening and gathering ICE on `host` only.
     fn start_on(bin: &Path, canvas: &str, host: &str, extra: &[String]) -> Result<ServerProc> {
+        ServerProc::start_at(bin, canvas, host, 0, extra)
+    }
+
+    /// Listening on `host:port` (0: a free port), gathering ICE on `host`.
+    fn start_at(bin: &Path, canvas: &str, host: &str, port: u16, extra: &[String]) -> Result<ServerProc> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let recordings = std::env::temp_dir().join(format!("tessera-bench-rec-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", &format!("{host}:0"), "--canvas", canvas, "--ice-address", host])
+            .args(["serve", "--listen", &format!("{host}:{port}"), "--canvas", canvas, "--ice-address", host])
             .arg("--recordings-dir")
             .arg(&recordings)
             .args(extra)
@@ -1656,6 +1681,16 @@ fn targets(r: &Report) -> String {
         let seen: Vec<String> = rows.iter().map(|l| format!("{} % {} ms", l.loss_pct, l.longest_freeze_ms)).collect();
         s += &format!("| {path} loss: no freeze over 300 ms at 3 %, over 700 ms at 10 % | longest freeze {} ({}) |\n", seen.join(", "), met(ok));
     }
+    if let Some(c) = &r.cluster {
+        s += &format!(
+            "| cluster: a killed node's participants get the mix again within 5 s of its lease ending ({} s) | p50 {} ms, max {} ms after the kill over {} kill(s) ({}) |\n",
+            c.lease_ms / 1000,
+            c.kill_p50_ms,
+            c.kill_max_ms,
+            c.kill_to_mix_ms.len(),
+            met(c.kill_max_ms <= c.lease_ms + 5000)
+        );
+    }
     match &r.join {
         Some(j) => s += &format!("| join to first frame p95 ≤ 1 s | p95 {} ms, p50 {} ms ({}) |\n", j.p95_ms, j.p50_ms, met(j.p95_ms <= 1000)),
         None => s += &format!("| join | {} |\n", none()),
@@ -1748,6 +1783,21 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
                 if down { format!("{:.2} %", l.missing_pct) } else { "–".into() }
             );
         }
+    }
+    if let Some(c) = &r.cluster {
+        s += &format!(
+            "\n## Cluster (three nodes and Redis on loopback)\n\n`./scripts/bench --scenario cluster`: Redis (`redis-server`, no persistence) and three nodes on this machine (docs/cluster.md). *Join*: a decoding bot joins a running room through the room's own node, or through another node that carries its signaling there (alternating, {} of each); join to first decoded frame. *Kill*: three rejoining bots of a room, each starting at a different node, and the room's node killed with SIGKILL; the time until the slowest of the three receives the mix again from a live node (lease {} ms, renewed every 2 s, so it ends 4–6 s after the kill), {} kill(s).\n\n| | p50 | all (ms) |\n|---|---|---|\n| join through the room's node | {} ms | {:?} |\n| join carried by another node | {} ms | {:?} |\n| SIGKILL to mix again | {} ms (max {} ms) | {:?} |\n",
+            c.direct_ms.len(),
+            c.lease_ms,
+            c.kill_to_mix_ms.len(),
+            c.direct_p50_ms,
+            c.direct_ms,
+            c.carried_p50_ms,
+            c.carried_ms,
+            c.kill_p50_ms,
+            c.kill_max_ms,
+            c.kill_to_mix_ms
+        );
     }
     if !r.ladder.is_empty() {
         s += "\n## Downlink per rung (encoder ladder)\n\n`./scripts/bench --scenario ladder`: two senders with a moving zone plate (the ladder reaches its bitrates on it), one receive-only receiver per rung and codec asking for it explicitly, all in one room at once; RTP bytes received, headers included. Server CPU per rung is its encoding thread's (`q-<codec>-<rung>:src`: scale, frame rate, encoder, handing frames to its receivers), in % of one core; the shipped encoders are vp8enc and openh264enc.\n\n| codec | rung | size | fps | video kbps | video + audio kbps | rung CPU (% of a core) |\n|---|---|---|---|---|---|---|\n";
@@ -1936,6 +1986,7 @@ impl Default for Report {
             glass_to_glass: None,
             avsync: None,
             loss: Vec::new(),
+            cluster: None,
             ladder: Vec::new(),
             viewers: Vec::new(),
             raw: Vec::new(),
@@ -2023,6 +2074,9 @@ impl Report {
         }
         if !ran("soak") {
             self.soak = old.soak;
+        }
+        if !ran("cluster") {
+            self.cluster = old.cluster;
         }
     }
 }
@@ -2260,8 +2314,115 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
     Ok(r)
 }
 
+/// `--scenario cluster`: Redis and three nodes on loopback. (1) The
+/// proxy's cost: join to first decoded frame through the room's own node
+/// and through another node that carries the signaling there, alternating,
+/// `joins` of each. (2) A node's loss: three rejoining bots of a room
+/// (each starting at a different node), the room's node killed with
+/// SIGKILL, the time until the slowest receives the mix again; `kills`
+/// times, the killed node started again between kills.
+async fn cluster(o: &BenchOptions, joins: usize, kills: usize) -> Result<ClusterResult> {
+    use crate::tools::rejoin::Rejoiner;
+    eprintln!("bench cluster: Redis and three nodes; {joins} joins through the room's node and through another, {kills} kill(s) of the room's node");
+    let redis = crate::tools::redis::RedisServer::start()?;
+    let http_ports: Vec<u16> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())).collect::<std::io::Result<_>>()?;
+    // Each node on a fixed port, so a killed one comes back at its address.
+    let node = |i: usize| -> Result<ServerProc> {
+        let ports = format!("{}-{}", 43000 + i * 200, 43199 + i * 200);
+        ServerProc::start_at(&o.server_bin, &o.canvas, "127.0.0.1", http_ports[i], &["--redis".into(), redis.url(), "--node-id".into(), format!("n{i}"), "--udp-ports".into(), ports])
+    };
+    let mut nodes: Vec<Option<ServerProc>> = (0..3).map(|i| node(i).map(Some)).collect::<Result<_>>()?;
+    let urls: Vec<String> = nodes.iter().flatten().map(|n| n.url.clone()).collect();
+    let addr = nodes.iter().flatten().next().map(|n| n.addr.clone()).context("a node")?;
+    // The node that runs `room`, from the cluster's room list.
+    let owner_of = |room: String| {
+        let addr = addr.clone();
+        let ids: Vec<String> = (0..3).map(|i| format!("n{i}")).collect();
+        async move {
+            let (_, body) = http_request(&addr, "GET", "/api/rooms", "").await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            let node = v["rooms"].as_array().and_then(|a| a.iter().find(|r| r["room"] == room.as_str())).and_then(|r| r["node"].as_str()).map(String::from);
+            node.and_then(|n| ids.iter().position(|i| *i == n)).with_context(|| format!("no node lists room {room}: {v}"))
+        }
+    };
+    let (mut direct, mut carried) = (Vec::new(), Vec::new());
+    for k in 0..joins {
+        let room = format!("carry{k}");
+        let host = Bot::connect(observer(&urls[k % 3], &room, "host")).await?;
+        if !wait_frames(&host, Duration::from_secs(20)).await {
+            bail!("no video in {room}");
+        }
+        let owner = owner_of(room.clone()).await?;
+        let other = (owner + 1 + k % 2) % 3;
+        let order = if k % 2 == 0 { [(owner, true), (other, false)] } else { [(other, false), (owner, true)] };
+        for (i, own) in order {
+            let b = Bot::connect(observer(&urls[i], &room, if own { "direct" } else { "carried" })).await?;
+            if !wait_frames(&b, Duration::from_secs(20)).await {
+                bail!("a joiner of {room} got no video");
+            }
+            let ms = b.join_to_first_frame().map(|d| d.as_millis() as u64).context("no first frame time")?;
+            if own { direct.push(ms) } else { carried.push(ms) }
+            b.leave().await;
+        }
+        host.leave().await;
+    }
+    let mut kill_ms = Vec::new();
+    for k in 0..kills {
+        let room = format!("kill{k}");
+        let mut bots = Vec::new();
+        for i in 0..3 {
+            let servers: Vec<String> = (0..3).map(|j| urls[(i + j) % 3].clone()).collect();
+            bots.push(Rejoiner::connect(observer(&servers[0], &room, &format!("b{i}")), servers).await?);
+        }
+        for r in &bots {
+            if !wait_frames(r.bot().context("in the room")?, Duration::from_secs(20)).await {
+                bail!("no video in {room}");
+            }
+        }
+        let owner = owner_of(room.clone()).await?;
+        // Dropping the process kills it with SIGKILL.
+        drop(nodes[owner].take());
+        let killed = Instant::now();
+        while killed.elapsed() < Duration::from_secs(30) {
+            futures::future::join_all(bots.iter_mut().map(|r| r.tend(Duration::from_millis(200)))).await;
+            if bots.iter().all(|r| r.history.last().is_some_and(|h| h.receiving.is_some_and(|t| t > killed))) {
+                break;
+            }
+        }
+        let slowest = bots.iter().map(|r| r.history.last().and_then(|h| h.receiving).map(|t| t.duration_since(killed).as_millis() as u64)).collect::<Option<Vec<u64>>>();
+        let slowest = slowest.and_then(|v| v.into_iter().max()).context("a bot never received the mix again within 30 s of the kill")?;
+        eprintln!("  kill {}: the mix again within {slowest} ms", k + 1);
+        kill_ms.push(slowest);
+        for r in bots {
+            r.leave().await;
+        }
+        // Back, at the same address (its URL is in every bot's list).
+        nodes[owner] = Some(node(owner)?);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    drop(nodes);
+    drop(redis);
+    let p50 = |v: &[u64]| {
+        let mut s = v.to_vec();
+        s.sort_unstable();
+        percentile(&s, 0.5)
+    };
+    let r = ClusterResult {
+        lease_ms: 6000,
+        direct_p50_ms: p50(&direct),
+        carried_p50_ms: p50(&carried),
+        kill_p50_ms: p50(&kill_ms),
+        kill_max_ms: kill_ms.iter().copied().max().unwrap_or(0),
+        direct_ms: direct,
+        carried_ms: carried,
+        kill_to_mix_ms: kill_ms,
+    };
+    eprintln!("  join to first frame p50: {} ms through the room's node, {} ms carried by another; kill to mix p50 {} ms, max {} ms", r.direct_p50_ms, r.carried_p50_ms, r.kill_p50_ms, r.kill_max_ms);
+    Ok(r)
+}
+
 /// Every scenario `--scenario` accepts, besides `all`.
-pub const SCENARIOS: [&str; 16] = ["capacity", "join", "latency", "avsync", "loss", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "outputs", "hls-viewers", "mesh", "tls", "soak"];
+pub const SCENARIOS: [&str; 17] = ["capacity", "join", "latency", "avsync", "loss", "ladder", "viewers", "raw", "codecs", "mixed-codecs", "share", "outputs", "hls-viewers", "mesh", "tls", "soak", "cluster"];
 
 pub async fn run(o: BenchOptions) -> Result<Report> {
     if let Some(bad) = o.scenarios.iter().find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str())) {
@@ -2302,6 +2463,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
     let bandwidth = if want("mesh") { bandwidth(&o, &mesh_sizes, warm, window).await? } else { Vec::new() };
     let tls_size = o.participants.first().copied().unwrap_or(if o.quick { 2 } else { 9 });
     let tls = if want("tls") { tls_cost(&o, tls_size, if o.quick { 1 } else { 2 }, warm, window).await? } else { Vec::new() };
+    let cluster = if want("cluster") { Some(cluster(&o, if o.quick { 2 } else { 10 }, if o.quick { 1 } else { 5 }).await?) } else { None };
     let soak = if want("soak") { Some(soak(&o, if o.quick { 12 } else { 200 }, Duration::from_secs(if o.quick { 60 } else { 600 })).await?) } else { None };
     let limit = |inputs: Inputs| {
         capacity
@@ -2320,6 +2482,7 @@ pub async fn run(o: BenchOptions) -> Result<Report> {
         glass_to_glass,
         avsync,
         loss,
+        cluster,
         ladder,
         viewers,
         raw,

@@ -17,4 +17,5 @@ pub mod nginx;
 pub mod plot;
 pub mod procinfo;
 pub mod rawmix;
+pub mod redis;
 pub mod rejoin;

@@ -3,85 +3,30 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// `redis-server` without persistence (`--save '' --appendonly no`), as
-/// the cluster tests run it. scripts/deps.sh --browser installs it;
+/// Debian's redis-server on a free port ([`tessera::tools::redis`]);
 /// missing, the test fails here.
-pub struct Redis {
-    child: Option<Child>,
-    pub port: u16,
-}
+pub struct Redis(tessera::tools::redis::RedisServer);
 
 impl Redis {
     pub fn start() -> Redis {
-        let port = super::free_tcp_port();
-        let mut r = Redis { child: None, port };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server (scripts/deps.sh --browser installs it): {e}"));
-        self.child = Some(child);
-        let t0 = Instant::now();
-        while !self.answers() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "redis-server does not answer on {} after 10 s", self.port);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// PING answered with PONG.
-    pub fn answers(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut buf = [0u8; 16];
-        s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).map(|n| buf[..n].starts_with(b"+PONG")).unwrap_or(false)
+        Redis(tessera::tools::redis::RedisServer::start().unwrap_or_else(|e| panic!("{e:#}")))
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        self.0.url()
     }
 
-    /// GET `key` (a raw RESP request: the test reads Redis as it is).
     pub fn get(&self, key: &str) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-        s.write_all(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes()).ok()?;
-        let mut buf = [0u8; 512];
-        let n = s.read(&mut buf).ok()?;
-        let reply = String::from_utf8_lossy(&buf[..n]).to_string();
-        if reply.starts_with("$-1") {
-            return None;
-        }
-        reply.split("\r\n").nth(1).map(|v| v.to_string())
+        self.0.get(key)
     }
 
-    /// Kill it (SIGKILL: everything it held is lost, as it keeps nothing).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.0.kill()
     }
 
-    /// Start it again, empty, on the same port.
     pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.restart().unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
