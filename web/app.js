@@ -82,6 +82,8 @@ const ERROR_TEXT = {
   share_ended: 'Your screen share ended',
   forbidden: 'Not allowed',
   server_draining: 'The server is restarting; reconnecting',
+  cluster_unavailable: 'The room cannot be reached right now; reconnecting',
+  room_moved: 'The room moved to another server; reconnecting',
 };
 // Errors after which rejoining automatically would only fail again.
 const FATAL = new Set(['room_full', 'invalid_field', 'missing_field', 'too_many_rooms']);
@@ -275,6 +277,8 @@ async function onMessage(data) {
       showError(`${ERROR_TEXT[msg.code] || 'Error'}: ${msg.message} (${msg.code})`);
       if (FATAL.has(msg.code) && !state.myId) { leave(); }
       if ((msg.code === 'media_failed' || msg.code === 'media_timeout') && state.myId) scheduleReconnect('media failed');
+      // A cluster placing the room anew (its node died): try again soon.
+      if (msg.code === 'cluster_unavailable' && !state.myId) scheduleReconnect('the room is moving');
       break;
     }
     default: break;

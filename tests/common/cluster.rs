@@ -62,6 +62,26 @@ impl Node {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// SIGTERM: the node drains (`--drain-timeout`), then exits.
+    pub fn term(&self) {
+        let pid = self.pid().expect("running");
+        let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "kill -TERM {pid}");
+    }
+
+    /// Wait up to `timeout` for the node to exit: its status.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < timeout {
+            if let Some(status) = self.child.as_mut()?.try_wait().ok().flatten() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGKILL: no goodbye to Redis, its leases lapse.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
