@@ -4,24 +4,45 @@
 //! runs on exactly one node with all three participants; the other two
 //! carry their bot's signaling there and run no room (so no media passes
 //! them). The room's HTTP API answers from every node, and the emptied
-//! room's lease is released.
+//! room's lease is released. Auth is on: a token is valid on every node,
+//! and one for another room is refused wherever it arrives.
 
 mod common;
 
 use std::time::Duration;
 
-use common::cluster::{where_is, Node, Redis};
+use common::cluster::{token, where_is, Node, Redis};
 use common::*;
+use tessera::auth::TokenRole;
+use tessera::tools::bot::{Bot, BotOptions};
+
+const SECRET: &str = "a-cluster-wide-secret-0123456789";
 
 const BOTS: [(&str, u32, f64); 3] = [("red", 0xff0000, 350.0), ("green", 0x00ff00, 810.0), ("blue", 0x0000ff, 1470.0)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_bots_on_three_nodes_share_one_mixer() {
     let redis = Redis::start();
-    let nodes: Vec<Node> = (0..3).map(|i| Node::start(&redis, &format!("n{i}"), i, &[])).collect();
+    // Auth on: every node checks the tokens (they share the secret).
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let mut n = Node::start(&redis, &format!("n{i}"), i, &["--auth-secret", SECRET]);
+            n.token = Some(token(SECRET, "*", "operator", TokenRole::Admin));
+            n
+        })
+        .collect();
     let mut bots = Vec::new();
     for (i, (name, color, tone)) in BOTS.iter().enumerate() {
-        bots.push(bot(&nodes[i].url, "across", name, *color, *tone).await);
+        let opts = BotOptions { token: Some(token(SECRET, "across", name, TokenRole::Participant)), ..bot_options(&nodes[i].url, "across", name, *color, *tone) };
+        bots.push(Bot::connect(opts).await.expect("bot connects"));
+    }
+    // A token for another room is refused, through the owner or not.
+    for n in &nodes {
+        let opts = BotOptions { token: Some(token(SECRET, "elsewhere", "intruder", TokenRole::Participant)), ..bot_options(&n.url, "across", "intruder", 0xffffff, 2330.0) };
+        let intruder = Bot::connect(opts).await.expect("connects");
+        assert!(intruder.wait_until(Duration::from_secs(5), |b| !b.errors().is_empty()).await, "no refusal through {}", n.id);
+        assert_eq!(intruder.errors()[0].0, "forbidden", "through {}: {:?}", n.id, intruder.errors());
+        intruder.disconnect().await;
     }
     for b in &bots {
         wait_receiving(b, Duration::from_secs(15)).await;
@@ -33,14 +54,16 @@ async fn cluster_bots_on_three_nodes_share_one_mixer() {
     let owner = nodes.iter().position(|n| n.id == placed[0].0).expect("a node of ours");
     // The room's HTTP API answers from every node (carried to the owner).
     for n in &nodes {
-        let (status, body) = http(n.addr, "GET", "/api/rooms/across", "").await;
+        let admin = n.token.clone().unwrap_or_default();
+        let (status, body) = http(n.addr, "GET", &format!("/api/rooms/across?token={admin}"), "").await;
         assert_eq!(status, 200, "GET /api/rooms/across through {}: {body}", n.id);
         let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         assert_eq!(v["participants"].as_array().map(|p| p.len()), Some(3), "through {}: {v}", n.id);
-        let (status, body) = http(n.addr, "GET", "/api/rooms/across/stats", "").await;
+        let (status, body) = http(n.addr, "GET", &format!("/api/rooms/across/stats?token={admin}"), "").await;
         assert_eq!(status, 200, "stats through {}: {body}", n.id);
     }
-    let (status, body) = http(nodes[(owner + 1) % 3].addr, "GET", "/api/rooms/nowhere", "").await;
+    let (status, body) = http(nodes[(owner + 1) % 3].addr, "GET", &format!("/api/rooms/nowhere?token={}", nodes[0].token.clone().unwrap_or_default()), "").await;
+    assert_eq!(http(nodes[(owner + 1) % 3].addr, "GET", "/api/rooms/across", "").await.0, 401, "no token, no API, carried or not");
     assert_eq!((status, body.contains("unknown_room")), (404, true), "a room no node runs: {body}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (i, b) in bots.iter().enumerate() {

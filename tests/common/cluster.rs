@@ -37,6 +37,8 @@ pub struct Node {
     pub id: String,
     pub url: String,
     pub addr: std::net::SocketAddr,
+    /// An admin token for the HTTP API, when the nodes have an auth secret.
+    pub token: Option<String>,
 }
 
 impl Node {
@@ -55,7 +57,7 @@ impl Node {
         BufReader::new(stdout).read_line(&mut line).expect("reads the listening line");
         assert!(line.contains("listening"), "node {id} did not start: {line:?}");
         let addr: std::net::SocketAddr = line.trim().rsplit_once("://").map(|(_, a)| a).and_then(|a| a.parse().ok()).expect("an address on the listening line");
-        Node { child: Some(child), id: id.to_string(), url: format!("ws://{addr}/ws"), addr }
+        Node { child: Some(child), id: id.to_string(), url: format!("ws://{addr}/ws"), addr, token: None }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -93,7 +95,11 @@ impl Node {
     /// Every room of the cluster as this node lists it (`GET /api/rooms`
     /// gathers the live nodes' lists): (node, room, participants).
     pub async fn rooms(&self) -> Vec<(String, String, usize)> {
-        let (status, body) = super::http(self.addr, "GET", "/api/rooms", "").await;
+        let path = match &self.token {
+            Some(t) => format!("/api/rooms?token={t}"),
+            None => "/api/rooms".to_string(),
+        };
+        let (status, body) = super::http(self.addr, "GET", &path, "").await;
         assert_eq!(status, 200, "GET /api/rooms on {}: {body}", self.id);
         let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         v["rooms"]
@@ -129,4 +135,17 @@ pub async fn where_is(nodes: &[Node], room: &str) -> Vec<(String, usize)> {
     let first = lists.first().cloned().unwrap_or_default();
     assert!(lists.iter().all(|l| *l == first), "the nodes list {room} differently: {lists:?}");
     first
+}
+
+/// A token signed with `secret` for `room` (`*` for every room), valid an hour.
+pub fn token(secret: &str, room: &str, who: &str, role: tessera::auth::TokenRole) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let claims = tessera::auth::Claims {
+        sub: who.to_string(),
+        name: None,
+        exp: now + 3600,
+        nbf: None,
+        grant: tessera::auth::Grant { room: room.to_string(), role, can_publish: true, can_subscribe: true },
+    };
+    tessera::auth::mint(secret, &claims).expect("a token")
 }
