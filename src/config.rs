@@ -995,6 +995,20 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_node_must_be_reachable_by_the_others() {
+        let err = flags(&["--redis", "redis://10.0.0.5:6379/0", "--listen", "0.0.0.0:8080"]).resolve().unwrap_err().to_string();
+        assert!(err.contains("set node_url"), "{err}");
+        let ok = flags(&["--redis", "redis://10.0.0.5:6379/0", "--listen", "0.0.0.0:8080", "--node-url", "ws://10.0.0.11:8080/ws"]).resolve().unwrap();
+        let c = ok.cluster.unwrap();
+        assert_eq!((c.lease.as_millis(), c.heartbeat.as_millis(), c.capacity), (6000, 2000, 50), "the defaults");
+        assert_eq!(c.url_for(&"0.0.0.0:8080".parse().unwrap(), false), "ws://10.0.0.11:8080/ws");
+        let err = flags(&["--redis", "redis://x:1/0", "--node-url", "http://a/ws"]).resolve().unwrap_err().to_string();
+        assert!(err.contains("ws://HOST:PORT/ws"), "{err}");
+        let err = flags(&["--redis", "redis://x:1/0", "--node-id", "a b"]).resolve().unwrap_err().to_string();
+        assert!(err.contains("node_id"), "{err}");
+    }
+
+    #[test]
     fn the_shipped_example_loads_and_states_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tessera.toml");
         let s = Settings::from_file(&path).unwrap();

@@ -173,6 +173,9 @@ pub async fn forward_http(base: &str, key: &str, method: &str, path_and_query: &
     };
     let mut head = format!("{method} {path_and_query} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tessera-node\r\n{KEY_HEADER}: {key}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     if let Some(t) = token {
+        // From a query string it could hold a line break (%0D%0A): it would
+        // add headers of the client's choosing to the request.
+        anyhow::ensure!(!t.chars().any(|c| c.is_control()), "the token holds control characters");
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     if let Some(ct) = content_type {
