@@ -111,17 +111,27 @@ async fn post(target: &Target, body: &str, t: u64) -> Result<u16> {
         signature(&target.secret, t, body.as_bytes()),
         body.len()
     );
-    let tcp = tokio::net::TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await.with_context(|| format!("connecting to {host}:{port}"))?;
-    if https {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(host.to_string()).context("not a TLS server name")?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.context("TLS")?;
-        exchange(tls, &request).await
-    } else {
-        exchange(tcp, &request).await
+    exchange(connect(host, port, https).await?, &request).await
+}
+
+/// A byte stream to an HTTP server: TCP, or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connect to `host:port` (an IPv6 address in brackets or not), inside TLS
+/// checked against the webpki roots when `https`.
+pub(crate) async fn connect(host: &str, port: u16, https: bool) -> Result<Box<dyn Io>> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = tokio::net::TcpStream::connect((bare, port)).await.with_context(|| format!("connecting to {host}:{port}"))?;
+    if !https {
+        return Ok(Box::new(tcp));
     }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(bare.to_string()).context("not a TLS server name")?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.context("TLS")?;
+    Ok(Box::new(tls))
 }
 
 /// Write the request, read the status line.

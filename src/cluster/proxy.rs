@@ -165,12 +165,11 @@ pub fn http_base(ws_url: &str) -> Option<String> {
 /// token.
 pub async fn forward_http(base: &str, key: &str, method: &str, path_and_query: &str, token: Option<&str>, content_type: Option<&str>, body: &[u8]) -> Result<HttpAnswer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let https = base.starts_with("https://");
-    let authority = base.trim_start_matches("https://").trim_start_matches("http://");
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h.to_string(), p.parse::<u16>().context("port")?),
-        _ => (authority.to_string(), if https { 443 } else { 80 }),
-    };
+    let uri: warp::http::Uri = base.parse().with_context(|| format!("node URL `{base}`"))?;
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host().context("no host")?;
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
     let mut head = format!("{method} {path_and_query} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tessera-node\r\n{KEY_HEADER}: {key}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     if let Some(t) = token {
         // From a query string it could hold a line break (%0D%0A): it would
@@ -184,23 +183,11 @@ pub async fn forward_http(base: &str, key: &str, method: &str, path_and_query: &
     head.push_str("\r\n");
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
-    let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let tcp = tokio::net::TcpStream::connect((bare.as_str(), port)).await.with_context(|| format!("connecting to {authority}"))?;
+    let mut io = crate::webhook::connect(host, port, https).await?;
+    io.write_all(&request).await?;
     let mut raw = Vec::new();
-    const MAX: u64 = 8 << 20;
-    if https {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(bare.clone()).context("not a TLS server name")?;
-        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.context("TLS")?;
-        tls.write_all(&request).await?;
-        (&mut tls).take(MAX).read_to_end(&mut raw).await?;
-    } else {
-        let mut tcp = tcp;
-        tcp.write_all(&request).await?;
-        (&mut tcp).take(MAX).read_to_end(&mut raw).await?;
-    }
+    // At most 8 MiB of answer.
+    (&mut io).take(8 << 20).read_to_end(&mut raw).await?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of the HTTP head")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status")?;

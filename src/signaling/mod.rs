@@ -725,7 +725,10 @@ async fn session(socket: WebSocket, conn: Conn, grant: Option<crate::auth::Claim
                         let _ = send_frame(&mut tx, Message::close_with(CLOSE_TOO_BIG, format!("frames are limited to {max} bytes"))).await;
                         break;
                     }
-                    frame = Some(text.to_string());
+                    if conn.shared.clustered {
+                        // A join may be carried to another node as it came.
+                        frame = Some(text.to_string());
+                    }
                     Input::Frame(protocol::parse_client_message_with(text, &limits.message))
                 }
             }
