@@ -502,20 +502,18 @@ mod nice_ffi {
     }
 }
 
-/// Set up the ICE agent of `webrtcbin` (before any gathering): the local
-/// addresses it may use (none given: every interface) and its UDP port
-/// range (with max-bundle, one port per peer). ICE-TCP is off: its
-/// passive candidates listen on TCP ports of the same range, and after a
-/// peer leaves, its TCP connections' TIME_WAIT keeps those ports from
-/// being listened on again for a minute, which failed every new peer's
-/// gathering in a small range; clients that cannot use UDP go through TURN
-/// over TCP or TLS instead. UPnP port mapping is turned off either way: it is for clients
-/// behind home routers, and each agent otherwise starts a UPnP discovery of
-/// its own (threads, sockets, and "Unable to listen" warnings when many
-/// agents share a host).
-/// Shortest interval between two RTCP reports of a session (NACKs and
-/// PLIs go out with the next one).
-const RTCP_MIN_INTERVAL: Duration = Duration::from_millis(20);
+/// Regular RTCP reports (the ones with report blocks: round trip and loss
+/// for the other side) of a session: 0.5 to 1.5 times this apart (RFC
+/// 4585), counted from the last RTCP packet, early or not. With TWCC
+/// feedback every 100 ms a session sends about 17 RTCP packets a second,
+/// 9 of them regular (metrics test, debug log): about 2 kB/s.
+const RTCP_MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a session sends TWCC feedback about what it receives (as
+/// libwebrtc does, about every 100 ms).
+const TWCC_FEEDBACK_INTERVAL: Duration = Duration::from_millis(100);
+/// RTCP budget of a session, given so that [`RTCP_MIN_INTERVAL`] (not the
+/// bandwidth share) sets the regular interval.
+const RTCP_BUDGET: f64 = 1e6;
 /// Wait this long after a gap before asking for the missing packet
 /// (reordering within a burst is covered by `rtx-delay-reorder`).
 const RTX_DELAY_MS: i32 = 5;
@@ -564,6 +562,25 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
                 if session.find_property("rtcp-min-interval").is_some() {
                     session.set_property("rtcp-min-interval", RTCP_MIN_INTERVAL.as_nanos() as u64);
                 }
+                // The regular interval is the larger of that minimum and
+                // the RTCP bandwidth's share (a few RTCP packets per
+                // second at the default 5 % of 64 kbit/s). A generous
+                // budget lets the minimum decide: 1.22's rtpsession counts
+                // every early packet (TWCC feedback, NACKs) as a report
+                // and puts the next regular one a whole interval after
+                // it, so with TWCC feedback a few times a second a
+                // regular report (the one with report blocks, hence
+                // round trips and loss for the other side) never left.
+                if session.find_property("rtcp-fraction").is_some() {
+                    session.set_property("rtcp-fraction", RTCP_BUDGET);
+                }
+                // TWCC feedback at a steady pace instead of after every
+                // video frame: each feedback is an early packet, and early
+                // packets closer together than the regular interval keep
+                // the regular report from ever being sent (see above).
+                if session.find_property("twcc-feedback-interval").is_some() {
+                    session.set_property("twcc-feedback-interval", TWCC_FEEDBACK_INTERVAL.as_nanos() as u64);
+                }
                 // RFC 4585's immediate feedback mode (a NACK leaves at
                 // once) holds only for sessions of at most this many
                 // members, 3 by default; a peer's audio, video and RTX
@@ -599,6 +616,15 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
                     v.retain(|w| w.upgrade().is_some());
                     v.push(weak.clone());
                 }
+            } else if let Some(jb) = weak.upgrade() {
+                // Audio is never resent (no RTX for Opus, and a late
+                // frame is concealed). webrtcbin turns retransmission on
+                // for every jitterbuffer of a bundled session when its
+                // video asks for it, and the audio jitterbuffer then
+                // NACKed a bot's audio about 40 times a second on
+                // loopback: each NACK an early RTCP packet that pushed
+                // the regular report (with the report blocks) back again.
+                jb.set_property("do-retransmission", false);
             }
             gst::PadProbeReturn::Remove
         });
@@ -606,6 +632,17 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
     });
 }
 
+/// Set up the ICE agent of `webrtcbin` (before any gathering): the local
+/// addresses it may use (none given: every interface) and its UDP port
+/// range (with max-bundle, one port per peer). ICE-TCP is off: its
+/// passive candidates listen on TCP ports of the same range, and after a
+/// peer leaves, its TCP connections' TIME_WAIT keeps those ports from
+/// being listened on again for a minute, which failed every new peer's
+/// gathering in a small range; clients that cannot use UDP go through TURN
+/// over TCP or TLS instead. UPnP port mapping is turned off either way: it is for clients
+/// behind home routers, and each agent otherwise starts a UPnP discovery of
+/// its own (threads, sockets, and "Unable to listen" warnings when many
+/// agents share a host).
 pub fn configure_ice(webrtcbin: &gst::Element, network: &Network) -> Result<()> {
     let ice: glib::Object = webrtcbin.property("ice-agent");
     if ice.find_property("ice-tcp").is_some() {
