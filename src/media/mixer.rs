@@ -213,6 +213,8 @@ pub struct InputFlags {
     pub frames: Mutex<FrameGaps>,
     /// The participant's incoming video jitterbuffers (loss repair stats).
     pub jitterbuffers: Mutex<Option<super::webrtc::Jitterbuffers>>,
+    /// Its webrtcbin (the keyframes we asked of it).
+    pub peer: Mutex<Option<gst::glib::WeakRef<gst::Element>>>,
     /// The camera is off: decoded frames are dropped, the name card shows.
     pub video_off: AtomicBool,
     /// Bumped on every card request; a render that is no longer current is dropped.
@@ -348,8 +350,9 @@ impl RoomMixer {
 
     /// Each participant's incoming video as decoded here: frames, the
     /// gaps that froze its tile (`[ended at_ms, ms]` on the room's clock,
-    /// newest last) and what the jitterbuffer did about loss (packets asked
-    /// for again, recovered, given up).
+    /// newest last), what the jitterbuffer did about loss (packets asked
+    /// for again, recovered, given up) and the keyframes asked of the
+    /// sender (PLI and FIR).
     pub fn input_stats(&self) -> serde_json::Value {
         let at = |t: std::time::Instant| t.saturating_duration_since(self.started).as_millis() as u64;
         // Our lock is let go before the jitterbuffers are asked.
@@ -363,6 +366,8 @@ impl RoomMixer {
                 };
                 let jbs = f.jitterbuffers.lock().clone();
                 let repair = jbs.as_ref().map(super::webrtc::repair_of).unwrap_or_default();
+                let peer = f.peer.lock().as_ref().and_then(|w| w.upgrade());
+                let keyframes = peer.as_ref().map(super::webrtc::keyframes_asked).unwrap_or(0);
                 serde_json::json!({
                     "id": id,
                     "frames": frames,
@@ -370,6 +375,7 @@ impl RoomMixer {
                     "nack_requests": repair.requested,
                     "recovered": repair.recovered,
                     "lost": repair.lost,
+                    "keyframe_requests": keyframes,
                 })
             })
             .collect();

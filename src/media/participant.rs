@@ -258,6 +258,7 @@ impl ParticipantPipeline {
     fn connect_decoded_outputs(&self, handles: InputHandles) -> Result<()> {
         let InputHandles { room_in, flags, audio: port, .. } = handles;
         *flags.jitterbuffers.lock() = Some(self.peer.jitterbuffers());
+        *flags.peer.lock() = Some(self.peer.webrtcbin().downgrade());
         let vsink: gst_app::AppSink = element(&self.pipeline, "vsink")?;
         vsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()

@@ -441,6 +441,21 @@ pub fn chain(factories: &[&str], queue_ms: u64) -> Result<Vec<gst::Element>> {
     Ok(elements)
 }
 
+/// Keyframes we asked of the peer so far: PLIs and FIRs our RTCP sent
+/// about its streams.
+pub fn keyframes_asked(webrtcbin: &gst::Element) -> u64 {
+    let Some(rtpbin) = webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else { return 0 };
+    let Some(session) = rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32]) else { return 0 };
+    let stats = session.property::<gst::Structure>("stats");
+    let Ok(sources) = stats.get::<glib::ValueArray>("source-stats") else { return 0 };
+    sources
+        .iter()
+        .filter_map(|v| v.get::<gst::Structure>().ok())
+        .filter(|s| !s.get::<bool>("internal").unwrap_or(true))
+        .map(|s| s.get::<u32>("sent-pli-count").unwrap_or(0) as u64 + s.get::<u32>("sent-fir-count").unwrap_or(0) as u64)
+        .sum()
+}
+
 /// A frame lost for good (retransmission could not repair it in time)
 /// freezes the picture until the next keyframe, which the depayloader asks
 /// the sender for at once (PLI), as a browser does. Decoding on broken
