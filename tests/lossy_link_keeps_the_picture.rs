@@ -12,11 +12,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::netns::{Netns, NsBot};
+use common::netns::{lossy_router_room, NsBot};
 use common::*;
-use tessera::media::MediaConfig;
-use tessera::server::{self, ServerConfig};
-use tessera::tools::bot::{Bot, BotOptions};
 
 /// Keyframes each rung forced so far.
 fn keyframes_forced(stats: &serde_json::Value) -> Vec<u64> {
@@ -30,16 +27,8 @@ fn resent(stats: &serde_json::Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_link_keeps_the_picture() {
-    let ns = Netns::create().unwrap_or_else(|e| panic!("this test needs network namespaces and veth (run as root with iproute2 installed): {e}"));
-    ns.loss(0, true).unwrap_or_else(|e| panic!("this test needs nftables (scripts/deps.sh --browser installs it): {e}"));
-    let network = tessera::config::Network { ice_addresses: vec![ns.host_ip.clone()], ..Default::default() };
-    let media = MediaConfig { network, ..media_config() };
-    init_tracing();
-    let server = server::start(ServerConfig { config: listening_on(&format!("{}:0", ns.host_ip)), media, ..ServerConfig::default() }).expect("server starts");
+    let (ns, server, free) = lossy_router_room("lossy").await;
     let url = server.ws_url();
-    let free = Bot::connect(BotOptions { decode: false, ice_addresses: vec![ns.host_ip.clone()], ..busy_bot(&url, "lossy", "free", 440.0) })
-        .await
-        .expect("free bot connects");
     // A browser's video jitterbuffer waits for retransmissions; the bot's
     // default 50 ms gave a lost frame's last packet (seen missing only at
     // the next frame, 33 ms on) too little time to come again.

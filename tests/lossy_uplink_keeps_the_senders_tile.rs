@@ -10,24 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::netns::{Netns, NsBot};
+use common::netns::{lossy_router_room, NsBot};
 use common::*;
-use tessera::media::MediaConfig;
-use tessera::server::{self, ServerConfig};
-use tessera::tools::bot::{Bot, BotOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_uplink_keeps_the_senders_tile() {
-    let ns = Netns::create().unwrap_or_else(|e| panic!("this test needs network namespaces and veth (run as root with iproute2 installed): {e}"));
-    ns.loss(0, false).unwrap_or_else(|e| panic!("this test needs nftables (scripts/deps.sh --browser installs it): {e}"));
-    let network = tessera::config::Network { ice_addresses: vec![ns.host_ip.clone()], ..Default::default() };
-    let media = MediaConfig { network, ..media_config() };
-    init_tracing();
-    let server = server::start(ServerConfig { config: listening_on(&format!("{}:0", ns.host_ip)), media, ..ServerConfig::default() }).expect("server starts");
+    let (ns, server, free) = lossy_router_room("uplink").await;
     let url = server.ws_url();
-    let free = Bot::connect(BotOptions { decode: false, ice_addresses: vec![ns.host_ip.clone()], ..busy_bot(&url, "uplink", "free", 440.0) })
-        .await
-        .expect("free bot connects");
     let weak = NsBot::start(&ns, &url, "uplink", &[]);
     wait_receiving(&free, Duration::from_secs(15)).await;
 
