@@ -162,17 +162,11 @@ impl Receiver {
     /// about what we send it (None before one arrived, or for a recorder).
     pub fn rtt(&self) -> Option<Duration> {
         let peer = self.peer.lock().as_ref().and_then(|w| w.upgrade())?;
-        let rtpbin = peer.downcast_ref::<gst::Bin>()?.by_name("rtpbin")?;
-        // One bundled session (0) carries audio and video.
-        let session = rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32])?;
-        let stats = session.property::<gst::Structure>("stats");
-        let sources = stats.get::<glib::ValueArray>("source-stats").ok()?;
-        sources
+        // rtpsession keeps a report block on the source that sent it: the
+        // receiver's, about our stream.
+        super::webrtc::remote_sources(&peer)
             .iter()
-            .filter_map(|v| v.get::<gst::Structure>().ok())
-            // rtpsession keeps a report block on the source that sent it:
-            // the receiver's, about our stream.
-            .filter(|s| !s.get::<bool>("internal").unwrap_or(true) && s.get::<bool>("have-rb").unwrap_or(false))
+            .filter(|s| s.get::<bool>("have-rb").unwrap_or(false))
             .filter_map(|s| s.get::<u32>("rb-round-trip").ok())
             .filter(|rt| *rt > 0)
             // In 1/65536 s (NTP short format).

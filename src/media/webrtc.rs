@@ -441,17 +441,24 @@ pub fn chain(factories: &[&str], queue_ms: u64) -> Result<Vec<gst::Element>> {
     Ok(elements)
 }
 
+/// The statistics of the streams the peer sends us, from the RTP session
+/// (one bundled session, 0, carries audio and video): each a
+/// `application/x-rtp-source-stats` structure, with the report block the
+/// peer last sent about our streams (`rb-*`) and the feedback we sent it
+/// (`sent-pli-count`, ...).
+pub fn remote_sources(webrtcbin: &gst::Element) -> Vec<gst::Structure> {
+    let Some(rtpbin) = webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else { return Vec::new() };
+    let Some(session) = rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32]) else { return Vec::new() };
+    let stats = session.property::<gst::Structure>("stats");
+    let Ok(sources) = stats.get::<glib::ValueArray>("source-stats") else { return Vec::new() };
+    sources.iter().filter_map(|v| v.get::<gst::Structure>().ok()).filter(|s| !s.get::<bool>("internal").unwrap_or(true)).collect()
+}
+
 /// Keyframes we asked of the peer so far: PLIs and FIRs our RTCP sent
 /// about its streams.
 pub fn keyframes_asked(webrtcbin: &gst::Element) -> u64 {
-    let Some(rtpbin) = webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else { return 0 };
-    let Some(session) = rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32]) else { return 0 };
-    let stats = session.property::<gst::Structure>("stats");
-    let Ok(sources) = stats.get::<glib::ValueArray>("source-stats") else { return 0 };
-    sources
+    remote_sources(webrtcbin)
         .iter()
-        .filter_map(|v| v.get::<gst::Structure>().ok())
-        .filter(|s| !s.get::<bool>("internal").unwrap_or(true))
         .map(|s| s.get::<u32>("sent-pli-count").unwrap_or(0) as u64 + s.get::<u32>("sent-fir-count").unwrap_or(0) as u64)
         .sum()
 }
