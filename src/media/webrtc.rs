@@ -525,11 +525,11 @@ mod nice_ffi {
 }
 
 /// Regular RTCP reports (the ones with report blocks: round trip and loss
-/// for the other side) of a session: 0.5 to 1.5 times this apart (RFC
-/// 4585), counted from the last RTCP packet, early or not. With TWCC
-/// feedback every 100 ms a session sends about 17 RTCP packets a second,
-/// 9 of them regular (metrics test, debug log): about 2 kB/s.
-const RTCP_MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// for the other side) of a session go 0.5 to 1.5 times this apart (RFC
+/// 4585): about 2 a second (libwebrtc sends one a second for video). With
+/// TWCC feedback every 100 ms, a session sends about 10 RTCP packets a
+/// second in all (metrics test, rtpsession debug log).
+const RTCP_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// How often a session sends TWCC feedback about what it receives (as
 /// libwebrtc does, about every 100 ms).
 const TWCC_FEEDBACK_INTERVAL: Duration = Duration::from_millis(100);
@@ -584,22 +584,20 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
                 if session.find_property("rtcp-min-interval").is_some() {
                     session.set_property("rtcp-min-interval", RTCP_MIN_INTERVAL.as_nanos() as u64);
                 }
-                // The regular interval is the larger of that minimum and
-                // the RTCP bandwidth's share (a few RTCP packets per
-                // second at the default 5 % of 64 kbit/s). A generous
-                // budget lets the minimum decide: 1.22's rtpsession counts
-                // every early packet (TWCC feedback, NACKs) as a report
-                // and puts the next regular one a whole interval after
-                // it, so with TWCC feedback a few times a second a
-                // regular report (the one with report blocks, hence
-                // round trips and loss for the other side) never left.
+                // rtpsession 1.22 sends a regular report only once a
+                // whole interval of the RTCP bandwidth share (about 1.5 s
+                // at the default 5 % of 64 kbit/s) has passed since its
+                // last RTCP packet of any kind, early ones included. Early
+                // packets (TWCC feedback, NACKs) came more often than
+                // that, so after the first second no regular report (no
+                // report blocks: no round trip, no loss for the other
+                // side) ever left. A generous budget makes that interval a
+                // few milliseconds, and the minimum above paces them.
                 if session.find_property("rtcp-fraction").is_some() {
                     session.set_property("rtcp-fraction", RTCP_BUDGET);
                 }
                 // TWCC feedback at a steady pace instead of after every
-                // video frame: each feedback is an early packet, and early
-                // packets closer together than the regular interval keep
-                // the regular report from ever being sent (see above).
+                // video frame: each feedback is an early RTCP packet.
                 if session.find_property("twcc-feedback-interval").is_some() {
                     session.set_property("twcc-feedback-interval", TWCC_FEEDBACK_INTERVAL.as_nanos() as u64);
                 }
@@ -644,8 +642,7 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
                 // for every jitterbuffer of a bundled session when its
                 // video asks for it, and the audio jitterbuffer then
                 // NACKed a bot's audio about 40 times a second on
-                // loopback: each NACK an early RTCP packet that pushed
-                // the regular report (with the report blocks) back again.
+                // loopback, each NACK an early RTCP packet.
                 jb.set_property("do-retransmission", false);
             }
             gst::PadProbeReturn::Remove
