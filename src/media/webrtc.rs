@@ -573,10 +573,10 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
             let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
             let Ok(rtp) = gst_rtp::RTPBuffer::from_buffer_readable(buf) else { return gst::PadProbeReturn::Ok };
             let pt = rtp.payload_type() as i32;
-            // A NACK waits for the session's next RTCP slot; rtpsession's
-            // minimum interval between reports (5 s by default, RFC 3550's
-            // figure for plain RTP) held most of them past the
-            // jitterbuffer's deadline. Set here, on the first packet, not
+            // The session's RTCP pacing: regular reports, TWCC feedback,
+            // and NACKs at once (a NACK that waited for a regular report,
+            // 5 s apart by default, missed the jitterbuffer's deadline).
+            // Set here, on the first packet, not
             // in the signal: rtpbin emits `new-jitterbuffer` holding a
             // session lock, and `get-internal-session` takes rtpbin's own
             // (a join/leave soak hung on that lock order).
