@@ -2243,7 +2243,7 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let url = server.url.clone();
-    let work = async {
+    let cycles_run = async {
         let (mut done, mut bot_cycles, mut aborted, mut hostile) = (0, 0, 0, 0);
         let mut rss = Vec::new();
         for i in 0..cycles {
@@ -2269,8 +2269,16 @@ async fn soak(o: &BenchOptions, cycles: usize, limit: Duration) -> Result<SoakRe
             }
             done += 1;
         }
-        stop.store(true, Ordering::Relaxed);
         anyhow::Ok((done, bot_cycles, aborted, hostile, rss))
+    };
+    // The sampling stops however the cycles end. Regression: a cycle that
+    // failed (its server gone) returned before telling the sampler to stop,
+    // and the bench smoke test hung for the rest of CI's time.
+    let bound = limit + Duration::from_secs(60);
+    let work = async {
+        let r = tokio::time::timeout(bound, cycles_run).await;
+        stop.store(true, Ordering::Relaxed);
+        r.unwrap_or_else(|_| Err(anyhow::anyhow!("the soak's cycles did not end within {} s", bound.as_secs())))
     };
     let sample = async {
         let mut s: Vec<Vec<(Instant, u64)>> = vec![Vec::new(); honest.len()];
