@@ -324,6 +324,8 @@ struct ServerProc {
     addr: String,
     /// Where its recordings go (removed with it).
     recordings: PathBuf,
+    /// Its stderr.
+    log: PathBuf,
     /// Its threads before anyone joined.
     idle_threads: usize,
 }
@@ -345,14 +347,18 @@ impl ServerProc {
     /// Listening on `host:port` (0: a free port), gathering ICE on `host`.
     fn start_at(bin: &Path, canvas: &str, host: &str, port: u16, extra: &[String]) -> Result<ServerProc> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let recordings = std::env::temp_dir().join(format!("tessera-bench-rec-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let recordings = std::env::temp_dir().join(format!("tessera-bench-rec-{}-{n}", std::process::id()));
+        // Its log: shown (the end of it) if it exits on its own.
+        let log = std::env::temp_dir().join(format!("tessera-bench-server-{}-{n}.log", std::process::id()));
+        let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = Command::new(bin)
             .args(["serve", "--listen", &format!("{host}:{port}"), "--canvas", canvas, "--ice-address", host])
             .arg("--recordings-dir")
             .arg(&recordings)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let stdout = child.stdout.take().context("server stdout")?;
@@ -364,7 +370,7 @@ impl ServerProc {
         let (scheme, addr) = line.trim().rsplit_once(' ').and_then(|(_, u)| u.split_once("://")).context("no URL on the listening line")?;
         let ws = if scheme == "https" { "wss" } else { "ws" };
         let idle_threads = Proc(Some(child.id())).threads()?;
-        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), addr: addr.to_string(), child, recordings, idle_threads })
+        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), addr: addr.to_string(), child, recordings, log, idle_threads })
     }
 
     /// A plain-HTTP request to the server's API; the status.
@@ -413,9 +419,19 @@ async fn http_request(addr: &str, method: &str, path: &str, body: &str) -> Resul
 
 impl Drop for ServerProc {
     fn drop(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            // Gone before the bench stopped it: say how, with its last words.
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            eprintln!("  the server under test exited on its own ({status}); the end of its log:");
+            for l in tail.iter().rev() {
+                eprintln!("    {l}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.recordings);
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

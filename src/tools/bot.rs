@@ -714,7 +714,14 @@ async fn run(
                     ServerMessage::Chat(entry) => keep_chat(&mut state.lock().chat, [entry]),
                     ServerMessage::ChatHistory { messages } => keep_chat(&mut state.lock().chat, messages),
                     ServerMessage::Error { code, message } => {
-                        tracing::warn!("bot: server error {code}: {message}");
+                        // A cluster that is handing a dead node's rooms on
+                        // refuses joins for a while, and the bot (like the
+                        // web client) tries again: expected, not a warning.
+                        if code == crate::protocol::ErrorCode::ClusterUnavailable {
+                            tracing::info!("bot: server error {code}: {message}");
+                        } else {
+                            tracing::warn!("bot: server error {code}: {message}");
+                        }
                         state.lock().errors.push((code.to_string(), message));
                     }
                     ServerMessage::Removed { reason } => state.lock().removed = Some(reason),
