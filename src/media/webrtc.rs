@@ -576,10 +576,10 @@ fn retransmit_lost_video(webrtcbin: &gst::Element, video: Arc<parking_lot::Mutex
             // The session's RTCP pacing: regular reports, TWCC feedback,
             // and NACKs at once (a NACK that waited for a regular report,
             // 5 s apart by default, missed the jitterbuffer's deadline).
-            // Set here, on the first packet, not
-            // in the signal: rtpbin emits `new-jitterbuffer` holding a
-            // session lock, and `get-internal-session` takes rtpbin's own
-            // (a join/leave soak hung on that lock order).
+            // Set here, on the first packet, not in the signal: rtpbin
+            // emits `new-jitterbuffer` holding a session lock, and
+            // `get-internal-session` takes rtpbin's own (a join/leave soak
+            // hung on that lock order).
             if let Some(session) = bin.upgrade().and_then(|b| b.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&session_id])) {
                 if session.find_property("rtcp-min-interval").is_some() {
                     session.set_property("rtcp-min-interval", RTCP_MIN_INTERVAL.as_nanos() as u64);
