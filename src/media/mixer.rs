@@ -32,9 +32,7 @@ use crate::layout::Rect;
 
 /// The participant pipeline's elements that shape its tile.
 pub struct TileElements {
-    /// textoverlay: the name label and muted mark.
-    pub label: gst::Element,
-    /// Size and crop changes wait here for the next frame.
+    /// Size, crop and label changes wait here for the next frame.
     pending: Arc<Mutex<TileChange>>,
 }
 
@@ -50,6 +48,8 @@ struct TileChange {
     input: Option<(u32, u32)>,
     /// The cut the videocrop has now (left, right, top, bottom).
     cut: (u32, u32, u32, u32),
+    /// The label's next markup and font description.
+    label: Option<(String, String)>,
 }
 
 impl TileChange {
@@ -102,7 +102,12 @@ impl TileElements {
     /// applied from a probe on `entry`, just before a frame goes through:
     /// changed from another thread while a frame is between the scaler and
     /// the capsfilter, the capsfilter refuses that frame (`not-negotiated`)
-    /// and the participant's video stops.
+    /// and the participant's video stops. The label's text and font change
+    /// there too. Regression: set from the room's thread while the
+    /// streaming thread drew the label, textoverlay freed the Pango layout's
+    /// lines under the drawing (`pango_layout_set_font_description` against
+    /// `pango_cairo_show_layout`) and the server died of SIGSEGV when a
+    /// leave changed the layout (caught by the soak bench, with a core).
     ///
     /// The crop is recomputed from each new input size before its caps
     /// event passes `entry`. Regression: with `aspectratiocrop`, a sender
@@ -121,7 +126,7 @@ impl TileElements {
 
     pub fn new(caps: gst::Element, crop: gst::Element, label: gst::Element, entry: &gst::Pad) -> TileElements {
         let pending = Arc::new(Mutex::new(TileChange::default()));
-        let (p, c, r) = (Arc::downgrade(&pending), caps.downgrade(), crop.downgrade());
+        let (p, c, r, l) = (Arc::downgrade(&pending), caps.downgrade(), crop.downgrade(), label.downgrade());
         let size_of = |caps: &gst::CapsRef| caps.structure(0).and_then(|s| Some((s.get::<i32>("width").ok()? as u32, s.get::<i32>("height").ok()? as u32)));
         let types = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::QUERY_DOWNSTREAM;
         entry.add_probe(types, move |_, info| {
@@ -159,6 +164,10 @@ impl TileElements {
             if let Some(ratio) = p.crop.take() {
                 p.aspect = Some(ratio);
             }
+            if let (Some((text, font)), Some(el)) = (p.label.take(), l.upgrade()) {
+                el.set_property("text", text.as_str());
+                el.set_property("font-desc", font.as_str());
+            }
             // The cut of this size and aspect (a query may have opened it).
             if let Some(el) = r.upgrade() {
                 let cut = p.wanted_cut(p.input);
@@ -166,7 +175,7 @@ impl TileElements {
             }
             gst::PadProbeReturn::Ok
         });
-        TileElements { label, pending }
+        TileElements { pending }
     }
 
     fn set_size(&self, width: u32, height: u32) {
@@ -175,6 +184,11 @@ impl TileElements {
 
     fn set_crop(&self, ratio: gst::Fraction) {
         self.pending.lock().crop = Some(ratio);
+    }
+
+    /// The label's markup and font description, from the next frame on.
+    fn set_label(&self, markup: &str, font_desc: String) {
+        self.pending.lock().label = Some((markup.to_string(), font_desc));
     }
 }
 
@@ -588,8 +602,7 @@ impl RoomMixer {
             let px = label_font_px(inner.height);
             let label = label_markup(&t.name, t.label, t.audio_muted, inner.width, px);
             if input.label_text.as_ref().map(|(l, p)| (l.as_str(), *p)) != Some((label.as_str(), px)) {
-                input.tile_el.label.set_property("text", label.as_str());
-                input.tile_el.label.set_property("font-desc", format!("{} {px}px", t.font));
+                input.tile_el.set_label(&label, format!("{} {px}px", t.font));
                 input.label_text = Some((label, px));
             }
             input.inner = Some(inner);
@@ -811,6 +824,45 @@ mod tests {
         }
         let bus = pipeline.bus().unwrap();
         let error = bus.pop_filtered(&[gst::MessageType::Error]);
+        assert!(error.is_none(), "{error:?}");
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+
+    #[test]
+    fn label_changes_land_with_the_next_frame_and_never_under_the_drawing() {
+        // Regression: the room's thread set the label's font while the
+        // streaming thread drew it, and the server died of SIGSEGV in
+        // pango_cairo_show_layout when a leave changed the layout.
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(
+            "videotestsrc ! capsfilter caps=video/x-raw,format=I420,width=320,height=180,framerate=30/1 \
+             ! videoconvert name=vconv ! videocrop name=crop ! videoscale add-borders=true ! capsfilter name=tilecaps ! textoverlay name=label \
+             ! appsink name=out sync=false max-buffers=1 drop=true",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let by = |n: &str| pipeline.by_name(n).unwrap();
+        let tile = TileElements::new(by("tilecaps"), by("crop"), by("label"), &by("vconv").static_pad("sink").unwrap());
+        tile.set_size(320, 180);
+        let sink = by("out").downcast::<gst_app::AppSink>().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // Frames drawn as fast as the machine goes, labels changed under them.
+        let started = std::time::Instant::now();
+        let mut n = 0;
+        while started.elapsed() < std::time::Duration::from_secs(3) {
+            tile.set_label(&format!("name {n} with a few words to wrap"), format!("Sans {}px", 10 + n % 20));
+            n += 1;
+            if n % 50 == 0 {
+                assert!(sink.try_pull_sample(gst::ClockTime::from_seconds(5)).is_some(), "frames stopped");
+            }
+        }
+        tile.set_label("the last one", "Sans 14px".into());
+        for _ in 0..3 {
+            assert!(sink.try_pull_sample(gst::ClockTime::from_seconds(5)).is_some(), "frames stopped");
+        }
+        assert_eq!(by("label").property::<String>("text"), "the last one", "applied by the frames after it");
+        let error = pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error]);
         assert!(error.is_none(), "{error:?}");
         pipeline.set_state(gst::State::Null).unwrap();
     }
