@@ -272,6 +272,9 @@ pub struct MediaSection {
     /// People mixed at once, each with a personal mix-minus encoding (1..=16). [default: mixer.toml's]
     #[arg(long)]
     pub audio_talkers: Option<u32>,
+    /// Audio packet time asked of senders (a=ptime), ms: 20, 40 or 60. [default: mixer.toml's]
+    #[arg(long)]
+    pub audio_ptime_ms: Option<u32>,
     /// gst-launch fragment for each rung's VP8 encoder. [default: mixer.toml's]
     #[arg(long)]
     pub video_encoder: Option<String>,
@@ -554,6 +557,7 @@ impl MediaSection {
         m.mixer_latency_ms = self.mixer_latency_ms.unwrap_or(m.mixer_latency_ms);
         m.audio_delay_ms = self.audio_delay_ms.unwrap_or(m.audio_delay_ms);
         m.audio_talkers = self.audio_talkers.unwrap_or(m.audio_talkers);
+        m.audio_ptime_ms = self.audio_ptime_ms.unwrap_or(m.audio_ptime_ms);
         if let Some(e) = &self.video_encoder {
             m.video_encoder = e.clone();
         }
@@ -659,6 +663,7 @@ impl Settings {
                 mixer_latency_ms: or(a.media.mixer_latency_ms, b.media.mixer_latency_ms),
                 audio_delay_ms: or(a.media.audio_delay_ms, b.media.audio_delay_ms),
                 audio_talkers: or(a.media.audio_talkers, b.media.audio_talkers),
+                audio_ptime_ms: or(a.media.audio_ptime_ms, b.media.audio_ptime_ms),
                 video_encoder: or(a.media.video_encoder, b.media.video_encoder),
                 h264_encoder: or(a.media.h264_encoder, b.media.h264_encoder),
             },
@@ -705,6 +710,11 @@ impl Settings {
         if let Some(t) = self.media.audio_talkers {
             if !(1..=16).contains(&t) {
                 return Err(ConfigError::Value(format!("audio_talkers is {t}; it must be between 1 and 16")));
+            }
+        }
+        if let Some(p) = self.media.audio_ptime_ms {
+            if !crate::media::audio::PTIMES_MS.contains(&p) {
+                return Err(ConfigError::Value(format!("audio_ptime_ms is {p}; it must be 20, 40 or 60")));
             }
         }
         if let Some(fps) = self.media.fps {

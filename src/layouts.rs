@@ -192,6 +192,7 @@ struct RawAudio {
     complexity: Option<Spanned<i64>>,
     talkers: Option<Spanned<i64>>,
     talker_threshold_db: Option<Spanned<f64>>,
+    ptime_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -331,6 +332,12 @@ pub struct MixerSettings {
     pub audio_talkers: u32,
     /// A 20 ms frame at or above this level (dBFS) makes its sender a talker.
     pub audio_talker_threshold_db: f64,
+    /// The audio packet time asked of senders (`a=ptime` in our SDP; 20,
+    /// 40 or 60 ms). Longer packets: fewer to receive, decrypt and
+    /// depacketize, and less header overhead on a sender's uplink, for that
+    /// much more packetization delay at the sender. The mix itself goes
+    /// out in 20 ms packets.
+    pub audio_ptime_ms: u32,
     pub default_group: String,
     /// The group a room switches to while someone shares a screen (its
     /// layouts have a `share` slot); back to the room's own when it stops.
@@ -397,7 +404,7 @@ impl Default for MixerSettings {
             background: Color(0x000000),
             jitterbuffer_ms: 50,
             mixer_latency_ms: 0,
-            audio_delay_ms: 10,
+            audio_delay_ms: 0,
             video_encoder: DEFAULT_VIDEO_ENCODER.to_string(),
             h264_encoder: DEFAULT_H264_ENCODER.to_string(),
             ladder: Vec::new(),
@@ -405,6 +412,7 @@ impl Default for MixerSettings {
             audio_complexity: 5,
             audio_talkers: 3,
             audio_talker_threshold_db: -50.0,
+            audio_ptime_ms: 40,
             default_group: "grid".into(),
             share_group: "presentation".into(),
             speaker_hold_ms: 1200,
@@ -636,6 +644,20 @@ impl Checker<'_> {
         }
     }
 
+    /// An audio packet time: 20, 40 or 60 ms.
+    fn ptime(&mut self, v: &Option<Spanned<i64>>, name: &str, default: u32) -> u32 {
+        match v {
+            None => default,
+            Some(s) => match u32::try_from(*s.get_ref()) {
+                Ok(ms) if crate::media::audio::PTIMES_MS.contains(&ms) => ms,
+                _ => {
+                    self.at(s.span(), format!("{name} is {}; it must be 20, 40 or 60", s.get_ref()));
+                    default
+                }
+            },
+        }
+    }
+
     /// A level in dBFS, -100..=0.
     fn db(&mut self, v: &Option<Spanned<f64>>, name: &str, default: f64) -> f64 {
         match v {
@@ -715,6 +737,7 @@ pub fn parse_mixer(file: &Path, text: &str, check_fragment: FragmentCheck) -> Re
         audio_complexity: c.int(&raw.audio.complexity, "`audio.complexity`", 0, 10, d.audio_complexity),
         audio_talkers: c.int(&raw.audio.talkers, "`audio.talkers`", 1, 16, d.audio_talkers),
         audio_talker_threshold_db: c.db(&raw.audio.talker_threshold_db, "`audio.talker_threshold_db`", d.audio_talker_threshold_db),
+        audio_ptime_ms: c.ptime(&raw.audio.ptime_ms, "`audio.ptime_ms`", d.audio_ptime_ms),
         default_group: raw.layout.default_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.default_group.clone()),
         share_group: raw.layout.share_group.as_ref().map(|g| g.get_ref().clone()).unwrap_or(d.share_group.clone()),
         speaker_hold_ms: c.int(&raw.layout.speaker_hold_ms, "`layout.speaker_hold_ms`", 0, 30_000, d.speaker_hold_ms),

@@ -839,6 +839,54 @@ pub fn announce_candidate(candidate: &str, announce: &[std::net::IpAddr]) -> Vec
         .collect()
 }
 
+/// `sdp` asking for audio packets of `ms` milliseconds: `a=ptime:<ms>`
+/// ends every audio section (replacing one already there). Other
+/// sections and lines are kept as they are.
+pub fn with_audio_ptime(sdp: &str, ms: u32) -> String {
+    let mut out = String::with_capacity(sdp.len() + 32);
+    let mut audio = false;
+    let ptime = format!("a=ptime:{ms}\r\n");
+    for line in sdp.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if bare.starts_with("m=") {
+            if audio {
+                out.push_str(&ptime);
+            }
+            audio = bare.starts_with("m=audio ");
+        }
+        if audio && bare.starts_with("a=ptime:") {
+            continue;
+        }
+        out.push_str(line);
+        if !line.ends_with('\n') && !line.is_empty() {
+            out.push_str("\r\n");
+        }
+    }
+    if audio {
+        out.push_str(&ptime);
+    }
+    out
+}
+
+/// The audio packet time (`a=ptime`, ms) the first audio section of
+/// `sdp` asks for, if any.
+pub fn audio_ptime(sdp: &str) -> Option<u32> {
+    let mut audio = false;
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with("m=") {
+            if audio {
+                return None;
+            }
+            audio = line.starts_with("m=audio ");
+        } else if audio {
+            if let Some(v) = line.strip_prefix("a=ptime:") {
+                return v.trim().parse().ok();
+            }
+        }
+    }
+    None
+}
+
 /// Insert `a=candidate` lines (and `a=end-of-candidates`) into an SDP for a
 /// client that does not trickle. `candidates` are (m-line index, candidate
 /// attribute value starting with `candidate:`). Candidates already present
@@ -883,6 +931,23 @@ pub fn sdp_with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn audio_sections_end_with_the_asked_packet_time_and_nothing_else_changes() {
+        let sdp = "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ptime:20\r\na=rtpmap:111 OPUS/48000/2\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
+        let asked = with_audio_ptime(sdp, 40);
+        assert_eq!(
+            asked,
+            "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 OPUS/48000/2\r\na=ptime:40\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"
+        );
+        assert_eq!(audio_ptime(&asked), Some(40));
+        assert_eq!(audio_ptime(sdp), Some(20));
+        // Audio last, and no audio at all.
+        let last = with_audio_ptime("v=0\r\nm=video 9 X 96\r\nm=audio 9 X 111\r\na=mid:1\r\n", 60);
+        assert!(last.ends_with("m=audio 9 X 111\r\na=mid:1\r\na=ptime:60\r\n"), "{last}");
+        assert_eq!(with_audio_ptime("v=0\r\nm=video 9 X 96\r\n", 40), "v=0\r\nm=video 9 X 96\r\n");
+        assert_eq!(audio_ptime("v=0\r\nm=video 9 X 96\r\na=ptime:40\r\n"), None, "only an audio section's counts");
+    }
+
     #[test]
     fn host_candidates_carry_the_announced_address() {
         use super::announce_candidate;

@@ -2,10 +2,11 @@
 // live picture in its tile (the page sends a canvas alternating red and
 // blue, and the bot sees both: not a frozen frame), and the browser hears
 // the bot's tone (WebAudio analyser on the remote audio track) and not its
-// own (the page sends a 440 Hz oscillator). In Chromium and Firefox.
+// own (the page sends a 440 Hz oscillator), and sends its microphone in
+// the 40 ms packets the server's offer asks for. In Chromium and Firefox.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, newPage, join, close, botReports, sendColourAndTone, toneLevels, BROWSERS } from './helpers.mjs';
+import { startServer, launchBrowser, newPage, join, close, botReports, sendColourAndTone, toneLevels, audioPacketsPerSecond, BROWSERS } from './helpers.mjs';
 
 for (const kind of BROWSERS) test(`a browser and a bot see and hear each other (${kind})`, { timeout: 90000 }, async () => {
   const server = await startServer();
@@ -30,6 +31,9 @@ for (const kind of BROWSERS) test(`a browser and a bot see and hear each other (
     const levels = await heard;
     assert.ok(levels[660] > -60, `the bot's 660 Hz too quiet: ${JSON.stringify(levels)}`);
     assert.ok(levels[440] <= levels[660] - 20, `the browser hears its own 440 Hz: ${JSON.stringify(levels)}`);
+    // a=ptime:40 in the offer: 25 packets a second, not 50.
+    const rate = await audioPacketsPerSecond(page);
+    assert.ok(rate > 20 && rate < 30, `the browser sends ${rate} audio packets a second`);
     assert.deepEqual(page.errors, []);
   } finally {
     await browser.close();

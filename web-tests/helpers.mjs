@@ -165,6 +165,21 @@ export async function inboundVideo(page) {
   });
 }
 
+/// Audio packets the page sends per second, over `ms` (its microphone's
+/// outbound RTP; the server's offer asks for 40 ms packets: 25 a second).
+export async function audioPacketsPerSecond(page, ms = 2000) {
+  const sent = () => page.evaluate(async () => {
+    let n = null;
+    (await window.tessera.pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'audio') n = r.packetsSent; });
+    return n;
+  });
+  const a = await sent();
+  const t0 = Date.now();
+  await sleep(ms);
+  const b = await sent();
+  return ((b - a) * 1000) / (Date.now() - t0);
+}
+
 /// Decoded frames per second of the mixed video over `ms`.
 export async function decodedFps(page, ms = 3000) {
   const a = await inboundVideo(page);

@@ -32,9 +32,10 @@ use super::opus::OpusEncoder;
 pub const RATE: usize = 48_000;
 /// Samples per mixing period (20 ms).
 pub const FRAME: usize = RATE / 50;
-/// A ring starts playing once it holds this much (absorbs jitter), plus
-/// the room's audio delay.
-const PREBUFFER: usize = 2 * FRAME;
+/// The packet times a room can ask senders for (`[audio] ptime_ms`).
+pub const PTIMES_MS: [u32; 3] = [20, 40, 60];
+/// The longest packet a ring plans for (60 ms).
+const MAX_PACKET: usize = 3 * FRAME;
 /// A ring never holds more than this; older samples are dropped (drift).
 const MAX_BUFFERED: usize = 10 * FRAME;
 /// A ring that holds more than its prebuffer plus one frame at every take
@@ -51,14 +52,30 @@ pub fn audio_caps() -> gst::Caps {
 }
 
 /// Jitter-absorbing FIFO of one participant's decoded samples.
+///
+/// It starts playing one tick after it first holds a tick's worth (plus
+/// the room's delay), or at once when it holds a packet and a tick's
+/// worth: either way the first packet is a tick (20 ms) old when it is
+/// mixed, which is the margin for the next one to be late, whatever the
+/// sender's packet time. (Waiting for two packets, as it did when every
+/// packet was 20 ms, would hold 40 ms packets 20 ms longer.)
 #[derive(Debug, Default)]
 pub struct InputRing {
     buf: VecDeque<i16>,
     playing: bool,
-    /// Takes in a row that found more than the prebuffer + one frame.
+    /// The last take found a tick's worth but not a packet and a tick's:
+    /// the next take that finds a tick's worth starts playing.
+    armed: bool,
+    /// Takes in a row that found more than [`InputRing::low`] + a tick's
+    /// worth, and the least any of them found.
     long: u32,
-    /// Samples held back on top of [`PREBUFFER`] (the room's audio delay).
+    least: Option<usize>,
+    /// Samples held back on top of the jitter prebuffer (the room's audio
+    /// delay).
     delay: usize,
+    /// Samples in the sender's last packet (its decoded buffer), at most
+    /// [`MAX_PACKET`]; 0 before the first.
+    packet: usize,
 }
 
 impl InputRing {
@@ -67,14 +84,27 @@ impl InputRing {
         InputRing { delay: (delay_ms as usize * RATE / 1000).min(MAX_BUFFERED / 2), ..InputRing::default() }
     }
 
-    fn prebuffer(&self) -> usize {
-        PREBUFFER + self.delay
+    /// The least a ring holds just before a take once it plays with packets
+    /// on time, whatever their length: two ticks' worth and the delay (the
+    /// take's own and a tick of margin).
+    fn low(&self) -> usize {
+        2 * FRAME + self.delay
+    }
+
+    /// The most a ring holds just before a take when packets come on time:
+    /// a packet, a tick's worth and the delay (40 ms + delay for 20 ms
+    /// packets, 60 ms + delay for 40 ms ones).
+    fn steady(&self) -> usize {
+        self.packet.max(FRAME) + FRAME + self.delay
     }
 
     pub fn push(&mut self, samples: &[i16]) {
+        if !samples.is_empty() {
+            self.packet = samples.len().min(MAX_PACKET);
+        }
         self.buf.extend(samples.iter().copied());
         if self.buf.len() > MAX_BUFFERED {
-            let excess = self.buf.len() - MAX_BUFFERED + self.prebuffer();
+            let excess = self.buf.len() - MAX_BUFFERED + self.steady();
             self.buf.drain(..excess.min(self.buf.len()));
         }
     }
@@ -84,10 +114,16 @@ impl InputRing {
     pub fn take(&mut self, out: &mut [i16]) -> bool {
         out.iter_mut().for_each(|s| *s = 0);
         if !self.playing {
-            if self.buf.len() < self.prebuffer() {
+            if self.buf.len() < FRAME + self.delay {
+                self.armed = false;
+                return false;
+            }
+            if self.buf.len() < self.steady() && !self.armed {
+                self.armed = true;
                 return false;
             }
             self.playing = true;
+            self.armed = false;
         }
         if self.buf.is_empty() {
             self.playing = false;
@@ -97,16 +133,23 @@ impl InputRing {
         // held) left rings 60–100 ms fuller than the prebuffer for good,
         // and every listener heard that speaker that much late (the
         // lip-sync bench saw audio ~110 ms behind the picture). A ring
-        // that stays long is brought back to the prebuffer.
-        if self.buf.len() > self.prebuffer() + FRAME {
+        // that stays long is brought back. What it holds before a take
+        // swings by a packet (40 ms packets: 40 and 60 ms), so "long" is
+        // the least it held over those takes, against the least it holds
+        // on time (a start-up burst once left 40 ms packets 40 ms late for
+        // good: their level swung 80/100 and never stayed over 60).
+        if self.buf.len() > self.low() + FRAME {
             self.long += 1;
+            let least = self.least.map_or(self.buf.len(), |l| l.min(self.buf.len()));
+            self.least = Some(least);
             if self.long >= LONG_TICKS {
-                let excess = self.buf.len() - self.prebuffer();
-                self.buf.drain(..excess);
+                self.buf.drain(..least - self.low());
                 self.long = 0;
+                self.least = None;
             }
         } else {
             self.long = 0;
+            self.least = None;
         }
         let n = out.len().min(self.buf.len());
         for (o, s) in out.iter_mut().zip(self.buf.drain(..n)) {
@@ -700,10 +743,11 @@ mod tests {
             levels.push(r.buf.len());
         }
         assert!(levels[..LONG_TICKS as usize - 1].iter().all(|l| *l == 6 * FRAME), "kept while it may be jitter");
-        assert!(levels[LONG_TICKS as usize..].iter().all(|l| *l <= PREBUFFER), "back to the prebuffer: {levels:?}");
+        assert!(levels[LONG_TICKS as usize..].iter().all(|l| *l <= 2 * FRAME), "back to the prebuffer: {levels:?}");
         // Jitter that comes and goes is left alone.
         let mut r = InputRing::default();
-        r.push(&vec![1; PREBUFFER]);
+        r.push(&vec![1; 2 * FRAME]);
+        assert!(!r.take(&mut out), "plays a tick after its first packet");
         for i in 0..100 {
             assert!(r.take(&mut out));
             r.push(&vec![1; if i % 2 == 0 { 2 * FRAME } else { 0 }]);
@@ -715,16 +759,85 @@ mod tests {
     fn a_delayed_ring_holds_the_delay_on_top_of_the_prebuffer() {
         let mut r = InputRing::with_delay(40);
         let mut out = vec![0i16; FRAME];
-        r.push(&vec![1; PREBUFFER]);
+        r.push(&vec![1; FRAME]);
+        r.push(&vec![1; FRAME]);
         assert!(!r.take(&mut out), "the prebuffer alone is not enough");
-        r.push(&vec![1; 2 * FRAME]);
+        r.push(&vec![1; FRAME]);
+        r.push(&vec![1; FRAME]);
         assert!(r.take(&mut out));
         // Steady at prebuffer + delay: never cut as running long.
         for _ in 0..100 {
             r.push(&vec![1; FRAME]);
             assert!(r.take(&mut out));
         }
-        assert_eq!(r.buf.len(), PREBUFFER + 2 * FRAME - FRAME);
+        assert_eq!(r.buf.len(), 2 * FRAME + 2 * FRAME - FRAME);
+    }
+
+    /// One tick (20 ms) of the mixer against a sender of `ptime` packets
+    /// whose packet `k` arrives at `arrival(k)` ms: whether each take
+    /// played, and the ring's level after it.
+    fn feed(ptime: usize, arrival: impl Fn(usize) -> f64, ticks: usize, tick_phase_ms: f64) -> Vec<(bool, usize)> {
+        let mut r = InputRing::default();
+        let mut out = vec![0i16; FRAME];
+        let mut next = 0;
+        (0..ticks)
+            .map(|t| {
+                let now = tick_phase_ms + 20.0 * t as f64;
+                while arrival(next) <= now {
+                    r.push(&vec![1; ptime * FRAME / 20]);
+                    next += 1;
+                }
+                (r.take(&mut out), r.buf.len())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packets_of_40_ms_play_a_tick_after_the_first_arrives_and_survive_one_late_by_almost_a_tick() {
+        for phase in [0.5, 5.0, 10.0, 19.5] {
+            // On time: the first take after the first packet arms, the next plays.
+            let on_time = feed(40, |k| 40.0 * k as f64, 200, phase);
+            assert_eq!(on_time[0], (false, 2 * FRAME), "phase {phase}");
+            assert!(on_time[1..].iter().all(|(played, _)| *played), "phase {phase}: {on_time:?}");
+            // Never more than a packet and a tick (60 ms) before a take,
+            // so never cut as running long.
+            assert!(on_time.iter().all(|(_, level)| *level <= 2 * FRAME), "phase {phase}");
+            // Every packet after the first 19 ms late: still no gap.
+            let late = feed(40, |k| if k == 0 { 0.0 } else { 40.0 * k as f64 + 19.0 }, 200, phase);
+            assert!(late[1..].iter().all(|(played, _)| *played), "phase {phase}: {late:?}");
+        }
+    }
+
+    #[test]
+    fn packets_of_40_ms_held_late_by_a_burst_come_back_within_half_a_second() {
+        // Regression: the lip-sync bench found a sender's audio 40 ms late
+        // for good; its ring swung between 80 and 100 ms before each take.
+        let mut r = InputRing::default();
+        let mut out = vec![0i16; FRAME];
+        // Three packets at once (a jitterbuffer releasing what it held),
+        // then one every other tick.
+        for _ in 0..3 {
+            r.push(&vec![1; 2 * FRAME]);
+        }
+        let mut before = Vec::new();
+        for t in 0..100 {
+            if t % 2 == 1 {
+                r.push(&vec![1; 2 * FRAME]);
+            }
+            before.push(r.buf.len());
+            assert!(r.take(&mut out), "tick {t}: {before:?}");
+        }
+        assert!(before[..20].iter().all(|l| *l >= 4 * FRAME), "kept while it may be jitter: {before:?}");
+        assert!(before[LONG_TICKS as usize + 2..].iter().all(|l| *l <= 3 * FRAME), "back to 40 and 60 ms: {before:?}");
+    }
+
+    #[test]
+    fn packets_of_20_ms_start_as_they_always_did() {
+        for phase in [0.5, 10.0, 19.5] {
+            let on_time = feed(20, |k| 20.0 * k as f64, 100, phase);
+            assert_eq!(on_time[0].0, false, "phase {phase}");
+            assert!(on_time[1..].iter().all(|(played, level)| *played && *level == FRAME), "phase {phase}: {on_time:?}");
+        }
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct MediaConfig {
     pub audio_talkers: u32,
     /// A 20 ms frame at or above this level (dBFS) makes its sender a talker.
     pub audio_talker_threshold_db: f64,
+    /// Audio packet time asked of senders, ms (`a=ptime` in our SDP).
+    pub audio_ptime_ms: u32,
     /// Canvas background, 0xRRGGBB.
     pub background: u32,
     /// `[network]`: ICE addresses, given to every webrtcbin.
@@ -118,6 +120,7 @@ impl MediaConfig {
             audio_complexity: m.audio_complexity,
             audio_talkers: m.audio_talkers,
             audio_talker_threshold_db: m.audio_talker_threshold_db,
+            audio_ptime_ms: m.audio_ptime_ms,
             share_focus: m.share_focus.clone(),
             stream: m.stream.clone(),
             background: m.background.0,

@@ -125,6 +125,9 @@ impl ParticipantPipeline {
         pipeline.set_property("name", format!("participant-{id}"));
         let ready = Arc::new(AtomicBool::new(false));
         let peer = Peer::new(&pipeline, cfg.dtls_certificate()?, &cfg.network, on_peer_event(id, &mixer, &ready, &events))?;
+        // Fewer, longer packets from the microphone (the ring in
+        // media::audio plays them with the same 20 ms margin).
+        peer.ask_ptime(cfg.audio_ptime_ms);
         let webrtcbin = peer.webrtcbin().clone();
 
         let by = |n: &str| pipeline.by_name(n).with_context(|| format!("{n} missing"));

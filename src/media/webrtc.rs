@@ -102,6 +102,9 @@ pub struct Peer {
     /// Whether lost incoming video is asked for again (NACK); on unless
     /// [`Peer::without_nack`].
     nack: Arc<AtomicBool>,
+    /// The audio packet time our descriptions ask of the other side
+    /// (`a=ptime`, ms); 0: none (see [`Peer::ask_ptime`]).
+    ptime: Arc<AtomicU32>,
 }
 
 /// What the jitterbuffers of a peer's incoming video did about loss.
@@ -135,6 +138,7 @@ impl Peer {
             found: Arc::new(AtomicU32::new(0)),
             video_jitterbuffers: Default::default(),
             nack: Arc::new(AtomicBool::new(true)),
+            ptime: Arc::new(AtomicU32::new(0)),
         };
         peer.connect_signals(network.announce_ips.clone());
         peer.connect_bus();
@@ -146,6 +150,12 @@ impl Peer {
     /// keyframe (the `loss` bench's comparison). Before any media flows.
     pub fn without_nack(&self) {
         self.nack.store(false, Ordering::SeqCst);
+    }
+
+    /// Ask the other side for audio packets of `ms` (`a=ptime` in every
+    /// audio section of our offers and answers). Browsers follow it.
+    pub fn ask_ptime(&self, ms: u32) {
+        self.ptime.store(ms, Ordering::SeqCst);
     }
 
     pub fn webrtcbin(&self) -> &gst::Element {
@@ -321,7 +331,7 @@ impl Peer {
             self.emit(PeerEvent::Failed(format!("webrtcbin could not create an {kind}")));
             return;
         };
-        let desc = match self.cert.local_description(&desc) {
+        let desc = match self.cert.local_description(&desc).and_then(|d| with_ptime(&d, self.ptime.load(Ordering::SeqCst))) {
             Ok(d) => d,
             Err(e) => {
                 self.emit(PeerEvent::Failed(format!("{kind} SDP: {e:#}")));
@@ -368,8 +378,20 @@ impl Peer {
             found: self.found.clone(),
             video_jitterbuffers: self.video_jitterbuffers.clone(),
             nack: self.nack.clone(),
+            ptime: self.ptime.clone(),
         }
     }
+}
+
+/// `desc` asking for audio packets of `ms` (unchanged for 0).
+fn with_ptime(desc: &WebRTCSessionDescription, ms: u32) -> Result<WebRTCSessionDescription> {
+    if ms == 0 {
+        return Ok(desc.clone());
+    }
+    let text = desc.sdp().as_text().context("local SDP does not print")?;
+    let asked = crate::protocol::with_audio_ptime(&text, ms);
+    let msg = gst_sdp::SDPMessage::parse_buffer(asked.as_bytes()).context("local SDP does not parse with a=ptime")?;
+    Ok(WebRTCSessionDescription::new(desc.type_(), msg))
 }
 
 /// A [`Peer`] held by webrtcbin's own callbacks without keeping it alive.
@@ -381,6 +403,7 @@ struct WeakPeer {
     found: Arc<AtomicU32>,
     video_jitterbuffers: Arc<parking_lot::Mutex<Vec<glib::WeakRef<gst::Element>>>>,
     nack: Arc<AtomicBool>,
+    ptime: Arc<AtomicU32>,
 }
 
 impl WeakPeer {
@@ -393,6 +416,7 @@ impl WeakPeer {
             found: self.found.clone(),
             video_jitterbuffers: self.video_jitterbuffers.clone(),
             nack: self.nack.clone(),
+            ptime: self.ptime.clone(),
         })
     }
 }

@@ -322,8 +322,8 @@ struct ServerProc {
     url: String,
     /// `host:port`, for the HTTP API.
     addr: String,
-    /// Where its recordings go (removed with it).
-    recordings: PathBuf,
+    /// Where its recordings and HLS streams go (removed with it).
+    outputs: PathBuf,
     /// Its stderr.
     log: PathBuf,
     /// Its threads before anyone joined.
@@ -348,14 +348,18 @@ impl ServerProc {
     fn start_at(bin: &Path, canvas: &str, host: &str, port: u16, extra: &[String]) -> Result<ServerProc> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let recordings = std::env::temp_dir().join(format!("tessera-bench-rec-{}-{n}", std::process::id()));
+        // Never the working directory's ./hls or ./recordings: a bench run
+        // from a checkout once left HLS segments that got committed.
+        let outputs = std::env::temp_dir().join(format!("tessera-bench-out-{}-{n}", std::process::id()));
         // Its log: shown (the end of it) if it exits on its own.
         let log = std::env::temp_dir().join(format!("tessera-bench-server-{}-{n}.log", std::process::id()));
         let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = Command::new(bin)
             .args(["serve", "--listen", &format!("{host}:{port}"), "--canvas", canvas, "--ice-address", host])
             .arg("--recordings-dir")
-            .arg(&recordings)
+            .arg(outputs.join("recordings"))
+            .arg("--hls-dir")
+            .arg(outputs.join("hls"))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -370,7 +374,7 @@ impl ServerProc {
         let (scheme, addr) = line.trim().rsplit_once(' ').and_then(|(_, u)| u.split_once("://")).context("no URL on the listening line")?;
         let ws = if scheme == "https" { "wss" } else { "ws" };
         let idle_threads = Proc(Some(child.id())).threads()?;
-        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), addr: addr.to_string(), child, recordings, log, idle_threads })
+        Ok(ServerProc { url: format!("{ws}://{addr}/ws"), addr: addr.to_string(), child, outputs, log, idle_threads })
     }
 
     /// A plain-HTTP request to the server's API; the status.
@@ -430,7 +434,7 @@ impl Drop for ServerProc {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.recordings);
+        let _ = std::fs::remove_dir_all(&self.outputs);
         let _ = std::fs::remove_file(&self.log);
     }
 }
@@ -1954,7 +1958,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         }
     }
     if !r.raw.is_empty() {
-        s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
+        s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live in the 40 ms packets a room asks senders for, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
         for x in &r.raw {
             s += &format!(
                 "| {} | {:.1} | {:.1} | {} | {} |\n",

@@ -3,7 +3,7 @@
 //! resolution, colours at tile centres, audio spectrum, bitrate).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -427,7 +427,21 @@ impl BotMedia {
     /// Apply the server's offer and produce an answer (reported as
     /// [`PeerEvent::LocalDescription`]).
     pub fn handle_offer(&self, sdp: &str) -> Result<()> {
+        if let Some(ms) = crate::protocol::audio_ptime(sdp).filter(|ms| crate::media::audio::PTIMES_MS.contains(ms)) {
+            self.send_ptime(ms);
+        }
         self.peer.answer(sdp)
+    }
+
+    /// Send audio in packets of `ms` (what the offer's `a=ptime` asked
+    /// for, as browsers do).
+    fn send_ptime(&self, ms: u32) {
+        if let Some(enc) = self.pipeline.by_name("aenc") {
+            enc.set_property_from_str("frame-size", &ms.to_string());
+        }
+        if let Some(f) = &self.feeder {
+            f.ptime.store(ms, Ordering::Relaxed);
+        }
     }
 
     /// Make an offer (a bot that calls another bot directly, as in a
@@ -699,10 +713,14 @@ pub(crate) fn clip(codec: Codec, source: &str, width: u32, height: u32, bitrate:
 }
 
 /// One second of a tone as 20 ms Opus packets.
-pub(crate) fn opus_clip(tone_hz: f64, volume: f64) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
+/// A second of a tone as Opus packets of `ptime_ms` (20, 40 or 60).
+pub(crate) fn opus_clip(tone_hz: f64, volume: f64, ptime_ms: u32) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
+    let ptime_ms = ptime_ms.clamp(20, 60) / 20 * 20;
     collect(&format!(
-        "audiotestsrc num-buffers=50 samplesperbuffer=960 wave=sine freq={tone_hz} volume={volume} ! audio/x-raw,rate=48000,channels=1 \
-         ! opusenc bitrate=32000 frame-size=20 ! appsink name=out sync=false"
+        "audiotestsrc num-buffers={n} samplesperbuffer={samples} wave=sine freq={tone_hz} volume={volume} ! audio/x-raw,rate=48000,channels=1 \
+         ! opusenc bitrate=32000 frame-size={ptime_ms} ! appsink name=out sync=false",
+        n = 1000 / ptime_ms,
+        samples = 48 * ptime_ms,
     ))
 }
 
@@ -713,6 +731,8 @@ struct PreEncoded {
     /// The clip's picture (see [`clip_source`]), re-encoded at other sizes.
     source: String,
     codec: Codec,
+    /// The clip's tone (Hz, volume), re-encoded at other packet times.
+    tone: (f64, f64),
 }
 
 /// The thread that paces pre-encoded buffers into a load bot's appsrcs.
@@ -721,6 +741,8 @@ struct Feeder {
     /// A clip size the server asked for (width, height, bitrate), taken
     /// up by the feeder thread (which encodes it if no bot has yet).
     wanted: Arc<Mutex<Option<(u32, u32, u32)>>>,
+    /// The audio packet time to send (ms), taken up by the feeder thread.
+    ptime: Arc<AtomicU32>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -759,8 +781,8 @@ impl PreEncoded {
     fn new(cfg: &BotOptions, send_video: bool) -> Result<PreEncoded> {
         let source = clip_source(cfg.color, &cfg.pattern);
         let video = if send_video { Some(clip(cfg.codec, &source, cfg.width, cfg.height, CLIP_BITRATE, cfg.fps)?) } else { None };
-        let audio = opus_clip(cfg.tone_hz, cfg.volume)?;
-        Ok(PreEncoded { video, audio, source, codec: cfg.codec })
+        let audio = opus_clip(cfg.tone_hz, cfg.volume, 20)?;
+        Ok(PreEncoded { video, audio, source, codec: cfg.codec, tone: (cfg.tone_hz, cfg.volume) })
     }
 
     fn start(self, pipeline: &gst::Pipeline, fps: u32) -> Result<Feeder> {
@@ -779,15 +801,25 @@ impl PreEncoded {
         }
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let wanted: Arc<Mutex<Option<(u32, u32, u32)>>> = Arc::new(Mutex::new(None));
-        let (stop2, wanted2) = (stop.clone(), wanted.clone());
+        let ptime = Arc::new(AtomicU32::new(20));
+        let (stop2, wanted2, ptime2) = (stop.clone(), wanted.clone(), ptime.clone());
         let thread = std::thread::Builder::new().name("load-feeder".into()).spawn(move || {
-            let PreEncoded { mut video, audio, source, codec } = self;
+            let PreEncoded { mut video, mut audio, source, codec, tone } = self;
             let start = Instant::now();
             let frame = Duration::from_secs_f64(1.0 / fps.max(1) as f64);
-            let audio_period = Duration::from_millis(20);
+            let mut audio_ms = 20;
             let (mut vi, mut ai) = (0usize, 0usize);
             let (mut vnext, mut anext) = (Duration::ZERO, Duration::ZERO);
             while !stop2.load(Ordering::SeqCst) {
+                // The packet time the server's offer asked for, as a browser does.
+                let asked = ptime2.load(Ordering::Relaxed);
+                if asked != audio_ms {
+                    match opus_clip(tone.0, tone.1, asked) {
+                        Ok(a) => audio = a,
+                        Err(e) => tracing::warn!("load bot: no {asked} ms audio clip: {e:#}"),
+                    }
+                    audio_ms = asked;
+                }
                 let size = wanted2.lock().take();
                 if let (Some((w, h, bitrate)), Some(v)) = (size, &vsrc) {
                     match clip(codec, &source, w, h, bitrate, fps) {
@@ -805,7 +837,7 @@ impl PreEncoded {
                     let b = &audio.1[ai % audio.1.len()];
                     let _ = a.push_buffer(crate::media::unstamped(b));
                     ai += 1;
-                    anext += audio_period;
+                    anext += Duration::from_millis(audio_ms as u64);
                 }
                 if let (Some(v), Some(c)) = (&vsrc, &video) {
                     if now >= vnext && !c.1.is_empty() {
@@ -824,7 +856,7 @@ impl PreEncoded {
                 }
             }
         })?;
-        Ok(Feeder { stop, wanted, thread })
+        Ok(Feeder { stop, wanted, ptime, thread })
     }
 }
 

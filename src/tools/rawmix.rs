@@ -4,7 +4,8 @@
 //! congestion control or per-participant pipelines).
 //!
 //! N inputs, each the load bots' pre-encoded VP8 clip at its tile size and
-//! an Opus tone, fed live at 30 fps / 50 packets per second:
+//! an Opus tone, fed live at 30 fps and in the packets a room asks senders
+//! for (`[audio] ptime_ms`, 40 ms: 25 a second):
 //! VP8 → vp8dec → compositor (canvas, grid) → the room's rung encoder;
 //! Opus → opusdec → audiomixer → N Opus encoders (a room encodes one mix
 //! per participant).
@@ -41,6 +42,8 @@ pub fn grid_tile(n: usize, w: u32, h: u32) -> (u32, u32, u32) {
 pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_complexity: u32, warm: Duration, window: Duration, mut measure: impl FnMut()) -> Result<RawRun> {
     crate::media::init()?;
     let (cols, tw, th) = grid_tile(n, width, height);
+    // Inputs come in the packets a room asks senders for.
+    let ptime_ms = crate::layouts::MixerSettings::default().audio_ptime_ms;
     let mut desc = format!(
         "compositor name=comp background=black force-live=true latency=20000000 ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
          ! {encoder} ! fakesink name=vout sync=false \
@@ -65,7 +68,7 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
         pad.set_property("xpos", ((i as u32 % cols) * tw) as i32);
         pad.set_property("ypos", ((i as u32 / cols) * th) as i32);
         let v = clip(crate::protocol::Codec::Vp8, &clip_source(Some(0x00ff00 + i as u32 * 0x101010), ""), tw, th, super::bot_media::CLIP_BITRATE.min(crate::layout::send_bitrate(tw, th, fps)), fps)?;
-        let a = opus_clip(300.0 + 40.0 * i as f64, 0.05)?;
+        let a = opus_clip(300.0 + 40.0 * i as f64, 0.05, ptime_ms)?;
         let vs = appsrc(&pipeline, &format!("v{i}"))?;
         let as_ = appsrc(&pipeline, &format!("a{i}"))?;
         vs.set_caps(Some(&v.0));
@@ -109,7 +112,7 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
                         }
                     }
                     j += 1;
-                    anext += Duration::from_millis(20);
+                    anext += Duration::from_millis(ptime_ms as u64);
                 }
                 if let Some(wait) = vnext.min(anext).checked_sub(start.elapsed()) {
                     std::thread::sleep(wait);
