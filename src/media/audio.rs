@@ -38,8 +38,9 @@ pub const PTIMES_MS: [u32; 3] = [20, 40, 60];
 const MAX_PACKET: usize = 3 * FRAME;
 /// A ring never holds more than this; older samples are dropped (drift).
 const MAX_BUFFERED: usize = 10 * FRAME;
-/// A ring that holds more than its prebuffer plus one frame at every take
-/// for this many ticks (half a second) runs late: the excess is dropped.
+/// A ring that holds more than its low (see `InputRing::low`) plus a
+/// tick's worth at every take for this many ticks (half a second) runs
+/// late: the least excess it held is dropped.
 const LONG_TICKS: u32 = 25;
 
 pub fn audio_caps() -> gst::Caps {
@@ -58,7 +59,10 @@ pub fn audio_caps() -> gst::Caps {
 /// worth: either way the first packet is a tick (20 ms) old when it is
 /// mixed, which is the margin for the next one to be late, whatever the
 /// sender's packet time. (Waiting for two packets, as it did when every
-/// packet was 20 ms, would hold 40 ms packets 20 ms longer.)
+/// packet was 20 ms, would hold 40 ms packets 20 ms longer.) The delay
+/// is counted in whole packets: with 40 ms packets a delay under 40 ms
+/// holds back between nothing and a packet, depending on how the packets
+/// fall against the ticks.
 #[derive(Debug, Default)]
 pub struct InputRing {
     buf: VecDeque<i16>,
