@@ -712,8 +712,7 @@ pub(crate) fn clip(codec: Codec, source: &str, width: u32, height: u32, bitrate:
     Ok(c)
 }
 
-/// One second of a tone as 20 ms Opus packets.
-/// A second of a tone as Opus packets of `ptime_ms` (20, 40 or 60).
+/// One second of a tone as Opus packets of `ptime_ms` (20, 40 or 60).
 pub(crate) fn opus_clip(tone_hz: f64, volume: f64, ptime_ms: u32) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
     let ptime_ms = ptime_ms.clamp(20, 60) / 20 * 20;
     collect(&format!(
@@ -815,10 +814,16 @@ impl PreEncoded {
                 let asked = ptime2.load(Ordering::Relaxed);
                 if asked != audio_ms {
                     match opus_clip(tone.0, tone.1, asked) {
-                        Ok(a) => audio = a,
-                        Err(e) => tracing::warn!("load bot: no {asked} ms audio clip: {e:#}"),
+                        Ok(a) => {
+                            audio = a;
+                            audio_ms = asked;
+                        }
+                        Err(e) => {
+                            // Keep sending what it has, paced as it is.
+                            tracing::warn!("load bot: no {asked} ms audio clip: {e:#}");
+                            ptime2.store(audio_ms, Ordering::Relaxed);
+                        }
                     }
-                    audio_ms = asked;
                 }
                 let size = wanted2.lock().take();
                 if let (Some((w, h, bitrate)), Some(v)) = (size, &vsrc) {
