@@ -8,6 +8,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 RUN cargo build --release --locked
+# libsrtp2 on OpenSSL: a quarter of the SRTP cost of Debian's NSS build
+# (src/media/srtp.rs); the server loads it from /usr/local/lib/tessera.
+COPY scripts/build-libsrtp.sh scripts/
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl-dev \
+    && rm -rf /var/lib/apt/lists/* && scripts/build-libsrtp.sh /out
 
 FROM debian:bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -15,6 +20,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-x libnice10 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/tessera /usr/local/bin/tessera
+COPY --from=build /out/libsrtp2.so.1 /usr/local/lib/tessera/libsrtp2.so.1
 COPY web /srv/tessera/web
 COPY pipelines /srv/tessera/pipelines
 WORKDIR /srv/tessera

@@ -17,6 +17,8 @@ PACKAGES=(
   gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools
   libnice-dev
   fonts-dejavu-core
+  # libsrtp2 on OpenSSL (scripts/build-libsrtp.sh): its source, compiler, crypto.
+  curl gcc make libssl-dev
 )
 if [[ "${1:-}" == "--browser" ]]; then
   # Tests: Chromium for the browser tests; ip/tc for the shaped-link test
@@ -46,14 +48,18 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if ((${#missing[@]})); then
-  echo "deps: installing ${missing[*]}"
-  SUDO=""
+SUDO=""
+need_root() {
   if [[ $(id -u) -ne 0 ]]; then
     if command -v sudo >/dev/null; then SUDO="sudo"; else
-      echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1
+      echo "deps: need root (or sudo) to install: $*" >&2; exit 1
     fi
   fi
+}
+
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  need_root "${missing[*]}"
   $SUDO apt-get update -qq
   # Installing a server (nginx, coturn) must not start it as a system
   # service: the tests start their own. policy-rc.d says no to that, for
@@ -67,6 +73,27 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || rc=$?
   if [[ -n $own_policy ]]; then $SUDO rm -f "$policy"; fi
   if ((rc)); then exit "$rc"; fi
+fi
+
+# libsrtp2 built on OpenSSL, which tessera loads before GStreamer's SRTP
+# elements (src/media/srtp.rs): Debian's is built on NSS, at four times the
+# CPU per packet. Rebuilt when the system's libsrtp2 changes; a release the
+# build script does not know leaves the system's in use (the server warns,
+# tests/srtp_runs_on_the_openssl_build.rs fails).
+srtp_dir=/usr/local/lib/tessera
+srtp_sys=$(dpkg-query -W -f='${Version}' libsrtp2-1 2>/dev/null || true)
+if [[ "$(cat "$srtp_dir/libsrtp2.version" 2>/dev/null)" != "$srtp_sys openssl" ]]; then
+  if [[ $srtp_sys == 2.5.0-* ]]; then
+    echo "deps: building libsrtp2 $srtp_sys on OpenSSL into $srtp_dir"
+    need_root "$srtp_dir/libsrtp2.so.1"
+    srtp_tmp=$(mktemp -d)
+    "$(dirname "$0")/build-libsrtp.sh" "$srtp_tmp"
+    $SUDO install -D -m 644 "$srtp_tmp/libsrtp2.so.1" "$srtp_dir/libsrtp2.so.1"
+    echo "$srtp_sys openssl" | $SUDO tee "$srtp_dir/libsrtp2.version" >/dev/null
+    rm -rf "$srtp_tmp"
+  else
+    echo "deps: the system's libsrtp2 is '$srtp_sys'; scripts/build-libsrtp.sh builds 2.5.0: SRTP stays on the system's (NSS) until it is updated" >&2
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -281,6 +281,12 @@ pub struct MediaSection {
     /// gst-launch fragment for each rung's H.264 encoder. [default: mixer.toml's]
     #[arg(long)]
     pub h264_encoder: Option<String>,
+    /// libsrtp2 to load before GStreamer's SRTP elements (the build on
+    /// OpenSSL, a quarter of the system's cost per packet); "" keeps the
+    /// system's. A path that does not load stops the server.
+    /// [default: /usr/local/lib/tessera/libsrtp2.so.1 if present]
+    #[arg(long)]
+    pub srtp_library: Option<String>,
 }
 
 /// `[cluster]`: more than one node, with Redis as the directory of nodes
@@ -666,6 +672,7 @@ impl Settings {
                 audio_ptime_ms: or(a.media.audio_ptime_ms, b.media.audio_ptime_ms),
                 video_encoder: or(a.media.video_encoder, b.media.video_encoder),
                 h264_encoder: or(a.media.h264_encoder, b.media.h264_encoder),
+                srtp_library: or(a.media.srtp_library, b.media.srtp_library),
             },
             webhook: WebhookSection {
                 webhook: or(a.webhook.webhook, b.webhook.webhook),

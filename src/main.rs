@@ -399,6 +399,8 @@ async fn serve(a: ServeArgs) -> Result<()> {
         None => Settings::default(),
     };
     let cfg = a.settings.over(file).resolve()?;
+    // First, before anything loads GStreamer's SRTP elements.
+    tessera::media::srtp::choose(cfg.media.srtp_library.as_deref())?;
     let drain_timeout = cfg.server.drain_timeout;
     // The server refuses to start on an invalid default configuration.
     let catalog = match load_catalog(&cfg.server.pipelines) {

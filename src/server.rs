@@ -143,6 +143,11 @@ fn watch(dir: PathBuf, hub: Arc<Hub>) -> Result<(Debouncer<RecommendedWatcher>, 
 
 /// Start a server (must be called inside a tokio runtime).
 pub fn start(cfg: ServerConfig) -> Result<Running> {
+    let srtp = crate::media::srtp::choose(cfg.config.media.srtp_library.as_deref())?;
+    match srtp {
+        crate::media::srtp::Srtp::Loaded(_) => tracing::info!("SRTP: {srtp}"),
+        crate::media::srtp::Srtp::System(_) => tracing::warn!("SRTP: {srtp}, about four times the CPU per packet of the OpenSSL build"),
+    }
     let media = GstMedia::new(cfg.media.clone())?;
     let hub = Hub::with_config(Arc::new(media), cfg.config.rooms.clone(), cfg.catalog.clone(), cfg.config.network.ice_servers.clone());
     if let Some(w) = &cfg.config.webhook {

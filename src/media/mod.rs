@@ -28,6 +28,7 @@ pub mod raw;
 pub mod recording;
 pub mod stream;
 pub mod share;
+pub mod srtp;
 pub mod webrtc;
 
 use std::sync::{Arc, Once};
@@ -173,6 +174,9 @@ static INIT: Once = Once::new();
 
 /// Initialise GStreamer once and check that every element we use exists.
 pub fn init() -> Result<()> {
+    // Before any SRTP element loads the system's libsrtp2 (no path: the
+    // default one when there; never an error).
+    srtp::choose(None)?;
     let mut res = Ok(());
     INIT.call_once(|| {
         openssl_without_atexit();
