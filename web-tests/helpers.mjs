@@ -160,7 +160,7 @@ export async function inboundVideo(page) {
     const pc = window.tessera.pc;
     if (!pc) return null;
     let v = null;
-    (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') v = { frames: r.framesDecoded || 0, width: r.frameWidth, height: r.frameHeight }; });
+    (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') v = { frames: r.framesDecoded || 0, width: r.frameWidth, height: r.frameHeight, at: r.timestamp, received: r.framesReceived, dropped: r.framesDropped }; });
     return v;
   });
 }
@@ -186,7 +186,16 @@ export async function decodedFps(page, ms = 3000) {
   const t0 = Date.now();
   await sleep(ms);
   const b = await inboundVideo(page);
-  return ((b.frames - a.frames) * 1000) / (Date.now() - t0);
+  // Over the time between the two stats snapshots (their own timestamps),
+  // not between our calls returning, which a slow evaluate stretches.
+  const span = a.at && b.at && b.at > a.at ? b.at - a.at : Date.now() - t0;
+  const fps = ((b.frames - a.frames) * 1000) / span;
+  if (fps < 25) {
+    // Tells a server that sent fewer frames from a page that decoded fewer.
+    const per = (k) => (b[k] != null && a[k] != null ? (((b[k] - a[k]) * 1000) / span).toFixed(1) : '?');
+    console.error(`decodedFps: ${fps.toFixed(1)} decoded/s, ${per('received')} received/s, ${per('dropped')} dropped/s over ${span.toFixed(0)} ms, ${b.width}x${b.height}`);
+  }
+  return fps;
 }
 
 /// Mean colour of a 5x5 patch of the mixed video at canvas pixel (x, y)
