@@ -1522,7 +1522,7 @@ async fn codecs(o: &BenchOptions, rounds: usize, warm: Duration, window: Duratio
             eprintln!("bench codecs: round {} of {rounds}, {}", round + 1, if k == 0 { "no encoder" } else { &candidates[k - 1].0 });
             let (run, seconds) = tokio::task::spawn_blocking(move || {
                 let mut marks = Vec::new();
-                let run = crate::tools::rawmix::run(4, w, h, 30, &fragment, 5, warm, window, || marks.push(cpu_seconds("self")));
+                let run = crate::tools::rawmix::run(4, w, h, 30, &fragment, crate::tools::rawmix::AudioEncoders::of_a_room(), warm, window, || marks.push(cpu_seconds("self")));
                 run.map(|r| (r, marks.get(1).zip(marks.first()).map(|(b, a)| b - a).unwrap_or(0.0)))
             })
             .await??;
@@ -1562,7 +1562,7 @@ async fn raw_pipeline(o: &BenchOptions, sizes: &[usize], warm: Duration, window:
         eprintln!("bench raw: plain decode → compose → encode pipeline, {n} inputs");
         let (run, cpu) = tokio::task::spawn_blocking(move || {
             let mut marks = Vec::new();
-            let run = crate::tools::rawmix::run(n, w, h, 30, crate::layouts::DEFAULT_VIDEO_ENCODER, 5, warm, window, || marks.push(cpu_seconds("self")));
+            let run = crate::tools::rawmix::run(n, w, h, 30, crate::layouts::DEFAULT_VIDEO_ENCODER, crate::tools::rawmix::AudioEncoders::of_a_room(), warm, window, || marks.push(cpu_seconds("self")));
             run.map(|r| (r, marks.get(1).zip(marks.first()).map(|(b, a)| b - a).unwrap_or(0.0)))
         })
         .await??;
@@ -1958,7 +1958,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         }
     }
     if !r.raw.is_empty() {
-        s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live in the 40 ms packets a room asks senders for, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → N Opus encoders. What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
+        s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live in the 40 ms packets a room asks senders for, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → the Opus encoders a room runs (one shared mix and one per talker slot: 4 with the default `[audio] talkers = 3`, as every load bot talks). What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
         for x in &r.raw {
             s += &format!(
                 "| {} | {:.1} | {:.1} | {} | {} |\n",

@@ -7,8 +7,9 @@
 //! an Opus tone, fed live at 30 fps and in the packets a room asks senders
 //! for (`[audio] ptime_ms`, 40 ms: 25 a second):
 //! VP8 → vp8dec → compositor (canvas, grid) → the room's rung encoder;
-//! Opus → opusdec → audiomixer → N Opus encoders (a room encodes one mix
-//! per participant).
+//! Opus → opusdec → audiomixer → the room's Opus encoders: one shared mix
+//! and one per talker slot (`[audio] talkers` + 1, whatever the room's size;
+//! every input is decoded, as a room decodes everyone to find who talks).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,8 +39,9 @@ pub fn grid_tile(n: usize, w: u32, h: u32) -> (u32, u32, u32) {
 }
 
 /// Run the pipeline for `warm + window`; `measure` is called at the start
-/// and the end of `window` (the caller reads CPU time there).
-pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_complexity: u32, warm: Duration, window: Duration, mut measure: impl FnMut()) -> Result<RawRun> {
+/// and the end of `window` (the caller reads CPU time there). `audio` is the
+/// Opus encoders and their complexity.
+pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio: AudioEncoders, warm: Duration, window: Duration, mut measure: impl FnMut()) -> Result<RawRun> {
     crate::media::init()?;
     let (cols, tw, th) = grid_tile(n, width, height);
     // Inputs come in the packets a room asks senders for.
@@ -52,8 +54,13 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
     for i in 0..n {
         desc += &format!(
             "appsrc name=v{i} is-live=true do-timestamp=true format=time ! queue max-size-buffers=4 ! vp8dec ! videoconvert ! comp.sink_{i} \
-             appsrc name=a{i} is-live=true do-timestamp=true format=time ! opusdec ! audioconvert ! audioresample ! amix.sink_{i} \
-             atee. ! queue max-size-buffers=4 leaky=downstream ! opusenc bitrate=32000 complexity={audio_complexity} frame-size=20 inband-fec=true dtx=true ! fakesink sync=false "
+             appsrc name=a{i} is-live=true do-timestamp=true format=time ! opusdec ! audioconvert ! audioresample ! amix.sink_{i} "
+        );
+    }
+    for _ in 0..audio.count {
+        desc += &format!(
+            "atee. ! queue max-size-buffers=4 leaky=downstream ! opusenc bitrate=32000 complexity={} frame-size=20 inband-fec=true dtx=true ! fakesink sync=false ",
+            audio.complexity
         );
     }
     let pipeline = gst::parse::launch(&desc)
@@ -138,6 +145,22 @@ pub fn run(n: usize, width: u32, height: u32, fps: u32, encoder: &str, audio_com
         bail!("raw pipeline failed: {} ({:?})", e.error(), e.debug());
     }
     Ok(run)
+}
+
+/// The Opus encoders a room runs: one for the shared mix and one per
+/// talker slot.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioEncoders {
+    pub count: usize,
+    pub complexity: u32,
+}
+
+impl AudioEncoders {
+    /// What a room runs with the default `[audio]` settings.
+    pub fn of_a_room() -> Self {
+        let m = crate::layouts::MixerSettings::default();
+        AudioEncoders { count: m.audio_talkers as usize + 1, complexity: m.audio_complexity }
+    }
 }
 
 fn appsrc(p: &gst::Pipeline, name: &str) -> Result<gst_app::AppSrc> {
