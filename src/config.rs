@@ -287,6 +287,21 @@ pub struct MediaSection {
     /// [default: /usr/local/lib/tessera/libsrtp2.so.1 if present]
     #[arg(long)]
     pub srtp_library: Option<String>,
+    /// How participants' media travels: `webrtcbin` (GStreamer's WebRTC) or
+    /// `str0m` (our own loop on str0m; work in progress: VP8 and Opus
+    /// participants on the first of `ice_addresses`, no H.264, viewers or
+    /// link statistics yet). [default: webrtcbin]
+    #[arg(long, value_enum)]
+    pub transport: Option<Transport>,
+}
+
+/// `[media] transport`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Webrtcbin,
+    Str0m,
 }
 
 /// `[cluster]`: more than one node, with Redis as the directory of nodes
@@ -673,6 +688,7 @@ impl Settings {
                 video_encoder: or(a.media.video_encoder, b.media.video_encoder),
                 h264_encoder: or(a.media.h264_encoder, b.media.h264_encoder),
                 srtp_library: or(a.media.srtp_library, b.media.srtp_library),
+                transport: or(a.media.transport, b.media.transport),
             },
             webhook: WebhookSection {
                 webhook: or(a.webhook.webhook, b.webhook.webhook),
@@ -1043,6 +1059,17 @@ mod tests {
         assert!(e.to_string().starts_with("t.toml:1:"), "{e}");
         let e = Settings::from_toml(Path::new("t.toml"), "[rooms]\nmax_participants = \"many\"\n").unwrap_err();
         assert!(e.to_string().starts_with("t.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn transport_is_a_key_and_a_flag_with_webrtcbin_by_default() {
+        assert_eq!(Settings::default().resolve().unwrap().media.transport.unwrap_or_default(), Transport::Webrtcbin);
+        assert_eq!(flags(&["--transport", "str0m"]).media.transport, Some(Transport::Str0m));
+        assert!(Cli::try_parse_from(["serve", "--transport", "libwebrtc"]).is_err());
+        let s = Settings::from_toml(Path::new("t.toml"), "[media]\ntransport = \"str0m\"\n").unwrap();
+        assert_eq!(s.media.transport, Some(Transport::Str0m));
+        let e = Settings::from_toml(Path::new("t.toml"), "[media]\ntransport = \"quic\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:2:"), "{e}");
     }
 
     #[test]

@@ -84,6 +84,15 @@ impl DtlsCertificate {
         self.key_type
     }
 
+    /// Certificate and private key as DER (what str0m takes).
+    pub fn der(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let blocks = pem::parse_many(self.pem.as_bytes()).context("the DTLS certificate's PEM does not parse")?;
+        let find = |tag: &str| blocks.iter().find(|b| b.tag().ends_with(tag)).map(|b| b.contents().to_vec());
+        let cert = find("CERTIFICATE").context("no certificate in the DTLS PEM")?;
+        let key = find("PRIVATE KEY").context("no private key in the DTLS PEM")?;
+        Ok((cert, key))
+    }
+
     /// Certificate and private key, PEM: what `--dtls-cert` loads.
     pub fn pem(&self) -> &str {
         &self.pem
@@ -108,7 +117,7 @@ impl DtlsCertificate {
     /// that reached READY first (a state change racing the transport's
     /// creation) keeps no handler on the new connection and refuses every
     /// peer certificate ("certificate verify failed").
-    pub(crate) fn apply(&self, pipeline: &gst::Pipeline) {
+    pub fn apply(&self, pipeline: &gst::Pipeline) {
         let pem = self.pem.clone();
         pipeline.connect_deep_element_added(move |_, _, e| {
             if e.factory().is_some_and(|f| f.name() == "dtlssrtpdec") {

@@ -19,6 +19,7 @@
 
 pub mod audio;
 pub mod delivery;
+pub mod direct;
 pub mod dtls;
 pub mod mixer;
 pub mod opus;
@@ -26,6 +27,7 @@ pub mod participant;
 pub mod preview;
 pub mod raw;
 pub mod recording;
+pub mod rtc;
 pub mod stream;
 pub mod share;
 pub mod srtp;
@@ -83,6 +85,8 @@ pub struct MediaConfig {
     /// DTLS certificate of every participant's and viewer's webrtcbin.
     /// None: the process's own, generated at first use (ECDSA P-256).
     pub dtls: Option<dtls::DtlsCertificate>,
+    /// How participants' media travels (`[media] transport`).
+    pub transport: crate::config::Transport,
 }
 
 impl Default for MediaConfig {
@@ -127,6 +131,7 @@ impl MediaConfig {
             background: m.background.0,
             network: crate::config::Network::default(),
             dtls: None,
+            transport: crate::config::Transport::default(),
         }
     }
 
@@ -134,7 +139,7 @@ impl MediaConfig {
     pub fn configured(m: &crate::layouts::MixerSettings, cfg: &crate::config::Config, dtls: dtls::DtlsCertificate) -> MediaConfig {
         let mut m = m.clone();
         cfg.media.apply(&mut m);
-        MediaConfig { network: cfg.network.clone(), dtls: Some(dtls), ..MediaConfig::from_mixer(&m) }
+        MediaConfig { network: cfg.network.clone(), dtls: Some(dtls), transport: cfg.media.transport.unwrap_or_default(), ..MediaConfig::from_mixer(&m) }
     }
 
     /// The DTLS certificate to give every webrtcbin of this server.
@@ -332,6 +337,9 @@ impl RoomMedia for GstRoom {
     fn add_participant(&self, id: &str, opts: &JoinOptions, events: EventSender) -> Result<Box<dyn ParticipantMedia>> {
         if opts.role == crate::protocol::Role::Share {
             return Ok(Box::new(share::SharePipeline::new(id, self.mixer.clone(), events)?));
+        }
+        if self.mixer.config().transport == crate::config::Transport::Str0m && opts.role == crate::protocol::Role::Participant {
+            return Ok(Box::new(direct::DirectParticipant::new(id, self.mixer.clone(), opts, events)?));
         }
         let p = participant::ParticipantPipeline::new(id, self.mixer.clone(), opts, events)?;
         Ok(Box::new(p))

@@ -280,49 +280,7 @@ impl ParticipantPipeline {
     }
 
     fn connect_decoded_outputs(&self, handles: InputHandles) -> Result<()> {
-        let InputHandles { room_in, flags, audio: port, .. } = handles;
-        *flags.jitterbuffers.lock() = Some(self.peer.jitterbuffers());
-        *flags.peer.lock() = Some(self.peer.webrtcbin().downgrade());
-        let vsink: gst_app::AppSink = element(&self.pipeline, "vsink")?;
-        vsink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
-                    flags.frames.lock().arrived(std::time::Instant::now());
-                    if let Some(caps) = sample.caps() {
-                        if room_in.caps().as_ref().map(|c| c.as_ref()) != Some(caps) {
-                            room_in.set_caps(Some(&caps.to_owned()));
-                        }
-                    }
-                    if flags.video_off.load(Ordering::Relaxed) {
-                        // Camera off: the name card stays on show.
-                        return Ok(gst::FlowSuccess::Ok);
-                    }
-                    flags.has_video.store(true, Ordering::Relaxed);
-                    // The mixer may be flushing while the room closes.
-                    let _ = room_in.push_buffer(unstamped(&buffer));
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        let asink: gst_app::AppSink = element(&self.pipeline, "asink")?;
-        asink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(buffer) = sample.buffer() {
-                        if let Ok(map) = buffer.map_readable() {
-                            let samples: Vec<i16> =
-                                map.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-                            port.push_input(&samples);
-                        }
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        Ok(())
+        connect_decoded_outputs(&self.pipeline, handles, Some(&self.peer))
     }
 
     /// The codec the answer chose: the rung appsrc gets its caps and is
@@ -373,6 +331,57 @@ impl ParticipantPipeline {
     fn connect_incoming(&self) {
         connect_incoming(&self.peer, &self.id, &self.activity);
     }
+}
+
+/// The decoded tile (`vsink`) into the room's compositor input and the
+/// decoded audio (`asink`) into the mix-minus ring; `peer`'s jitterbuffers
+/// (webrtcbin's; none on str0m) for the repair statistics.
+pub(super) fn connect_decoded_outputs(pipeline: &gst::Pipeline, handles: InputHandles, peer: Option<&Peer>) -> Result<()> {
+    let InputHandles { room_in, flags, audio: port, .. } = handles;
+    if let Some(peer) = peer {
+        *flags.jitterbuffers.lock() = Some(peer.jitterbuffers());
+        *flags.peer.lock() = Some(peer.webrtcbin().downgrade());
+    }
+    let vsink: gst_app::AppSink = element(pipeline, "vsink")?;
+    vsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
+                flags.frames.lock().arrived(std::time::Instant::now());
+                if let Some(caps) = sample.caps() {
+                    if room_in.caps().as_ref().map(|c| c.as_ref()) != Some(caps) {
+                        room_in.set_caps(Some(&caps.to_owned()));
+                    }
+                }
+                if flags.video_off.load(Ordering::Relaxed) {
+                    // Camera off: the name card stays on show.
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                flags.has_video.store(true, Ordering::Relaxed);
+                // The mixer may be flushing while the room closes.
+                let _ = room_in.push_buffer(unstamped(&buffer));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let asink: gst_app::AppSink = element(pipeline, "asink")?;
+    asink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(buffer) = sample.buffer() {
+                    if let Ok(map) = buffer.map_readable() {
+                        let samples: Vec<i16> =
+                            map.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                        port.push_input(&samples);
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(())
 }
 
 /// What arrives on `peer` (member `id`): each packet counts as heard in
