@@ -562,6 +562,14 @@ impl Delivery {
         }
     }
 
+    /// `auto`, or a rung of the ladder by name; None for a name it lacks.
+    pub fn choice_of(&self, quality: &str) -> Option<Choice> {
+        match quality {
+            "auto" => Some(Choice::Auto),
+            q => self.rung_index(q).map(Choice::Fixed),
+        }
+    }
+
     /// The receiver asks for a rung by name, or `auto`.
     pub fn set_choice(&self, id: &str, choice: Choice) {
         let Some(r) = self.find(id) else { return };

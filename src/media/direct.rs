@@ -28,7 +28,6 @@ use super::participant::{connect_decoded_outputs, Activity};
 use super::rtc::{RtcEvent, RtcPeer};
 use super::webrtc::element;
 use super::shutdown_pipeline;
-use crate::ladder::Choice;
 use crate::protocol::Codec;
 use crate::room::{EventSender, JoinOptions, MediaEvent, ParticipantEvent, ParticipantMedia};
 
@@ -50,10 +49,7 @@ fn send(events: &EventSender, ev: MediaEvent) {
 impl DirectParticipant {
     pub fn new(id: &str, mixer: Arc<RoomMixer>, opts: &JoinOptions, events: EventSender) -> Result<DirectParticipant> {
         let cfg = mixer.config().clone();
-        let choice = match opts.quality.as_str() {
-            "auto" => Choice::Auto,
-            q => Choice::Fixed(mixer.delivery().rung_index(q).with_context(|| format!("no rung `{q}`"))?),
-        };
+        let choice = mixer.delivery().choice_of(&opts.quality).with_context(|| format!("no rung `{}`", opts.quality))?;
         let address: std::net::IpAddr = cfg
             .network
             .ice_addresses
@@ -203,14 +199,9 @@ impl ParticipantMedia for DirectParticipant {
     }
 
     fn set_quality(&self, quality: &str) {
-        let choice = match quality {
-            "auto" => Choice::Auto,
-            q => match self.mixer.delivery().rung_index(q) {
-                Some(i) => Choice::Fixed(i),
-                None => return,
-            },
-        };
-        self.mixer.delivery().set_choice(&self.id, choice);
+        if let Some(choice) = self.mixer.delivery().choice_of(quality) {
+            self.mixer.delivery().set_choice(&self.id, choice);
+        }
     }
 
     fn media_silence(&self, now: std::time::Instant) -> Option<std::time::Duration> {

@@ -30,7 +30,7 @@ use gst_rtp::prelude::*;
 use super::audio::audio_caps;
 use super::delivery::{LinkStats, Receiver};
 use super::mixer::{InputHandles, RoomMixer, TileElements};
-use crate::ladder::{Choice, PADDING_PACKET_BYTES, RTP_HEADER_BYTES};
+use crate::ladder::{PADDING_PACKET_BYTES, RTP_HEADER_BYTES};
 use crate::link::PacketReport;
 use crate::protocol::Role;
 use crate::room::JoinOptions;
@@ -92,10 +92,7 @@ impl ParticipantPipeline {
     pub fn new(id: &str, mixer: Arc<RoomMixer>, opts: &JoinOptions, events: EventSender) -> Result<ParticipantPipeline> {
         let cfg = mixer.config().clone();
         let viewer = opts.role == Role::Viewer;
-        let choice = match opts.quality.as_str() {
-            "auto" => Choice::Auto,
-            q => Choice::Fixed(mixer.delivery().rung_index(q).with_context(|| format!("no rung `{q}`"))?),
-        };
+        let choice = mixer.delivery().choice_of(&opts.quality).with_context(|| format!("no rung `{}`", opts.quality))?;
         // Opus packets from the room's audio mixer, stamped by it: the shared
         // mix, or the mix-minus of this participant's talker slot while it
         // talks (see `media::audio`). A viewer only ever gets the shared one.
@@ -602,14 +599,9 @@ impl ParticipantMedia for ParticipantPipeline {
     }
 
     fn set_quality(&self, quality: &str) {
-        let choice = match quality {
-            "auto" => Choice::Auto,
-            q => match self.mixer.delivery().rung_index(q) {
-                Some(i) => Choice::Fixed(i),
-                None => return,
-            },
-        };
-        self.mixer.delivery().set_choice(&self.id, choice);
+        if let Some(choice) = self.mixer.delivery().choice_of(quality) {
+            self.mixer.delivery().set_choice(&self.id, choice);
+        }
     }
 
     fn add_ice(&self, sdp_mline_index: u32, candidate: &str) {
