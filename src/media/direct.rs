@@ -133,7 +133,7 @@ impl DirectParticipant {
         forward(&pipeline, "vout", &peer, 90_000)?;
         forward(&pipeline, "aout", &peer, 48_000)?;
         pipeline.set_state(gst::State::Playing).context("the direct participant's pipeline refused to play")?;
-        send(&events, MediaEvent::Offer { sdp: with_ptime(peer.sdp(), cfg.audio_ptime_ms) });
+        send(&events, MediaEvent::Offer { sdp: crate::protocol::with_audio_ptime(peer.sdp(), cfg.audio_ptime_ms) });
         Ok(p)
     }
 }
@@ -161,29 +161,6 @@ fn forward(pipeline: &gst::Pipeline, name: &str, peer: &Arc<RtcPeer>, rate: u64)
             .build(),
     );
     Ok(())
-}
-
-/// `a=ptime:MS` at the end of the audio section: senders' packet length.
-fn with_ptime(sdp: &str, ms: u32) -> String {
-    if ms == 0 {
-        return sdp.to_string();
-    }
-    let mut out = String::with_capacity(sdp.len() + 16);
-    let mut in_audio = false;
-    for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
-        if line.starts_with("m=") {
-            if in_audio {
-                out.push_str(&format!("a=ptime:{ms}\r\n"));
-            }
-            in_audio = line.starts_with("m=audio");
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    if in_audio {
-        out.push_str(&format!("a=ptime:{ms}\r\n"));
-    }
-    out
 }
 
 impl ParticipantMedia for DirectParticipant {
@@ -214,18 +191,5 @@ impl Drop for DirectParticipant {
         self.ready.store(false, Ordering::SeqCst);
         self.mixer.remove_participant(&self.id);
         shutdown_pipeline(&self.pipeline);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ptime_ends_the_audio_section_only() {
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n";
-        assert_eq!(with_ptime(sdp, 40), "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ptime:40\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n");
-        let audio_last = "v=0\r\nm=video 9 X 96\r\nm=audio 9 X 111\r\n";
-        assert!(with_ptime(audio_last, 20).ends_with("m=audio 9 X 111\r\na=ptime:20\r\n"));
     }
 }
