@@ -1,18 +1,32 @@
 //! The benchmark harness itself must keep working (timing is not tested
-//! here, only that every scenario runs and reports sane numbers).
+//! here, only that every scenario runs and reports sane numbers). The
+//! scenarios run as four `tessera bench --quick` processes side by side
+//! (one per test), each on its own ports and output folder.
 
+use std::path::PathBuf;
 use std::process::Command;
 
+/// `tessera bench --quick` of `scenarios` at a small canvas: its report
+/// (latest.json), RESULTS.md and output folder.
+fn bench(tag: &str, scenarios: &[&str]) -> (serde_json::Value, String, PathBuf) {
+    let out = std::env::temp_dir().join(format!("tessera-bench-{tag}-{}", std::process::id()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(["bench", "--quick", "--canvas", "320x180"]);
+    for s in scenarios {
+        cmd.args(["--scenario", s]);
+    }
+    let status = cmd.arg("--out").arg(&out).status().unwrap();
+    assert!(status.success(), "tessera bench --quick {scenarios:?}");
+    let json = serde_json::from_str(&std::fs::read_to_string(out.join("results/latest.json")).unwrap()).unwrap();
+    let md = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
+    (json, md, out)
+}
+
+/// Capacity with its per-thread accounting, join time, latency, lip sync,
+/// the plain pipeline and the mesh comparison, and the report's plots.
 #[test]
-fn bench_harness_smoke() {
-    let out = std::env::temp_dir().join(format!("tessera-bench-{}", std::process::id()));
-    let status = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["bench", "--quick", "--canvas", "320x180", "--out"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results/latest.json")).unwrap()).unwrap();
+fn bench_measures_capacity_latency_and_efficiency() {
+    let (json, md, out) = bench("core", &["capacity", "join", "latency", "avsync", "raw", "mesh"]);
     let cap = json["capacity"].as_array().unwrap();
     let rows: Vec<(String, u64)> = cap.iter().map(|r| (r["inputs"].as_str().unwrap().to_string(), r["participants"].as_u64().unwrap())).collect();
     assert_eq!(rows, vec![("tile".into(), 2), ("tile".into(), 4), ("360p".into(), 2)]);
@@ -20,6 +34,11 @@ fn bench_harness_smoke() {
         assert!(r["server_cpu_pct_of_machine"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["observer_fps"].as_f64().unwrap() > 10.0, "{r}");
         assert!(r["fds"].as_u64().unwrap() > 0 && r["threads"].as_u64().unwrap() > 0);
+    }
+    // Threads per participant and CPU by kind of thread in every capacity row.
+    for r in cap {
+        assert!(r["threads_per_participant"].as_f64().unwrap() > 1.0, "{r}");
+        assert!(!r["thread_cpu"].as_array().unwrap().is_empty(), "{r}");
     }
     let join = &json["join"];
     assert_eq!(join["join_to_first_frame_ms"].as_array().unwrap().len(), 3);
@@ -37,6 +56,34 @@ fn bench_harness_smoke() {
     assert!(av["detected"].as_u64().unwrap() >= 4, "{av}");
     let (p5, p50, p95) = (av["p5_ms"].as_f64().unwrap(), av["p50_ms"].as_f64().unwrap(), av["p95_ms"].as_f64().unwrap());
     assert!(p5 <= p50 && p50 <= p95 && p5 > -1000.0 && p95 < 1000.0, "{av}");
+    let raw = json["raw"].as_array().unwrap();
+    assert_eq!(raw.len(), 1);
+    assert!(raw[0]["raw_cpu_pct_of_machine"].as_f64().unwrap() > 0.0 && raw[0]["raw_fps"].as_f64().unwrap() > 10.0, "{}", raw[0]);
+    assert!(raw[0]["ratio"].as_f64().unwrap() > 0.0, "{}", raw[0]);
+    // Where the plain pipeline's time goes, beside the server's.
+    assert!(raw[0]["thread_cpu"].as_array().is_some_and(|t| !t.is_empty()), "{}", raw[0]);
+    assert!(md.contains("Where the plain pipeline's time goes"));
+    let bw = json["bandwidth"].as_array().unwrap();
+    assert_eq!(bw.len(), 1);
+    assert_eq!((bw[0]["mesh_links"].as_u64(), bw[0]["mesh_links_up"].as_u64()), (Some(1), Some(1)), "{}", bw[0]);
+    for k in ["tessera_up_kbps", "tessera_down_kbps", "mesh_up_kbps", "mesh_down_kbps"] {
+        assert!(bw[0][k].as_f64().unwrap() > 20.0, "{k}: {}", bw[0]);
+    }
+    assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Latency"));
+    assert!(md.contains("## Bandwidth against a mesh") && md.contains("## Efficiency against a plain pipeline") && md.contains("## Plots"));
+    // The plots are real PNGs.
+    for name in ["capacity_cpu", "capacity_fps", "latency", "bandwidth"] {
+        let png = std::fs::read(out.join(format!("plots/{name}.png"))).unwrap();
+        assert!(png.len() > 1000 && png.starts_with(b"\x89PNG"), "{name}.png");
+        assert!(md.contains(&format!("plots/{name}.png")));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A receiver and a sender behind a lossy router, with NACK and without.
+#[test]
+fn bench_measures_loss_with_and_without_nack() {
+    let (json, _md, out) = bench("loss", &["loss"]);
     // A receiver behind 0, 3 and 10 % loss, with NACK and without: with
     // NACK it kept decoding and the server resent packets; without, more
     // stayed missing (the bench judges how much).
@@ -62,6 +109,13 @@ fn bench_harness_smoke() {
     assert!(loss[5]["asked"].as_u64().unwrap() > 0, "the server asked the lossy sender for nothing: {}", loss[5]);
     assert!(loss[2]["missing_pct"].as_f64().unwrap() < loss[8]["missing_pct"].as_f64().unwrap(), "{} vs {}", loss[2], loss[8]);
     assert_eq!(loss[8]["resent_packets"].as_u64(), Some(0), "without NACK nothing is resent: {}", loss[8]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The soak's cycles and resources, and the cluster's joins and kill.
+#[test]
+fn bench_soaks_and_runs_the_cluster() {
+    let (json, md, out) = bench("soak", &["soak", "cluster"]);
     // The cluster: two joins each way, one kill with the mix back in time.
     let c = &json["cluster"];
     for k in ["direct_ms", "carried_ms"] {
@@ -70,11 +124,24 @@ fn bench_harness_smoke() {
     }
     assert_eq!(c["kill_to_mix_ms"].as_array().map(|v| v.len()), Some(1), "{c}");
     assert!(c["kill_max_ms"].as_u64().unwrap() <= 11_000, "{c}");
-    // Threads per participant and CPU by kind of thread in every capacity row.
-    for r in cap {
-        assert!(r["threads_per_participant"].as_f64().unwrap() > 1.0, "{r}");
-        assert!(!r["thread_cpu"].as_array().unwrap().is_empty(), "{r}");
+    // The soak ran its cycles (bot, reset, two hostile inputs each) and
+    // read the server's resources before and after.
+    let soak = &json["soak"];
+    assert_eq!(soak["cycles"], 12, "{soak}");
+    assert_eq!((soak["bot_cycles"].as_u64(), soak["aborted"].as_u64(), soak["hostile"].as_u64()), (Some(12), Some(12), Some(24)), "{soak}");
+    for k in ["before", "after"] {
+        assert!(soak[k]["fds"].as_u64().unwrap() > 0 && soak[k]["threads"].as_u64().unwrap() > 0 && soak[k]["rss_mib"].as_f64().unwrap() > 0.0, "{soak}");
     }
+    assert!(soak["honest_min_fps_1s"].as_f64().unwrap() > 0.0, "{soak}");
+    assert!(md.contains("## Soak"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Every rung of the ladder, viewers, encoders, mixed codecs, a share,
+/// recording and streaming outputs, HLS players and HTTPS.
+#[test]
+fn bench_measures_rungs_viewers_codecs_and_outputs() {
+    let (json, md, out) = bench("media", &["ladder", "viewers", "codecs", "mixed-codecs", "share", "outputs", "hls-viewers", "tls"]);
     // Every rung of both codecs received (at the 320x180 canvas every rung
     // is canvas-sized), with its encoding thread found and busy.
     let ladder = json["ladder"].as_array().unwrap();
@@ -116,10 +183,6 @@ fn bench_harness_smoke() {
     let viewers = json["viewers"].as_array().unwrap();
     assert_eq!(viewers.iter().map(|r| r["viewers"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 2]);
     assert!(viewers[1]["min_viewer_fps"].as_f64().unwrap() > 10.0, "{}", viewers[1]);
-    let raw = json["raw"].as_array().unwrap();
-    assert_eq!(raw.len(), 1);
-    assert!(raw[0]["raw_cpu_pct_of_machine"].as_f64().unwrap() > 0.0 && raw[0]["raw_fps"].as_f64().unwrap() > 10.0, "{}", raw[0]);
-    assert!(raw[0]["ratio"].as_f64().unwrap() > 0.0, "{}", raw[0]);
     // One encoder per codec on the same grid: each runs at the canvas rate
     // and sends something.
     let codecs = json["codecs"].as_array().unwrap();
@@ -127,38 +190,13 @@ fn bench_harness_smoke() {
     for c in codecs {
         assert!(c["fps"].as_f64().unwrap() > 10.0 && c["kbps"].as_f64().unwrap() > 10.0, "{c}");
     }
-    let bw = json["bandwidth"].as_array().unwrap();
-    assert_eq!(bw.len(), 1);
-    assert_eq!((bw[0]["mesh_links"].as_u64(), bw[0]["mesh_links_up"].as_u64()), (Some(1), Some(1)), "{}", bw[0]);
-    for k in ["tessera_up_kbps", "tessera_down_kbps", "mesh_up_kbps", "mesh_down_kbps"] {
-        assert!(bw[0][k].as_f64().unwrap() > 20.0, "{k}: {}", bw[0]);
-    }
     // The same room over HTTP/WS and HTTPS/WSS: the bots reached both.
     let tls = json["tls"].as_array().unwrap();
     assert_eq!(tls.iter().map(|r| r["tls"].as_bool().unwrap()).collect::<Vec<_>>(), vec![false, true]);
     for r in tls {
         assert!(r["observer_fps"].as_f64().unwrap() > 10.0 && r["server_cpu_pct_of_machine"].as_f64().unwrap() > 0.0, "{r}");
     }
-    // The soak ran its cycles (bot, reset, two hostile inputs each) and
-    // read the server's resources before and after.
-    let soak = &json["soak"];
-    assert_eq!(soak["cycles"], 12, "{soak}");
-    assert_eq!((soak["bot_cycles"].as_u64(), soak["aborted"].as_u64(), soak["hostile"].as_u64()), (Some(12), Some(12), Some(24)), "{soak}");
-    for k in ["before", "after"] {
-        assert!(soak[k]["fds"].as_u64().unwrap() > 0 && soak[k]["threads"].as_u64().unwrap() > 0 && soak[k]["rss_mib"].as_f64().unwrap() > 0.0, "{soak}");
-    }
-    assert!(soak["honest_min_fps_1s"].as_f64().unwrap() > 0.0, "{soak}");
-    let md = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
-    assert!(md.contains("## HTTPS/WSS cost") && md.contains("## Soak"));
-    assert!(md.contains("## Capacity") && md.contains("## Join time") && md.contains("## Latency"));
-    assert!(md.contains("## Downlink per rung") && md.contains("## Half the room on H.264") && md.contains("## Viewers"));
-    assert!(md.contains("## Bandwidth against a mesh") && md.contains("## Efficiency against a plain pipeline") && md.contains("## Plots"));
-    // The plots are real PNGs.
-    for name in ["capacity_cpu", "capacity_fps", "latency", "bandwidth"] {
-        let png = std::fs::read(out.join(format!("plots/{name}.png"))).unwrap();
-        assert!(png.len() > 1000 && png.starts_with(b"\x89PNG"), "{name}.png");
-        assert!(md.contains(&format!("plots/{name}.png")));
-    }
+    assert!(md.contains("## HTTPS/WSS cost") && md.contains("## Downlink per rung") && md.contains("## Half the room on H.264") && md.contains("## Viewers"));
     let _ = std::fs::remove_dir_all(&out);
 }
 

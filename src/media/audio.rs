@@ -334,8 +334,8 @@ pub struct AudioPort {
     pub id: String,
     pub input: Mutex<InputRing>,
     /// Opus packets (the shared mix or its talker slot's mix-minus) to the
-    /// participant's payloader.
-    output: gst_app::AppSrc,
+    /// participant's payloader or transport.
+    output: super::Outlet,
     /// True once the participant's connection is up; no mix is pushed before.
     ready: Arc<AtomicBool>,
     /// A muted microphone is left out of the mix (its input is discarded).
@@ -451,7 +451,7 @@ impl AudioMixer {
         &self.counters
     }
 
-    pub fn add(&self, id: &str, output: gst_app::AppSrc, ready: Arc<AtomicBool>) -> Arc<AudioPort> {
+    pub fn add(&self, id: &str, output: super::Outlet, ready: Arc<AtomicBool>) -> Arc<AudioPort> {
         let port = Arc::new(AudioPort {
             id: id.to_string(),
             input: Mutex::new(InputRing::with_delay(self.delay_ms)),
@@ -601,7 +601,10 @@ impl MixThread {
                     continue;
                 }
                 if let Some(p) = &packets[slot.map(|k| k + 1).unwrap_or(0)] {
-                    push_packet(&port.output, p, &caps, tick);
+                    match &port.output {
+                        super::Outlet::AppSrc(out) => push_packet(out, p, &caps, tick),
+                        super::Outlet::Direct(send) => send(p, tick),
+                    }
                 }
             }
             if let Some(p) = &packets[0] {

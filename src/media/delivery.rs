@@ -126,7 +126,7 @@ pub struct Receiver {
     /// When it was added (its join), and the room's counters.
     added: Instant,
     counters: Arc<DeliveryCounters>,
-    appsrc: gst_app::AppSrc,
+    out: super::Outlet,
     ready: Arc<AtomicBool>,
     events: EventSender,
     pub link: Arc<LinkStats>,
@@ -502,7 +502,7 @@ impl Delivery {
 
     /// Add a receiver. It gets frames once `ready` is set and a keyframe
     /// of its rung arrives.
-    pub fn add(&self, id: &str, appsrc: gst_app::AppSrc, ready: Arc<AtomicBool>, events: EventSender, choice: Choice) -> Arc<Receiver> {
+    pub fn add(&self, id: &str, out: super::Outlet, ready: Arc<AtomicBool>, events: EventSender, choice: Choice) -> Arc<Receiver> {
         let start = match choice {
             Choice::Fixed(i) => Target::Rung(i.min(steps(&self.rungs).saturating_sub(1))),
             Choice::Auto => Target::Rung(0),
@@ -514,7 +514,7 @@ impl Delivery {
             id: id.to_string(),
             added: Instant::now(),
             counters: self.counters.clone(),
-            appsrc,
+            out,
             ready,
             events,
             link: Arc::new(LinkStats::new(top, MIN_ESTIMATE_BPS, top.saturating_mul(2))),
@@ -797,9 +797,14 @@ fn send_quality(rungs: &[RungEncoder], r: &Receiver, t: Target, auto: bool) {
 fn deliver(rungs: &[RungEncoder], r: &Receiver, i: usize, key: bool, buffer: &gst::Buffer) {
     let mut st = r.st.lock();
     let FrameFor::Deliver { switched } = st.switch.frame(i, key) else { return };
-    // Pushing only queues the buffer; flushing (leaving) receivers miss it.
-    if let Err(e) = r.appsrc.push_buffer(super::unstamped(buffer)) {
-        tracing::debug!(receiver = %r.id, "frame not queued: {e:?}");
+    match &r.out {
+        // Pushing only queues the buffer; flushing (leaving) receivers miss it.
+        super::Outlet::AppSrc(appsrc) => {
+            if let Err(e) = appsrc.push_buffer(super::unstamped(buffer)) {
+                tracing::debug!(receiver = %r.id, "frame not queued: {e:?}");
+            }
+        }
+        super::Outlet::Direct(send) => send(buffer, gst::SystemClock::obtain().time()),
     }
     let auto = st.controller.is_some();
     drop(st);

@@ -295,10 +295,11 @@ impl RoomMixer {
         // participant) freezes the room before its first frame: the "no
         // mixed video at all" flake of the end-to-end tests.
         let desc = format!(
-            "videotestsrc is-live=true pattern=solid-color foreground-color={bg} ! capsfilter name=bgcaps caps=video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
+            "videotestsrc is-live=true pattern=solid-color foreground-color={bg} ! capsfilter name=bgcaps caps=video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,colorimetry={cm} \
              ! compositor name=comp background=black force-live=true ignore-inactive-pads=true latency={lat} \
-             ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! tee name=vtee allow-not-linked=true",
+             ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,colorimetry={cm} ! tee name=vtee allow-not-linked=true",
             lat = cfg.mixer_latency_ms as u64 * 1_000_000,
+            cm = super::CANVAS_COLORIMETRY,
             bg = 0xff00_0000u32 | cfg.background,
         );
         let pipeline = gst::parse::launch(&desc)
@@ -426,14 +427,14 @@ impl RoomMixer {
         choice: Choice,
     ) -> Arc<Receiver> {
         self.audio.add_listener(MixListener { id: id.to_string(), output: opus_out, ready: ready.clone(), recording: false });
-        self.delivery.add(id, vp8_out, ready, events, choice)
+        self.delivery.add(id, vp8_out.into(), ready, events, choice)
     }
 
     /// A recording: received like a viewer (the top rung's frames and the
     /// whole mix), not counted as one.
     pub fn add_recorder(&self, id: &str, vp8_out: gst_app::AppSrc, opus_out: gst_app::AppSrc, ready: Arc<AtomicBool>, events: EventSender, choice: Choice) -> Arc<Receiver> {
         self.audio.add_listener(MixListener { id: id.to_string(), output: opus_out, ready: ready.clone(), recording: true });
-        self.delivery.add(id, vp8_out, ready, events, choice)
+        self.delivery.add(id, vp8_out.into(), ready, events, choice)
     }
 
     pub fn viewer_count(&self) -> usize {
@@ -444,10 +445,6 @@ impl RoomMixer {
         self.audio.listeners().iter().filter(|v| !v.recording).map(|v| v.id.clone()).collect()
     }
 
-    /// Connect a participant: its decoded, tile-sized video goes into a new
-    /// compositor input; `vp8_out` receives the shared encoded grid once
-    /// `ready` is set; its audio joins the mix-minus.
-    /// Returns the compositor appsrc and the audio port.
     /// A new live appsrc linked to a new compositor pad (hidden).
     fn new_input(&self, name: &str) -> Result<Input> {
         let appsrc = gst_app::AppSrc::builder()
@@ -487,12 +484,17 @@ impl RoomMixer {
         let _ = self.pipeline.remove(&input.appsrc);
     }
 
+    /// Connect a participant: its decoded, tile-sized video goes into a new
+    /// compositor input; `vp8_out` receives the shared encoded grid once
+    /// `ready` is set; its audio joins the mix-minus and `audio_out` gets
+    /// its mix. Returns the compositor appsrc, the audio port and the
+    /// receiver.
     pub fn add_participant(
         &self,
         id: &str,
         tile_el: TileElements,
-        vp8_out: gst_app::AppSrc,
-        audio_out: gst_app::AppSrc,
+        vp8_out: super::Outlet,
+        audio_out: super::Outlet,
         ready: Arc<AtomicBool>,
         events: EventSender,
         choice: Choice,
@@ -757,6 +759,7 @@ fn resized_caps(current: Option<gst::Caps>, card: &gst::CapsRef) -> gst::Caps {
 pub fn tile_caps(width: u32, height: u32) -> gst::Caps {
     gst::Caps::builder("video/x-raw")
         .field("format", "I420")
+        .field("colorimetry", super::CANVAS_COLORIMETRY)
         .field("width", width as i32)
         .field("height", height as i32)
         .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))

@@ -444,6 +444,36 @@ impl RoomMedia for GstRoom {
     }
 }
 
+/// The colorimetry of the canvas and of everything composed into it: the
+/// one VP8 (and H.264 without colour signalling) is decoded with, and the
+/// one a decoded VP8 tile already has. A tile, card or border in another
+/// would be converted by the compositor on every frame of the room (the
+/// background in bt709, the default for a 720p frame, cost a 16-person
+/// room a tenth of a core converting every tile), and a canvas in bt709
+/// was shown by every decoder with bt601's colours.
+pub const CANVAS_COLORIMETRY: &str = "bt601";
+
+/// Where one receiver's encoded media goes: the rung's frames
+/// ([`delivery`]) or its mix packets ([`audio`]).
+#[derive(Clone)]
+pub enum Outlet {
+    /// Into its pipeline: the appsrc in front of its payloader and
+    /// webrtcbin, which stamps frames with its own running time.
+    AppSrc(gst_app::AppSrc),
+    /// Straight to its transport ([`rtc`]): called on the room's streaming
+    /// or mixer thread with the buffer and the clock time it stands for (the
+    /// pipelines' clock, the system clock); must not block.
+    Direct(DirectOut),
+}
+
+pub type DirectOut = std::sync::Arc<dyn Fn(&gst::Buffer, gst::ClockTime) + Send + Sync>;
+
+impl From<gst_app::AppSrc> for Outlet {
+    fn from(a: gst_app::AppSrc) -> Outlet {
+        Outlet::AppSrc(a)
+    }
+}
+
 /// A copy of `buffer` (sharing its memory) without timestamps, so the
 /// receiving live appsrc stamps it with its own running time
 /// (`do-timestamp`): each pipeline has its own base time.

@@ -163,7 +163,7 @@ impl ParticipantPipeline {
         } else {
             by("amixcaps")?.set_property("caps", audio_caps());
             let tile_el = TileElements::in_pipeline(&pipeline)?;
-            let handles = mixer.add_participant(id, tile_el, vsrc.clone(), asrc.clone(), ready.clone(), events.clone(), choice)?;
+            let handles = mixer.add_participant(id, tile_el, vsrc.clone().into(), asrc.clone().into(), ready.clone(), events.clone(), choice)?;
             (handles.receiver.clone(), Some(handles))
         };
         receiver.set_peer(&webrtcbin);
@@ -277,7 +277,7 @@ impl ParticipantPipeline {
     }
 
     fn connect_decoded_outputs(&self, handles: InputHandles) -> Result<()> {
-        connect_decoded_outputs(&self.pipeline, handles, Some(&self.peer))
+        connect_decoded_outputs(&self.pipeline, handles, &self.peer)
     }
 
     /// The codec the answer chose: the rung appsrc gets its caps and is
@@ -330,15 +330,35 @@ impl ParticipantPipeline {
     }
 }
 
-/// The decoded tile (`vsink`) into the room's compositor input and the
-/// decoded audio (`asink`) into the mix-minus ring; `peer`'s jitterbuffers
-/// (webrtcbin's; none on str0m) for the repair statistics.
-pub(super) fn connect_decoded_outputs(pipeline: &gst::Pipeline, handles: InputHandles, peer: Option<&Peer>) -> Result<()> {
+/// The decoded audio (`asink`) into the mix-minus ring and the decoded
+/// tile (`vsink`) into the room's compositor input; `peer`'s jitterbuffers
+/// for the repair statistics.
+fn connect_decoded_outputs(pipeline: &gst::Pipeline, handles: InputHandles, peer: &Peer) -> Result<()> {
     let InputHandles { room_in, flags, audio: port, .. } = handles;
-    if let Some(peer) = peer {
-        *flags.jitterbuffers.lock() = Some(peer.jitterbuffers());
-        *flags.peer.lock() = Some(peer.webrtcbin().downgrade());
-    }
+    *flags.jitterbuffers.lock() = Some(peer.jitterbuffers());
+    *flags.peer.lock() = Some(peer.webrtcbin().downgrade());
+    connect_decoded_video(pipeline, room_in, flags)?;
+    let asink: gst_app::AppSink = element(pipeline, "asink")?;
+    asink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(buffer) = sample.buffer() {
+                    if let Ok(map) = buffer.map_readable() {
+                        let samples: Vec<i16> =
+                            map.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                        port.push_input(&samples);
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(())
+}
+
+/// The decoded tile (`vsink`) into the room's compositor input `room_in`.
+pub(super) fn connect_decoded_video(pipeline: &gst::Pipeline, room_in: gst_app::AppSrc, flags: Arc<super::mixer::InputFlags>) -> Result<()> {
     let vsink: gst_app::AppSink = element(pipeline, "vsink")?;
     vsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -358,22 +378,6 @@ pub(super) fn connect_decoded_outputs(pipeline: &gst::Pipeline, handles: InputHa
                 flags.has_video.store(true, Ordering::Relaxed);
                 // The mixer may be flushing while the room closes.
                 let _ = room_in.push_buffer(unstamped(&buffer));
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    let asink: gst_app::AppSink = element(pipeline, "asink")?;
-    asink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(buffer) = sample.buffer() {
-                    if let Ok(map) = buffer.map_readable() {
-                        let samples: Vec<i16> =
-                            map.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-                        port.push_input(&samples);
-                    }
-                }
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),

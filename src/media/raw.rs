@@ -16,6 +16,7 @@ pub fn rgb_to_yuv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
 pub fn solid_i420(width: u32, height: u32, rgb: u32) -> Result<gst::Sample> {
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
         .fps(gst::Fraction::new(30, 1))
+        .colorimetry(&super::CANVAS_COLORIMETRY.parse().context("colorimetry")?)
         .build()
         .context("frame size")?;
     let (y, u, v) = rgb_to_yuv((rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8);
@@ -36,6 +37,7 @@ pub fn solid_i420(width: u32, height: u32, rgb: u32) -> Result<gst::Sample> {
 pub fn placeholder_i420(width: u32, height: u32) -> Result<gst::Sample> {
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
         .fps(gst::Fraction::new(30, 1))
+        .colorimetry(&super::CANVAS_COLORIMETRY.parse().context("colorimetry")?)
         .build()
         .context("placeholder size")?;
     let mut buffer = gst::Buffer::with_size(info.size()).context("placeholder buffer")?;
@@ -144,6 +146,7 @@ pub fn name_card_i420(name: &str, muted: bool, width: u32, height: u32) -> Resul
             .field("height", height as i32)
             .field("framerate", gst::Fraction::new(30, 1))
             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .field("colorimetry", super::CANVAS_COLORIMETRY)
             .build(),
     );
     let text = super::make("textoverlay")?;
@@ -157,7 +160,7 @@ pub fn name_card_i420(name: &str, muted: bool, width: u32, height: u32) -> Resul
     text.set_property("auto-resize", false);
     let convert = super::make("videoconvert")?;
     let sink = gst_app::AppSink::builder()
-        .caps(&gst::Caps::builder("video/x-raw").field("format", "I420").build())
+        .caps(&gst::Caps::builder("video/x-raw").field("format", "I420").field("colorimetry", super::CANVAS_COLORIMETRY).build())
         .sync(false)
         .build();
     pipeline.add_many([&src, &caps, &text, &convert, sink.upcast_ref()])?;

@@ -250,6 +250,10 @@ pub struct RawRow {
     pub tessera_cpu_pct_of_machine: Option<f64>,
     /// tessera / raw.
     pub ratio: Option<f64>,
+    /// Where the plain pipeline's time goes, as [`CapacityRow::thread_cpu`]
+    /// (the bench process's own threads, idle while it runs, included).
+    #[serde(default)]
+    pub thread_cpu: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -1560,10 +1564,15 @@ async fn raw_pipeline(o: &BenchOptions, sizes: &[usize], warm: Duration, window:
     let mut rows = Vec::new();
     for &n in sizes {
         eprintln!("bench raw: plain decode → compose → encode pipeline, {n} inputs");
-        let (run, cpu) = tokio::task::spawn_blocking(move || {
+        let (run, cpu, thread_cpu) = tokio::task::spawn_blocking(move || {
             let mut marks = Vec::new();
-            let run = crate::tools::rawmix::run(n, w, h, 30, crate::layouts::DEFAULT_VIDEO_ENCODER, crate::tools::rawmix::AudioEncoders::of_a_room(), warm, window, || marks.push(cpu_seconds("self")));
-            run.map(|r| (r, marks.get(1).zip(marks.first()).map(|(b, a)| b - a).unwrap_or(0.0)))
+            let run = crate::tools::rawmix::run(n, w, h, 30, crate::layouts::DEFAULT_VIDEO_ENCODER, crate::tools::rawmix::AudioEncoders::of_a_room(), warm, window, || {
+                marks.push((cpu_seconds("self"), Proc::myself().thread_cpu_seconds().unwrap_or_default()))
+            });
+            run.map(|r| match (marks.first(), marks.get(1)) {
+                (Some(a), Some(b)) => (r, b.0 - a.0, thread_kinds(&a.1, &b.1, r.seconds)),
+                _ => (r, 0.0, Vec::new()),
+            })
         })
         .await??;
         let raw = cpu / run.seconds * 100.0 / cpus;
@@ -1574,6 +1583,7 @@ async fn raw_pipeline(o: &BenchOptions, sizes: &[usize], warm: Duration, window:
             raw_fps: run.frames as f64 / run.seconds,
             tessera_cpu_pct_of_machine: tessera,
             ratio: tessera.map(|t| t / raw.max(0.01)),
+            thread_cpu,
         };
         eprintln!(
             "  raw pipeline {:.1} % of machine at {:.1} fps; tessera {}",
@@ -1967,6 +1977,13 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
                 x.raw_fps,
                 x.tessera_cpu_pct_of_machine.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into()),
                 x.ratio.map(|v| format!("**{v:.2}**")).unwrap_or_else(|| "–".into())
+            );
+        }
+        if let Some(x) = r.raw.iter().filter(|x| !x.thread_cpu.is_empty()).min_by_key(|x| x.participants.abs_diff(16)) {
+            s += &format!(
+                "\nWhere the plain pipeline's time goes with {} inputs (% of one core, those over 1 %; compare with the server's above): {}.\n",
+                x.participants,
+                x.thread_cpu.iter().filter(|(_, p)| *p >= 1.0).map(|(k, p)| format!("`{k}` {p:.1}")).collect::<Vec<_>>().join(", ")
             );
         }
     }
