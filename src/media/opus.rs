@@ -3,7 +3,9 @@
 //! own. The mixer pushes one 20 ms frame of PCM into the element's sink
 //! pad and gets the encoded packet back from its source pad before the
 //! push returns, so the mixer knows which tick and which listener every
-//! packet belongs to (see [`super::audio`]).
+//! packet belongs to (see [`super::audio`]). And an Opus decoder driven
+//! the same way, for the str0m transport's incoming audio
+//! ([`OpusDecoder`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,11 +24,7 @@ struct Output {
 }
 
 pub struct OpusEncoder {
-    enc: gst::Element,
-    /// Ours, linked to the encoder's sink pad.
-    feed: gst::Pad,
-    /// Ours, linked to the encoder's source pad.
-    collect: gst::Pad,
+    el: Driven,
     out: Arc<Mutex<Output>>,
     /// Frames pushed so far (their timestamps count from zero).
     frames: u64,
@@ -60,18 +58,8 @@ impl OpusEncoder {
                 true
             })
             .build();
-        let feed = gst::Pad::builder(gst::PadDirection::Src).name("pcm").build();
-        let sink = enc.static_pad("sink").context("opusenc has no sink pad")?;
-        let src = enc.static_pad("src").context("opusenc has no src pad")?;
-        feed.link(&sink).context("cannot feed opusenc")?;
-        src.link(&collect).context("cannot collect from opusenc")?;
-        collect.set_active(true).context("collecting pad")?;
-        feed.set_active(true).context("feeding pad")?;
-        enc.set_state(gst::State::Playing).context("opusenc refused to start")?;
-        feed.push_event(gst::event::StreamStart::new("tessera-mix"));
-        feed.push_event(gst::event::Caps::new(&audio_caps()));
-        feed.push_event(gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new()));
-        Ok(OpusEncoder { enc, feed, collect, out, frames: 0 })
+        let el = Driven::new(enc, collect, "tessera-mix", &audio_caps())?;
+        Ok(OpusEncoder { el, out, frames: 0 })
     }
 
     /// Encode one 20 ms frame; the packet comes back without timestamps
@@ -89,7 +77,7 @@ impl OpusEncoder {
             b.set_duration(gst::ClockTime::from_mseconds(20));
         }
         self.frames += 1;
-        if self.feed.push(buf).is_err() {
+        if self.el.feed.push(buf).is_err() {
             return None;
         }
         let mut out = self.out.lock();
@@ -106,10 +94,41 @@ impl OpusEncoder {
     }
 }
 
-impl Drop for OpusEncoder {
+/// An element driven through two pads of ours, with no pipeline and no
+/// thread: what is pushed into `feed` comes out at `collect` (its chain
+/// function) before the push returns.
+struct Driven {
+    el: gst::Element,
+    /// Ours, linked to the element's sink pad.
+    feed: gst::Pad,
+    /// Ours, linked to the element's source pad.
+    collect: gst::Pad,
+}
+
+impl Driven {
+    /// Link `el` between a new feeding pad and `collect`, start it, and
+    /// open a stream of `caps`.
+    fn new(el: gst::Element, collect: gst::Pad, stream: &str, caps: &gst::Caps) -> Result<Driven> {
+        let name = el.factory().map(|f| f.name().to_string()).unwrap_or_default();
+        let feed = gst::Pad::builder(gst::PadDirection::Src).name("feed").build();
+        let sink = el.static_pad("sink").with_context(|| format!("{name} has no sink pad"))?;
+        let src = el.static_pad("src").with_context(|| format!("{name} has no src pad"))?;
+        feed.link(&sink).with_context(|| format!("cannot feed {name}"))?;
+        src.link(&collect).with_context(|| format!("cannot collect from {name}"))?;
+        collect.set_active(true).context("collecting pad")?;
+        feed.set_active(true).context("feeding pad")?;
+        el.set_state(gst::State::Playing).with_context(|| format!("{name} refused to start"))?;
+        feed.push_event(gst::event::StreamStart::new(stream));
+        feed.push_event(gst::event::Caps::new(caps));
+        feed.push_event(gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new()));
+        Ok(Driven { el, feed, collect })
+    }
+}
+
+impl Drop for Driven {
     fn drop(&mut self) {
-        let _ = self.enc.set_state(gst::State::Null);
-        if let Some(sink) = self.enc.static_pad("sink") {
+        let _ = self.el.set_state(gst::State::Null);
+        if let Some(sink) = self.el.static_pad("sink") {
             let _ = self.feed.unlink(&sink);
         }
         let _ = self.collect.set_active(false);
@@ -125,9 +144,7 @@ impl Drop for OpusEncoder {
 /// (a lost one) has the gap concealed first (`plc`), so the mix-minus ring
 /// of the sender does not run dry.
 pub struct OpusDecoder {
-    dec: gst::Element,
-    feed: gst::Pad,
-    collect: gst::Pad,
+    el: Driven,
     out: Arc<Mutex<VecDeque<gst::Buffer>>>,
     /// RTP time (48 kHz) of the first packet, and where the next one is due.
     first: Option<u64>,
@@ -166,19 +183,9 @@ impl OpusDecoder {
                 _ => gst::Pad::query_default(pad, parent, query),
             })
             .build();
-        let feed = gst::Pad::builder(gst::PadDirection::Src).name("opus").build();
-        let sink = dec.static_pad("sink").context("opusdec has no sink pad")?;
-        let src = dec.static_pad("src").context("opusdec has no src pad")?;
-        feed.link(&sink).context("cannot feed opusdec")?;
-        src.link(&collect).context("cannot collect from opusdec")?;
-        collect.set_active(true).context("collecting pad")?;
-        feed.set_active(true).context("feeding pad")?;
-        dec.set_state(gst::State::Playing).context("opusdec refused to start")?;
-        feed.push_event(gst::event::StreamStart::new("tessera-opus-in"));
         let caps = gst::Caps::builder("audio/x-opus").field("channel-mapping-family", 0i32).field("channels", 2i32).field("rate", RATE as i32).build();
-        feed.push_event(gst::event::Caps::new(&caps));
-        feed.push_event(gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new()));
-        Ok(OpusDecoder { dec, feed, collect, out, first: None, next: None })
+        let el = Driven::new(dec, collect, "tessera-opus-in", &caps)?;
+        Ok(OpusDecoder { el, out, first: None, next: None })
     }
 
     /// Decode `packet` (its RTP time at 48 kHz) into `pcm`, once per chunk
@@ -189,7 +196,7 @@ impl OpusDecoder {
         let at = |t: u64| gst::ClockTime::from_nseconds(t.saturating_sub(first) * 1_000_000_000 / RATE as u64);
         match self.next {
             Some(next) if rtp_time > next && rtp_time - next <= MAX_CONCEALED => {
-                self.feed.push_event(gst::event::Gap::builder(at(next)).duration(at(rtp_time) - at(next)).build());
+                self.el.feed.push_event(gst::event::Gap::builder(at(next)).duration(at(rtp_time) - at(next)).build());
                 self.take(&mut pcm);
             }
             // In time, late, repeated or after a long pause: decoded as it comes.
@@ -199,7 +206,7 @@ impl OpusDecoder {
         if let Some(b) = buf.get_mut() {
             b.set_pts(at(rtp_time));
         }
-        if self.feed.push(buf).is_ok() {
+        if self.el.feed.push(buf).is_ok() {
             let samples = self.take(&mut pcm);
             if samples > 0 {
                 self.next = Some(rtp_time + samples);
@@ -219,17 +226,6 @@ impl OpusDecoder {
             }
         }
         samples
-    }
-}
-
-impl Drop for OpusDecoder {
-    fn drop(&mut self) {
-        let _ = self.dec.set_state(gst::State::Null);
-        if let Some(sink) = self.dec.static_pad("sink") {
-            let _ = self.feed.unlink(&sink);
-        }
-        let _ = self.collect.set_active(false);
-        let _ = self.feed.set_active(false);
     }
 }
 
