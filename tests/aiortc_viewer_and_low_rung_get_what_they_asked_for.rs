@@ -16,13 +16,7 @@ const LOW_TONE: f64 = 660.0;
 async fn aiortc_viewer_and_low_rung_get_what_they_asked_for() {
     let server = start_server(media_config());
     let url = server.ws_url();
-    let mut bots = Vec::new();
-    for (name, color, tone) in SENDERS {
-        bots.push(bot(&url, "interop-v", name, color, tone).await);
-    }
-    for b in &bots {
-        wait_receiving(b, Duration::from_secs(10)).await;
-    }
+    let bots = bots_receiving(&url, "interop-v", &SENDERS).await;
     let common_args = ["--duration", "16", "--report-at", "12", "--fps-window", "4", "--listen", "440", "660", "880"];
     let viewer = AiortcClient::spawn(&url, "interop-v", "watcher", &[&common_args[..], &["--role", "viewer"]].concat());
     let low = AiortcClient::spawn(

@@ -151,13 +151,7 @@ async fn sample(bots: &[Bot], stop: &AtomicBool) -> Vec<(Instant, Vec<u64>)> {
 async fn hostile_input_costs_only_its_sender() {
     let server = start_server(media_config());
     let (url, addr) = (server.ws_url(), server.addr());
-    let mut bots = Vec::new();
-    for (name, color, tone) in HONEST {
-        bots.push(bot(&url, ROOM, name, color, tone).await);
-    }
-    for b in &bots {
-        wait_receiving(b, Duration::from_secs(10)).await;
-    }
+    let bots = bots_receiving(&url, ROOM, &HONEST).await;
     assert!(bots[0].wait_until(Duration::from_secs(5), |b| b.layout().map(|l| l.1.len()) == Some(3)).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
 

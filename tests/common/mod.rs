@@ -234,6 +234,19 @@ pub async fn bot(url: &str, room: &str, name: &str, color: u32, tone: f64) -> Bo
 }
 
 /// Wait until the bot has joined, is connected and receives video.
+/// One bot per (name, colour, tone) in `room`, each connected and
+/// receiving the mixed video (10 s each at most) before it returns.
+pub async fn bots_receiving(url: &str, room: &str, who: &[(&str, u32, f64)]) -> Vec<Bot> {
+    let mut bots = Vec::new();
+    for &(name, color, tone) in who {
+        bots.push(bot(url, room, name, color, tone).await);
+    }
+    for b in &bots {
+        wait_receiving(b, Duration::from_secs(10)).await;
+    }
+    bots
+}
+
 pub async fn wait_receiving(b: &Bot, timeout: Duration) {
     let ok = b.wait_until(timeout, |b| b.is_connected() && b.stats().frames > 5).await;
     assert!(ok, "bot never received mixed video: connected={} stats={:?} errors={:?}", b.is_connected(), b.stats(), b.errors());
@@ -560,12 +573,8 @@ pub const THREE_BOTS: [(&str, u32, f64); 3] = [("red", 0xff0000, 440.0), ("green
 pub async fn three_bots_see_and_hear_each_other_on(media: MediaConfig) {
     let server = start_server(media);
     let url = server.ws_url();
-    let mut bots = Vec::new();
-    for (name, color, tone) in THREE_BOTS {
-        bots.push(bot(&url, "room1", name, color, tone).await);
-    }
+    let bots = bots_receiving(&url, "room1", &THREE_BOTS).await;
     for b in &bots {
-        wait_receiving(b, Duration::from_secs(10)).await;
         assert!(b.wait_until(Duration::from_secs(5), |b| b.layout().map(|l| l.1.len()) == Some(3)).await, "layout never had 3 tiles");
     }
     // Let audio buffers fill and the picture settle.
