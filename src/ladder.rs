@@ -141,6 +141,10 @@ pub struct Decision {
     pub switch_to: Option<Target>,
     /// RTP padding to add to the receiver's video (bits per second).
     pub padding_bps: u32,
+    /// The rate a running probe is after (bits per second), 0 without
+    /// one: a transport whose own estimator caps its padding (str0m) is
+    /// told it at the probe's start.
+    pub probe_bps: u32,
     /// Tell the estimator this rate is proven (after a probe).
     pub set_estimate: Option<u32>,
     /// What happened, for the log (probe started, failed, proven).
@@ -269,6 +273,7 @@ impl RungController {
                 // (and ends the probe) before a queue overflows.
                 let ramp = ((now - p.started) as f64 / (PROBE_MS as f64 / 2.0)).min(1.0);
                 d.padding_bps = (p.rate.saturating_sub(self.media_rate(self.current)) as f64 * ramp) as u32;
+                d.probe_bps = p.rate;
                 return d;
             }
             if !s.has_feedback || (s.delivered_bps as f64) < p.rate as f64 * PROBE_DELIVERED {
@@ -277,6 +282,12 @@ impl RungController {
                 self.probe = None;
                 self.next_probe = now + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF_MS);
+                // A probe that proved a lower rung still counts.
+                if let Some((rung, rate)) = p.proven {
+                    d.set_estimate = Some(rate);
+                    d.switch_to = self.switch(Target::Rung(rung), now);
+                    self.last_estimate = rate;
+                }
                 return d;
             }
             // Proven. Probe the next rung up at once, or take the best proven.
@@ -287,6 +298,7 @@ impl RungController {
                 let rate = (self.rates[next] as f64 * PROBE_HEADROOM) as u32;
                 self.probe = Some(Probe { rung: next, rate, started: now, estimate_at_start: s.estimate_bps, proven });
                 d.padding_bps = rate.saturating_sub(self.media_rate(self.current));
+                d.probe_bps = rate;
                 return d;
             }
             self.probe = None;
@@ -348,6 +360,7 @@ impl RungController {
             if quiet && now >= self.next_probe && s.loss < 0.02 && s.has_feedback {
                 let rate = (self.rates[next] as f64 * PROBE_HEADROOM) as u32;
                 self.probe = Some(Probe { rung: next, rate, started: now, estimate_at_start: s.estimate_bps, proven: None });
+                d.probe_bps = rate;
                 d.note = Some(format!("probing rung {next} at {} kbps", rate / 1000));
             }
         }
@@ -483,6 +496,41 @@ mod tests {
         assert_eq!(switches.len(), 1, "{switches:?}");
         assert_eq!(switches[0].1, Target::Rung(0));
         assert!(switches[0].0 < UP_HOLD_MS + 4 * PROBE_MS, "{switches:?}");
+    }
+
+    #[test]
+    fn a_probe_chain_that_proves_a_middle_rung_moves_there_when_the_top_is_not_delivered() {
+        // Regression: the chained probe for the top rung ended "only N kbps
+        // delivered" (no estimate drop, no loss) and forgot the middle rung
+        // its first probe had proven: the receiver stayed on the bottom rung
+        // for another back-off (seen on str0m, whose padding its own
+        // estimator caps).
+        let l = ladder();
+        let mut c = RungController::new(&l, Target::Rung(2), 0);
+        let mut t = 0;
+        let mut padding = 0;
+        let mut probes = Vec::new();
+        let mut switches = Vec::new();
+        // A 700 kbit link: it delivers what is sent up to 700 kbps; the
+        // estimator takes the rate a probe proved.
+        let mut est = 240_000;
+        while t < UP_HOLD_MS + 3 * PROBE_MS {
+            t += 100;
+            let sent = (c.media_rate(c.current()) + padding).min(700_000);
+            let d = c.tick(t, sample(est, sent));
+            padding = d.padding_bps;
+            est = d.set_estimate.unwrap_or(est);
+            if d.probe_bps > 0 && probes.last() != Some(&d.probe_bps) {
+                probes.push(d.probe_bps);
+            }
+            if let Some(s) = d.switch_to {
+                switches.push(s);
+            }
+        }
+        let rate = |i: usize| (l[i].link_bps() as f64 * PROBE_HEADROOM) as u32;
+        assert_eq!(probes, vec![rate(1), rate(0)], "the probe rates the transport is told");
+        assert_eq!(switches, vec![Target::Rung(1)], "the middle rung, proven by the first probe");
+        assert!(!c.probing());
     }
 
     #[test]

@@ -58,6 +58,7 @@ async fn vp8_and_opus_flow_both_ways_between_str0m_and_webrtcbin() {
         "127.0.0.1".parse().expect("address"),
         None,
         &cert,
+        None,
         Arc::new(move |ev| {
             let mut g = g.lock();
             match ev {

@@ -132,8 +132,15 @@ pub struct Receiver {
     pub link: Arc<LinkStats>,
     /// RTP padding the receiver's pipeline adds while probing (bits/s).
     pub padding_bps: Arc<AtomicU32>,
+    /// The rate the running probe is after (bits/s), 0 without one.
+    pub probe_bps: Arc<AtomicU32>,
+    /// The last rate a probe proved (bits/s), until the transport takes
+    /// it (str0m's estimator is told).
+    pub proven_bps: Arc<AtomicU32>,
     /// Its webrtcbin, whose RTCP receiver reports give the round trip.
     peer: Mutex<Option<glib::WeakRef<gst::Element>>>,
+    /// Or its str0m peer's counts of the same.
+    peer_counters: Mutex<Option<Arc<super::rtc::PeerCounters>>>,
     st: Mutex<RecvState>,
     /// Frames handed to this receiver.
     frames_sent: AtomicU64,
@@ -158,9 +165,18 @@ impl Receiver {
         *self.peer.lock() = Some(webrtcbin.downgrade());
     }
 
+    /// A receiver on str0m: its peer counts retransmissions and the round
+    /// trip.
+    pub fn set_counters(&self, counters: Arc<super::rtc::PeerCounters>) {
+        *self.peer_counters.lock() = Some(counters);
+    }
+
     /// The round trip to this receiver, from the last RTCP receiver report
     /// about what we send it (None before one arrived, or for a recorder).
     pub fn rtt(&self) -> Option<Duration> {
+        if let Some(c) = self.peer_counters.lock().as_ref() {
+            return c.rtt();
+        }
         let peer = self.peer.lock().as_ref().and_then(|w| w.upgrade())?;
         // rtpsession keeps a report block on the source that sent it: the
         // receiver's, about our stream.
@@ -175,8 +191,12 @@ impl Receiver {
     }
 
     /// Retransmission requests (NACKed packets) that reached us from this
-    /// receiver, and packets resent (RTX): from webrtcbin's `rtprtxsend`.
+    /// receiver, and packets resent (RTX): from webrtcbin's `rtprtxsend`,
+    /// or str0m's peer.
     pub fn retransmissions(&self) -> (u64, u64) {
+        if let Some(c) = self.peer_counters.lock().as_ref() {
+            return (c.nacked_to_us.load(Ordering::Relaxed), c.rtx_sent.load(Ordering::Relaxed));
+        }
         let Some(peer) = self.peer.lock().as_ref().and_then(|w| w.upgrade()) else { return (0, 0) };
         let Some(bin) = peer.downcast_ref::<gst::Bin>() else { return (0, 0) };
         bin.iterate_recurse()
@@ -519,7 +539,10 @@ impl Delivery {
             events,
             link: Arc::new(LinkStats::new(top, MIN_ESTIMATE_BPS, top.saturating_mul(2))),
             padding_bps: Arc::new(AtomicU32::new(0)),
+            probe_bps: Arc::new(AtomicU32::new(0)),
+            proven_bps: Arc::new(AtomicU32::new(0)),
             peer: Mutex::new(None),
+            peer_counters: Mutex::new(None),
             st: Mutex::new(RecvState { choice, switch: RungSwitch::new(start), controller }),
             frames_sent: AtomicU64::new(0),
             codec: std::sync::atomic::AtomicUsize::new(0),
@@ -593,6 +616,7 @@ impl Delivery {
             }
         };
         r.padding_bps.store(0, Ordering::Relaxed);
+        r.probe_bps.store(0, Ordering::Relaxed);
         set_target(&self.rungs, &self.receivers, &r, target, true);
     }
 
@@ -751,7 +775,12 @@ fn control(rungs: &[RungEncoder], receivers: &Receivers, r: &Arc<Receiver>, now:
             None => return,
         }
     };
+    if let Some(bps) = decision.set_estimate {
+        // Before the probe's end is seen: the transport takes both at once.
+        r.proven_bps.store(bps, Ordering::Relaxed);
+    }
     r.padding_bps.store(decision.padding_bps, Ordering::Relaxed);
+    r.probe_bps.store(decision.probe_bps, Ordering::Relaxed);
     if let Some(note) = &decision.note {
         tracing::info!(receiver = %r.id, "{note}");
     }

@@ -1,7 +1,11 @@
 //! A participant whose media travels on our own transport
 //! ([`super::rtc`], str0m) instead of webrtcbin (`[media] transport =
 //! "str0m"`). Work in progress: VP8 and Opus participants; viewers, shares
-//! and H.264 stay on webrtcbin, and there are no link statistics yet.
+//! and H.264 stay on webrtcbin, and there are no round-trip or
+//! retransmission statistics yet. Congestion control: the receiver's TWCC
+//! feedback goes to its [`LinkStats`] (the rung controller's estimate,
+//! delivered rate and loss, as on webrtcbin), and the controller's probes
+//! are padded by str0m's pacer ([`Probing`]).
 //!
 //! ```text
 //! rung frames (ladder thread) ─► Outlet::Direct ─► RtcPeer::send_video ─┐
@@ -26,10 +30,11 @@ use parking_lot::Mutex;
 use str0m::media::MediaKind;
 
 use super::audio::AudioPort;
+use super::delivery::LinkStats;
 use super::mixer::{RoomMixer, TileElements};
 use super::opus::OpusDecoder;
 use super::participant::{connect_decoded_video, Activity};
-use super::rtc::{RtcEvent, RtcPeer};
+use super::rtc::{Probing, RtcEvent, RtcPeer};
 use super::webrtc::element;
 use super::{shutdown_pipeline, Outlet};
 use crate::protocol::Codec;
@@ -81,9 +86,10 @@ impl DirectParticipant {
         let activity = Activity::new(true);
         let peer_slot = PeerSlot::default();
         let port_slot: Arc<OnceLock<Arc<AudioPort>>> = Default::default();
+        let link_slot: Arc<OnceLock<Arc<LinkStats>>> = Default::default();
         let on_event: super::rtc::OnRtcEvent = {
             let (id, mixer, ready, events, activity) = (id.to_string(), Arc::downgrade(&mixer), ready.clone(), events.clone(), activity.clone());
-            let (vin, peer_slot, port_slot) = (vin.downgrade(), peer_slot.clone(), port_slot.clone());
+            let (vin, peer_slot, port_slot, link_slot) = (vin.downgrade(), peer_slot.clone(), port_slot.clone(), link_slot.clone());
             let decoder = Mutex::new(OpusDecoder::new()?);
             Arc::new(move |ev| match ev {
                 RtcEvent::Connected => {
@@ -116,11 +122,19 @@ impl DirectParticipant {
                         m.request_keyframe(&id);
                     }
                 }
-                RtcEvent::Estimate(_) => {}
+                RtcEvent::Feedback(reports) => {
+                    if let Some(link) = link_slot.get() {
+                        link.feedback(&reports);
+                    }
+                }
+
             })
         };
         let ports = cfg.network.udp_ports.map(|r| (r.min, r.max));
-        let peer = Arc::new(RtcPeer::offer(address, ports, &cfg.dtls_certificate()?, on_event)?);
+        // Congestion control: the estimate starts where the top rung fits,
+        // as on webrtcbin.
+        let start = mixer.delivery().ladder().first().map(|r| r.link_bps()).unwrap_or(1_500_000);
+        let peer = Arc::new(RtcPeer::offer(address, ports, &cfg.dtls_certificate()?, Some(start), on_event)?);
         let _ = peer_slot.set(Arc::downgrade(&peer));
 
         let tile_el = TileElements::in_pipeline(&pipeline)?;
@@ -131,6 +145,11 @@ impl DirectParticipant {
         // From here on, an early return drops `p`, which removes the
         // participant from the mixer and stops the pipeline.
         let _ = port_slot.set(handles.audio);
+        let _ = link_slot.set(handles.receiver.link.clone());
+        let r = &handles.receiver;
+        r.set_counters(peer.counters());
+        *handles.flags.counters.lock() = Some(peer.counters());
+        peer.watch_probing(Probing { probe_bps: r.probe_bps.clone(), proven_bps: r.proven_bps.clone() });
         connect_decoded_video(&pipeline, handles.room_in, handles.flags)?;
         pipeline.set_state(gst::State::Playing).context("the direct participant's pipeline refused to play")?;
         send(&events, MediaEvent::Offer { sdp: crate::protocol::with_audio_ptime(peer.sdp(), cfg.audio_ptime_ms) });

@@ -229,6 +229,8 @@ pub struct InputFlags {
     pub jitterbuffers: Mutex<Option<super::webrtc::Jitterbuffers>>,
     /// Its webrtcbin (the keyframes we asked of it).
     pub peer: Mutex<Option<gst::glib::WeakRef<gst::Element>>>,
+    /// Or, on str0m, its peer's counts of the same.
+    pub counters: Mutex<Option<Arc<super::rtc::PeerCounters>>>,
     /// The camera is off: decoded frames are dropped, the name card shows.
     pub video_off: AtomicBool,
     /// Bumped on every card request; a render that is no longer current is dropped.
@@ -379,17 +381,28 @@ impl RoomMixer {
                     let g = f.frames.lock();
                     (g.frames, g.freezes.iter().map(|(t, d)| [at(*t), d.as_millis() as u64]).collect())
                 };
-                let jbs = f.jitterbuffers.lock().clone();
-                let repair = jbs.as_ref().map(super::webrtc::repair_of).unwrap_or_default();
-                let peer = f.peer.lock().as_ref().and_then(|w| w.upgrade());
-                let keyframes = peer.as_ref().map(super::webrtc::keyframes_asked).unwrap_or(0);
+                let counters = f.counters.lock().clone();
+                let (repair, keyframes) = match counters {
+                    // str0m does not say what it gave up on.
+                    Some(c) => {
+                        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                        (serde_json::json!({ "nack_requests": n(&c.nacked_by_us), "recovered": n(&c.rtx_received), "lost": null }), n(&c.plis_sent))
+                    }
+                    None => {
+                        let jbs = f.jitterbuffers.lock().clone();
+                        let r = jbs.as_ref().map(super::webrtc::repair_of).unwrap_or_default();
+                        let peer = f.peer.lock().as_ref().and_then(|w| w.upgrade());
+                        let keyframes = peer.as_ref().map(super::webrtc::keyframes_asked).unwrap_or(0);
+                        (serde_json::json!({ "nack_requests": r.requested, "recovered": r.recovered, "lost": r.lost }), keyframes)
+                    }
+                };
                 serde_json::json!({
                     "id": id,
                     "frames": frames,
                     "freezes": freezes,
-                    "nack_requests": repair.requested,
-                    "recovered": repair.recovered,
-                    "lost": repair.lost,
+                    "nack_requests": repair["nack_requests"],
+                    "recovered": repair["recovered"],
+                    "lost": repair["lost"],
                     "keyframe_requests": keyframes,
                 })
             })

@@ -12,20 +12,26 @@
 //! candidates trickle in with [`RtcPeer::add_ice`]. Events go to the
 //! owner's callback, which must not block (it runs on the peer's task).
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::rtcp::Rtcp;
+use str0m::rtp::RawPacket;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::dtls::DtlsCertificate;
+use crate::link::PacketReport;
 
 /// What a peer reports to its owner.
 #[derive(Debug)]
@@ -43,9 +49,51 @@ pub enum RtcEvent {
     Media { kind: MediaKind, data: Vec<u8>, rtp_time: u64, keyframe: bool },
     /// The remote side asks for a keyframe of what we send.
     KeyframeRequested,
-    /// An estimate of what the path to the remote side carries (bit/s);
-    /// none while the estimator is off (see [`RtcPeer::offer`]).
-    Estimate(u64),
+    /// The packets one transport-wide feedback (TWCC) of the remote side
+    /// reports: when we sent each (our clock), when it arrived (theirs) or
+    /// that it was lost. Only with congestion control on (see [`RtcPeer::offer`]).
+    Feedback(Vec<PacketReport>),
+}
+
+/// What a peer counts of loss and its repair, both ways, and the round
+/// trip: written by its task, read by the room's statistics.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    /// Packets the remote side asked us for again (NACKed), and the
+    /// retransmissions (RTX) we sent.
+    pub nacked_to_us: AtomicU64,
+    pub rtx_sent: AtomicU64,
+    /// Packets we asked the remote side for again, the retransmissions
+    /// that came back, and the keyframes we asked for (PLI).
+    pub nacked_by_us: AtomicU64,
+    pub rtx_received: AtomicU64,
+    pub plis_sent: AtomicU64,
+    /// The round trip (µs) from the remote side's receiver reports; 0
+    /// before the first.
+    pub rtt_us: AtomicU64,
+}
+
+impl PeerCounters {
+    pub fn rtt(&self) -> Option<Duration> {
+        match self.rtt_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+}
+
+/// Packets a NACK asks for: each entry names one and up to 16 after it.
+fn nacked_packets(nack: &str0m::rtp::rtcp::Nack) -> u64 {
+    nack.reports.iter().map(|e| 1 + e.blp.count_ones() as u64).sum()
+}
+
+/// What the rung controller asks of a peer while it probes a higher rung
+/// (bit/s): the rate the probe is after (0 when it does not probe), and
+/// the rate a probe proved (taken, and set to 0, by the peer).
+#[derive(Clone, Default)]
+pub struct Probing {
+    pub probe_bps: Arc<AtomicU32>,
+    pub proven_bps: Arc<AtomicU32>,
 }
 
 pub type OnRtcEvent = Arc<dyn Fn(RtcEvent) + Send + Sync>;
@@ -56,6 +104,7 @@ enum Cmd {
     Video { data: Vec<u8>, rtp_time: u64 },
     Audio { data: Vec<u8>, rtp_time: u64 },
     AskKeyframe,
+    Probing(Probing),
 }
 
 /// One remote peer. Dropping it ends its task and closes its socket.
@@ -63,6 +112,7 @@ pub struct RtcPeer {
     offer: String,
     local: SocketAddr,
     tx: mpsc::Sender<Cmd>,
+    counters: Arc<PeerCounters>,
 }
 
 /// Frames and packets queued towards a peer's task before the newest are
@@ -71,9 +121,12 @@ const QUEUE: usize = 96;
 
 impl RtcPeer {
     /// A peer on `address` (a port of `ports`, or one the system chooses),
-    /// offering Opus and VP8 both ways, with our DTLS certificate. Needs a
-    /// tokio runtime (its task is spawned on the current one).
-    pub fn offer(address: IpAddr, ports: Option<(u16, u16)>, cert: &DtlsCertificate, on_event: OnRtcEvent) -> Result<RtcPeer> {
+    /// offering Opus and VP8 both ways, with our DTLS certificate, and
+    /// congestion control when `congestion` says where its estimate starts
+    /// (str0m's estimator and pacer on, for the padding of probes, and the
+    /// feedback reported). Needs a tokio runtime (its task is spawned on
+    /// the current one).
+    pub fn offer(address: IpAddr, ports: Option<(u16, u16)>, cert: &DtlsCertificate, congestion: Option<u32>, on_event: OnRtcEvent) -> Result<RtcPeer> {
         let runtime = tokio::runtime::Handle::try_current().context("the str0m transport needs the tokio runtime")?;
         let socket = bind(address, ports)?;
         socket.set_nonblocking(true)?;
@@ -87,11 +140,16 @@ impl RtcPeer {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            // No bandwidth estimator yet: its estimate is not fed to the rung
-            // controller, and with it str0m paces every receiver's packets
-            // on timers (a 16-person room: 29.4 -> 26.1 % of the machine
-            // without it, three alternated pairs). Congestion control on
-            // this transport is the next step (docs/architecture.md).
+            // str0m's estimator and pacer only for the padding a probe
+            // needs (its pacer sends it, capped by its estimate); the
+            // estimate the rung controller reads is ours, made from the
+            // TWCC feedback the raw packets show us.
+            .enable_bwe(congestion.map(|bps| Bitrate::bps(bps as u64)))
+            // The raw packets show us the TWCC feedback and what is sent,
+            // NACKed and resent (a copy of each packet, some hundred
+            // nanoseconds of one).
+            .enable_raw_packets(true)
+            .set_stats_interval(Some(Duration::from_secs(1)))
             .set_dtls_cert(str0m::config::DtlsCert { certificate, private_key })
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| anyhow!("host candidate: {e}"))?);
@@ -101,9 +159,30 @@ impl RtcPeer {
         let (offer, pending) = change.apply().context("str0m made no offer")?;
         let sdp = offer.to_sdp_string();
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = Task { rtc, socket, local, pending: Some(pending), audio, video, on_event, connected: false };
+        let counters = Arc::new(PeerCounters::default());
+        // The answer takes our payload types: these are what RTX comes on
+        // both ways.
+        let rtx_pts = rtc.codec_config().params().iter().filter_map(|p| p.resend()).collect();
+        let task = Task {
+            rtc,
+            socket,
+            local,
+            pending: Some(pending),
+            audio,
+            video,
+            on_event,
+            connected: false,
+            sent: SentPackets::new(),
+            counters: counters.clone(),
+            rtx_pts,
+            probing: None,
+            probe_started: Instant::now(),
+            probe_told: Instant::now(),
+            estimate: 0,
+            before_probe: 0,
+        };
         runtime.spawn(task.run(rx));
-        Ok(RtcPeer { offer: sdp, local, tx })
+        Ok(RtcPeer { offer: sdp, local, tx, counters })
     }
 
     /// Our offer, to signal.
@@ -113,6 +192,11 @@ impl RtcPeer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Loss, repair and round trip, as counted so far.
+    pub fn counters(&self) -> Arc<PeerCounters> {
+        self.counters.clone()
     }
 
     pub fn apply_answer(&self, sdp: &str) {
@@ -142,6 +226,13 @@ impl RtcPeer {
         self.send(Cmd::AskKeyframe);
     }
 
+    /// What the rung controller asks for while it probes, read whenever
+    /// the task runs; only a peer made with congestion control sends the
+    /// padding.
+    pub fn watch_probing(&self, probing: Probing) {
+        self.send(Cmd::Probing(probing));
+    }
+
     fn send(&self, cmd: Cmd) {
         if self.tx.try_send(cmd).is_err() {
             tracing::debug!(local = %self.local, "peer queue full or closed; dropped");
@@ -158,12 +249,66 @@ struct Task {
     video: Mid,
     on_event: OnRtcEvent,
     connected: bool,
+    /// What we sent, by transport-wide sequence number, for the feedback.
+    sent: SentPackets,
+    counters: Arc<PeerCounters>,
+    /// The payload types of retransmissions (RTX).
+    rtx_pts: HashSet<Pt>,
+    /// The rung controller's probing, and the probe's rate last told str0m.
+    probing: Option<(Probing, u32)>,
+    /// When that probe started, and when str0m was last told of it.
+    probe_started: Instant,
+    probe_told: Instant,
+    /// str0m's last estimate, and what it was when a probe started.
+    estimate: u32,
+    before_probe: u32,
+}
+
+/// Sent packets by the low bits of their transport-wide sequence number:
+/// (sequence number, when, bytes). A slot is reused after
+/// [`SENT_SLOTS`] packets, some seconds of a receiver's traffic.
+struct SentPackets {
+    epoch: Instant,
+    slots: Vec<Option<(u16, u64, u32)>>,
+}
+
+const SENT_SLOTS: usize = 2048;
+
+impl SentPackets {
+    fn new() -> SentPackets {
+        SentPackets { epoch: Instant::now(), slots: vec![None; SENT_SLOTS] }
+    }
+
+    fn sent(&mut self, seq: u16, at: Instant, bytes: usize) {
+        let ns = at.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.slots[seq as usize % SENT_SLOTS] = Some((seq, ns, bytes as u32));
+    }
+
+    /// The reports of one feedback; packets we have no record of are left
+    /// out.
+    fn reports(&self, twcc: str0m::rtp::rtcp::Twcc) -> Vec<PacketReport> {
+        // The arrival times are on the receiver's clock: any fixed origin
+        // will do, the estimator only compares them with each other.
+        let origin = self.epoch;
+        twcc.into_iter(origin, 0u64.into())
+            .filter_map(|(seq, _, arrived)| {
+                let seq = (*seq & 0xffff) as u16;
+                let (s, sent_ns, bytes) = self.slots[seq as usize % SENT_SLOTS]?;
+                (s == seq).then(|| PacketReport {
+                    sent_ns: Some(sent_ns),
+                    arrived_ns: arrived.map(|t| t.saturating_duration_since(origin).as_nanos() as u64),
+                    bytes,
+                })
+            })
+            .collect()
+    }
 }
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
         let mut buf = vec![0u8; 2000];
         loop {
+            self.probe(Instant::now());
             let timeout = match self.drain() {
                 Ok(t) => t,
                 Err(e) => {
@@ -230,6 +375,11 @@ impl Task {
                 self.connected = true;
                 on(RtcEvent::Connected);
             }
+            Event::PeerStats(s) => {
+                if let Some(rtt) = s.rtt {
+                    self.counters.rtt_us.store(rtt.as_micros().max(1) as u64, Ordering::Relaxed);
+                }
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) if !self.connected => {
                 on(RtcEvent::Failed("ICE found no path".into()));
             }
@@ -239,12 +389,37 @@ impl Task {
                 on(RtcEvent::Media { kind, data: m.data.to_vec(), rtp_time: m.time.numer(), keyframe });
             }
             Event::KeyframeRequest(_) => on(RtcEvent::KeyframeRequested),
-            Event::EgressBitrateEstimate(b) => {
-                let bps = match b {
-                    str0m::bwe::BweKind::Twcc { estimate, .. } => estimate.as_u64(),
-                    _ => return,
-                };
-                on(RtcEvent::Estimate(bps));
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
+                // Its pacer's; the rung controller reads ours (the feedback).
+                self.estimate = estimate.as_u64().min(u32::MAX as u64) as u32;
+            }
+            Event::RawPacket(p) => {
+                let c = &self.counters;
+                match *p {
+                    RawPacket::RtpTx(header, packet) => {
+                        if let Some(seq) = header.ext_vals.transport_cc {
+                            self.sent.sent(seq, Instant::now(), packet.len());
+                        }
+                        if self.rtx_pts.contains(&header.payload_type) {
+                            c.rtx_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    // Padding-only packets on the RTX stream (probes) are
+                    // not retransmissions.
+                    RawPacket::RtpRx(header, payload) if !payload.is_empty() && self.rtx_pts.contains(&header.payload_type) => {
+                        c.rtx_received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    RawPacket::RtcpRx(Rtcp::Twcc(twcc)) => {
+                        let reports = self.sent.reports(twcc);
+                        if !reports.is_empty() {
+                            on(RtcEvent::Feedback(reports));
+                        }
+                    }
+                    RawPacket::RtcpRx(Rtcp::Nack(n)) => _ = c.nacked_to_us.fetch_add(nacked_packets(&n), Ordering::Relaxed),
+                    RawPacket::RtcpTx(Rtcp::Nack(n)) => _ = c.nacked_by_us.fetch_add(nacked_packets(&n), Ordering::Relaxed),
+                    RawPacket::RtcpTx(Rtcp::Pli(_)) => _ = c.plis_sent.fetch_add(1, Ordering::Relaxed),
+                    _ => {}
+                }
             }
             _ => {}
         }
@@ -262,6 +437,15 @@ impl Task {
                     }
                     (_, None) => Err("an answer, but no offer is pending".into()),
                 };
+                if outcome.is_ok() {
+                    // Video goes out as it comes, as on webrtcbin: str0m's
+                    // pacer (on for the padding of probes) would spread
+                    // each frame over the estimate (a keyframe over a
+                    // tenth of a second) and wake us once per packet.
+                    if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(self.video, None) {
+                        stream.set_unpaced(true);
+                    }
+                }
                 (self.on_event)(match outcome {
                     Ok(()) => RtcEvent::AnswerApplied,
                     Err(why) => RtcEvent::AnswerRefused(why),
@@ -281,8 +465,57 @@ impl Task {
                     let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
                 }
             }
+            Cmd::Probing(p) => self.probing = Some((p, 0)),
         }
         Ok(())
+    }
+
+    /// Tell str0m what a probe of the rung controller wants. At its start
+    /// str0m's estimator starts over from the probe's rate: its pacer caps
+    /// padding by its estimate, and the probe is there to find out whether
+    /// the link carries that rate (the estimate falls if it does not).
+    /// str0m then pads what we send up to the probe's rate, ramped up over
+    /// the first half of the probe as the controller's padding is on
+    /// webrtcbin (the controller's own figure assumes the rung sends its
+    /// full bitrate; the padding here fills up to what was asked whatever
+    /// the picture sends). When the probe ends the estimator starts over
+    /// from the rate it proved, or else from where it was before the probe
+    /// (or lower, if it fell).
+    fn probe(&mut self, now: Instant) {
+        let Some((asked, told)) = &mut self.probing else { return };
+        let probe = asked.probe_bps.load(Ordering::Relaxed);
+        if probe == 0 && *told == 0 {
+            return;
+        }
+        if probe != 0 && probe == *told {
+            // Ramping up: a new setting every 100 ms.
+            let since = now.saturating_duration_since(self.probe_started);
+            if since > Duration::from_millis(crate::ladder::PROBE_MS / 2 + 100) || now < self.probe_told + Duration::from_millis(100) {
+                return;
+            }
+        }
+        let (was, proven) = (*told, asked.proven_bps.swap(0, Ordering::Relaxed));
+        *told = probe;
+        if was == 0 && probe != 0 {
+            self.before_probe = self.estimate;
+        }
+        if probe != was && probe != 0 {
+            self.probe_started = now;
+        }
+        self.probe_told = now;
+        let restart = match (was, probe) {
+            (_, p) if p != 0 && p != was => Some(p),
+            (_, 0) if proven > 0 => Some(proven),
+            (_, 0) if self.before_probe > 0 => Some(self.before_probe.min(self.estimate)),
+            _ => None,
+        };
+        let ramp = (now.saturating_duration_since(self.probe_started).as_secs_f64() * 1000.0 / (crate::ladder::PROBE_MS as f64 / 2.0)).min(1.0);
+        let minimum = (probe as f64 * ramp) as u64;
+        let mut bwe = self.rtc.bwe();
+        if let Some(bps) = restart {
+            bwe.reset(Bitrate::bps(bps as u64));
+        }
+        bwe.set_bitrate(Bitrate::bps(minimum), Bitrate::bps(probe as u64));
     }
 
     fn write(&mut self, mid: Mid, codec: Codec, now: Instant, time: MediaTime, data: Vec<u8>) {

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod constrained;
+pub mod lossy;
 pub mod netns;
 
 use std::io::{BufRead, BufReader};

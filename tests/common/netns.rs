@@ -20,11 +20,11 @@ impl NsBot {
 /// The lossy-link tests' room: a router namespace whose loss rules work
 /// (nftables), a server listening on the host side of it, and a bot on the
 /// host in `room` (sending, decoding nothing). No loss yet.
-pub async fn lossy_router_room(room: &str) -> (Netns, tessera::server::Running, tessera::tools::bot::Bot) {
+pub async fn lossy_router_room(room: &str, transport: tessera::config::Transport) -> (Netns, tessera::server::Running, tessera::tools::bot::Bot) {
     let ns = Netns::create().unwrap_or_else(|e| panic!("this test needs network namespaces and veth (run as root with iproute2 installed): {e}"));
     ns.loss(0, true).unwrap_or_else(|e| panic!("this test needs nftables (scripts/deps.sh --browser installs it): {e}"));
     let network = tessera::config::Network { ice_addresses: vec![ns.host_ip.clone()], ..Default::default() };
-    let media = tessera::media::MediaConfig { network, ..super::media_config() };
+    let media = tessera::media::MediaConfig { network, transport, ..super::media_config() };
     super::init_tracing();
     let config = super::listening_on(&format!("{}:0", ns.host_ip));
     let server = tessera::server::start(tessera::server::ServerConfig { config, media, ..Default::default() }).expect("server starts");
