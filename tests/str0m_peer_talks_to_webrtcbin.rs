@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use parking_lot::Mutex;
 use tessera::media::dtls::DtlsCertificate;
-use tessera::media::rtc::{RtcEvent, RtcPeer};
+use tessera::media::rtc::{Addresses, RtcEvent, RtcPeer};
 
 #[derive(Default)]
 struct Got {
@@ -55,7 +55,7 @@ async fn vp8_and_opus_flow_both_ways_between_str0m_and_webrtcbin() {
     let got = Arc::new(Mutex::new(Got::default()));
     let g = got.clone();
     let peer = RtcPeer::offer(
-        "127.0.0.1".parse().expect("address"),
+        &Addresses { bind: vec!["127.0.0.1".parse().expect("address")], announce: vec![] },
         None,
         &cert,
         None,

@@ -1,15 +1,16 @@
 //! A participant whose media travels on our own transport
 //! ([`super::rtc`], str0m) instead of webrtcbin (`[media] transport =
 //! "str0m"`). Work in progress: VP8 and Opus participants; viewers, shares
-//! and H.264 stay on webrtcbin, and there are no round-trip or
-//! retransmission statistics yet. Congestion control: the receiver's TWCC
+//! and H.264 stay on webrtcbin. Congestion control: the receiver's TWCC
 //! feedback goes to its [`LinkStats`] (the rung controller's estimate,
 //! delivered rate and loss, as on webrtcbin), and the controller's probes
-//! are padded by str0m's pacer ([`Probing`]).
+//! are padded by str0m's pacer ([`Probing`]); the peer's counters
+//! ([`super::rtc::PeerCounters`]) give `/stats` its retransmission,
+//! keyframe and round-trip figures.
 //!
 //! ```text
 //! rung frames (ladder thread) ─► Outlet::Direct ─► RtcPeer::send_video ─┐
-//! mix packets (mixer thread)  ─► Outlet::Direct ─► RtcPeer::send_audio ─┤ one UDP socket,
+//! mix packets (mixer thread)  ─► Outlet::Direct ─► RtcPeer::send_audio ─┤ its UDP sockets,
 //!                                                                       │ str0m packetizes,
 //! RtcEvent::Media (VP8 frame) ─► vin ─► vp8dec ─► tile chain ◄──────────┤ protects, paces,
 //! RtcEvent::Media (Opus) ─► OpusDecoder ─► mix-minus ring ◄─────────────┘ repairs
@@ -34,7 +35,7 @@ use super::delivery::LinkStats;
 use super::mixer::{RoomMixer, TileElements};
 use super::opus::OpusDecoder;
 use super::participant::{connect_decoded_video, Activity};
-use super::rtc::{Probing, RtcEvent, RtcPeer};
+use super::rtc::{Addresses, Probing, RtcEvent, RtcPeer};
 use super::webrtc::element;
 use super::{shutdown_pipeline, Outlet};
 use crate::protocol::Codec;
@@ -63,13 +64,15 @@ impl DirectParticipant {
     pub fn new(id: &str, mixer: Arc<RoomMixer>, opts: &JoinOptions, events: EventSender) -> Result<DirectParticipant> {
         let cfg = mixer.config().clone();
         let choice = mixer.delivery().choice_of(&opts.quality).with_context(|| format!("no rung `{}`", opts.quality))?;
-        let address: std::net::IpAddr = cfg
+        // Every configured ICE address, or every interface's.
+        let bind = cfg
             .network
             .ice_addresses
-            .first()
-            .context("the str0m transport needs an ICE address ([network] ice_addresses)")?
-            .parse()
-            .context("[network] ice_addresses holds something that is not an IP address")?;
+            .iter()
+            .map(|a| a.parse::<std::net::IpAddr>().with_context(|| format!("[network] ice_addresses: `{a}` is not an IP address")))
+            .collect::<Result<Vec<_>>>()?;
+        let bind = if bind.is_empty() { super::rtc::interface_addresses() } else { bind };
+        let addresses = Addresses { bind, announce: cfg.network.announce_ips.clone() };
         let desc = format!(
             "appsrc name=vin is-live=true do-timestamp=true format=time max-bytes=4000000 ! vp8dec ! {tile}",
             tile = super::mixer::tile_chain()
@@ -134,7 +137,7 @@ impl DirectParticipant {
         // Congestion control: the estimate starts where the top rung fits,
         // as on webrtcbin.
         let start = mixer.delivery().ladder().first().map(|r| r.link_bps()).unwrap_or(1_500_000);
-        let peer = Arc::new(RtcPeer::offer(address, ports, &cfg.dtls_certificate()?, Some(start), on_event)?);
+        let peer = Arc::new(RtcPeer::offer(&addresses, ports, &cfg.dtls_certificate()?, Some(start), on_event)?);
         let _ = peer_slot.set(Arc::downgrade(&peer));
 
         let tile_el = TileElements::in_pipeline(&pipeline)?;

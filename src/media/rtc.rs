@@ -1,14 +1,14 @@
 //! A participant's transport outside webrtcbin: str0m (ICE, DTLS, SRTP,
 //! RTP/RTCP, TWCC, NACK/RTX, packetizing), Sans-IO, driven by one tokio
-//! task per peer with one UDP socket. No GStreamer here: frames come in as
-//! bytes with their media time and go out the same way.
+//! task per peer with a UDP socket per local address. No GStreamer here:
+//! frames come in as bytes with their media time and go out the same way.
 //!
 //! Work in progress (docs/architecture.md, "Next: the transport outside
-//! webrtcbin"): the server still runs webrtcbin; this is the peer that will
+//! webrtcbin"): webrtcbin is still the default; this is the peer that will
 //! replace it, tested against webrtcbin (the bot's stack).
 //!
 //! The server offers: [`RtcPeer::offer`] makes the offer (our host
-//! candidate in it), [`RtcPeer::apply_answer`] takes the answer, remote
+//! candidates in it), [`RtcPeer::apply_answer`] takes the answer, remote
 //! candidates trickle in with [`RtcPeer::add_ice`]. Events go to the
 //! owner's callback, which must not block (it runs on the peer's task).
 
@@ -107,12 +107,37 @@ enum Cmd {
     Probing(Probing),
 }
 
-/// One remote peer. Dropping it ends its task and closes its socket.
+/// One remote peer. Dropping it ends its task and closes its sockets.
 pub struct RtcPeer {
     offer: String,
-    local: SocketAddr,
+    /// Our candidates' addresses (announced, or bound), one per socket.
+    candidates: Vec<SocketAddr>,
     tx: mpsc::Sender<Cmd>,
     counters: Arc<PeerCounters>,
+}
+
+/// One media socket of a peer: bound on a local address, named in our
+/// candidate by that address or, behind a 1:1 NAT, the public one
+/// (`announce_ips`) with the same port.
+struct MediaSocket {
+    socket: UdpSocket,
+    candidate: SocketAddr,
+}
+
+/// Where a peer listens: the addresses to bind and the public addresses
+/// to announce instead of them (of the same family; the first of each).
+#[derive(Debug, Clone, Default)]
+pub struct Addresses {
+    pub bind: Vec<IpAddr>,
+    pub announce: Vec<IpAddr>,
+}
+
+impl Addresses {
+    /// The public address for a socket bound on `local`: the first
+    /// announced one of its family, or none.
+    fn announced(&self, local: IpAddr) -> Option<IpAddr> {
+        self.announce.iter().copied().find(|a| a.is_ipv4() == local.is_ipv4())
+    }
 }
 
 /// Frames and packets queued towards a peer's task before the newest are
@@ -120,21 +145,29 @@ pub struct RtcPeer {
 const QUEUE: usize = 96;
 
 impl RtcPeer {
-    /// A peer on `address` (a port of `ports`, or one the system chooses),
-    /// offering Opus and VP8 both ways, with our DTLS certificate, and
+    /// A peer with a socket on each of `addresses` (a port of `ports`, or
+    /// one the system chooses) and a host candidate for each (announced as
+    /// `addresses` says), offering Opus and VP8 both ways, with our DTLS
+    /// certificate, and
     /// congestion control when `congestion` says where its estimate starts
     /// (str0m's estimator and pacer on, for the padding of probes, and the
     /// feedback reported). Needs a tokio runtime (its task is spawned on
     /// the current one).
-    pub fn offer(address: IpAddr, ports: Option<(u16, u16)>, cert: &DtlsCertificate, congestion: Option<u32>, on_event: OnRtcEvent) -> Result<RtcPeer> {
+    pub fn offer(addresses: &Addresses, ports: Option<(u16, u16)>, cert: &DtlsCertificate, congestion: Option<u32>, on_event: OnRtcEvent) -> Result<RtcPeer> {
         let runtime = tokio::runtime::Handle::try_current().context("the str0m transport needs the tokio runtime")?;
-        let socket = bind(address, ports)?;
-        socket.set_nonblocking(true)?;
-        let local = socket.local_addr()?;
-        let socket = {
-            let _guard = runtime.enter();
-            UdpSocket::from_std(socket).context("registering the media socket")?
-        };
+        anyhow::ensure!(!addresses.bind.is_empty(), "no address to bind media sockets on");
+        let mut sockets = Vec::with_capacity(addresses.bind.len());
+        for &address in &addresses.bind {
+            let socket = bind(address, ports)?;
+            socket.set_nonblocking(true)?;
+            let local = socket.local_addr()?;
+            let socket = {
+                let _guard = runtime.enter();
+                UdpSocket::from_std(socket).context("registering the media socket")?
+            };
+            let candidate = SocketAddr::new(addresses.announced(address).unwrap_or(address), local.port());
+            sockets.push(MediaSocket { socket, candidate });
+        }
         let (certificate, private_key) = cert.der()?;
         let mut rtc = Rtc::builder()
             .clear_codecs()
@@ -152,7 +185,10 @@ impl RtcPeer {
             .set_stats_interval(Some(Duration::from_secs(1)))
             .set_dtls_cert(str0m::config::DtlsCert { certificate, private_key })
             .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| anyhow!("host candidate: {e}"))?);
+        for s in &sockets {
+            rtc.add_local_candidate(Candidate::host(s.candidate, "udp").map_err(|e| anyhow!("host candidate {}: {e}", s.candidate))?);
+        }
+        let candidates = sockets.iter().map(|s| s.candidate).collect();
         let mut change = rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let video = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
@@ -165,8 +201,7 @@ impl RtcPeer {
         let rtx_pts = rtc.codec_config().params().iter().filter_map(|p| p.resend()).collect();
         let task = Task {
             rtc,
-            socket,
-            local,
+            sockets,
             pending: Some(pending),
             audio,
             video,
@@ -182,7 +217,7 @@ impl RtcPeer {
             before_probe: 0,
         };
         runtime.spawn(task.run(rx));
-        Ok(RtcPeer { offer: sdp, local, tx, counters })
+        Ok(RtcPeer { offer: sdp, candidates, tx, counters })
     }
 
     /// Our offer, to signal.
@@ -190,8 +225,9 @@ impl RtcPeer {
         &self.offer
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
+    /// Our candidates' addresses, one per media socket.
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
     }
 
     /// Loss, repair and round trip, as counted so far.
@@ -235,15 +271,14 @@ impl RtcPeer {
 
     fn send(&self, cmd: Cmd) {
         if self.tx.try_send(cmd).is_err() {
-            tracing::debug!(local = %self.local, "peer queue full or closed; dropped");
+            tracing::debug!(candidate = ?self.candidates.first(), "peer queue full or closed; dropped");
         }
     }
 }
 
 struct Task {
     rtc: Rtc,
-    socket: UdpSocket,
-    local: SocketAddr,
+    sockets: Vec<MediaSocket>,
     pending: Option<SdpPendingOffer>,
     audio: Mid,
     video: Mid,
@@ -325,9 +360,9 @@ impl Task {
             }
             let wait = timeout.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
             let input = tokio::select! {
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, source)) => match (&buf[..n]).try_into() {
-                        Ok(contents) => Some(Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.local, contents })),
+                r = recv_any(&self.sockets, &mut buf) => match r {
+                    Ok((n, source, destination)) => match (&buf[..n]).try_into() {
+                        Ok(contents) => Some(Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination, contents })),
                         Err(_) => None, // not STUN, DTLS or (S)RTP: ignored
                     },
                     Err(e) => {
@@ -360,8 +395,11 @@ impl Task {
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
-                    // A full socket buffer drops the datagram, as a network would.
-                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    // From the socket of the candidate str0m chose; a full
+                    // socket buffer drops the datagram, as a network would.
+                    if let Some(s) = self.sockets.iter().find(|s| s.candidate == t.source) {
+                        let _ = s.socket.try_send_to(&t.contents, t.destination);
+                    }
                 }
                 Output::Event(e) => self.event(e),
             }
@@ -530,6 +568,21 @@ impl Task {
     }
 }
 
+/// The next datagram on any of `sockets`: its length, where it came from
+/// and our candidate it was sent to.
+async fn recv_any(sockets: &[MediaSocket], buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for s in sockets {
+            let mut read = tokio::io::ReadBuf::new(buf);
+            if let std::task::Poll::Ready(r) = s.socket.poll_recv_from(cx, &mut read) {
+                return std::task::Poll::Ready(r.map(|from| (read.filled().len(), from, s.candidate)));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// A UDP socket on `address`: a free port of `ports` (tried from a random
 /// start), or any port.
 fn bind(address: IpAddr, ports: Option<(u16, u16)>) -> Result<std::net::UdpSocket> {
@@ -545,4 +598,91 @@ fn bind(address: IpAddr, ports: Option<(u16, u16)>) -> Result<std::net::UdpSocke
         }
     }
     anyhow::bail!("every UDP port of {min}-{max} on {address} is taken")
+}
+
+/// This machine's addresses ICE may use when none are configured: those
+/// of every interface that is up, without loopback (unless there is
+/// nothing else) and without IPv6 link-local ones (they need a scope).
+pub fn interface_addresses() -> Vec<IpAddr> {
+    let mut found = Vec::new();
+    let mut loopback = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list it allocates; we
+    // only read it, each `ifa_addr` as the family it says it is, and free
+    // it once with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return found;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_flags & libc::IFF_UP as u32 == 0 {
+                continue;
+            }
+            let ip = match (*ifa.ifa_addr).sa_family as i32 {
+                libc::AF_INET => {
+                    let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes())
+                }
+                libc::AF_INET6 => {
+                    let a = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    IpAddr::from(a.sin6_addr.s6_addr)
+                }
+                _ => continue,
+            };
+            if let IpAddr::V6(v6) = ip {
+                if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                    continue;
+                }
+            }
+            let list = if ip.is_loopback() { &mut loopback } else { &mut found };
+            if !list.contains(&ip) {
+                list.push(ip);
+            }
+        }
+        libc::freeifaddrs(list);
+    }
+    if found.is_empty() {
+        loopback
+    } else {
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_addresses_are_the_up_interfaces_without_loopback_or_link_local() {
+        // What `ip` (iproute2, which scripts/deps.sh installs) lists.
+        let out = std::process::Command::new("ip").args(["-o", "addr", "show", "up"]).output().expect("ip -o addr show up");
+        let listed: Vec<IpAddr> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet" && *w != "inet6").nth(1))
+            .filter_map(|a| a.split('/').next()?.parse().ok())
+            .collect();
+        let usable = |a: &IpAddr| !a.is_loopback() && !matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+        let mut want: Vec<IpAddr> = listed.iter().copied().filter(usable).collect();
+        if want.is_empty() {
+            want = listed.iter().copied().filter(|a| a.is_loopback()).collect();
+        }
+        let mut got = interface_addresses();
+        want.sort();
+        want.dedup();
+        got.sort();
+        assert!(!got.is_empty(), "no address at all (ip lists {listed:?})");
+        assert_eq!(got, want, "ip lists {listed:?}");
+    }
+
+    #[test]
+    fn a_socket_names_the_announced_address_of_its_family() {
+        let a = Addresses { bind: vec![], announce: vec!["203.0.113.7".parse().unwrap(), "2001:db8::7".parse().unwrap()] };
+        assert_eq!(a.announced("10.0.0.2".parse().unwrap()), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(a.announced("fd00::2".parse().unwrap()), Some("2001:db8::7".parse().unwrap()));
+        let v4_only = Addresses { bind: vec![], announce: vec!["203.0.113.7".parse().unwrap()] };
+        assert_eq!(v4_only.announced("fd00::2".parse().unwrap()), None, "no announced IPv6 address: the local one is named");
+    }
 }
