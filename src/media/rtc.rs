@@ -140,6 +140,9 @@ impl Addresses {
     }
 }
 
+/// Timeouts due at once handled in one drain before the task yields.
+const DUE_NOW_IN_A_ROW: u32 = 64;
+
 /// Frames and packets queued towards a peer's task before the newest are
 /// dropped (a second of video at 30 fps plus audio).
 const QUEUE: usize = 96;
@@ -391,8 +394,18 @@ impl Task {
 
     /// Send what is due and report events; the next time str0m needs us.
     fn drain(&mut self) -> Result<Instant> {
+        // Bounded, so that a timeout str0m keeps due cannot hold the
+        // worker: past it, the task yields to the runtime as before.
+        let mut due_now = 0;
         loop {
             match self.rtc.poll_output()? {
+                // Due now (str0m's pacer asks for this after each packet it
+                // lets out): handled here rather than through a wake-up
+                // of the task per packet.
+                Output::Timeout(t) if t <= Instant::now() && due_now < DUE_NOW_IN_A_ROW => {
+                    due_now += 1;
+                    self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+                }
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
                     // From the socket of the candidate str0m chose; a full
