@@ -213,6 +213,7 @@ impl RtcPeer {
             sent: SentPackets::new(),
             counters: counters.clone(),
             rtx_pts,
+            video_unpaced: false,
             probing: None,
             probe_started: Instant::now(),
             probe_told: Instant::now(),
@@ -292,6 +293,8 @@ struct Task {
     counters: Arc<PeerCounters>,
     /// The payload types of retransmissions (RTX).
     rtx_pts: HashSet<Pt>,
+    /// Video is out of the pacer.
+    video_unpaced: bool,
     /// The rung controller's probing, and the probe's rate last told str0m.
     probing: Option<(Probing, u32)>,
     /// When that probe started, and when str0m was last told of it.
@@ -488,15 +491,6 @@ impl Task {
                     }
                     (_, None) => Err("an answer, but no offer is pending".into()),
                 };
-                if outcome.is_ok() {
-                    // Video goes out as it comes, as on webrtcbin: str0m's
-                    // pacer (on for the padding of probes) would spread
-                    // each frame over the estimate (a keyframe over a
-                    // tenth of a second) and wake us once per packet.
-                    if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(self.video, None) {
-                        stream.set_unpaced(true);
-                    }
-                }
                 (self.on_event)(match outcome {
                     Ok(()) => RtcEvent::AnswerApplied,
                     Err(why) => RtcEvent::AnswerRefused(why),
@@ -577,6 +571,17 @@ impl Task {
         let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else { return };
         if let Err(e) = writer.write(pt, now, time, data) {
             tracing::debug!("str0m write: {e}");
+        }
+        if mid == self.video && !self.video_unpaced {
+            // Video goes out as it comes, as on webrtcbin: str0m's pacer
+            // (on for the padding of probes) would spread each frame over
+            // its estimate (20 ms of a 1.2 Mbit/s frame, a keyframe over a
+            // tenth of a second). Its stream exists once the first frame
+            // is written.
+            if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(self.video, None) {
+                stream.set_unpaced(true);
+                self.video_unpaced = true;
+            }
         }
     }
 }
