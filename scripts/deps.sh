@@ -16,6 +16,9 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools
   libnice-dev
+  # libopus: the mixer's Opus encoders and the str0m transport's decoders
+  # call it directly (src/media/opus.rs).
+  libopus-dev
   fonts-dejavu-core
   # libsrtp2 on OpenSSL (scripts/build-libsrtp.sh): its source, compiler, crypto.
   curl gcc make libssl-dev

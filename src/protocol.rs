@@ -868,6 +868,26 @@ pub fn with_audio_ptime(sdp: &str, ms: u32) -> String {
     out
 }
 
+/// The id of header extension `uri` in the audio section of `sdp` (or at
+/// session level), if it is there (`a=extmap:ID[/direction] URI`).
+pub fn audio_extmap(sdp: &str, uri: &str) -> Option<u8> {
+    let mut section = "";
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with("m=") {
+            section = line.split(' ').next().unwrap_or("");
+        } else if section.is_empty() || section == "m=audio" {
+            if let Some(v) = line.strip_prefix("a=extmap:") {
+                let mut parts = v.split_whitespace();
+                let id = parts.next().and_then(|i| i.split('/').next()).and_then(|i| i.parse::<u8>().ok());
+                if parts.next() == Some(uri) {
+                    return id.filter(|i| (1..=14).contains(i));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The audio packet time (`a=ptime`, ms) the first audio section of
 /// `sdp` asks for, if any.
 pub fn audio_ptime(sdp: &str) -> Option<u32> {
@@ -931,6 +951,19 @@ pub fn sdp_with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_audio_level_extension_id_is_read_from_the_audio_section_only() {
+        use super::audio_extmap;
+        let uri = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+        let sdp = format!("v=0\r\nm=audio 9 X 111\r\na=extmap:3 http://x\r\na=extmap:1/sendonly {uri}\r\nm=video 9 X 96\r\na=extmap:5 {uri}\r\n");
+        assert_eq!(audio_extmap(&sdp, uri), Some(1));
+        let video_only = format!("v=0\r\nm=audio 9 X 111\r\nm=video 9 X 96\r\na=extmap:5 {uri}\r\n");
+        assert_eq!(audio_extmap(&video_only, uri), None, "a video section's does not count");
+        assert_eq!(audio_extmap(&format!("v=0\r\na=extmap:2 {uri}\r\nm=audio 9 X 111\r\n"), uri), Some(2), "session level");
+        assert_eq!(audio_extmap(&format!("v=0\r\nm=audio 9 X 111\r\na=extmap:15 {uri}\r\n"), uri), None, "15 is reserved");
+        assert_eq!(audio_extmap(&format!("v=0\r\nm=audio 9 X 111\r\na=extmap:x {uri}\r\n"), uri), None);
+    }
+
     #[test]
     fn audio_sections_end_with_the_asked_packet_time_and_nothing_else_changes() {
         let sdp = "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ptime:20\r\na=rtpmap:111 OPUS/48000/2\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";

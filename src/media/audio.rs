@@ -18,7 +18,7 @@
 //! state matches the shared encoder's when a new talker takes it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -111,6 +111,15 @@ impl InputRing {
             let excess = self.buf.len() - MAX_BUFFERED + self.steady();
             self.buf.drain(..excess.min(self.buf.len()));
         }
+    }
+
+    /// Forget what it holds and start over (prebuffering again).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.playing = false;
+        self.armed = false;
+        self.long = 0;
+        self.least = None;
     }
 
     /// Fill `out` with the next frame. Returns false (and leaves `out`
@@ -287,8 +296,26 @@ impl Talkers {
         self.slots.iter().position(|s| s.as_ref().is_some_and(|s| s.id == id))
     }
 
-    fn is_heir(&self, id: &str) -> bool {
+    pub fn is_heir(&self, id: &str) -> bool {
         self.slots.iter().flatten().any(|s| s.heir.as_deref() == Some(id))
+    }
+
+    /// The level (dBFS) from which someone who is not a talker could take
+    /// a slot at the next tick: the threshold while a slot is free or its
+    /// talker pauses, else the weakest talker's smoothed level and the
+    /// lead ([`TALKER_LEAD_DB`]); infinite while every slot changes hands.
+    /// Below it, a participant's audio is not heard, so a transport that
+    /// knows a packet's level before decoding it (RFC 6464) need not
+    /// decode it.
+    pub fn admission_db(&self) -> f64 {
+        let held = || self.slots.iter().flatten().filter(|s| s.heir.is_none());
+        if self.slots.iter().any(|s| s.is_none()) || held().any(|s| s.quiet > 0) {
+            return self.threshold_db;
+        }
+        held()
+            .map(|s| self.smoothed.get(&s.id).copied().unwrap_or(SILENCE_DB))
+            .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+            .map_or(f64::INFINITY, |weakest| (weakest + TALKER_LEAD_DB).max(self.threshold_db))
     }
 
     pub fn count(&self) -> usize {
@@ -340,11 +367,50 @@ pub struct AudioPort {
     ready: Arc<AtomicBool>,
     /// A muted microphone is left out of the mix (its input is discarded).
     pub muted: AtomicBool,
+    /// The level its sender put on its last packet (RFC 6464, dBFS) and
+    /// when, for a transport that reads it before decoding.
+    told: Mutex<Option<(Instant, f64)>>,
+    /// Packets told below this level (dBFS, as f64 bits) need not be
+    /// decoded: set by the mixer every tick (see [`Talkers::admission_db`];
+    /// minus infinity for talkers and before the first tick).
+    admit_db: AtomicU64,
+    /// Its last packet was decoded.
+    decoding: AtomicBool,
 }
+
+/// A level told in a packet's header stands for this long (the longest
+/// packet, 60 ms, and three ticks).
+const TOLD_LEVEL_MS: u64 = 120;
 
 impl AudioPort {
     pub fn push_input(&self, samples: &[i16]) {
         self.input.lock().push(samples);
+    }
+
+    /// A packet's sender told its level (RFC 6464, dBFS): should it be
+    /// decoded? Not when it is too quiet to be heard (below the room's
+    /// admission level, see [`Talkers::admission_db`]) or muted; decoding that
+    /// starts again starts from an empty ring (what it held is old).
+    pub fn told_level(&self, db: f64) -> bool {
+        *self.told.lock() = Some((Instant::now(), db));
+        let decode = db >= f64::from_bits(self.admit_db.load(Ordering::Relaxed)) && !self.muted.load(Ordering::Relaxed);
+        if decode && !self.decoding.swap(true, Ordering::Relaxed) {
+            self.input.lock().clear();
+        }
+        if !decode {
+            self.decoding.store(false, Ordering::Relaxed);
+        }
+        decode
+    }
+
+    /// A packet with no level told: decoded.
+    pub fn untold(&self) {
+        self.decoding.store(true, Ordering::Relaxed);
+    }
+
+    /// The level last told, while it stands.
+    fn told(&self, now: Instant) -> Option<f64> {
+        self.told.lock().filter(|(at, _)| now.saturating_duration_since(*at) <= Duration::from_millis(TOLD_LEVEL_MS)).map(|(_, db)| db)
     }
 }
 
@@ -396,6 +462,9 @@ pub struct MixCounters {
     pub encoders: AtomicUsize,
     /// Talkers in the mix at the last tick.
     pub talkers: AtomicUsize,
+    /// Participants whose audio is being decoded (the rest told, in their
+    /// packets' headers, a level too low to be heard).
+    pub decoding: AtomicUsize,
 }
 
 /// The room's audio mixer: one thread, 20 ms ticks. Each tick it sums the
@@ -458,6 +527,9 @@ impl AudioMixer {
             output,
             ready,
             muted: AtomicBool::new(false),
+            told: Mutex::new(None),
+            admit_db: AtomicU64::new(f64::NEG_INFINITY.to_bits()),
+            decoding: AtomicBool::new(true),
         });
         let mut w = self.ports.write();
         let mut v: Vec<_> = w.iter().cloned().collect();
@@ -575,16 +647,33 @@ impl MixThread {
             }
             frames.resize_with(n, || vec![0; FRAME]);
             let mut levels: Vec<(&str, f64)> = Vec::with_capacity(n);
+            let at = Instant::now();
             for (i, port) in ports.iter().enumerate() {
                 let took = port.input.lock().take(&mut frames[i]);
-                let heard = took && !port.muted.load(Ordering::Relaxed);
-                let sum_squares = if heard { frames[i].iter().map(|s| (*s as f64) * (*s as f64)).sum::<f64>() } else { 0.0 };
-                if heard {
+                let muted = port.muted.load(Ordering::Relaxed);
+                let heard = took && !muted;
+                let mut sum_squares = if heard { frames[i].iter().map(|s| (*s as f64) * (*s as f64)).sum::<f64>() } else { 0.0 };
+                if !took && !muted {
+                    // Not decoded (or not yet playing): the level its
+                    // sender told, so that it can still take the floor.
+                    if let Some(db) = port.told(at) {
+                        sum_squares = 10f64.powf(db / 10.0) * FRAME as f64 * 32768.0 * 32768.0;
+                    }
+                }
+                if sum_squares > 0.0 {
                     *energy.entry(port.id.clone()).or_insert(0.0) += sum_squares;
                 }
                 levels.push((port.id.as_str(), level_db(sum_squares, FRAME)));
             }
             self.talkers.tick(&levels);
+            let admission = self.talkers.admission_db();
+            let mut decoding = 0;
+            for port in ports.iter() {
+                let talks = self.talkers.listens_to(&port.id).is_some() || self.talkers.is_heir(&port.id);
+                port.admit_db.store(if talks { f64::NEG_INFINITY } else { admission }.to_bits(), Ordering::Relaxed);
+                decoding += port.decoding.load(Ordering::Relaxed) as usize;
+            }
+            self.counters.decoding.store(decoding, Ordering::Relaxed);
             let talking: Vec<Option<usize>> = ports.iter().map(|p| self.talkers.slot_of(&p.id)).collect();
             let hears: Vec<Option<usize>> = ports.iter().map(|p| self.talkers.listens_to(&p.id)).collect();
             self.counters.talkers.store(self.talkers.count(), Ordering::Relaxed);
@@ -630,6 +719,25 @@ impl MixThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_newcomer_is_admitted_at_the_threshold_while_a_slot_is_free_and_past_the_weakest_talker_when_none_is() {
+        let mut t = Talkers::new(2, -50.0);
+        assert_eq!(t.admission_db(), -50.0, "free slots");
+        for _ in 0..20 {
+            t.tick(&[("a", -20.0), ("b", -30.0), ("c", -60.0)]);
+        }
+        assert!(t.slot_of("a").is_some() && t.slot_of("b").is_some());
+        let weakest = t.admission_db();
+        assert!((weakest - (-30.0 + TALKER_LEAD_DB)).abs() < 0.1, "both talk: b's level and the lead ({weakest})");
+        // b pauses: its slot can go to anyone over the threshold.
+        t.tick(&[("a", -20.0), ("b", SILENCE_DB), ("c", -60.0)]);
+        assert_eq!(t.admission_db(), -50.0);
+        // Whoever the admission lets in does take the slot.
+        t.tick(&[("a", -20.0), ("b", SILENCE_DB), ("c", -45.0)]);
+        t.tick(&[("a", -20.0), ("b", SILENCE_DB), ("c", -45.0)]);
+        assert!(t.slot_of("c").is_some(), "c, at -45 over an admission of -50, took b's slot");
+    }
 
     #[test]
     fn talkers_hear_everyone_but_themselves_and_the_rest_hear_all_talkers() {

@@ -114,10 +114,25 @@ impl DirectParticipant {
                         let _ = src.push_buffer(gst::Buffer::from_mut_slice(data));
                     }
                 }
-                RtcEvent::Media { data, rtp_time, .. } => {
+                RtcEvent::Media { data, rtp_time, level, .. } => {
                     activity.heard(std::time::Instant::now());
                     if let Some(port) = port_slot.get() {
-                        decoder.lock().decode(&data, rtp_time, |pcm| port.push_input(pcm));
+                        // Too quiet to be heard now (its sender says, RFC
+                        // 6464): not decoded; the decoder starts over when
+                        // it is again.
+                        let decode = match level {
+                            Some(db) => port.told_level(db),
+                            None => {
+                                port.untold();
+                                true
+                            }
+                        };
+                        let mut decoder = decoder.lock();
+                        if decode {
+                            decoder.decode(&data, rtp_time, |pcm| port.push_input(pcm));
+                        } else {
+                            decoder.pause();
+                        }
                     }
                 }
                 RtcEvent::KeyframeRequested => {

@@ -382,27 +382,28 @@ impl RoomMixer {
                     (g.frames, g.freezes.iter().map(|(t, d)| [at(*t), d.as_millis() as u64]).collect())
                 };
                 let counters = f.counters.lock().clone();
-                let (repair, keyframes) = match counters {
-                    // str0m does not say what it gave up on.
+                // (asked, recovered, lost, keyframes asked); str0m does not
+                // say what it gave up on.
+                let (asked, recovered, lost, keyframes): (u64, u64, Option<u64>, u64) = match counters {
                     Some(c) => {
                         let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                        (serde_json::json!({ "nack_requests": n(&c.nacked_by_us), "recovered": n(&c.rtx_received), "lost": null }), n(&c.plis_sent))
+                        (n(&c.nacked_by_us), n(&c.rtx_received), None, n(&c.plis_sent))
                     }
                     None => {
                         let jbs = f.jitterbuffers.lock().clone();
                         let r = jbs.as_ref().map(super::webrtc::repair_of).unwrap_or_default();
                         let peer = f.peer.lock().as_ref().and_then(|w| w.upgrade());
                         let keyframes = peer.as_ref().map(super::webrtc::keyframes_asked).unwrap_or(0);
-                        (serde_json::json!({ "nack_requests": r.requested, "recovered": r.recovered, "lost": r.lost }), keyframes)
+                        (r.requested, r.recovered, Some(r.lost), keyframes)
                     }
                 };
                 serde_json::json!({
                     "id": id,
                     "frames": frames,
                     "freezes": freezes,
-                    "nack_requests": repair["nack_requests"],
-                    "recovered": repair["recovered"],
-                    "lost": repair["lost"],
+                    "nack_requests": asked,
+                    "recovered": recovered,
+                    "lost": lost,
                     "keyframe_requests": keyframes,
                 })
             })
@@ -417,6 +418,7 @@ impl RoomMixer {
         serde_json::json!({
             "opus_encoders": c.encoders.load(Ordering::Relaxed),
             "talkers": c.talkers.load(Ordering::Relaxed),
+            "opus_decoding": c.decoding.load(Ordering::Relaxed),
         })
     }
 

@@ -45,13 +45,15 @@ pub enum RtcEvent {
     /// The remote answer does not parse or does not fit our offer.
     AnswerRefused(String),
     /// A complete frame (video) or packet (audio) from the remote side, with
-    /// its RTP time in the codec's clock.
-    Media { kind: MediaKind, data: Vec<u8>, rtp_time: u64, keyframe: bool },
+    /// its RTP time in the codec's clock, and for audio the level its
+    /// sender told in the header (RFC 6464; dBFS, 0 to -127), if it did.
+    Media { kind: MediaKind, data: Vec<u8>, rtp_time: u64, keyframe: bool, level: Option<f64> },
     /// The remote side asks for a keyframe of what we send.
     KeyframeRequested,
     /// The packets one transport-wide feedback (TWCC) of the remote side
     /// reports: when we sent each (our clock), when it arrived (theirs) or
-    /// that it was lost. Only with congestion control on (see [`RtcPeer::offer`]).
+    /// that it was lost. Whenever the remote side sends one (raw packets
+    /// are always on), with congestion control on or off.
     Feedback(Vec<PacketReport>),
 }
 
@@ -151,10 +153,10 @@ impl RtcPeer {
     /// A peer with a socket on each of `addresses` (a port of `ports`, or
     /// one the system chooses) and a host candidate for each (announced as
     /// `addresses` says), offering Opus and VP8 both ways, with our DTLS
-    /// certificate, and
-    /// congestion control when `congestion` says where its estimate starts
-    /// (str0m's estimator and pacer on, for the padding of probes, and the
-    /// feedback reported). Needs a tokio runtime (its task is spawned on
+    /// certificate, and congestion control when `congestion` says where its
+    /// estimate starts (str0m's estimator and pacer on, for the padding of
+    /// probes; the server always passes one, the tests of the bare peer
+    /// none). Needs a tokio runtime (its task is spawned on
     /// the current one).
     pub fn offer(addresses: &Addresses, ports: Option<(u16, u16)>, cert: &DtlsCertificate, congestion: Option<u32>, on_event: OnRtcEvent) -> Result<RtcPeer> {
         let runtime = tokio::runtime::Handle::try_current().context("the str0m transport needs the tokio runtime")?;
@@ -407,7 +409,10 @@ impl Task {
                 // of the task per packet.
                 Output::Timeout(t) if t <= Instant::now() && due_now < DUE_NOW_IN_A_ROW => {
                     due_now += 1;
-                    self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+                    // As in the task's loop: a refused input is not fatal.
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                        tracing::debug!("str0m refused a timeout: {e}");
+                    }
                 }
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
@@ -440,7 +445,8 @@ impl Task {
             Event::MediaData(m) => {
                 let kind = if m.mid == self.video { MediaKind::Video } else { MediaKind::Audio };
                 let keyframe = kind == MediaKind::Video && m.is_keyframe();
-                on(RtcEvent::Media { kind, data: m.data.to_vec(), rtp_time: m.time.numer(), keyframe });
+                let level = if kind == MediaKind::Audio { m.ext_vals.audio_level.map(f64::from) } else { None };
+                on(RtcEvent::Media { kind, data: m.data.to_vec(), rtp_time: m.time.numer(), keyframe, level });
             }
             Event::KeyframeRequest(_) => on(RtcEvent::KeyframeRequested),
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use gst::prelude::*;
+use gst_rtp::prelude::RTPHeaderExtensionExt;
 use gst_video::prelude::*;
 use tokio::sync::mpsc;
 
@@ -263,11 +264,12 @@ impl BotMedia {
         let audio_branch = if !send_audio {
             String::new()
         } else if cfg.load {
-            "appsrc name=lasrc is-live=true do-timestamp=true format=time ! rtpopuspay pt=111 ! capsfilter name=acaps ! webrtc.sink_0".to_string()
+            "appsrc name=lasrc is-live=true do-timestamp=true format=time ! rtpopuspay name=apay pt=111 ! capsfilter name=acaps ! webrtc.sink_0".to_string()
         } else {
             format!(
                 "audiotestsrc name=tonesrc is-live=true wave=sine freq={tone} volume={vol} ! audioconvert ! audioresample \
-                 ! audio/x-raw,rate=48000,channels=1 ! opusenc name=aenc bitrate=32000 frame-size=20 ! rtpopuspay pt=111 \
+                 ! audio/x-raw,rate=48000,channels=1 ! level audio-level-meta=true post-messages=false \
+                 ! opusenc name=aenc bitrate=32000 frame-size=20 ! rtpopuspay name=apay pt=111 \
                  ! capsfilter name=acaps ! webrtc.sink_0",
                 tone = cfg.tone_hz,
                 vol = cfg.volume,
@@ -430,7 +432,22 @@ impl BotMedia {
         if let Some(ms) = crate::protocol::audio_ptime(sdp).filter(|ms| crate::media::audio::PTIMES_MS.contains(ms)) {
             self.send_ptime(ms);
         }
+        if let Some(id) = crate::protocol::audio_extmap(sdp, AUDIO_LEVEL_URI) {
+            self.tell_audio_level(id)?;
+        }
         self.peer.answer(sdp)
+    }
+
+    /// Put each packet's level in its header (RFC 6464) under `id`, as
+    /// browsers do when the offer has the extension: the level `level`
+    /// measured before the encoder (or the clip's), carried on the buffers
+    /// as a `GstAudioLevelMeta`.
+    fn tell_audio_level(&self, id: u8) -> Result<()> {
+        let Some(pay) = self.pipeline.by_name("apay") else { return Ok(()) };
+        let ext = gst_rtp::RTPHeaderExtension::create_from_uri(AUDIO_LEVEL_URI).context("no RFC 6464 header extension in GStreamer (rtpmanager)")?;
+        ext.set_id(id as u32);
+        pay.emit_by_name::<()>("add-extension", &[&ext]);
+        Ok(())
     }
 
     /// Send audio in packets of `ms` (what the offer's `a=ptime` asked
@@ -712,12 +729,17 @@ pub(crate) fn clip(codec: Codec, source: &str, width: u32, height: u32, bitrate:
     Ok(c)
 }
 
-/// One second of a tone as Opus packets of `ptime_ms` (20, 40 or 60).
+/// RFC 6464: the client-to-mixer audio level header extension.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// One second of a tone as Opus packets of `ptime_ms` (20, 40 or 60), each
+/// with its level (a `GstAudioLevelMeta`, which the payloader puts in the
+/// header when the server asks for RFC 6464).
 pub(crate) fn opus_clip(tone_hz: f64, volume: f64, ptime_ms: u32) -> Result<(gst::Caps, Vec<gst::Buffer>)> {
     let ptime_ms = ptime_ms.clamp(20, 60) / 20 * 20;
     collect(&format!(
         "audiotestsrc num-buffers={n} samplesperbuffer={samples} wave=sine freq={tone_hz} volume={volume} ! audio/x-raw,rate=48000,channels=1 \
-         ! opusenc bitrate=32000 frame-size={ptime_ms} ! appsink name=out sync=false",
+         ! level audio-level-meta=true post-messages=false ! opusenc bitrate=32000 frame-size={ptime_ms} ! appsink name=out sync=false",
         n = 1000 / ptime_ms,
         samples = 48 * ptime_ms,
     ))

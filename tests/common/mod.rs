@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod constrained;
 pub mod lossy;
 pub mod netns;
+pub mod talkers;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
