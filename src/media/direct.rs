@@ -60,6 +60,59 @@ fn send(events: &EventSender, ev: MediaEvent) {
 /// before it).
 type PeerSlot = Arc<OnceLock<Weak<RtcPeer>>>;
 
+/// What to do with a sender's video frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    Decode,
+    /// Not decodable (no keyframe since a loss, or none yet); `ask`: ask
+    /// the sender for a keyframe now.
+    Drop { ask: bool },
+}
+
+/// A frame lost for good freezes the sender's tile until its next
+/// keyframe, which is asked for at once (a PLI) and again every
+/// [`KEYFRAME_REASK`] while none comes, as webrtcbin's depayloader does
+/// for the other transport (`webrtc::freeze_on_loss`): decoding on broken
+/// references would smear the tile until a keyframe came by chance. Pure:
+/// time is a parameter.
+#[derive(Debug)]
+struct VideoGap {
+    /// Waiting for a keyframe (also before the first one).
+    waiting: bool,
+    asked: Option<std::time::Instant>,
+}
+
+/// How long a keyframe asked for is waited for before asking again.
+const KEYFRAME_REASK: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Default for VideoGap {
+    fn default() -> Self {
+        VideoGap { waiting: true, asked: None }
+    }
+}
+
+impl VideoGap {
+    fn frame(&mut self, now: std::time::Instant, keyframe: bool, contiguous: bool) -> Frame {
+        if keyframe {
+            self.waiting = false;
+            self.asked = None;
+            return Frame::Decode;
+        }
+        if !contiguous && !self.waiting {
+            self.waiting = true;
+            self.asked = None;
+        }
+        if !self.waiting {
+            return Frame::Decode;
+        }
+        let ask = self.asked.is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REASK);
+        if ask {
+            self.asked = Some(now);
+        }
+        Frame::Drop { ask }
+    }
+}
+
 impl DirectParticipant {
     pub fn new(id: &str, mixer: Arc<RoomMixer>, opts: &JoinOptions, events: EventSender) -> Result<DirectParticipant> {
         let cfg = mixer.config().clone();
@@ -94,6 +147,7 @@ impl DirectParticipant {
             let (id, mixer, ready, events, activity) = (id.to_string(), Arc::downgrade(&mixer), ready.clone(), events.clone(), activity.clone());
             let (vin, peer_slot, port_slot, link_slot) = (vin.downgrade(), peer_slot.clone(), port_slot.clone(), link_slot.clone());
             let decoder = Mutex::new(OpusDecoder::new()?);
+            let video_gap = Mutex::new(VideoGap::default());
             Arc::new(move |ev| match ev {
                 RtcEvent::Connected => {
                     ready.store(true, Ordering::SeqCst);
@@ -108,10 +162,22 @@ impl DirectParticipant {
                 RtcEvent::Failed(reason) => send(&events, MediaEvent::Failed { reason }),
                 RtcEvent::AnswerApplied => send(&events, MediaEvent::AnswerApplied),
                 RtcEvent::AnswerRefused(reason) => send(&events, MediaEvent::AnswerRefused { reason }),
-                RtcEvent::Media { kind: MediaKind::Video, data, .. } => {
-                    activity.heard(std::time::Instant::now());
-                    if let Some(src) = vin.upgrade() {
-                        let _ = src.push_buffer(gst::Buffer::from_mut_slice(data));
+                RtcEvent::Media { kind: MediaKind::Video, data, keyframe, contiguous, .. } => {
+                    let now = std::time::Instant::now();
+                    activity.heard(now);
+                    let ask = match video_gap.lock().frame(now, keyframe, contiguous) {
+                        Frame::Decode => {
+                            if let Some(src) = vin.upgrade() {
+                                let _ = src.push_buffer(gst::Buffer::from_mut_slice(data));
+                            }
+                            false
+                        }
+                        Frame::Drop { ask } => ask,
+                    };
+                    if ask {
+                        if let Some(p) = peer_slot.get().and_then(|w| w.upgrade()) {
+                            p.ask_keyframe();
+                        }
                     }
                 }
                 RtcEvent::Media { data, rtp_time, level, .. } => {
@@ -218,5 +284,33 @@ impl Drop for DirectParticipant {
         self.ready.store(false, Ordering::SeqCst);
         self.mixer.remove_participant(&self.id);
         shutdown_pipeline(&self.pipeline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_frame_lost_for_good_freezes_the_tile_until_a_keyframe_asked_at_once_and_every_half_second() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut g = VideoGap::default();
+        // Before the first keyframe: nothing decodable; the first delta
+        // asks (the connection's own request may have been lost).
+        assert_eq!(g.frame(at(0), false, true), Frame::Drop { ask: true });
+        assert_eq!(g.frame(at(33), false, true), Frame::Drop { ask: false });
+        assert_eq!(g.frame(at(66), true, true), Frame::Decode);
+        assert_eq!(g.frame(at(100), false, true), Frame::Decode);
+        // A loss str0m gave up on: frozen, a keyframe asked at once...
+        assert_eq!(g.frame(at(133), false, false), Frame::Drop { ask: true });
+        // ...and the following deltas, contiguous again, still wait.
+        assert_eq!(g.frame(at(166), false, true), Frame::Drop { ask: false });
+        assert_eq!(g.frame(at(600), false, true), Frame::Drop { ask: false });
+        // Asked again when none came within half a second.
+        assert_eq!(g.frame(at(633), false, true), Frame::Drop { ask: true });
+        assert_eq!(g.frame(at(700), true, false), Frame::Decode, "a keyframe decodes, contiguous or not");
+        assert_eq!(g.frame(at(733), false, true), Frame::Decode);
     }
 }

@@ -47,7 +47,9 @@ pub enum RtcEvent {
     /// A complete frame (video) or packet (audio) from the remote side, with
     /// its RTP time in the codec's clock, and for audio the level its
     /// sender told in the header (RFC 6464; dBFS, 0 to -127), if it did.
-    Media { kind: MediaKind, data: Vec<u8>, rtp_time: u64, keyframe: bool, level: Option<f64> },
+    /// `contiguous` is false after data str0m gave up on (lost for good:
+    /// retransmission did not repair it within its reordering window).
+    Media { kind: MediaKind, data: Vec<u8>, rtp_time: u64, keyframe: bool, level: Option<f64>, contiguous: bool },
     /// The remote side asks for a keyframe of what we send.
     KeyframeRequested,
     /// The packets one transport-wide feedback (TWCC) of the remote side
@@ -446,7 +448,7 @@ impl Task {
                 let kind = if m.mid == self.video { MediaKind::Video } else { MediaKind::Audio };
                 let keyframe = kind == MediaKind::Video && m.is_keyframe();
                 let level = if kind == MediaKind::Audio { m.ext_vals.audio_level.map(f64::from) } else { None };
-                on(RtcEvent::Media { kind, data: m.data.to_vec(), rtp_time: m.time.numer(), keyframe, level });
+                on(RtcEvent::Media { kind, data: m.data.to_vec(), rtp_time: m.time.numer(), keyframe, level, contiguous: m.contiguous });
             }
             Event::KeyframeRequest(_) => on(RtcEvent::KeyframeRequested),
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
