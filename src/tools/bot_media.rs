@@ -69,6 +69,10 @@ struct Received {
     video_lost: u64,
     video_bytes: u64,
     rtp_frames: u64,
+    /// Stream time the frames counted in `rtp_frames` cover: 90 kHz ticks
+    /// summed between consecutive frames' RTP timestamps.
+    rtp_ticks: u64,
+    last_frame_ts: Option<u32>,
     last_video_seq: Option<u16>,
     /// Source pads webrtcbin added, by caps (media/encoding).
     pads: Vec<String>,
@@ -207,6 +211,10 @@ pub struct ReceivedStats {
     pub video_bytes: u64,
     /// Video frames received as RTP (marker bits), decoded or not.
     pub rtp_frames: u64,
+    /// The stream time (90 kHz RTP clock ticks) those frames cover: their
+    /// frame rate as sent is `Δrtp_frames / (Δrtp_ticks / 90000)`,
+    /// whatever delays or bursts the network and decoder add.
+    pub rtp_ticks: u64,
     /// Streams webrtcbin handed over (media/encoding).
     pub pads: Vec<String>,
     /// What the video jitterbuffer did about loss (NACK/RTX).
@@ -544,6 +552,7 @@ impl BotMedia {
             video_lost: r.video_lost,
             video_bytes: r.video_bytes,
             rtp_frames: r.rtp_frames,
+            rtp_ticks: r.rtp_ticks,
             pads: r.pads.clone(),
             repair: self.peer.repair(),
         }
@@ -1143,6 +1152,15 @@ fn count_rtp(pad: &gst::Pad, is_video: bool, bytes: Arc<AtomicU64>, received: Ar
             // this bot keeps up decoding them.
             if rtp.is_marker() {
                 r.rtp_frames += 1;
+                let ts = rtp.timestamp();
+                if let Some(last) = r.last_frame_ts.replace(ts) {
+                    // A step back or over a minute is a new stream (another
+                    // SSRC's clock), not stream time.
+                    let d = ts.wrapping_sub(last);
+                    if d < 60 * 90_000 {
+                        r.rtp_ticks += d as u64;
+                    }
+                }
             }
         }
         gst::PadProbeReturn::Ok

@@ -341,6 +341,21 @@ pub async fn fps_over(b: &Bot, secs: f64) -> f64 {
     (b.stats().frames - f0) as f64 / secs
 }
 
+/// The frame rate of the video `b` receives as it was sent, over `secs`:
+/// frames per second of stream time (their RTP timestamps), not of arrival,
+/// so a burst after a stall (a late decoder catching up, a queue let go)
+/// reads as the rate the server encoded.
+pub async fn stream_fps_over(b: &Bot, secs: f64) -> f64 {
+    let s0 = b.stats();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let s1 = b.stats();
+    let ticks = s1.rtp_ticks.saturating_sub(s0.rtp_ticks);
+    if ticks == 0 {
+        return 0.0;
+    }
+    (s1.rtp_frames - s0.rtp_frames) as f64 / (ticks as f64 / 90_000.0)
+}
+
 /// The Python of the virtualenv with aiortc that `scripts/deps.sh --browser`
 /// makes (`TESSERA_INTEROP_PYTHON` overrides). Missing: the test fails and
 /// says how to install it.
