@@ -1,7 +1,8 @@
 //! A participant whose media travels on our own transport
 //! ([`super::rtc`], str0m) instead of webrtcbin (`[media] transport =
-//! "str0m"`). Work in progress: VP8 and Opus participants; viewers, shares
-//! and H.264 stay on webrtcbin. Congestion control: the receiver's TWCC
+//! "str0m"`). Participants in VP8 or H.264 (the answer's first video
+//! codec, both ways, as on webrtcbin) with Opus; viewers, shares and
+//! recorders stay on webrtcbin. Congestion control: the receiver's TWCC
 //! feedback goes to its [`LinkStats`] (the rung controller's estimate,
 //! delivered rate and loss, as on webrtcbin), and the controller's probes
 //! are padded by str0m's pacer ([`Probing`]); the peer's counters
@@ -12,7 +13,7 @@
 //! rung frames (ladder thread) ─► Outlet::Direct ─► RtcPeer::send_video ─┐
 //! mix packets (mixer thread)  ─► Outlet::Direct ─► RtcPeer::send_audio ─┤ its UDP sockets,
 //!                                                                       │ str0m packetizes,
-//! RtcEvent::Media (VP8 frame) ─► vin ─► vp8dec ─► tile chain ◄──────────┤ protects, paces,
+//! RtcEvent::Media (video frame) ─► vin ─► decoder ─► tile chain ◄────────┤ protects, paces,
 //! RtcEvent::Media (Opus) ─► OpusDecoder ─► mix-minus ring ◄─────────────┘ repairs
 //! ```
 //!
@@ -48,6 +49,8 @@ pub struct DirectParticipant {
     peer: Arc<RtcPeer>,
     mixer: Arc<RoomMixer>,
     ready: Arc<AtomicBool>,
+    /// The video codec the answer chose; its decoder is linked then.
+    video_codec: Arc<OnceLock<Codec>>,
 }
 
 fn send(events: &EventSender, ev: MediaEvent) {
@@ -126,8 +129,10 @@ impl DirectParticipant {
             .collect::<Result<Vec<_>>>()?;
         let bind = if bind.is_empty() { super::rtc::interface_addresses() } else { bind };
         let addresses = Addresses { bind, announce: cfg.network.announce_ips.clone() };
+        // The decoder between the two is linked when the answer names the
+        // codec (before any media can flow: that needs the answer).
         let desc = format!(
-            "appsrc name=vin is-live=true do-timestamp=true format=time max-bytes=4000000 ! vp8dec ! {tile}",
+            "appsrc name=vin is-live=true do-timestamp=true format=time max-bytes=4000000 {tile}",
             tile = super::mixer::tile_chain()
         );
         let pipeline = gst::parse::launch(&desc)
@@ -136,7 +141,7 @@ impl DirectParticipant {
             .map_err(|_| anyhow::anyhow!("direct participant pipeline is not a pipeline"))?;
         pipeline.set_property("name", format!("participant-{id}"));
         let vin: gst_app::AppSrc = element(&pipeline, "vin")?;
-        vin.set_caps(Some(&gst::Caps::builder("video/x-vp8").build()));
+        let video_codec: Arc<OnceLock<Codec>> = Default::default();
 
         let ready = Arc::new(AtomicBool::new(false));
         let activity = Activity::new(true);
@@ -146,6 +151,7 @@ impl DirectParticipant {
         let on_event: super::rtc::OnRtcEvent = {
             let (id, mixer, ready, events, activity) = (id.to_string(), Arc::downgrade(&mixer), ready.clone(), events.clone(), activity.clone());
             let (vin, peer_slot, port_slot, link_slot) = (vin.downgrade(), peer_slot.clone(), port_slot.clone(), link_slot.clone());
+            let video_codec = video_codec.clone();
             let decoder = Mutex::new(OpusDecoder::new()?);
             let video_gap = Mutex::new(VideoGap::default());
             Arc::new(move |ev| match ev {
@@ -162,9 +168,15 @@ impl DirectParticipant {
                 RtcEvent::Failed(reason) => send(&events, MediaEvent::Failed { reason }),
                 RtcEvent::AnswerApplied => send(&events, MediaEvent::AnswerApplied),
                 RtcEvent::AnswerRefused(reason) => send(&events, MediaEvent::AnswerRefused { reason }),
-                RtcEvent::Media { kind: MediaKind::Video, data, keyframe, contiguous, .. } => {
+                RtcEvent::Media { kind: MediaKind::Video, data, keyframe, contiguous, codec, .. } => {
                     let now = std::time::Instant::now();
                     activity.heard(now);
+                    // Only what the linked decoder takes (a sender may
+                    // switch to another negotiated codec; we do not follow).
+                    if codec.is_none() || codec != video_codec.get().copied() {
+                        tracing::debug!(participant = %id, ?codec, "video frame in a codec not decoded here; dropped");
+                        return;
+                    }
                     let ask = match video_gap.lock().frame(now, keyframe, contiguous) {
                         Frame::Decode => {
                             if let Some(src) = vin.upgrade() {
@@ -224,8 +236,7 @@ impl DirectParticipant {
         let tile_el = TileElements::in_pipeline(&pipeline)?;
         let (video_out, audio_out) = (outlet(&peer_slot, 90_000), outlet(&peer_slot, 48_000));
         let handles = mixer.add_participant(id, tile_el, video_out, audio_out, ready.clone(), events.clone(), choice)?;
-        mixer.delivery().set_codec(id, Codec::Vp8);
-        let p = DirectParticipant { id: id.to_string(), activity, pipeline: pipeline.clone(), peer: peer.clone(), mixer: mixer.clone(), ready };
+        let p = DirectParticipant { id: id.to_string(), activity, pipeline: pipeline.clone(), peer: peer.clone(), mixer: mixer.clone(), ready, video_codec };
         // From here on, an early return drops `p`, which removes the
         // participant from the mixer and stops the pipeline.
         let _ = port_slot.set(handles.audio);
@@ -256,10 +267,55 @@ fn outlet(peer: &PeerSlot, rate: u64) -> Outlet {
     }))
 }
 
+impl DirectParticipant {
+    /// The codec the answer chose (once: a later answer changes nothing):
+    /// its decoder goes between `vin` and the tile chain, the receiver
+    /// moves to its rungs; the peer sends it (it reads the answer too).
+    fn take_video_codec(&self, codec: Codec) -> Result<()> {
+        if self.video_codec.get().is_some() {
+            return Ok(());
+        }
+        let vin: gst_app::AppSrc = element(&self.pipeline, "vin")?;
+        let (caps, chain) = match codec {
+            Codec::Vp8 => (gst::Caps::builder("video/x-vp8").build(), super::webrtc::chain(&["vp8dec"], 0)?),
+            Codec::H264 => {
+                let chain = super::webrtc::chain(&["h264parse", "avdec_h264"], 0)?;
+                // Decoded on vin's thread, a frame at a time: libav's frame
+                // threads would add a thread per core and a frame of
+                // latency per thread to every H.264 participant.
+                if let Some(dec) = chain.last() {
+                    dec.set_property("max-threads", 1i32);
+                }
+                (gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au").build(), chain)
+            }
+        };
+        vin.set_caps(Some(&caps));
+        let conv = element::<gst::Element>(&self.pipeline, "vconv")?;
+        self.pipeline.add_many(&chain).context("adding the video decoder")?;
+        let mut all: Vec<&gst::Element> = vec![vin.upcast_ref()];
+        all.extend(chain.iter());
+        all.push(&conv);
+        gst::Element::link_many(&all).context("linking the video decoder")?;
+        for e in &chain {
+            e.sync_state_with_parent().context("starting the video decoder")?;
+        }
+        let _ = self.video_codec.set(codec);
+        self.mixer.delivery().set_codec(&self.id, codec);
+        tracing::debug!(participant = %self.id, "video in and out as {} (str0m)", codec.name());
+        Ok(())
+    }
+}
+
 impl ParticipantMedia for DirectParticipant {
     fn apply_answer(&self, sdp: &str) {
         if !crate::protocol::answer_sends_media(sdp) {
             self.activity.sends.store(false, Ordering::Relaxed);
+        }
+        // An answer without a video codec we know gets VP8, which the
+        // peer then refuses or the client ignores (as on webrtcbin).
+        let codec = crate::protocol::answer_video_codec(sdp).unwrap_or_default();
+        if let Err(e) = self.take_video_codec(codec) {
+            tracing::warn!(participant = %self.id, "video decoder not linked: {e:#}");
         }
         self.peer.apply_answer(sdp);
     }

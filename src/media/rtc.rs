@@ -49,7 +49,9 @@ pub enum RtcEvent {
     /// sender told in the header (RFC 6464; dBFS, 0 to -127), if it did.
     /// `contiguous` is false after data str0m gave up on (lost for good:
     /// retransmission did not repair it within its reordering window).
-    Media { kind: MediaKind, data: Vec<u8>, rtp_time: u64, keyframe: bool, level: Option<f64>, contiguous: bool },
+    /// `codec`: the video codec it came in (None: audio, or one we do
+    /// not know).
+    Media { kind: MediaKind, data: Vec<u8>, rtp_time: u64, keyframe: bool, level: Option<f64>, contiguous: bool, codec: Option<crate::protocol::Codec> },
     /// The remote side asks for a keyframe of what we send.
     KeyframeRequested,
     /// The packets one transport-wide feedback (TWCC) of the remote side
@@ -154,7 +156,9 @@ const QUEUE: usize = 96;
 impl RtcPeer {
     /// A peer with a socket on each of `addresses` (a port of `ports`, or
     /// one the system chooses) and a host candidate for each (announced as
-    /// `addresses` says), offering Opus and VP8 both ways, with our DTLS
+    /// `addresses` says), offering Opus, and VP8 and H.264 (constrained
+    /// baseline, packetization mode 1: what the webrtcbin offer names) both
+    /// ways, with our DTLS
     /// certificate, and congestion control when `congestion` says where its
     /// estimate starts (str0m's estimator and pacer on, for the padding of
     /// probes; the server always passes one, the tests of the bare peer
@@ -176,10 +180,12 @@ impl RtcPeer {
             sockets.push(MediaSocket { socket, candidate });
         }
         let (certificate, private_key) = cert.der()?;
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
+        let mut config = Rtc::builder().clear_codecs().enable_opus(true, false).enable_vp8(true);
+        // The payload types of the webrtcbin offer (media::video_pt), RTX
+        // on the next.
+        let h264 = super::video_pt(crate::protocol::Codec::H264) as u8;
+        config.codec_config().add_h264(h264.into(), Some((h264 + 1).into()), true, 0x42e01f);
+        let mut rtc = config
             // str0m's estimator and pacer only for the padding a probe
             // needs (its pacer sends it, capped by its estimate); the
             // estimate the rung controller reads is ours, made from the
@@ -218,6 +224,7 @@ impl RtcPeer {
             counters: counters.clone(),
             rtx_pts,
             video_unpaced: false,
+            video_codec: Codec::Vp8,
             probing: None,
             probe_started: Instant::now(),
             probe_told: Instant::now(),
@@ -255,7 +262,8 @@ impl RtcPeer {
         }
     }
 
-    /// An encoded VP8 frame, its RTP time at 90 kHz.
+    /// An encoded video frame in the answer's codec (VP8, or H.264 as an
+    /// Annex B access unit), its RTP time at 90 kHz.
     pub fn send_video(&self, data: Vec<u8>, rtp_time: u64) {
         self.send(Cmd::Video { data, rtp_time });
     }
@@ -299,6 +307,8 @@ struct Task {
     rtx_pts: HashSet<Pt>,
     /// Video is out of the pacer.
     video_unpaced: bool,
+    /// What we send video in: the answer's first video codec.
+    video_codec: Codec,
     /// The rung controller's probing, and the probe's rate last told str0m.
     probing: Option<(Probing, u32)>,
     /// When that probe started, and when str0m was last told of it.
@@ -448,7 +458,12 @@ impl Task {
                 let kind = if m.mid == self.video { MediaKind::Video } else { MediaKind::Audio };
                 let keyframe = kind == MediaKind::Video && m.is_keyframe();
                 let level = if kind == MediaKind::Audio { m.ext_vals.audio_level.map(f64::from) } else { None };
-                on(RtcEvent::Media { kind, data: m.data.to_vec(), rtp_time: m.time.numer(), keyframe, level, contiguous: m.contiguous });
+                let codec = match m.params.spec().codec {
+                    Codec::Vp8 => Some(crate::protocol::Codec::Vp8),
+                    Codec::H264 => Some(crate::protocol::Codec::H264),
+                    _ => None,
+                };
+                on(RtcEvent::Media { kind, data: m.data.to_vec(), rtp_time: m.time.numer(), keyframe, level, contiguous: m.contiguous, codec });
             }
             Event::KeyframeRequest(_) => on(RtcEvent::KeyframeRequested),
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
@@ -492,7 +507,12 @@ impl Task {
         match cmd {
             Cmd::Answer(sdp) => {
                 let outcome = match (SdpAnswer::from_sdp_string(&sdp), self.pending.take()) {
-                    (Ok(answer), Some(pending)) => self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| format!("the answer does not fit the offer: {e}")),
+                    (Ok(answer), Some(pending)) => {
+                        if let Some(crate::protocol::Codec::H264) = crate::protocol::answer_video_codec(&sdp) {
+                            self.video_codec = Codec::H264;
+                        }
+                        self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| format!("the answer does not fit the offer: {e}"))
+                    }
                     (Err(e), pending) => {
                         self.pending = pending;
                         Err(format!("the answer does not parse: {e}"))
@@ -511,7 +531,7 @@ impl Task {
                     Err(e) => tracing::debug!("remote candidate `{line}` ignored: {e}"),
                 }
             }
-            Cmd::Video { data, rtp_time } => self.write(self.video, Codec::Vp8, now, MediaTime::new(rtp_time, Frequency::NINETY_KHZ), data),
+            Cmd::Video { data, rtp_time } => self.write(self.video, self.video_codec, now, MediaTime::new(rtp_time, Frequency::NINETY_KHZ), data),
             Cmd::Audio { data, rtp_time } => self.write(self.audio, Codec::Opus, now, MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ), data),
             Cmd::AskKeyframe => {
                 if let Some(mut w) = self.rtc.writer(self.video) {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod codecs;
 pub mod constrained;
 pub mod lossy;
 pub mod netns;
