@@ -299,8 +299,8 @@ pub struct MediaSection {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
-    #[default]
     Webrtcbin,
+    #[default]
     Str0m,
 }
 
@@ -1062,9 +1062,10 @@ mod tests {
     }
 
     #[test]
-    fn transport_is_a_key_and_a_flag_with_webrtcbin_by_default() {
-        assert_eq!(Settings::default().resolve().unwrap().media.transport.unwrap_or_default(), Transport::Webrtcbin);
+    fn transport_is_a_key_and_a_flag_with_str0m_by_default() {
+        assert_eq!(Settings::default().resolve().unwrap().media.transport.unwrap_or_default(), Transport::Str0m);
         assert_eq!(flags(&["--transport", "str0m"]).media.transport, Some(Transport::Str0m));
+        assert_eq!(flags(&["--transport", "webrtcbin"]).media.transport, Some(Transport::Webrtcbin));
         assert!(Cli::try_parse_from(["serve", "--transport", "libwebrtc"]).is_err());
         let s = Settings::from_toml(Path::new("t.toml"), "[media]\ntransport = \"str0m\"\n").unwrap();
         assert_eq!(s.media.transport, Some(Transport::Str0m));

@@ -412,7 +412,7 @@ impl Default for MixerSettings {
             audio_complexity: 5,
             audio_talkers: 3,
             audio_talker_threshold_db: -50.0,
-            audio_ptime_ms: 40,
+            audio_ptime_ms: 20,
             default_group: "grid".into(),
             share_group: "presentation".into(),
             speaker_hold_ms: 1200,

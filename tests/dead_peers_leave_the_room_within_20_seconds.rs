@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tessera::tools::hostile::FAKE_ANSWER;
+use tessera::tools::hostile::fake_answer;
 use tessera::tools::bot::{Bot, BotOptions};
 
 
@@ -79,9 +79,10 @@ async fn dead_peers_leave_the_room_within_20_seconds() {
     let mut no_media = ws_from("127.0.0.1", server.addr()).await.unwrap();
     send_text(&mut no_media, &join_msg("d", "never-sends", "participant")).await;
     let never = next_of_type(&mut no_media, "joined", Duration::from_secs(10)).await.expect("joined")["id"].as_str().unwrap().to_string();
-    next_of_type(&mut no_media, "offer", Duration::from_secs(10)).await.expect("offer");
+    let offer = next_of_type(&mut no_media, "offer", Duration::from_secs(10)).await.expect("offer");
     let never_at = Instant::now();
-    send_text(&mut no_media, &serde_json::json!({"type": "answer", "sdp": FAKE_ANSWER}).to_string()).await;
+    let answer = fake_answer(offer["sdp"].as_str().unwrap_or_default());
+    send_text(&mut no_media, &serde_json::json!({"type": "answer", "sdp": answer}).to_string()).await;
     // Keep reading (which answers the server's pings) until its error.
     let reader = tokio::spawn(async move {
         let e = next_of_type(&mut no_media, "error", Duration::from_secs(30)).await;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use tessera::tools::hostile::FAKE_ANSWER;
+use tessera::tools::hostile::fake_answer;
 use tessera::tools::bot::{Bot, BotOptions};
 
 const HONEST: [(&str, u32, f64); 3] = [("red", 0xff0000, 440.0), ("green", 0x00ff00, 660.0), ("blue", 0x0000ff, 880.0)];
@@ -34,11 +34,13 @@ async fn drain(ws: &mut Ws, quiet: Duration) -> Vec<String> {
 }
 
 /// A hostile participant of the honest room, its offer received.
-async fn hostile_participant(addr: std::net::SocketAddr, name: &str) -> Ws {
+/// A participant that joined, and the answer its transport takes (made up:
+/// it never connects).
+async fn hostile_participant(addr: std::net::SocketAddr, name: &str) -> (Ws, String) {
     let mut ws = ws_from("127.0.0.3", addr).await.expect("a hostile client may connect");
     send_text(&mut ws, &join_msg(ROOM, name, "participant")).await;
-    next_of_type(&mut ws, "offer", Duration::from_secs(10)).await.unwrap_or_else(|| panic!("{name}: no offer"));
-    ws
+    let offer = next_of_type(&mut ws, "offer", Duration::from_secs(10)).await.unwrap_or_else(|| panic!("{name}: no offer"));
+    (ws, fake_answer(offer["sdp"].as_str().unwrap_or_default()))
 }
 
 async fn leave(mut ws: Ws) {
@@ -65,15 +67,15 @@ async fn replay(addr: std::net::SocketAddr) -> Vec<String> {
                 seen
             }
             "answer" => {
-                let mut ws = hostile_participant(addr, "hostile-answer").await;
+                let (mut ws, _) = hostile_participant(addr, "hostile-answer").await;
                 send_text(&mut ws, e.frame).await;
                 let seen = drain(&mut ws, Duration::from_millis(400)).await;
                 leave(ws).await;
                 seen
             }
             "ice" => {
-                let mut ws = hostile_participant(addr, "hostile-ice").await;
-                send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": FAKE_ANSWER}).to_string()).await;
+                let (mut ws, answer) = hostile_participant(addr, "hostile-ice").await;
+                send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": answer}).to_string()).await;
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 send_text(&mut ws, e.frame).await;
                 let seen = drain(&mut ws, Duration::from_millis(300)).await;
@@ -86,7 +88,7 @@ async fn replay(addr: std::net::SocketAddr) -> Vec<String> {
     }
 
     // Built here: too big or too many for the file.
-    let mut ws = hostile_participant(addr, "hostile-lines").await;
+    let (mut ws, answer) = hostile_participant(addr, "hostile-lines").await;
     // Bare `\n` line ends: 12,000 lines fit in one frame.
     let sdp = format!("v=0\n{}", "a\n".repeat(12_000));
     send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": sdp}).to_string()).await;
@@ -94,7 +96,7 @@ async fn replay(addr: std::net::SocketAddr) -> Vec<String> {
     assert!(seen.contains(&"error:sdp_too_large".to_string()), "12,000 lines: {seen:?}");
     log.push(format!("{:5.1}s a 12,000-line answer: {}", t0.elapsed().as_secs_f64(), seen.join(" ")));
     // Thousands of candidates after the answer.
-    send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": FAKE_ANSWER}).to_string()).await;
+    send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": answer}).to_string()).await;
     for i in 0..3_000 {
         let c = format!("candidate:{i} 1 UDP 2122260223 127.0.0.1 {} typ host", 10_000 + i % 50_000);
         send_text(&mut ws, &serde_json::json!({"type": "ice", "candidate": c, "sdpMLineIndex": i % 2}).to_string()).await;
@@ -104,7 +106,7 @@ async fn replay(addr: std::net::SocketAddr) -> Vec<String> {
     log.push(format!("{:5.1}s 3,000 candidates: {} replies", t0.elapsed().as_secs_f64(), seen.len()));
     // Out of order: a second join, a second answer, ICE after leaving.
     send_text(&mut ws, &join_msg(ROOM, "again", "participant")).await;
-    send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": FAKE_ANSWER}).to_string()).await;
+    send_text(&mut ws, &serde_json::json!({"type": "answer", "sdp": answer}).to_string()).await;
     send_text(&mut ws, r#"{"type":"leave"}"#).await;
     send_text(&mut ws, r#"{"type":"ice","candidate":"candidate:1 1 UDP 1 127.0.0.1 9 typ host","sdpMLineIndex":0}"#).await;
     let seen = drain(&mut ws, Duration::from_millis(300)).await;

@@ -49,7 +49,7 @@ pub struct DirectParticipant {
     peer: Arc<RtcPeer>,
     mixer: Arc<RoomMixer>,
     ready: Arc<AtomicBool>,
-    /// The video codec the answer chose; its decoder is linked then.
+    /// The video codec the answer chose (what the peer sends).
     video_codec: Arc<OnceLock<Codec>>,
 }
 
@@ -129,8 +129,10 @@ impl DirectParticipant {
             .collect::<Result<Vec<_>>>()?;
         let bind = if bind.is_empty() { super::rtc::interface_addresses() } else { bind };
         let addresses = Addresses { bind, announce: cfg.network.announce_ips.clone() };
-        // The decoder between the two is linked when the answer names the
-        // codec (before any media can flow: that needs the answer).
+        // The decoder between the two is linked when the first frame says
+        // the codec: a client may send either offered codec whatever its
+        // answer lists (Chromium answering H.264 only still sends VP8
+        // unless told otherwise, docs/interop.md).
         let desc = format!(
             "appsrc name=vin is-live=true do-timestamp=true format=time max-bytes=4000000 {tile}",
             tile = super::mixer::tile_chain()
@@ -142,6 +144,7 @@ impl DirectParticipant {
         pipeline.set_property("name", format!("participant-{id}"));
         let vin: gst_app::AppSrc = element(&pipeline, "vin")?;
         let video_codec: Arc<OnceLock<Codec>> = Default::default();
+        let decoding: Arc<OnceLock<Codec>> = Default::default();
 
         let ready = Arc::new(AtomicBool::new(false));
         let activity = Activity::new(true);
@@ -151,7 +154,7 @@ impl DirectParticipant {
         let on_event: super::rtc::OnRtcEvent = {
             let (id, mixer, ready, events, activity) = (id.to_string(), Arc::downgrade(&mixer), ready.clone(), events.clone(), activity.clone());
             let (vin, peer_slot, port_slot, link_slot) = (vin.downgrade(), peer_slot.clone(), port_slot.clone(), link_slot.clone());
-            let video_codec = video_codec.clone();
+            let (decoding, weak_pipeline) = (decoding.clone(), pipeline.downgrade());
             let decoder = Mutex::new(OpusDecoder::new()?);
             let video_gap = Mutex::new(VideoGap::default());
             Arc::new(move |ev| match ev {
@@ -171,10 +174,24 @@ impl DirectParticipant {
                 RtcEvent::Media { kind: MediaKind::Video, data, keyframe, contiguous, codec, .. } => {
                     let now = std::time::Instant::now();
                     activity.heard(now);
-                    // Only what the linked decoder takes (a sender may
-                    // switch to another negotiated codec; we do not follow).
-                    if codec.is_none() || codec != video_codec.get().copied() {
-                        tracing::debug!(participant = %id, ?codec, "video frame in a codec not decoded here; dropped");
+                    // The first frame's codec gets a decoder; a frame in
+                    // another one later is dropped (a sender switching
+                    // codecs mid-call is not followed).
+                    let Some(codec) = codec else { return };
+                    if decoding.get().is_none() {
+                        let Some(pipeline) = weak_pipeline.upgrade() else { return };
+                        match link_decoder(&pipeline, codec) {
+                            Ok(()) => {
+                                let _ = decoding.set(codec);
+                            }
+                            Err(e) => {
+                                tracing::warn!(participant = %id, "no decoder for its {} video: {e:#}", codec.name());
+                                return;
+                            }
+                        }
+                    }
+                    if decoding.get() != Some(&codec) {
+                        tracing::debug!(participant = %id, codec = codec.name(), "video frame in another codec than the first; dropped");
                         return;
                     }
                     let ask = match video_gap.lock().frame(now, keyframe, contiguous) {
@@ -269,41 +286,46 @@ fn outlet(peer: &PeerSlot, rate: u64) -> Outlet {
 
 impl DirectParticipant {
     /// The codec the answer chose (once: a later answer changes nothing):
-    /// its decoder goes between `vin` and the tile chain, the receiver
-    /// moves to its rungs; the peer sends it (it reads the answer too).
-    fn take_video_codec(&self, codec: Codec) -> Result<()> {
-        if self.video_codec.get().is_some() {
-            return Ok(());
+    /// the receiver moves to its rungs; the peer sends it (it reads the
+    /// answer too).
+    fn take_video_codec(&self, codec: Codec) {
+        if self.video_codec.set(codec).is_ok() {
+            self.mixer.delivery().set_codec(&self.id, codec);
+            tracing::debug!(participant = %self.id, "video sent as {} (str0m)", codec.name());
         }
-        let vin: gst_app::AppSrc = element(&self.pipeline, "vin")?;
-        let (caps, chain) = match codec {
-            Codec::Vp8 => (gst::Caps::builder("video/x-vp8").build(), super::webrtc::chain(&["vp8dec"], 0)?),
-            Codec::H264 => {
-                let chain = super::webrtc::chain(&["h264parse", "avdec_h264"], 0)?;
-                // Decoded on vin's thread, a frame at a time: libav's frame
-                // threads would add a thread per core and a frame of
-                // latency per thread to every H.264 participant.
-                if let Some(dec) = chain.last() {
-                    dec.set_property("max-threads", 1i32);
-                }
-                (gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au").build(), chain)
-            }
-        };
-        vin.set_caps(Some(&caps));
-        let conv = element::<gst::Element>(&self.pipeline, "vconv")?;
-        self.pipeline.add_many(&chain).context("adding the video decoder")?;
-        let mut all: Vec<&gst::Element> = vec![vin.upcast_ref()];
-        all.extend(chain.iter());
-        all.push(&conv);
-        gst::Element::link_many(&all).context("linking the video decoder")?;
-        for e in &chain {
-            e.sync_state_with_parent().context("starting the video decoder")?;
-        }
-        let _ = self.video_codec.set(codec);
-        self.mixer.delivery().set_codec(&self.id, codec);
-        tracing::debug!(participant = %self.id, "video in and out as {} (str0m)", codec.name());
-        Ok(())
     }
+}
+
+/// Put `codec`'s decoder between the participant's `vin` and its tile
+/// chain (`vconv`), on the peer's task as the first frame comes: adding
+/// and starting elements that have seen no data does not block.
+fn link_decoder(pipeline: &gst::Pipeline, codec: Codec) -> Result<()> {
+    let vin: gst_app::AppSrc = element(pipeline, "vin")?;
+    let (caps, chain) = match codec {
+        Codec::Vp8 => (gst::Caps::builder("video/x-vp8").build(), super::webrtc::chain(&["vp8dec"], 0)?),
+        Codec::H264 => {
+            let chain = super::webrtc::chain(&["h264parse", "avdec_h264"], 0)?;
+            // Decoded on vin's thread, a frame at a time: libav's frame
+            // threads would add a thread per core and a frame of latency
+            // per thread to every H.264 participant.
+            if let Some(dec) = chain.last() {
+                dec.set_property("max-threads", 1i32);
+            }
+            (gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au").build(), chain)
+        }
+    };
+    vin.set_caps(Some(&caps));
+    let conv = element::<gst::Element>(pipeline, "vconv")?;
+    pipeline.add_many(&chain).context("adding the video decoder")?;
+    let mut all: Vec<&gst::Element> = vec![vin.upcast_ref()];
+    all.extend(chain.iter());
+    all.push(&conv);
+    gst::Element::link_many(&all).context("linking the video decoder")?;
+    for e in &chain {
+        e.sync_state_with_parent().context("starting the video decoder")?;
+    }
+    tracing::debug!(pipeline = %pipeline.name(), "decoding {} video", codec.name());
+    Ok(())
 }
 
 impl ParticipantMedia for DirectParticipant {
@@ -313,10 +335,7 @@ impl ParticipantMedia for DirectParticipant {
         }
         // An answer without a video codec we know gets VP8, which the
         // peer then refuses or the client ignores (as on webrtcbin).
-        let codec = crate::protocol::answer_video_codec(sdp).unwrap_or_default();
-        if let Err(e) = self.take_video_codec(codec) {
-            tracing::warn!(participant = %self.id, "video decoder not linked: {e:#}");
-        }
+        self.take_video_codec(crate::protocol::answer_video_codec(sdp).unwrap_or_default());
         self.peer.apply_answer(sdp);
     }
 

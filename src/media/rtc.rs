@@ -643,7 +643,7 @@ fn bind(address: IpAddr, ports: Option<(u16, u16)>) -> Result<std::net::UdpSocke
             return Ok(s);
         }
     }
-    anyhow::bail!("every UDP port of {min}-{max} on {address} is taken")
+    anyhow::bail!("every UDP port of the port range {min}-{max} on {address} is taken")
 }
 
 /// This machine's addresses ICE may use when none are configured: those

@@ -150,13 +150,14 @@ pub struct LossRow {
     /// Video packets still missing after the jitterbuffer, %.
     pub missing_pct: f64,
     /// The receiving jitterbuffer's requests (retries included), packets
-    /// recovered in time, packets given up (a freeze until a keyframe).
+    /// recovered in time, packets given up (a freeze until a keyframe;
+    /// None where the transport does not say: a sender's video on str0m).
     #[serde(default)]
     pub asked: u64,
     #[serde(default)]
     pub recovered: u64,
     #[serde(default)]
-    pub given_up: u64,
+    pub given_up: Option<u64>,
 }
 
 /// Scenario `cluster`: Redis and three nodes on loopback.
@@ -1054,7 +1055,7 @@ async fn loss(o: &BenchOptions, window: Duration) -> Result<Vec<LossRow>> {
                 missing_pct: lost / (packets + lost).max(1.0) * 100.0,
                 asked: (n(&b, "rtx_requested") - n(&a, "rtx_requested")) as u64,
                 recovered: (n(&b, "rtx_recovered") - n(&a, "rtx_recovered")) as u64,
-                given_up: (n(&b, "jitterbuffer_lost") - n(&a, "jitterbuffer_lost")) as u64,
+                given_up: Some((n(&b, "jitterbuffer_lost") - n(&a, "jitterbuffer_lost")) as u64),
             };
             eprintln!(
                 "  {percent:>2} % loss, NACK {}: {:.1} fps, longest freeze {} ms ({} over 150 ms), {} keyframes, resent {} packets ({:.0} kbps), {:.2} % missing",
@@ -1080,6 +1081,11 @@ async fn loss(o: &BenchOptions, window: Duration) -> Result<Vec<LossRow>> {
     }
     sender.disconnect().await;
     Ok(rows)
+}
+
+/// Packets given up, or "unknown" where the transport does not count them.
+fn given_up(n: Option<u64>) -> String {
+    n.map_or("unknown".into(), |n| n.to_string())
 }
 
 /// Loss on the namespaced bot's uplink at 3 and 10 %: its input as the
@@ -1117,11 +1123,17 @@ where
             missing_pct: 0.0,
             asked: d("nack_requests"),
             recovered: d("recovered"),
-            given_up: d("lost"),
+            // Null in the stats where the transport does not count it.
+            given_up: ib["lost"].as_u64().map(|b| b.saturating_sub(ia["lost"].as_u64().unwrap_or(0))),
         };
         eprintln!(
             "  {percent:>2} % loss from the sender: the server decoded {:.1} fps, longest freeze {} ms ({} over 150 ms), asked {} again, recovered {}, gave up {}",
-            row.fps, row.longest_freeze_ms, row.freezes, row.asked, row.recovered, row.given_up
+            row.fps,
+            row.longest_freeze_ms,
+            row.freezes,
+            row.asked,
+            row.recovered,
+            given_up(row.given_up)
         );
         rows.push(row);
     }
@@ -1808,7 +1820,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
                 if down { format!("{} in {:.0} s", l.keyframes, l.secs) } else { "–".into() },
                 l.asked,
                 l.recovered,
-                l.given_up,
+                given_up(l.given_up),
                 if down { format!("{} packets, {:.0} kbps", l.resent_packets, l.resent_kbps) } else { "–".into() },
                 if down { format!("{:.2} %", l.missing_pct) } else { "–".into() }
             );
@@ -1968,7 +1980,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         }
     }
     if !r.raw.is_empty() {
-        s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live in the 40 ms packets a room asks senders for, vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → the Opus encoders a room runs (one shared mix and one per talker slot: 4 with the default `[audio] talkers = 3`, as every load bot talks). What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
+        s += "\n## Efficiency against a plain pipeline\n\nThe same decode → compose → encode work as one GStreamer pipeline without WebRTC (`src/tools/rawmix.rs`): N pre-encoded VP8 inputs at their tile size and N Opus tones fed live in the packets a room asks senders for (`[audio] ptime_ms`), vp8dec → compositor → the room's 720p encoder, opusdec → audiomixer → the Opus encoders a room runs (one shared mix and one per talker slot: 4 with the default `[audio] talkers = 3`, as every load bot talks). What it leaves out is what WebRTC costs: ICE, DTLS/SRTP, RTP sessions and jitterbuffers, congestion control, per-participant pipelines and labels. tessera's figure is its capacity row with tile-sized inputs (capped by the machine when that row is saturated).\n\n| participants | plain pipeline CPU (% of machine) | plain pipeline fps | tessera CPU (% of machine) | tessera / plain |\n|---|---|---|---|---|\n";
         for x in &r.raw {
             s += &format!(
                 "| {} | {:.1} | {:.1} | {} | {} |\n",
@@ -2179,16 +2191,23 @@ async fn raw_ws(url: &str, reset: bool) -> Result<RawWs> {
 
 /// Read until a message of type `ty` (true) or `wait` passes (false).
 async fn raw_until(ws: &mut RawWs, ty: &str, wait: Duration) -> bool {
+    raw_next(ws, ty, wait).await.is_some()
+}
+
+/// The next message of type `ty` within `wait`.
+async fn raw_next(ws: &mut RawWs, ty: &str, wait: Duration) -> Option<serde_json::Value> {
     use futures::StreamExt;
     let until = tokio::time::Instant::now() + wait;
     while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
         if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-            if serde_json::from_str::<serde_json::Value>(&t).is_ok_and(|v| v["type"] == ty) {
-                return true;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                if v["type"] == ty {
+                    return Some(v);
+                }
             }
         }
     }
-    false
+    None
 }
 
 async fn raw_send(ws: &mut RawWs, text: &str) -> Result<()> {
@@ -2208,11 +2227,12 @@ async fn hostile_once(url: &str, room: &str, stage: &str, frame: &str) -> Result
         }
         "answer" | "ice" => {
             raw_send(&mut ws, &join).await?;
-            if !raw_until(&mut ws, "offer", Duration::from_secs(10)).await {
+            let Some(offer) = raw_next(&mut ws, "offer", Duration::from_secs(10)).await else {
                 bail!("a hostile participant got no offer");
-            }
+            };
             if stage == "ice" {
-                raw_send(&mut ws, &serde_json::json!({"type": "answer", "sdp": crate::tools::hostile::FAKE_ANSWER}).to_string()).await?;
+                let answer = crate::tools::hostile::fake_answer(offer["sdp"].as_str().unwrap_or_default());
+                raw_send(&mut ws, &serde_json::json!({"type": "answer", "sdp": answer}).to_string()).await?;
             }
             raw_send(&mut ws, frame).await?;
             raw_until(&mut ws, "never", Duration::from_millis(300)).await;

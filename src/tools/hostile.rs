@@ -28,11 +28,50 @@ pub fn corpus() -> Vec<HostileInput> {
         .collect()
 }
 
-/// A well-formed answer with made-up ICE credentials and fingerprint:
-/// signaling and webrtcbin take it; it never connects, so no media flows.
+/// A well-formed answer with made-up ICE credentials and fingerprint, for
+/// what is checked before any transport sees it (size, lines, fields); to
+/// have it taken, answer [`fake_answer`] of the offer.
 pub const FAKE_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
     m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:audio0\r\na=rtpmap:111 OPUS/48000/2\r\na=sendrecv\r\n\
     m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:video1\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
+
+/// An answer to `offer` with made-up ICE credentials and fingerprint: Opus
+/// and VP8 on the offer's payload types, its mids bundled (both transports
+/// take it: str0m checks the mids and the bundle group, webrtcbin does
+/// not); it never connects, so no media flows. [`FAKE_ANSWER`]'s mids when
+/// the offer has none.
+pub fn fake_answer(offer: &str) -> String {
+    // (kind, mid, payload type of its codec)
+    let mut sections: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
+    for line in offer.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("m=") {
+            sections.push((m.split_whitespace().next().unwrap_or(""), None, None));
+        } else if let Some(last) = sections.last_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                last.1 = Some(mid);
+            } else if let Some((pt, enc)) = line.strip_prefix("a=rtpmap:").and_then(|r| r.split_once(' ')) {
+                let want = if last.0 == "audio" { "opus/" } else { "vp8/" };
+                if last.2.is_none() && enc.to_ascii_lowercase().starts_with(want) {
+                    last.2 = Some(pt);
+                }
+            }
+        }
+    }
+    let kinds = [("audio", "audio0", "111", "OPUS/48000/2"), ("video", "video1", "96", "VP8/90000")];
+    let mut mids = Vec::new();
+    let mut media = String::new();
+    for (kind, default_mid, default_pt, rtpmap) in kinds {
+        let found = sections.iter().find(|s| s.0 == kind);
+        let mid = found.and_then(|s| s.1).unwrap_or(default_mid);
+        let pt = found.and_then(|s| s.2).unwrap_or(default_pt);
+        mids.push(mid);
+        media.push_str(&format!(
+            "m={kind} 9 UDP/TLS/RTP/SAVPF {pt}\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\n\
+             a=fingerprint:sha-256 00\r\na=setup:active\r\na=mid:{mid}\r\na=rtcp-mux\r\na=rtpmap:{pt} {rtpmap}\r\na=sendrecv\r\n"
+        ));
+    }
+    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE {}\r\n{media}", mids.join(" "))
+}
 
 /// xorshift64: random enough to corrupt and mutate, the same sequence for
 /// the same seed (a seed of 0 is replaced, it would stay 0).

@@ -5,7 +5,7 @@
 //!
 //! N inputs, each the load bots' pre-encoded VP8 clip at its tile size and
 //! an Opus tone, fed live at 30 fps and in the packets a room asks senders
-//! for (`[audio] ptime_ms`, 40 ms: 25 a second):
+//! for (`[audio] ptime_ms`, by default 20 ms: 50 a second):
 //! VP8 → vp8dec → compositor (canvas, grid) → the room's rung encoder;
 //! Opus → opusdec → audiomixer → the room's Opus encoders: one shared mix
 //! and one per talker slot (`[audio] talkers` + 1, whatever the room's size;
