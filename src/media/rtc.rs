@@ -618,7 +618,8 @@ impl Task {
                 // the frame is lost for good, and the receiver waits for a
                 // PLI's keyframe behind the rung's 500 ms throttle (freezes
                 // of 670-740 ms in 3 of 9 runs of the lossy-link test).
-                // A resend storm is still cut, at twice the loss we serve.
+                // A resend storm is still cut, at three times the loss we
+                // serve (the lossy-link tests go to 10 %).
                 stream.set_rtx_cache(1024, Duration::from_secs(3), Some(RTX_RATIO_CAP));
                 self.video_unpaced = true;
             }
