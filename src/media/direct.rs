@@ -1,8 +1,8 @@
 //! A participant whose media travels on our own transport
 //! ([`super::rtc`], str0m) instead of webrtcbin (`[media] transport =
-//! "str0m"`). Participants in VP8 or H.264 (the answer's first video
-//! codec, both ways, as on webrtcbin) with Opus; viewers, shares and
-//! recorders stay on webrtcbin. Congestion control: the receiver's TWCC
+//! "str0m"`). Participants in VP8 or H.264 with Opus: sent the answer's
+//! first video codec, as on webrtcbin, and decoded in the codec of their
+//! first frame; viewers, shares and recorders stay on webrtcbin. Congestion control: the receiver's TWCC
 //! feedback goes to its [`LinkStats`] (the rung controller's estimate,
 //! delivered rate and loss, as on webrtcbin), and the controller's probes
 //! are padded by str0m's pacer ([`Probing`]); the peer's counters
