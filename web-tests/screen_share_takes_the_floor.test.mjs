@@ -62,9 +62,15 @@ for (const kind of BROWSERS) test(`a page shares its screen into the presentatio
     const ada = await newPage(browser);
     await ada.addInitScript(fakeScreen);
     await join(ada, server, 'present', 'Ada');
+    // Bob and the bot ask for the high rung: the pixels read are the
+    // canvas's. Regression: on `auto` a loaded CI machine moved Bob's page
+    // to the lowest rung, which shows the share slot alone while someone
+    // shares (the share focus, docs/ladder.md), and the canvas positions
+    // read the focus picture ("Bob sees the share wrong": the blue band at
+    // x = 482). The focus is tested by shared_screen_takes_the_floor.
     const bob = await newPage(browser);
-    await join(bob, server, 'present', 'Bob');
-    bot = startBotReporting(server, 'present', 'Botty', { color: 'green', tone: 700 });
+    await join(bob, server, 'present', 'Bob', '&quality=high');
+    bot = startBotReporting(server, 'present', 'Botty', { color: 'green', tone: 700, extra: ['--quality', 'high'] });
     const adaId = await ada.evaluate(() => window.tessera.id);
     const layoutOf = (page) => page.evaluate(() => window.tessera.layout && window.tessera.layout.layout);
     assert.ok(await until(async () => (await bob.evaluate(() => window.tessera.layout.tiles.length)) === 3, 20000), 'three in the room');
@@ -86,6 +92,8 @@ for (const kind of BROWSERS) test(`a page shares its screen into the presentatio
       assert.deepEqual([share.share_of, share.x, share.y, share.width, share.height], [adaId, 0, 0, 512, 288]);
       const hint = await ada.evaluate(() => window.tessera.shareSendSize);
       assert.deepEqual([hint.width, hint.height, hint.fit, hint.max_framerate], [512, 288, 'letterbox', 15], JSON.stringify(hint));
+      const q = await bob.evaluate(() => window.tessera.quality);
+      assert.equal(q && q.rung, 'high', `Bob's rung: ${JSON.stringify(q)}`);
       let last = null;
       const shown = await until(async () => { last = await seesShare(bob); return last.ok; }, 15000);
       assert.ok(shown, `${stop}: Bob sees the share wrong: ${JSON.stringify(last && last.seen)}`);
