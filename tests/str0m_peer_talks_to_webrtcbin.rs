@@ -149,7 +149,7 @@ async fn vp8_and_opus_flow_both_ways_between_str0m_and_webrtcbin() {
     if std::env::var("SHOW_SDP").is_ok() {
         eprintln!("OFFER\n{offer}\nANSWER\n{answer_text}");
     }
-    peer.apply_answer(&answer_text);
+    peer.apply_answer(&answer_text, tessera::protocol::answer_video_codec(&answer_text).unwrap_or_default());
 
     let start = Instant::now();
     while !got.lock().connected {

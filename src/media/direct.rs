@@ -144,7 +144,8 @@ impl DirectParticipant {
         pipeline.set_property("name", format!("participant-{id}"));
         let vin: gst_app::AppSrc = element(&pipeline, "vin")?;
         let video_codec: Arc<OnceLock<Codec>> = Default::default();
-        let decoding: Arc<OnceLock<Codec>> = Default::default();
+        // The codec decoded, or None when its decoder could not be linked.
+        let decoding: Arc<OnceLock<Option<Codec>>> = Default::default();
 
         let ready = Arc::new(AtomicBool::new(false));
         let activity = Activity::new(true);
@@ -176,21 +177,22 @@ impl DirectParticipant {
                     activity.heard(now);
                     // The first frame's codec gets a decoder; a frame in
                     // another one later is dropped (a sender switching
-                    // codecs mid-call is not followed).
+                    // codecs mid-call is not followed). A decoder that
+                    // cannot be linked (missing from the install) is
+                    // tried once: the tile keeps the name card, the
+                    // participant is still heard and sees the room.
                     let Some(codec) = codec else { return };
-                    if decoding.get().is_none() {
-                        let Some(pipeline) = weak_pipeline.upgrade() else { return };
+                    let decoded = decoding.get_or_init(|| {
+                        let pipeline = weak_pipeline.upgrade()?;
                         match link_decoder(&pipeline, codec) {
-                            Ok(()) => {
-                                let _ = decoding.set(codec);
-                            }
+                            Ok(()) => Some(codec),
                             Err(e) => {
-                                tracing::warn!(participant = %id, "no decoder for its {} video: {e:#}", codec.name());
-                                return;
+                                tracing::warn!(participant = %id, "no decoder for its {} video, which is not shown: {e:#}", codec.name());
+                                None
                             }
                         }
-                    }
-                    if decoding.get() != Some(&codec) {
+                    });
+                    if *decoded != Some(codec) {
                         tracing::debug!(participant = %id, codec = codec.name(), "video frame in another codec than the first; dropped");
                         return;
                     }
@@ -286,8 +288,8 @@ fn outlet(peer: &PeerSlot, rate: u64) -> Outlet {
 
 impl DirectParticipant {
     /// The codec the answer chose (once: a later answer changes nothing):
-    /// the receiver moves to its rungs; the peer sends it (it reads the
-    /// answer too).
+    /// the receiver moves to its rungs; the peer, handed the same codec
+    /// with the answer, sends it.
     fn take_video_codec(&self, codec: Codec) {
         if self.video_codec.set(codec).is_ok() {
             self.mixer.delivery().set_codec(&self.id, codec);
@@ -335,8 +337,9 @@ impl ParticipantMedia for DirectParticipant {
         }
         // An answer without a video codec we know gets VP8, which the
         // peer then refuses or the client ignores (as on webrtcbin).
-        self.take_video_codec(crate::protocol::answer_video_codec(sdp).unwrap_or_default());
-        self.peer.apply_answer(sdp);
+        let video = crate::protocol::answer_video_codec(sdp).unwrap_or_default();
+        self.take_video_codec(video);
+        self.peer.apply_answer(sdp, video);
     }
 
     fn add_ice(&self, _sdp_mline_index: u32, candidate: &str) {

@@ -105,7 +105,8 @@ pub struct Probing {
 pub type OnRtcEvent = Arc<dyn Fn(RtcEvent) + Send + Sync>;
 
 enum Cmd {
-    Answer(String),
+    /// The answer, and the video codec it chose (what we send).
+    Answer { sdp: String, video: crate::protocol::Codec },
     Ice(String),
     Video { data: Vec<u8>, rtp_time: u64 },
     Audio { data: Vec<u8>, rtp_time: u64 },
@@ -254,8 +255,10 @@ impl RtcPeer {
         self.counters.clone()
     }
 
-    pub fn apply_answer(&self, sdp: &str) {
-        self.send(Cmd::Answer(sdp.to_string()));
+    /// Apply the answer to our offer; `video` is the codec it chose (the
+    /// caller has read it from the answer: the peer sends video in it).
+    pub fn apply_answer(&self, sdp: &str, video: crate::protocol::Codec) {
+        self.send(Cmd::Answer { sdp: sdp.to_string(), video });
     }
 
     /// A remote candidate (`candidate:...`, with or without `a=`); an empty
@@ -509,12 +512,13 @@ impl Task {
     fn apply(&mut self, cmd: Cmd) -> Result<()> {
         let now = Instant::now();
         match cmd {
-            Cmd::Answer(sdp) => {
+            Cmd::Answer { sdp, video } => {
                 let outcome = match (SdpAnswer::from_sdp_string(&sdp), self.pending.take()) {
                     (Ok(answer), Some(pending)) => {
-                        if let Some(crate::protocol::Codec::H264) = crate::protocol::answer_video_codec(&sdp) {
-                            self.video_codec = Codec::H264;
-                        }
+                        self.video_codec = match video {
+                            crate::protocol::Codec::Vp8 => Codec::Vp8,
+                            crate::protocol::Codec::H264 => Codec::H264,
+                        };
                         self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| format!("the answer does not fit the offer: {e}"))
                     }
                     (Err(e), pending) => {
