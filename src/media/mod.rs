@@ -193,6 +193,8 @@ pub fn init() -> Result<()> {
         "rtpvp8depay", "opusenc", "opusdec", "rtpopuspay", "rtpopusdepay", "appsrc", "appsink",
         "videoconvert", "videoscale", "audioconvert", "audioresample", "capsfilter", "queue",
         "aspectratiocrop", "videocrop", "textoverlay", "tee", "valve", "videorate",
+        // Every offer names H.264: what a client sends in it is decoded.
+        "rtph264pay", "rtph264depay", "h264parse", "avdec_h264",
     ];
     let missing: Vec<&str> = needed.iter().copied().filter(|n| gst::ElementFactory::find(n).is_none()).collect();
     if !missing.is_empty() {
