@@ -429,19 +429,27 @@ impl Drop for AiortcClient {
 /// must exit non-zero by itself within 20 s (a server that starts anyway
 /// fails the test instead of hanging it), without a panic. Its stderr.
 pub fn refused_start(args: &[&std::ffi::OsStr]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tessera serve starts");
+    refused_start_with(args, &[], Duration::from_secs(20))
+}
+
+/// [`refused_start`] with environment variables set (`Some`) or removed
+/// (`None`) for the server, within `limit`.
+pub fn refused_start_with(args: &[&std::ffi::OsStr], env: &[(&str, Option<&std::ffi::OsStr>)], limit: Duration) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd.spawn().expect("tessera serve starts");
     let t0 = std::time::Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        if t0.elapsed() > Duration::from_secs(20) {
+        if t0.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             panic!("tessera serve {args:?} did not stop by itself");
