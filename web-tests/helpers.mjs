@@ -77,7 +77,13 @@ export async function launchFirefox() {
       'media.peerconnection.ice.obfuscate_host_addresses': false,
     },
   });
-  return { kind: 'firefox', browser, close: () => browser.close() };
+  // A Firefox that dies mid-test leaves puppeteer's calls pending with no
+  // handle open, and node:test only says "Promise resolution is still
+  // pending but the event loop has already resolved" (CI, once, in the
+  // mixed-codec page test): say what happened.
+  let closing = false;
+  browser.on('disconnected', () => { if (!closing) console.error('firefox: the browser went away before the test closed it (crashed?)'); });
+  return { kind: 'firefox', browser, close: () => { closing = true; return browser.close(); } };
 }
 
 /// A browser by name: `chromium` or `firefox`.
